@@ -1,0 +1,15 @@
+"""The one exception type the kperf dialect and passes raise for bad input."""
+
+from __future__ import annotations
+
+
+class KperfError(Exception):
+    """Bad kperf input: the message names the cause, where it is, and the fix."""
+
+    def __init__(self, message: str, *, where: str | None = None, fix: str | None = None):
+        self.where = where
+        self.fix = fix
+        text = f"{where}: {message}" if where else message
+        if fix:
+            text += f"\n  fix: {fix}"
+        super().__init__(text)

@@ -1,0 +1,140 @@
+"""``kperf.compile``: compile a kernel through kperf without a GPU and show where records landed.
+
+Examples:
+    >>> report = kperf.compile(matmul, signature={"a": "*fp16", ..., "BK": "constexpr"},
+    ...                        constexprs={"BK": 64}, target="cuda:90", num_warps=8, num_stages=3)
+    >>> report.num_records, report.sass_per_record
+    (4, 4.0)
+    >>> print(report.ptx)      # the instrumented PTX
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from triton.runtime.jit import JITFunction
+
+from kperf import sass as sass_tools
+from kperf import stages
+from kperf.config import ProfileConfig
+from kperf.dialect.errors import KperfError
+from kperf.dialect.scope_table import ScopeTable
+from kperf.layout import Geometry
+from kperf.passes.lower_ptx import LowerPtxPass
+
+
+@dataclasses.dataclass
+class CompileReport:
+    """What kperf built: IR texts, SASS, the scope table and the static cost of the records."""
+
+    name: str
+    ttgir: str
+    ptx: str
+    sass: str
+    cubin: bytes
+    scopes: ScopeTable
+    num_records: int  # record sites in the PTX (static)
+    geometry: Geometry
+    metadata: dict
+    sass_instructions: int  # instrumented kernel
+    sass_instructions_plain: int  # same kernel compiled without kperf
+    sass_fixed_cost: int  # preamble + finalize, in SASS instructions
+    sass_per_record: float  # mean SASS instructions per record site
+    local_memory_ops: int  # LDL/STL in the instrumented SASS (spills)
+    local_memory_ops_plain: int
+
+    def summary(self) -> str:
+        return (f"{self.name}: {self.num_records} records, {len(self.scopes)} scopes; SASS "
+                f"{self.sass_instructions_plain} -> {self.sass_instructions} instructions "
+                f"({self.sass_fixed_cost} fixed + {self.sass_per_record:.1f} per record); "
+                f"spills {self.local_memory_ops_plain} -> {self.local_memory_ops}; "
+                f"{self.geometry.cta_bytes} profile bytes per CTA")
+
+
+def unwrap_jit(fn) -> JITFunction:
+    """The ``JITFunction`` under kperf.profile / autotune / heuristics wrappers."""
+    seen = fn
+    while not isinstance(fn, JITFunction) and hasattr(fn, "fn"):
+        fn = fn.fn
+    if not isinstance(fn, JITFunction):
+        raise KperfError(f"{seen!r} is not a Triton kernel", fix="decorate the kernel with @triton.jit")
+    return fn
+
+
+def parse_target(target) -> GPUTarget:
+    if isinstance(target, GPUTarget):
+        t = target
+    else:
+        backend, _, arch = str(target).partition(":")
+        if backend != "cuda" or not arch.isdigit():
+            raise KperfError(f"unsupported target {target!r}", fix="use 'cuda:90' (Hopper) or 'cuda:80' (Ampere)")
+        t = GPUTarget("cuda", int(arch), 32)
+    if t.backend != "cuda" or int(t.arch) < 70:
+        raise KperfError(f"kperf lowers records to PTX for NVIDIA GPUs (sm_70+), not {t}",
+                         fix="use target='cuda:90'")
+    return t
+
+
+def default_attrs(signature: dict[str, str], fn) -> dict:
+    """``tt.divisibility = 16`` on every pointer and integer argument, as the JIT gives 16-aligned values."""
+    names = list(fn.arg_names)
+    attrs = {}
+    for name, ty in signature.items():
+        if ty == "constexpr":
+            continue
+        if ty.startswith("*") or ty in ("i32", "i64", "u32", "u64"):
+            attrs[(names.index(name),)] = [["tt.divisibility", 16]]
+    return attrs
+
+
+def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, attrs: dict | None = None,
+            target="cuda:90", config: ProfileConfig | None = None, **options) -> CompileReport:
+    """Compile ``fn`` (a ``@triton.jit`` function) instrumented and plain; no GPU needed.
+
+    Args:
+        signature: Triton types by argument name (``"*fp16"``, ``"i32"``, ``"constexpr"``).
+        constexprs: values of the constexpr arguments.
+        attrs: Triton argument attributes; by default every pointer and integer argument is marked
+            16-divisible, as the JIT does for aligned values (without it loops are not pipelined).
+        target: ``"cuda:90"`` or a ``GPUTarget``.
+        config: the ``ProfileConfig``; defaults to ``ProfileConfig()``.
+        options: Triton compile options (``num_warps``, ``num_stages``, ...).
+    """
+    fn = unwrap_jit(fn)
+    config = config or ProfileConfig()
+    gpu = parse_target(target)
+    constexprs = constexprs or {}
+    attrs = default_attrs(signature, fn) if attrs is None else attrs
+    stages.install()
+    src = ASTSource(fn, signature, constexprs, attrs)
+    plain = triton.compile(src, target=gpu, options={**options, "instrumentation_mode": ""})
+    inst = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=gpu,
+                          options={**options, "instrumentation_mode": config.to_mode()})
+    md = inst.metadata._asdict()
+    info = md.get(stages.METADATA_KEY) or {}
+    if not info.get("num_records"):
+        raise KperfError(f"kernel {fn.__name__} has no kperf scopes to profile",
+                         fix='add `with kperf.scope("name"):` around the code to time')
+    num_warps = int(info["num_warps"])
+    geometry = Geometry(num_warps, config.capacity, config.clock)
+    fixed = LowerPtxPass(config, num_warps, records=False).apply_text(plain.asm["ptx"]).ptx
+    from triton.backends.nvidia.compiler import CUDABackend
+    backend = CUDABackend(gpu)
+    opts = backend.parse_options(dict(options))
+    fixed_cubin = backend.make_cubin(fixed, {}, opts, backend._parse_arch(opts.arch) if opts.arch else gpu.arch)
+    sass = sass_tools.disassemble(inst.asm["cubin"])
+    sass_plain = sass_tools.disassemble(plain.asm["cubin"])
+    n_inst = sass_tools.count_instructions(sass)
+    n_plain = sass_tools.count_instructions(sass_plain)
+    n_fixed = sass_tools.count_instructions(sass_tools.disassemble(fixed_cubin))
+    records = int(info.get("ptx_records", info["num_records"]))
+    return CompileReport(
+        name=md["name"], ttgir=inst.asm["ttgir"], ptx=inst.asm["ptx"], sass=sass, cubin=inst.asm["cubin"],
+        scopes=ScopeTable.from_json(info["scopes"]), num_records=records, geometry=geometry, metadata=md,
+        sass_instructions=n_inst, sass_instructions_plain=n_plain, sass_fixed_cost=n_fixed - n_plain,
+        sass_per_record=(n_inst - n_fixed) / records if records else 0.0,
+        local_memory_ops=sass_tools.local_memory_ops(sass),
+        local_memory_ops_plain=sass_tools.local_memory_ops(sass_plain))

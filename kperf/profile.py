@@ -1,0 +1,201 @@
+"""The user API: ``@kperf.profile``, ``kperf.session``, ``kperf.results`` and ``kperf.last``.
+
+Examples:
+    >>> @kperf.profile                     # or kperf.profile(capacity=4096, clock="clock64")
+    ... @triton.jit
+    ... def kernel(...):
+    ...     with kperf.scope("load"):
+    ...         ...
+    >>> kernel[grid](...)                   # launch unchanged, results unchanged
+    >>> prof = kperf.results(kernel)
+    >>> print(prof.table())
+    >>> prof.to_chrome_trace("out/chrome_trace.json")
+
+    >>> with kperf.session("out/", kernels="matmul") as s:   # every instrumented launch inside
+    ...     model(x)
+    >>> print(s.table())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import warnings
+from typing import Callable, Iterable
+
+from kperf.config import ProfileConfig
+from kperf.dialect.errors import KperfError
+from kperf.results import Profile
+from kperf.runtime import DISPATCHER, Capture, mode_override
+
+
+def _make_config(config: ProfileConfig | None, options: dict) -> ProfileConfig:
+    if config is not None and options:
+        raise KperfError("pass either config= or individual options, not both")
+    return config if config is not None else ProfileConfig(**options)
+
+
+class ProfiledKernel(Capture):
+    """A Triton kernel (``@triton.jit``, autotuned or with heuristics) whose launches kperf profiles.
+
+    ``kernel[grid](...)`` and ``kernel.run(...)`` behave as before; each launch compiles (once) the
+    instrumented variant, which Triton caches apart from the plain one.  The autotuner's timing runs
+    use the plain kernel unless ``profile_autotune=True``.
+    """
+
+    def __init__(self, fn, config: ProfileConfig, profile_autotune: bool = False):
+        super().__init__()
+        self.fn = fn
+        self.config = config
+        self.profile_autotune = profile_autotune
+        self._warned_empty = False
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.run(*args, grid=grid, warmup=False, **kwargs)
+
+    def run(self, *args, **kwargs):
+        DISPATCHER.activate()
+        DISPATCHER.push_kernel_capture(self)
+        restore = self._patch_autotuner()
+        try:
+            with mode_override(self.config.to_mode()):
+                kernel = self.fn.run(*args, **kwargs)
+        finally:
+            restore()
+            DISPATCHER.pop_kernel_capture()
+            DISPATCHER.deactivate()
+        self._check_instrumented(kernel)
+        return kernel
+
+    def warmup(self, *args, **kwargs):
+        with mode_override(self.config.to_mode()):
+            DISPATCHER.activate()
+            try:
+                return self.fn.warmup(*args, **kwargs)
+            finally:
+                DISPATCHER.deactivate()
+
+    def _patch_autotuner(self):
+        bench = getattr(self.fn, "_bench", None)
+        if bench is None or self.profile_autotune:
+            return lambda: None
+        fn = self.fn
+
+        def plain_bench(*args, **kwargs):
+            with mode_override(""):
+                return bench(*args, **kwargs)
+        fn._bench = plain_bench
+        return lambda: fn.__dict__.pop("_bench", None)
+
+    def _check_instrumented(self, kernel) -> None:
+        md = getattr(kernel, "metadata", None)
+        info = getattr(md, "kperf", None) if md is not None else None
+        if info is not None and not dict(info).get("num_records") and not self._warned_empty:
+            self._warned_empty = True
+            warnings.warn(f"kperf: kernel {self.__name__} has no kperf scopes; nothing is recorded. "
+                          'Add `with kperf.scope("name"):` around the code to time.', stacklevel=3)
+
+    @property
+    def profile(self) -> Profile:
+        return Profile(list(self.launches))
+
+    def reset(self) -> None:
+        self.launches.clear()
+
+    def __getattr__(self, name):
+        return getattr(self.fn, name)
+
+    def __repr__(self) -> str:
+        return f"kperf.profile({self.fn!r}, {self.config})"
+
+
+def profile(fn=None, *, config: ProfileConfig | None = None, profile_autotune: bool = False, **options):
+    """Profile every launch of a Triton kernel; use bare (``@kperf.profile``) or with options.
+
+    Args:
+        config: a ``ProfileConfig``; or give its fields as keywords (``capacity``, ``strategy``, ``clock``).
+        profile_autotune: also instrument the autotuner's timing runs (off: they run plain).
+    """
+    cfg = _make_config(config, options)
+
+    def wrap(f):
+        if isinstance(f, ProfiledKernel):
+            raise KperfError(f"{f.__name__} is already wrapped by kperf.profile")
+        if not hasattr(f, "run"):
+            raise KperfError(f"kperf.profile expects a Triton kernel, got {f!r}",
+                             fix="put @kperf.profile above @triton.jit (or above @triton.autotune)")
+        return ProfiledKernel(f, cfg, profile_autotune)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def results(kernel: ProfiledKernel) -> Profile:
+    """All launches of a ``@kperf.profile`` kernel so far, as one ``Profile``."""
+    if not isinstance(kernel, ProfiledKernel):
+        raise KperfError(f"{kernel!r} is not profiled", fix="decorate it with @kperf.profile")
+    if not kernel.launches:
+        raise KperfError(f"kernel {kernel.__name__} has no profiled launches yet",
+                         fix="launch it (kernel[grid](...)) before asking for results")
+    return kernel.profile
+
+
+def last() -> Profile:
+    """The most recent profiled launch in this process."""
+    if DISPATCHER.last_launch is None:
+        raise KperfError("no profiled launch yet", fix="launch a @kperf.profile kernel or use kperf.session")
+    return Profile([DISPATCHER.last_launch])
+
+
+def _name_filter(kernels) -> Callable[[str], bool] | None:
+    if kernels is None:
+        return None
+    if callable(kernels):
+        return kernels
+    if isinstance(kernels, str):
+        kernels = [kernels]
+    patterns = [re.compile(k) for k in kernels]
+    return lambda name: any(p.search(name) for p in patterns)
+
+
+class session(Capture, Profile):
+    """Profile every launch of an instrumented Triton kernel inside a ``with`` block.
+
+    Kernels with ``kperf.scope`` in their source are compiled instrumented while the session is
+    active (kernels without scopes run as before).
+
+    Args:
+        out_dir: if given, ``chrome_trace.json`` and ``summary.txt`` are written there on exit.
+        kernels: a kernel-name regex, a list of them, or a predicate; default: every kernel.
+        config: a ``ProfileConfig``, or its fields as keywords.
+        on_trace_ready: called with the session on exit (after the files are written).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike | None = None, *, kernels=None,
+                 config: ProfileConfig | None = None, on_trace_ready: Callable | None = None, **options):
+        Capture.__init__(self, _name_filter(kernels))
+        self.config = _make_config(config, options)
+        self.out_dir = out_dir
+        self.on_trace_ready = on_trace_ready
+        self._mode = None
+
+    # Profile reads self.launches; Capture fills it
+    def __enter__(self):
+        DISPATCHER.activate()
+        DISPATCHER.add_session(self)
+        self._mode = mode_override(self.config.to_mode())
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._mode.__exit__()
+        DISPATCHER.remove_session(self)
+        DISPATCHER.deactivate()
+        if exc_type is None:
+            if self.out_dir is not None and self.launches:
+                self.save(self.out_dir)
+            if self.on_trace_ready is not None:
+                self.on_trace_ready(self)
+        return False

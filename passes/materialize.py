@@ -1,0 +1,70 @@
+"""``kperf-materialize``: on the final TTGIR, turn records into numbered carriers and build the scope table.
+
+- textual ``kperf.record`` / ``proton.record`` lines (override files) become carrier ops;
+- every record is checked (balanced per block, not in a ``noinline`` function);
+- scopes are numbered and every carrier gets ``id=N`` so the PTX lowering needs no names.
+
+Pure text to text: the output parses with Triton's MLIR parser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kperf.dialect.errors import KperfError
+from kperf.dialect.record import CARRIER_BODY, RecordOp
+from kperf.dialect.scope_table import ScopeTable, build_scope_table
+from kperf.dialect.ttgir_text import ScannedModule, encode_mlir_string, scan
+
+
+@dataclasses.dataclass(frozen=True)
+class MaterializeResult:
+    text: str
+    table: ScopeTable
+    num_records: int  # static count of record sites
+
+
+def _carrier_line(op: RecordOp, indent: str, ssa: str, loc_suffix: str) -> str:
+    asm = encode_mlir_string(op.carrier_asm())
+    return (f"{indent}{ssa} = tt.elementwise_inline_asm {asm} "
+            f'{{constraints = "=r", packed_element = 1 : i32, pure = false}} -> i32{loc_suffix}')
+
+
+@dataclasses.dataclass(frozen=True)
+class MaterializePass:
+    name = "kperf-materialize"
+
+    def apply_text(self, text: str, path: str = "<ttgir>") -> MaterializeResult:
+        mod = scan(text, path)
+        _check_functions(mod)
+        by_block: dict[tuple, list[RecordOp]] = {}
+        for site in mod.sites:  # line order, so blocks come in order of their first record
+            by_block.setdefault(site.block, []).append(site.op)
+        table = build_scope_table(list(by_block.values()))
+        lines = list(mod.lines)
+        for n, site in enumerate(mod.sites):
+            op = site.op.with_id(table.id_of(site.op.name))
+            line = lines[site.lineno - 1]
+            if site.textual:
+                indent = line[:len(line) - len(line.lstrip())]
+                loc_at = line.find(" loc(")
+                loc_suffix = line[loc_at:] if loc_at >= 0 else ""
+                lines[site.lineno - 1] = _carrier_line(op, indent, f"%kperf_rec_{n}", loc_suffix)
+            else:
+                tok = site.string_token
+                lines[site.lineno - 1] = line[:tok.start] + encode_mlir_string(op.carrier_asm()) + line[tok.end:]
+        return MaterializeResult("\n".join(lines) + "\n", table, len(mod.sites))
+
+
+def _check_functions(mod: ScannedModule) -> None:
+    for site in mod.sites:
+        if not site.func_is_kernel:
+            raise KperfError(
+                f'record of scope "{site.op.name}" is inside the non-kernel function @{site.func}'
+                + (" (noinline)" if site.func_noinline else ""),
+                where=site.op.loc,
+                fix="records must end up in the kernel body: drop noinline=True from that function, or "
+                    "move the kperf.scope into the calling kernel")
+
+
+__all__ = ["MaterializePass", "MaterializeResult", "CARRIER_BODY"]

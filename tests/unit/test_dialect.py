@@ -1,0 +1,111 @@
+"""The record op, its carrier, the TTGIR scanner and the scope-table verifier."""
+
+import pytest
+
+from kperf.dialect.errors import KperfError
+from kperf.dialect.record import RecordOp, parse_carrier
+from kperf.dialect.scope_table import build_scope_table
+from kperf.dialect.ttgir_text import decode_mlir_string, encode_mlir_string, scan
+from kperf.passes.materialize import MaterializePass
+
+
+def test_record_print_and_carrier_round_trip():
+    op = RecordOp("start", 'we"ird {name}')
+    assert op.print() == 'kperf.record start "we\\"ird {name}"'
+    back = parse_carrier(op.with_id(7).carrier_asm())
+    assert (back.kind, back.name, back.scope_id) == ("start", 'we"ird {name}', 7)
+
+
+def test_carrier_of_other_asm_is_none():
+    assert parse_carrier("mov.u32 $0, %clock;") is None
+
+
+@pytest.mark.parametrize("bad", ['// kperf.record begin "x"', "// kperf.record start x",
+                                 '// kperf.record end "x" id=seven'])
+def test_malformed_carrier_raises(bad):
+    with pytest.raises(KperfError):
+        parse_carrier(bad)
+
+
+def test_bad_kind_and_name():
+    with pytest.raises(KperfError, match="start"):
+        RecordOp("stop", "x")
+    with pytest.raises(KperfError, match="non-empty"):
+        RecordOp("start", "")
+
+
+def test_mlir_string_escaping_round_trip():
+    value = '// kperf.record start "a\\b"\n\tmov.u32 $0, 0;'
+    lit = encode_mlir_string(value)
+    assert "\n" not in lit
+    assert decode_mlir_string(lit[1:-1]) == value
+
+
+def _ops(*spec):
+    return [RecordOp(k, n, loc=f"k.py:{i}") for i, (k, n) in enumerate(spec)]
+
+
+def test_scope_table_nesting_and_order():
+    table = build_scope_table([_ops(("start", "outer"), ("start", "inner"), ("end", "inner"), ("end", "outer"))])
+    assert [(s.id, s.name, s.parent) for s in table.scopes] == [(0, "outer", -1), (1, "inner", 0)]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ((("end", "a"),), "no matching start"),
+    ((("start", "a"),), "never closed"),
+    ((("start", "a"), ("start", "b"), ("end", "a"), ("end", "b")), "still open"),
+    ((("start", "a"), ("start", "a"), ("end", "a"), ("end", "a")), "inside itself"),
+])
+def test_unbalanced_scopes_are_errors_with_location(spec, message):
+    with pytest.raises(KperfError, match=message) as e:
+        build_scope_table([_ops(*spec)])
+    assert "k.py:" in str(e.value) and "fix:" in str(e.value)
+
+
+TTGIR = '''#loc3 = loc("/src/kern.py":12:8)
+module attributes {"ttg.num-warps" = 4 : i32} {
+  tt.func public @kern(%arg0: !tt.ptr<f32>) attributes {noinline = false} {
+    %0 = tt.elementwise_inline_asm "// kperf.record start \\22load\\22\\0A\\09mov.u32 $0, 0;" {constraints = "=r", packed_element = 1 : i32, pure = false} -> i32 loc(#loc3)
+    scf.for %i = %c0 to %c4 step %c1 : i32 {
+      kperf.record start "inner" loc(#loc3)
+      proton.record end "inner"
+    }
+    %1 = tt.elementwise_inline_asm "// kperf.record end \\22load\\22\\0A\\09mov.u32 $0, 0;" {constraints = "=r", packed_element = 1 : i32, pure = false} -> i32
+    tt.return
+  }
+}
+'''
+
+
+def test_scan_finds_carriers_and_textual_records_by_block():
+    mod = scan(TTGIR, "kern.ttgir")
+    assert [(s.op.kind, s.op.name, s.textual) for s in mod.sites] == [
+        ("start", "load", False), ("start", "inner", True), ("end", "inner", True), ("end", "load", False)]
+    assert mod.sites[0].op.loc == "kern.py:12"
+    assert mod.sites[0].block == mod.sites[3].block != mod.sites[1].block
+    assert mod.sites[0].func == "kern" and mod.sites[0].func_is_kernel
+
+
+def test_materialize_numbers_scopes_and_makes_carriers():
+    res = MaterializePass().apply_text(TTGIR, "kern.ttgir")
+    assert res.num_records == 4
+    assert res.table.names() == ["load", "inner"]
+    assert "kperf.record start" not in res.text.replace("// kperf.record start", "")
+    assert "proton.record" not in res.text
+    assert res.text.count("id=0") == 2 and res.text.count("id=1") == 2
+    again = scan(res.text)
+    assert all(not s.textual and s.op.scope_id is not None for s in again.sites)
+
+
+def test_materialize_rejects_records_in_noinline_function():
+    text = TTGIR.replace("tt.func public @kern", "tt.func private @helper").replace(
+        "attributes {noinline = false}", "attributes {noinline = true}")
+    with pytest.raises(KperfError, match="noinline") as e:
+        MaterializePass().apply_text(text)
+    assert "fix:" in str(e.value)
+
+
+def test_malformed_textual_record_names_its_line():
+    text = TTGIR.replace('kperf.record start "inner"', "kperf.record start inner")
+    with pytest.raises(KperfError, match="kern.ttgir:6"):
+        MaterializePass().apply_text(text, "kern.ttgir")
