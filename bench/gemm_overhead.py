@@ -161,7 +161,7 @@ def main(argv=None) -> int:
 
     if not args.no_proton:
         try:
-            result.update(run_proton(a, b, S, args.reps * args.rounds, tmp, c_plain))
+            result.update(run_proton(a, b, S, args.reps, tmp, c_plain))
         except Exception as e:  # report, never hide
             result["proton_error"] = f"{type(e).__name__}: {e}"
     if "proton_ms_median" in result:

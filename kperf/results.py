@@ -106,7 +106,7 @@ class Profile:
 
     def to_chrome_trace(self, path: str | os.PathLike, **options) -> str:
         """Write a Chrome trace JSON (``.gz`` for gzip); open it in ui.perfetto.dev or chrome://tracing."""
-        from kperf.tracing import write_chrome_trace
+        from kperf.tracing.chrome import write_chrome_trace
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         decoded = self.decoded()

@@ -86,7 +86,7 @@ class LaunchRecord:
 
     def decoded(self):
         if self._decoded is None:
-            from kperf.tracing import decode
+            from kperf.tracing.decode import decode
             self._decoded = decode(self.host_bytes(), self.kernel.geometry, strategy=self.kernel.strategy,
                                    n_ctas=self.n_ctas, launch=self.index, scopes=self.kernel.scopes.to_json())
             self._host = None

@@ -223,7 +223,8 @@ def _ends_block(s: str) -> bool:
         return False
     if s.endswith(":") and not s.startswith("."):
         return True
-    op = _strip_pred(s).split(None, 1)[0] if _strip_pred(s) else ""
+    body = _strip_pred(s).rstrip(";").strip()
+    op = body.split(None, 1)[0] if body else ""
     return op.split(".")[0] in ("bra", "brx", "call", "ret", "exit", "trap")
 
 

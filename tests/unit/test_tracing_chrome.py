@@ -1,0 +1,218 @@
+"""kperf.tracing.write_chrome_trace: valid JSON that chrome://tracing and Perfetto read as intended."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+
+from kperf.layout import Geometry
+from kperf.tracing import decode, pair, write_chrome_trace
+from reference_encoder import CtaSpec, bulk_buffer, encode
+
+G0 = 1_700_000_000_000_000_000
+CS = 1 << 36
+
+
+def cta(warps, i, sm, *, t0=0, clock="clock"):
+    """A CTA at 2 GHz entering t0 ns after G0; record times are cycles after its entry."""
+    cs = CS + 2 * t0
+    base = G0 + t0 if clock == "globaltimer" else cs
+    scale = 0.5 if clock == "globaltimer" else 1  # globaltimer records are ns
+    return CtaSpec(warps=[[(s, e, base + int(t * scale)) for s, e, t in w] for w in warps], sm=sm, ctaid=(i, 0, 0),
+                   gtime_start=G0 + t0, clock_start=cs, gtime_end=G0 + t0 + 10_000, clock_end=cs + 20_000)
+
+
+def nested(scale=1):
+    return [(0, False, 10 * scale), (1, False, 100 * scale), (1, True, 2100 * scale), (0, True, 3010 * scale)]
+
+
+def launch(launch_no=0, *, t0=0, clock="clock", capacity=8, strategy="keep-first", extra=None):
+    g = Geometry(2, capacity, clock)
+    ctas = [cta([nested(), nested()], 0, sm=12, t0=t0, clock=clock),
+            cta([nested(), extra or nested()], 1, sm=3, t0=t0 + 500, clock=clock)]
+    return decode(encode(g, strategy, ctas), g, strategy=strategy, launch=launch_no, scopes=["outer", "inner"])
+
+
+def load(path):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def by_ph(trace, ph):
+    return [e for e in trace["traceEvents"] if e["ph"] == ph]
+
+
+def meta(trace, name):
+    return {(e["pid"], e.get("tid")): e["args"] for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == name}
+
+
+def check_ids(trace):
+    pids = {e["pid"] for e in trace["traceEvents"]}
+    tids = {e["tid"] for e in trace["traceEvents"] if "tid" in e}
+    assert min(pids) >= 1 and min(tids) >= 1
+    assert not pids & tids, "a tid equal to a pid makes Perfetto merge thread and process"
+    return pids, tids
+
+
+def test_basic_trace(tmp_path):
+    d = launch()
+    path = tmp_path / "t.json"
+    summary = write_chrome_trace(path, d)
+    tr = load(path)
+    assert tr["displayTimeUnit"] == "ns"
+    check_ids(tr)
+    procs = meta(tr, "process_name")
+    assert sorted(a["name"] for a in procs.values()) == ["SM 12", "SM 3"]
+    # processes sorted by SM, threads by (CTA, warp)
+    psort = meta(tr, "process_sort_index")
+    order = sorted(procs, key=lambda k: psort[k]["sort_index"])
+    assert [procs[k]["name"] for k in order] == ["SM 3", "SM 12"]
+    threads = meta(tr, "thread_name")
+    tsort = meta(tr, "thread_sort_index")
+    names = [threads[k]["name"] for k in sorted(threads, key=lambda k: tsort[k]["sort_index"])]
+    assert names == ["CTA 0 warp 0", "CTA 0 warp 1", "CTA 1 warp 0", "CTA 1 warp 1"]
+    # thread of CTA 0 lives in the SM 12 process
+    pid_sm12 = next(p for (p, _), a in procs.items() if a["name"] == "SM 12")
+    assert {p for (p, _), a in threads.items() if a["name"].startswith("CTA 0")} == {pid_sm12}
+
+    xs = by_ph(tr, "X")
+    assert len(xs) == 8 == summary["intervals"]
+    outer = [e for e in xs if e["name"] == "outer" and e["args"]["cta"] == 0 and e["args"]["warp"] == 0][0]
+    # 2 GHz: record at +10 cycles = 5 ns after entry; 3000 cycles = 1.5 us
+    assert outer["ts"] == pytest.approx(0.005, abs=1e-9)
+    assert outer["dur"] == pytest.approx(1.5, abs=1e-9)
+    assert outer["args"] == {"cta": 0, "warp": 0, "scope": 0, "cycles": 3000}
+    inner1 = [e for e in xs if e["name"] == "inner" and e["args"]["cta"] == 1][0]
+    assert inner1["ts"] == pytest.approx(0.5 + 0.05, abs=1e-9)  # CTA 1 enters 500 ns later
+    assert tr["otherData"]["kperf"]["launches"][0]["problems"] == []
+
+
+def test_ts_has_ns_precision(tmp_path):
+    g = Geometry(1, 4, "globaltimer")
+    c = CtaSpec(warps=[[(0, False, G0 + 1_234_567), (0, True, G0 + 1_234_568)]], gtime_start=G0,
+                clock_start=CS, gtime_end=G0 + 2_000_000, clock_end=CS + 4_000_000)
+    d = decode(encode(g, "keep-first", [c]), g, strategy="keep-first")
+    buf = io.BytesIO()
+    write_chrome_trace(buf, d, ["s"])
+    [x] = by_ph(json.loads(buf.getvalue()), "X")
+    assert x["ts"] == 1234.567 and x["dur"] == 0.001
+    assert "cycles" not in x["args"]  # globaltimer: no cycle counts
+
+
+def test_warp_names(tmp_path):
+    path = tmp_path / "t.json"
+    write_chrome_trace(path, launch(), warp_names={0: "producer", 1: "consumer \"1\""})
+    names = sorted(a["name"] for a in meta(load(path), "thread_name").values())
+    assert names == ['CTA 0 consumer "1"', "CTA 0 producer", 'CTA 1 consumer "1"', "CTA 1 producer"]
+
+
+def test_scope_names_fallback_and_override(tmp_path):
+    path = tmp_path / "t.json"
+    write_chrome_trace(path, launch(), {0: "k_loop"})
+    assert {e["name"] for e in by_ph(load(path), "X")} == {"k_loop", "scope 1"}
+
+
+def test_lost_records_are_announced(tmp_path):
+    d = launch(capacity=2)  # each warp keeps 2 of 4 records
+    assert d.lost_total == 8
+    path = tmp_path / "t.json.gz"
+    summary = write_chrome_trace(path, d)
+    with open(path, "rb") as f:
+        assert f.read(2) == b"\x1f\x8b"
+    tr = load(path)
+    check_ids(tr)
+    assert summary["lost_records"] == 8
+    notice = [e for e in by_ph(tr, "i") if e.get("s") == "g" and "lost" in e["name"]]
+    assert len(notice) == 1 and notice[0]["name"] == "kperf: 8 records lost"
+    assert notice[0]["args"]["lost_records"] == 8 and len(notice[0]["args"]["per_warp"]) == 4
+    per_thread = [e for e in by_ph(tr, "i") if e.get("s") == "t" and e["name"].startswith("lost ")]
+    assert len(per_thread) == 4 and all(e["name"] == "lost 2 records" for e in per_thread)
+    assert all(e["args"]["where"] == "after the kept records" for e in per_thread)
+    # keep-first kept "S0 S1": both are unmatched starts, shown as instants
+    unmatched = [e for e in by_ph(tr, "i") if e["args"].get("unmatched")]
+    assert len(unmatched) == 8 and {e["name"] for e in unmatched} == {"outer (start, no end)", "inner (start, no end)"}
+    assert tr["otherData"]["kperf"]["lost_records"] == 8
+
+
+def test_problems_are_in_the_trace(tmp_path):
+    g = Geometry(1, 4)
+    ctas = [cta([nested()], 0, sm=1), CtaSpec(warps=[], zeroed=True)]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert d.problems
+    path = tmp_path / "t.json"
+    write_chrome_trace(path, d)
+    tr = load(path)
+    [p] = [e for e in by_ph(tr, "i") if "decode problem" in e["name"]]
+    assert p["args"]["problems"] == d.problems
+
+
+def test_several_launches_in_one_file(tmp_path):
+    d1 = launch(0, t0=0)
+    d2 = launch(1, t0=50_000)  # 50 us later
+    path = tmp_path / "t.json"
+    write_chrome_trace(path, [d1, d2])
+    tr = load(path)
+    pids, tids = check_ids(tr)
+    procs = meta(tr, "process_name")
+    assert sorted(a["name"] for a in procs.values()) == [
+        "launch 0 / SM 12", "launch 0 / SM 3", "launch 1 / SM 12", "launch 1 / SM 3"]
+    assert len(pids) == 4 and len(tids) == 8  # every launch has its own processes and threads
+    xs = by_ph(tr, "X")
+    pid_launch = {p: a["name"].split(" /")[0] for (p, _), a in procs.items()}
+    t1 = [e["ts"] for e in xs if pid_launch[e["pid"]] == "launch 0"]
+    t2 = [e["ts"] for e in xs if pid_launch[e["pid"]] == "launch 1"]
+    assert max(t1) < min(t2)
+    assert min(t2) - min(t1) == pytest.approx(50.0, abs=1e-6)
+
+
+def test_raw_interval_arrays_are_placed_one_after_another(tmp_path):
+    iv1, _ = pair(launch(0).events)
+    iv2, _ = pair(launch(5).events)
+    path = tmp_path / "t.json"
+    write_chrome_trace(path, [iv1, iv2], ["outer", "inner"])
+    tr = load(path)
+    check_ids(tr)
+    xs = by_ph(tr, "X")
+    assert len(xs) == 16
+    procs = meta(tr, "process_name")
+    first = [e for e in xs if procs[(e["pid"], None)]["name"].startswith("launch 0")]
+    second = [e for e in xs if procs[(e["pid"], None)]["name"].startswith("launch 5")]
+    assert max(e["ts"] + e["dur"] for e in first) < min(e["ts"] for e in second)
+
+
+def test_events_before_the_first_entry_shift_the_axis(tmp_path):
+    """A warp may record before warp 0 reads the header: the trace still starts at ts >= 0."""
+    # CTA 1 enters 500 ns after the launch; this record comes 600 ns before that: at -100 ns
+    d = launch(extra=[(0, False, -1200), (0, True, 400)])
+    assert d.events["time_ns"].min() < 0
+    buf = io.BytesIO()
+    write_chrome_trace(buf, d)
+    xs = by_ph(json.loads(buf.getvalue()), "X")
+    assert min(e["ts"] for e in xs) == pytest.approx(0.0, abs=1e-9)
+    outer0 = [e for e in xs if e["name"] == "outer" and e["args"]["cta"] == 0 and e["args"]["warp"] == 0][0]
+    assert outer0["ts"] == pytest.approx(0.105, abs=1e-9)  # everything moved 100 ns right
+
+
+def test_chrome_write_throughput(tmp_path):
+    g, raw = bulk_buffer(n_ctas=256, num_warps=8, capacity=512)  # 1M events, 524k intervals
+    d = decode(raw, g, strategy="keep-first")
+    iv, _ = pair(d.events)
+    best = float("inf")
+    for i in range(2):
+        path = tmp_path / f"big{i}.json"
+        t = time.perf_counter()
+        write_chrome_trace(path, d, ["a", "b", "c", "d"])
+        best = min(best, time.perf_counter() - t)
+    rate = len(iv) / best
+    print(f"chrome: {rate / 1e6:.2f} M intervals/s ({2 * rate / 1e6:.2f} M events/s), pairing included")
+    assert rate > 1e6, f"write_chrome_trace at {rate / 1e6:.2f} M intervals/s"
+    tr = load(tmp_path / "big1.json")
+    xs = by_ph(tr, "X")
+    assert len(xs) == len(iv)
+    check_ids(tr)

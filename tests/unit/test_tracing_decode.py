@@ -1,0 +1,404 @@
+"""kperf.tracing.decode against the reference encoder."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kperf.layout import CLOCKS, MAGIC, Geometry
+from kperf.tracing import CTA_DTYPE, EVENT_DTYPE, LOST_DTYPE, decode
+from reference_encoder import CtaSpec, SmClock, encode, expected_events, make_cta, raw_tag
+
+G0 = 1_700_000_000_000_000_000  # a realistic absolute globaltimer value, ns
+
+
+def got(d):
+    e = d.events
+    return list(zip(e["cta"].tolist(), e["warp"].tolist(), e["seq"].tolist(), e["scope"].tolist(),
+                    e["is_end"].tolist(), e["cycles"].tolist()))
+
+
+def simple_cta(warps, *, cs=10_000_000, span=1_000_000, sm=0, ctaid=(0, 0, 0), gs=G0, **kw):
+    """A CTA running at 2 GHz: span cycles = span/2 ns."""
+    return CtaSpec(warps=warps, sm=sm, ctaid=ctaid, gtime_start=gs, clock_start=cs,
+                   gtime_end=gs + span // 2, clock_end=cs + span, **kw)
+
+
+def loop_records(n, t0, scope=0, step=100):
+    """n records alternating start/end of one scope, step cycles apart."""
+    return [(scope, bool(i & 1), t0 + i * step) for i in range(n)]
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_dtypes_and_round_trip_clock():
+    g = Geometry(num_warps=2, capacity=8, clock="clock")
+    cs = 123_456_789
+    ctas = [simple_cta([loop_records(6, cs + 10), loop_records(4, cs + 5, scope=3)], cs=cs, sm=7)]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first", launch=3)
+    assert d.events.dtype == EVENT_DTYPE and d.ctas.dtype == CTA_DTYPE and d.lost.dtype == LOST_DTYPE
+    assert got(d) == expected_events(g, "keep-first", ctas)
+    assert (d.events["launch"] == 3).all() and (d.events["sm"] == 7).all()
+    assert d.problems == [] and d.lost_total == 0 and len(d.lost) == 0
+    assert d.t0_ns == G0
+    assert d.clock_ghz == pytest.approx(2.0)
+    assert d.ctas["ok"].all() and d.ctas["n_events"].tolist() == [10]
+    # time_ns: ns since t0 at 2 GHz
+    np.testing.assert_allclose(d.events["time_ns"], (d.events["cycles"] - cs) / 2.0, atol=1e-6)
+
+
+def test_empty_buffer():
+    g = Geometry(4, 16)
+    d = decode(b"", g, strategy="keep-first")
+    assert len(d.events) == 0 and len(d.ctas) == 0 and d.problems == []
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview", "u8", "u4", "2d"])
+def test_buffer_types(kind):
+    g = Geometry(2, 4, "clock64")
+    ctas = [simple_cta([loop_records(4, 10_000_100)]), simple_cta([loop_records(2, 10_000_200)], ctaid=(1, 0, 0))]
+    raw = encode(g, "keep-first", ctas)
+    buf = {
+        "bytes": raw,
+        "bytearray": bytearray(raw),
+        "memoryview": memoryview(raw),
+        "u8": np.frombuffer(raw, np.uint8),
+        "u4": np.frombuffer(raw, np.uint32),
+        "2d": np.frombuffer(raw, np.uint8).reshape(2, -1),
+    }[kind]
+    d = decode(buf, g, strategy="keep-first")
+    assert got(d) == expected_events(g, "keep-first", ctas)
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def test_truncated_buffer_raises():
+    g = Geometry(4, 32)
+    raw = encode(g, "keep-first", [simple_cta([]) for _ in range(3)])
+    m = g.cta_bytes
+    with pytest.raises(ValueError, match=rf"expected {3 * m} bytes \(3 CTAs x {m} bytes\), got {3 * m - 5}"):
+        decode(raw[:-5], g, strategy="keep-first")
+    with pytest.raises(ValueError, match=rf"expected {4 * m} bytes \(4 CTAs x {m} bytes\), got {3 * m}"):
+        decode(raw, g, strategy="keep-first", n_ctas=4)
+    # a whole-region longer buffer is fine: only n_ctas regions are read
+    assert len(decode(raw, g, strategy="keep-first", n_ctas=2).ctas) == 2
+
+
+def test_bad_arguments_raise():
+    g = Geometry(1, 6)
+    with pytest.raises(ValueError, match="power-of-two"):
+        decode(b"", g, strategy="wrap")
+    with pytest.raises(ValueError, match="unknown strategy"):
+        decode(b"", g, strategy="ring")
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def test_keep_first_overflow_exact_lost():
+    g = Geometry(num_warps=3, capacity=4, clock="clock")
+    cs = 50_000
+    ctas = [simple_cta([loop_records(10, cs + 1), loop_records(3, cs + 2), loop_records(4, cs + 3)], cs=cs),
+            simple_cta([[], loop_records(5, cs + 7)], cs=cs, ctaid=(1, 0, 0))]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert got(d) == expected_events(g, "keep-first", ctas)
+    assert d.lost.tolist() == [(0, 0, 10, 4, 6), (1, 1, 5, 4, 1)]
+    assert d.lost_total == 7
+    assert d.ctas["n_lost"].tolist() == [6, 1]
+    assert d.events["seq"][d.events["warp"] == 0].max() == 3
+    assert d.problems == []
+
+
+def test_wrap_ring_reorder():
+    g = Geometry(num_warps=4, capacity=4, clock="clock")
+    cs = 7_000
+    # 11 records: slots hold seq 8, 9, 10, 7 -> the oldest (7) at slot 11 % 4 = 3
+    ctas = [simple_cta([loop_records(11, cs + 1), loop_records(4, cs + 2), loop_records(8, cs + 3),
+                        loop_records(2, cs + 4)], cs=cs)]
+    d = decode(encode(g, "wrap", ctas), g, strategy="wrap")
+    assert got(d) == expected_events(g, "wrap", ctas)
+    w0 = d.events[d.events["warp"] == 0]
+    assert w0["seq"].tolist() == [7, 8, 9, 10]
+    assert np.all(np.diff(w0["cycles"]) == 100)
+    assert d.lost.tolist() == [(0, 0, 11, 4, 7), (0, 2, 8, 4, 4)]
+    assert d.problems == []
+
+
+def test_wrong_strategy_is_noticed():
+    """A wrapped buffer decoded as keep-first: the ring order shows up as a backward clock step."""
+    g = Geometry(1, 4, "clock64")
+    ctas = [simple_cta([loop_records(6, 10_000_100)])]
+    d = decode(encode(g, "wrap", ctas), g, strategy="keep-first")
+    assert any("non-monotonic" in p for p in d.problems)
+
+
+# --------------------------------------------------------------------------- 32-bit clock
+
+
+def test_clock32_wraps_in_the_middle_of_a_warp():
+    g = Geometry(2, 16, "clock")
+    cs = 5 * (1 << 32) - 1_000  # the low 32 bits wrap 1000 cycles after entry
+    ctas = [simple_cta([loop_records(12, cs + 100, step=150), loop_records(8, cs + 990, step=3)], cs=cs)]
+    for strategy in ("keep-first", "wrap"):
+        d = decode(encode(g, strategy, ctas), g, strategy=strategy)
+        assert got(d) == expected_events(g, strategy, ctas)
+        assert d.problems == []
+
+
+def test_records_before_the_header_clock():
+    """Warps other than 0 may record before warp 0 reads clock_start, even across a 32-bit wrap."""
+    g = Geometry(2, 8, "clock")
+    cs = 3 * (1 << 32) + 200  # low 32 bits of clock_start: 200
+    ctas = [simple_cta([loop_records(4, cs + 10), loop_records(4, cs - 700)], cs=cs)]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert got(d) == expected_events(g, "keep-first", ctas)
+    w1 = d.events[d.events["warp"] == 1]
+    assert w1["cycles"][0] == cs - 700 and w1["time_ns"][0] < 0
+
+
+def test_long_cta_unsigned_steps_and_end_anchor():
+    """A CTA longer than 2**32 cycles: steps over 2**31 are wraps; a wrapped warp anchors on clock_end."""
+    g = Geometry(2, 4, "clock")
+    cs = 1 << 40
+    big = 3 * (1 << 30)  # > 2**31: read as a forward step because the CTA is long
+    w0 = [(0, bool(i & 1), cs + 10 + i * big) for i in range(4)]  # spans 9 * 2**30 cycles
+    w1 = [(1, bool(i & 1), cs + 20 + i * big) for i in range(10)]  # wrap keeps the last 4, > 2**32 from entry
+    span = 9 * big + 1000  # the last record of warp 1 lies just before clock_end
+    ctas = [simple_cta([w0, w1], cs=cs, span=span)]
+    for strategy in ("keep-first", "wrap"):
+        d = decode(encode(g, strategy, ctas), g, strategy=strategy)
+        assert got(d) == expected_events(g, strategy, ctas), strategy
+        assert d.problems == []
+
+
+def test_backward_step_in_short_cta_is_reported_not_unwrapped():
+    g = Geometry(1, 8, "clock")
+    cs = 1 << 33
+    recs = [(0, False, cs + 100), (0, True, cs + 500), (0, False, cs + 400), (0, True, cs + 900)]
+    d = decode(encode(g, "keep-first", [simple_cta([recs], cs=cs)]), g, strategy="keep-first")
+    assert d.events["cycles"].tolist() == [cs + 100, cs + 500, cs + 400, cs + 900]
+    [p] = d.problems
+    assert "non-monotonic" in p and "CTA 0 warp 0 seq 2 (-100 cycles)" in p
+
+
+@pytest.mark.parametrize("clock", ["clock64", "globaltimer"])
+def test_backward_step_64bit_reported(clock):
+    g = Geometry(1, 8, clock)
+    recs = [(0, False, G0 + 100), (0, True, G0 + 50)]
+    d = decode(encode(g, "keep-first", [simple_cta([recs], cs=G0)]), g, strategy="keep-first")
+    assert d.events["cycles"].tolist() == [G0 + 100, G0 + 50]
+    assert any("non-monotonic" in p and "-50" in p for p in d.problems)
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+def test_globaltimer_mode_needs_no_conversion():
+    g = Geometry(2, 8, "globaltimer")
+    ctas = [simple_cta([loop_records(4, G0 + 64)], gs=G0, cs=1 << 35),
+            simple_cta([loop_records(4, G0 + 1000), loop_records(2, G0 + 2000)], gs=G0 + 960, cs=7 << 35, sm=3,
+                       ctaid=(1, 0, 0))]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert got(d) == expected_events(g, "keep-first", ctas)
+    assert d.t0_ns == G0
+    np.testing.assert_array_equal(d.events["time_ns"], (d.events["cycles"] - G0).astype(float))
+    assert (d.ctas["ns_per_cycle"] == 1.0).all()
+    assert d.ctas["offset_ns"].tolist() == [0.0, 960.0]
+
+
+def _multi_sm_launch(clock, rates, *, per_sm=6, cta_ns=20_000.0, seed=0):
+    """CTAs spread over SMs with their own clock rates and offsets; returns (ctas, truth ns per event)."""
+    rng = np.random.default_rng(seed)
+    sm_clocks = [SmClock(ghz, int(rng.integers(1 << 32, 1 << 44))) for ghz in rates]
+    ctas, truth = [], []
+    for k in range(per_sm):
+        for sm, sc in enumerate(sm_clocks):
+            t0 = k * (cta_ns + 3_000) + float(rng.uniform(0, 2_000))
+            warps = []
+            for w in range(2):
+                ts = np.sort(rng.uniform(t0 - 50, t0 + cta_ns, 6))
+                warps.append([(w, bool(i & 1), float(t)) for i, t in enumerate(ts)])
+                truth += [float(t) for t in ts]
+            ctas.append(make_cta(clock, sc, sm, t0, t0 + cta_ns, warps, gtime_base=G0,
+                                 ctaid=(len(ctas), 0, 0)))
+    return ctas, np.array(truth)
+
+
+@pytest.mark.parametrize("clock", ["clock", "clock64"])
+def test_sm_clock_rates_and_offsets_recovered(clock):
+    rates = [1.2, 1.5, 1.755, 1.98]
+    ctas, truth = _multi_sm_launch(clock, rates)
+    g = Geometry(2, 8, clock)
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert d.problems == []
+    assert d.sm_clocks["sm"].tolist() == [0, 1, 2, 3]
+    assert d.sm_clocks["own_rate"].all()
+    np.testing.assert_allclose(d.sm_clocks["ghz"], rates, rtol=1e-4)
+    # truth is ns since gtime_base; the decoder's axis starts at the first (quantised) CTA entry
+    t_truth = truth - (d.t0_ns - G0)
+    err = np.abs(d.events["time_ns"] - t_truth)
+    assert err.max() < 40.0  # globaltimer steps are 32 ns
+    # monotonic in every warp
+    e = d.events
+    same = (e["cta"][1:] == e["cta"][:-1]) & (e["warp"][1:] == e["warp"][:-1])
+    assert (np.diff(e["time_ns"])[same] >= 0).all()
+
+
+def test_short_sm_gets_launch_rate_with_own_offset():
+    rates = [1.6, 1.6, 1.6]
+    ctas, truth = _multi_sm_launch("clock64", rates, per_sm=4)
+    # one extra CTA alone on SM 9, 1 us long: too short to measure its rate
+    sc = SmClock(1.6, 987_654_321_000)
+    warps = [[(0, False, 5_000.0), (0, True, 5_600.0)]]
+    ctas.append(make_cta("clock64", sc, 9, 4_900.0, 5_900.0, warps, gtime_base=G0, ctaid=(len(ctas), 0, 0)))
+    truth = np.r_[truth, 5_000.0, 5_600.0]
+    g = Geometry(2, 8, "clock64")
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    row = d.sm_clocks[d.sm_clocks["sm"] == 9][0]
+    assert not row["own_rate"] and row["ghz"] == pytest.approx(1.6, rel=1e-3)
+    assert not d.ctas["own_rate"][-1] and d.ctas["own_rate"][:-1].all()
+    assert d.clock_ghz == pytest.approx(1.6, rel=1e-3)
+    err = np.abs(d.events["time_ns"] - (truth - (d.t0_ns - G0)))
+    assert err.max() < 40.0
+
+
+def test_no_measurable_rate_gives_nan_times_and_a_problem():
+    g = Geometry(1, 4, "clock64")
+    ctas = [simple_cta([loop_records(2, 10_000_100)], no_end=True)]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert got(d) == expected_events(g, "keep-first", ctas)  # cycles stay exact
+    assert np.isnan(d.events["time_ns"]).all() and np.isnan(d.clock_ghz)
+    assert any("cannot measure the SM clock rate" in p for p in d.problems)
+    assert any("never wrote its exit timestamps" in p for p in d.problems)
+
+
+# --------------------------------------------------------------------------- corruption
+
+
+def test_zeroed_cta_reported_and_excluded():
+    g = Geometry(2, 4)
+    ctas = [simple_cta([loop_records(2, 10_000_100)], ctaid=(i, 0, 0)) for i in range(4)]
+    ctas[1].zeroed = True
+    ctas[3].zeroed = True
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert sorted(set(d.events["cta"].tolist())) == [0, 2]
+    assert d.ctas["ok"].tolist() == [True, False, True, False]
+    [p] = d.problems
+    assert "2 CTAs never wrote its header" in p and "CTA 1, 3" in p
+
+
+def test_bad_magic_version_num_warps():
+    g = Geometry(2, 4)
+    ctas = [simple_cta([loop_records(2, 10_000_100)], ctaid=(i, 0, 0)) for i in range(4)]
+    ctas[1].magic = 0xDEADBEEF
+    ctas[2].version = 7
+    ctas[3].num_warps = 8
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert d.events["cta"].tolist() == [0, 0]
+    text = "\n".join(d.problems)
+    assert "bad magic" in text and "CTA 1 (0xDEADBEEF)" in text and f"0x{MAGIC:08X}" in text
+    assert "version 7" in text and "CTA 2" in text
+    assert "num_warps 8" in text and "CTA 3" in text
+
+
+def test_invalid_tags_dropped_and_reported():
+    g = Geometry(2, 8, "clock")
+    cs = 10_000_000
+    ctas = [simple_cta([loop_records(6, cs + 10), loop_records(4, cs + 20)], cs=cs,
+                       raw_tags={(0, 2): 0, (1, 1): raw_tag(1, True) | (1 << 27)})]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    exp = [e for e in expected_events(g, "keep-first", ctas) if (e[1], e[2]) not in ((0, 2), (1, 1))]
+    assert got(d) == exp
+    [p] = d.problems
+    assert "2 records with an invalid tag" in p
+    assert "CTA 0 warp 0 seq 2 (tag 0x00000000)" in p and "CTA 0 warp 1 seq 1 (tag 0x88000003)" in p
+
+
+def test_scope_not_in_table_reported_but_kept():
+    g = Geometry(1, 8)
+    cs = 10_000_000
+    recs = [(0, False, cs + 1), (5, False, cs + 2), (5, True, cs + 3), (0, True, cs + 4)]
+    raw = encode(g, "keep-first", [simple_cta([recs], cs=cs)])
+    d = decode(raw, g, strategy="keep-first", scopes=["outer", "inner"])
+    assert len(d.events) == 4
+    [p] = d.problems
+    assert "2 records with scope ids not in the scope table (2 scopes): id 5" in p
+    assert decode(raw, g, strategy="keep-first", scopes={0: "a", 5: "b"}).problems == []
+    assert decode(raw, g, strategy="keep-first", scopes=[{"id": 0, "name": "a"}, {"id": 5, "name": "b"}]).problems == []
+
+
+def test_stale_slots_past_count_reported():
+    g = Geometry(1, 8, "clock64")
+    raw = bytearray(encode(g, "keep-first", [simple_cta([loop_records(6, 10_000_100)])]))
+    struct.pack_into("<I", raw, g.counts_offset, 3)  # the count says 3, six slots hold data
+    d = decode(bytes(raw), g, strategy="keep-first")
+    assert len(d.events) == 3
+    assert any("3 slots past their warp's count hold data" in p for p in d.problems)
+
+
+def test_cta_that_migrated_sm_is_reported():
+    g = Geometry(1, 4, "clock64")
+    d = decode(encode(g, "keep-first", [simple_cta([loop_records(2, 10_000_100)], sm=2, sm_end=5)]), g,
+               strategy="keep-first")
+    assert any("ended on another SM" in p for p in d.problems)
+    assert d.events["sm"].tolist() == [2, 2]
+
+
+def test_misplaced_cta_region_is_reported():
+    g = Geometry(1, 4)
+    ctas = [simple_cta([], ctaid=(1, 0, 0)), simple_cta([], ctaid=(0, 0, 0))]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert any("another CTA's ctaid" in p for p in d.problems)
+
+
+# --------------------------------------------------------------------------- property test
+
+
+@st.composite
+def launches(draw):
+    clock = draw(st.sampled_from(CLOCKS))
+    strategy = draw(st.sampled_from(["keep-first", "wrap"]))
+    num_warps = draw(st.integers(1, 3))
+    capacity = draw(st.sampled_from([1, 2, 4, 8])) if strategy == "wrap" else draw(st.integers(1, 7))
+    g = Geometry(num_warps, capacity, clock)
+    ctas = []
+    for i in range(draw(st.integers(0, 3))):
+        if clock == "globaltimer":
+            cs, limit = G0 + draw(st.integers(0, 10**9)), 1 << 40
+        else:
+            cs = draw(st.integers(1 << 20, 1 << 50))
+            # a CTA shorter than 2**31 cycles (spans on both sides of 2**30 exercise both step readings)
+            limit = draw(st.sampled_from([1 << 12, 1 << 29, (1 << 31) - (1 << 20)]))
+        warps = []
+        for _ in range(draw(st.integers(0, num_warps))):
+            n = draw(st.integers(0, 12))
+            t = cs + draw(st.integers(-5_000, 5_000))
+            recs = []
+            for _ in range(n):
+                t += draw(st.integers(0, limit // 16))
+                recs.append((draw(st.integers(0, (1 << 23) - 1)), draw(st.booleans()), t))
+            warps.append(recs)
+        last = max([r[-1][2] for r in warps if r] + [cs])
+        ctas.append(CtaSpec(warps=warps, sm=draw(st.integers(0, 131)), ctaid=(i, 0, 0), gtime_start=G0 + i,
+                            clock_start=cs, gtime_end=G0 + i + 10**6, clock_end=last + 5_000))
+    return g, strategy, ctas
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(launches())
+def test_property_encode_decode_round_trip(case):
+    g, strategy, ctas = case
+    d = decode(encode(g, strategy, ctas), g, strategy=strategy)
+    assert got(d) == expected_events(g, strategy, ctas)
+    assert not any("non-monotonic" in p or "invalid tag" in p or "past their" in p for p in d.problems)
+    cap = g.capacity
+    exp_lost = sorted((i, w, len(r), cap, len(r) - cap)
+                      for i, c in enumerate(ctas) for w, r in enumerate(c.warps) if len(r) > cap)
+    assert sorted(d.lost.tolist()) == exp_lost
+    assert d.lost_total == sum(x[4] for x in exp_lost)
