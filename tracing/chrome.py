@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from ._common import ScopesLike, fmt_ids, plural, scope_names as _scope_names
+from ._common import ScopesLike, plural, scope_names as _scope_names
 from .decode import EVENT_DTYPE, DecodedLaunch
 from .intervals import INTERVAL_DTYPE, describe_unmatched, pair
 
@@ -206,7 +206,9 @@ def _place(launches: list[_Launch]) -> None:
             ln.offset_ns = ln.t0_ns - base
         else:
             ln.offset_ns = 0 if cursor is None else cursor + LAUNCH_GAP_NS
-        ends = [ln.offset_ns + float(np.nanmax(ln.intervals["end_ns"], initial=0.0)) if len(ln.intervals) else ln.offset_ns]
+        ends = [float(ln.offset_ns)]
+        if len(ln.intervals):
+            ends.append(ln.offset_ns + float(np.nanmax(ln.intervals["end_ns"], initial=0.0)))
         if ln.decoded is not None:
             ends.append(ln.offset_ns + ln.decoded.duration_ns)
         end = int(np.ceil(max(ends)))
@@ -346,7 +348,8 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
         for a in range(0, nt, CHUNK):
             s = slice(a, a + CHUNK)
             k = len(tids[s])
-            head = [_const(b',\n{"ph":"M","pid":', k), _int(t_pid[s], NUL), _const(b',"tid":', k), _int(tids[s], NUL)]
+            head = [_const(b',\n{"ph":"M","pid":', k), _int(t_pid[s], NUL),
+                    _const(b',"tid":', k), _int(tids[s], NUL)]
             out.rows(_rows_compact(head + [_const(b',"name":"thread_name","args":{"name":"CTA ', k),
                                            _int(t_cta[s], NUL), _const(b" ", k), wtab[widx[s]],
                                            _const(b'"}}', k)]), k)
@@ -431,7 +434,8 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
                 summary["lost_records"] += d.lost_total
             if d.problems:
                 out.obj({"name": f"kperf: {plural(len(d.problems), 'decode problem')}", "ph": "i", "s": "g",
-                         "ts": start_ts, "pid": launch_pid, "tid": launch_tid, "args": {"problems": list(d.problems)}})
+                         "ts": start_ts, "pid": launch_pid, "tid": launch_tid,
+                         "args": {"problems": list(d.problems)}})
         summary["intervals"] += int(len(iv))
         summary["unmatched"] += int(len(un))
         meta.append(info)
@@ -439,7 +443,8 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
     summary["launches"] = meta
     f.write(b'\n],"otherData":{"kperf":')
     f.write(orjson.dumps({"format": 1, "time_origin": "earliest launch's first CTA entry",
-                          "lost_records": summary["lost_records"], "dropped_no_time": summary["dropped_no_time"],
+                          "lost_records": summary["lost_records"],
+                          "dropped_no_time": summary["dropped_no_time"],
                           "launches": meta}))
     f.write(b"}}\n")
     return summary
@@ -467,7 +472,8 @@ def _lost_events(out: _Out, ln: _Launch, d: DecodedLaunch, thread_of, thread_fra
         k = len(c)
         ts = np.maximum(np.rint(t[a : a + CHUNK] + ln.offset_ns).astype(np.int64), 0)
         out.rows(_rows_compact([
-            _const(b',\n{"name":"lost ', k), _int(c["lost"], NUL), _const(b' records","ph":"i","s":"t","ts":', k),
+            _const(b',\n{"name":"lost ', k), _int(c["lost"], NUL),
+            _const(b' records","ph":"i","s":"t","ts":', k),
             _int(ts // 1000, NUL), np.take(_FRAC, ts % 1000, axis=0),
             np.take(thread_frag, thread_of(c["cta"], c["warp"]), axis=0),
             _const(b',"lost":', k), _int(c["lost"], NUL), _const(b',"count":', k), _int(c["count"], NUL),

@@ -212,7 +212,8 @@ def fit_clocks(
         offset[ok] = (gs[ok] - t0).astype(np.float64)
     else:
         ns_per_cycle[ok] = b[s]
-        offset[ok] = (yref[s] - t0).astype(np.float64) + my[s] + b[s] * ((cs[ok] - xref[s]).astype(np.float64) - mx[s])
+        dx_start = (cs[ok] - xref[s]).astype(np.float64) - mx[s]
+        offset[ok] = (yref[s] - t0).astype(np.float64) + my[s] + b[s] * dx_start
         own[ok] = good[s]
     ghz = 1.0 / b_launch if np.isfinite(b_launch) else float("nan")
     return ClockFit(t0, ghz, sms, ns_per_cycle, offset, ref, own, problems)

@@ -254,10 +254,12 @@ def decode(
     never = np.flatnonzero(~written)
     if never.size:
         with_data = never[raw[never, CTA_HEADER_BYTES:].any(axis=1)]
-        msg = (f"{plural(never.size, 'CTA')} never wrote its header (all-zero header: the CTA did not run, "
+        msg = (f"{plural(never.size, 'CTA')} never wrote {'its' if never.size == 1 else 'their'} header "
+               "(all-zero header: the CTA did not run, "
                f"or the buffer is not this launch's): CTA {fmt_ids(never)}")
         if with_data.size:
-            msg += f"; yet {plural(with_data.size, 'of them has', 'of them have')} record data: CTA {fmt_ids(with_data)}"
+            msg += (f"; yet {plural(with_data.size, 'of them has', 'of them have')} record data: "
+                    f"CTA {fmt_ids(with_data)}")
         problems.append(msg + "; left out of the events")
     bad = np.flatnonzero(written & ~magic_ok)
     if bad.size:
@@ -292,7 +294,7 @@ def decode(
     end_ok = ok & end_written & (ge >= gs) & (~same_sm | (ce >= cs))
     bad = np.flatnonzero(ok & ~end_written)
     if bad.size:
-        problems.append(f"{plural(bad.size, 'CTA')} never wrote its exit timestamps (did not reach ret?): "
+        problems.append(f"{plural(bad.size, 'CTA')} never wrote exit timestamps (did not reach ret?): "
                         f"CTA {fmt_ids(bad)}")
     bad = np.flatnonzero(ok & end_written & ~end_ok)
     if bad.size:
@@ -306,7 +308,8 @@ def decode(
     if ok.all() and n:
         gx, gy, gz = (int(hdr[f][ok].max()) + 1 for f in ("ctaid_x", "ctaid_y", "ctaid_z"))
         if gx * gy * gz == n:
-            lin = hdr["ctaid_x"].astype(np.int64) + gx * (hdr["ctaid_y"] + gy * hdr["ctaid_z"].astype(np.int64))
+            cx, cy, cz = (hdr[f].astype(np.int64) for f in ("ctaid_x", "ctaid_y", "ctaid_z"))
+            lin = cx + gx * (cy + gy * cz)
             bad = np.flatnonzero(lin != np.arange(n))
             if bad.size:
                 problems.append(f"{plural(bad.size, 'CTA region')} holding another CTA's ctaid "
@@ -393,7 +396,8 @@ def decode(
     first_idx = np.cumsum(run) - run
     p_cta = seg_cta[pres]
     if geometry.clock == "clock":
-        cycles, step = _unwrap32(time.astype(np.int64), run, first_idx, p_cta, first_seq[pres], cs, ce, end_ok)
+        cycles, step = _unwrap32(time.astype(np.int64), run, first_idx, p_cta, first_seq[pres],
+                                 cs, ce, end_ok)
     else:
         cycles = time.astype(np.int64)
         step = np.zeros(E, np.int64)

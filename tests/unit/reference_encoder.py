@@ -72,7 +72,8 @@ def _put_header(buf: bytearray, base: int, name: str, value: int) -> None:
     struct.pack_into(fmt, buf, base + HEADER_OFFSETS[name], value)
 
 
-def encode(geometry: Geometry, strategy: str, ctas: list[CtaSpec], *, truncate_to: int | None = None) -> bytes:
+def encode(geometry: Geometry, strategy: str, ctas: list[CtaSpec], *,
+           truncate_to: int | None = None) -> bytes:
     """The launch's buffer: CTA ``i`` of ``ctas`` in region ``i`` (its linear id)."""
     assert strategy in ("keep-first", "wrap")
     cap = geometry.capacity

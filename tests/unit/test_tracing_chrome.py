@@ -7,7 +7,6 @@ import io
 import json
 import time
 
-import numpy as np
 import pytest
 
 from kperf.layout import Geometry
@@ -23,7 +22,8 @@ def cta(warps, i, sm, *, t0=0, clock="clock"):
     cs = CS + 2 * t0
     base = G0 + t0 if clock == "globaltimer" else cs
     scale = 0.5 if clock == "globaltimer" else 1  # globaltimer records are ns
-    return CtaSpec(warps=[[(s, e, base + int(t * scale)) for s, e, t in w] for w in warps], sm=sm, ctaid=(i, 0, 0),
+    return CtaSpec(warps=[[(s, e, base + int(t * scale)) for s, e, t in w] for w in warps],
+                   sm=sm, ctaid=(i, 0, 0),
                    gtime_start=G0 + t0, clock_start=cs, gtime_end=G0 + t0 + 10_000, clock_end=cs + 20_000)
 
 
@@ -35,7 +35,8 @@ def launch(launch_no=0, *, t0=0, clock="clock", capacity=8, strategy="keep-first
     g = Geometry(2, capacity, clock)
     ctas = [cta([nested(), nested()], 0, sm=12, t0=t0, clock=clock),
             cta([nested(), extra or nested()], 1, sm=3, t0=t0 + 500, clock=clock)]
-    return decode(encode(g, strategy, ctas), g, strategy=strategy, launch=launch_no, scopes=["outer", "inner"])
+    return decode(encode(g, strategy, ctas), g, strategy=strategy, launch=launch_no,
+                  scopes=["outer", "inner"])
 
 
 def load(path):
@@ -49,7 +50,8 @@ def by_ph(trace, ph):
 
 
 def meta(trace, name):
-    return {(e["pid"], e.get("tid")): e["args"] for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == name}
+    return {(e["pid"], e.get("tid")): e["args"]
+            for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == name}
 
 
 def check_ids(trace):
@@ -136,7 +138,8 @@ def test_lost_records_are_announced(tmp_path):
     assert all(e["args"]["where"] == "after the kept records" for e in per_thread)
     # keep-first kept "S0 S1": both are unmatched starts, shown as instants
     unmatched = [e for e in by_ph(tr, "i") if e["args"].get("unmatched")]
-    assert len(unmatched) == 8 and {e["name"] for e in unmatched} == {"outer (start, no end)", "inner (start, no end)"}
+    assert len(unmatched) == 8
+    assert {e["name"] for e in unmatched} == {"outer (start, no end)", "inner (start, no end)"}
     assert tr["otherData"]["kperf"]["lost_records"] == 8
 
 
