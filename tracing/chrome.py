@@ -181,7 +181,7 @@ def _collect(data: Any) -> list[_Launch]:
     out: list[_Launch] = []
     for item in data:
         if isinstance(item, DecodedLaunch):
-            iv, un = pair(item.events)
+            iv, un = item.intervals()
             out.append(_Launch(item.launch, iv, un, item.t0_ns, item))
         elif isinstance(item, np.ndarray) and item.dtype == INTERVAL_DTYPE:
             for ln in np.unique(item["launch"]):

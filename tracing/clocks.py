@@ -8,8 +8,8 @@ all the pairs read on that SM during the launch,
     globaltimer_ns ~= a_sm + b_sm * clock64_cycles          (b_sm in ns per cycle, 1 / b_sm in GHz)
 
 and maps an event's cycles to ``a_sm + b_sm * cycles``.  An SM whose pairs span too little time for a
-reliable rate (fewer than two distinct clock values, a globaltimer span under ``MIN_FIT_SPAN_NS``,
-or an implausible rate) gets the launch-wide rate (the median of the well-measured SMs' rates or,
+reliable rate (fewer than two distinct clock values, a globaltimer span under ``MIN_FIT_SPAN_NS``
+or under ``MIN_FIT_SPAN_STEPS`` globaltimer steps, or an implausible rate) gets the launch-wide rate (the median of the well-measured SMs' rates or,
 when there are none, the pooled within-SM fit, i.e. one common slope after removing every SM's own
 offset) with its own offset ``a_sm``.  Nothing assumes a nominal clock rate: when no rate can be
 measured at all, times are NaN and a problem says so.
@@ -30,8 +30,11 @@ import numpy as np
 
 from ._common import fmt_ids, plural
 
-#: An SM whose (globaltimer) pairs span less than this many ns gets the launch-wide rate.
+#: An SM whose (globaltimer) pairs span less than this many ns gets the launch-wide rate ...
 MIN_FIT_SPAN_NS = 2_000
+#: ... or less than this many globaltimer steps (the step is 32 ns on H100/H200 but 1 us on some
+#: GPUs; it is estimated from the launch as the smallest gap between distinct readings).
+MIN_FIT_SPAN_STEPS = 100
 #: Rates outside this range (GHz) are taken as a failed measurement.
 PLAUSIBLE_GHZ = (0.05, 20.0)
 #: A fit residual (ns) above this is reported: the SM clock rate likely changed during the launch.
@@ -65,6 +68,7 @@ class ClockFit:
     """
 
     t0_ns: int  # absolute globaltimer ns of the launch's earliest CTA entry
+    gtime_step_ns: int  # estimated globaltimer resolution (smallest gap between distinct readings)
     ghz: float  # launch-wide SM clock rate, GHz (NaN when not measurable)
     sms: np.ndarray  # SM_CLOCK_DTYPE
     ns_per_cycle: np.ndarray  # f8 per CTA
@@ -112,7 +116,7 @@ def fit_clocks(
 
     nan = np.full(n, np.nan)
     ref = cs.copy() if clock != "globaltimer" else gs.copy()
-    empty = ClockFit(0, float("nan"), np.zeros(0, SM_CLOCK_DTYPE), nan.copy(), nan.copy(), ref,
+    empty = ClockFit(0, 0, float("nan"), np.zeros(0, SM_CLOCK_DTYPE), nan.copy(), nan.copy(), ref,
                      np.zeros(n, bool), problems)
     if not ok.any():
         return empty
@@ -146,12 +150,16 @@ def fit_clocks(
     y_sorted = dy[order]
     span = np.maximum.reduceat(y_sorted, starts) - np.minimum.reduceat(y_sorted, starts)
 
+    gaps = np.diff(np.unique(p_y))
+    step = int(gaps.min()) if gaps.size else 0
+    min_span = max(float(min_span_ns), MIN_FIT_SPAN_STEPS * step)
+
     with np.errstate(divide="ignore", invalid="ignore"):
         b_own = np.where(sxx > 0, sxy / sxx, np.nan)  # ns per cycle
     lo, hi = 1.0 / PLAUSIBLE_GHZ[1], 1.0 / PLAUSIBLE_GHZ[0]
     plausible = np.isfinite(b_own) & (b_own >= lo) & (b_own <= hi)
-    good = (n_distinct >= 2) & (span >= min_span_ns) & plausible
-    bad_rate = (n_distinct >= 2) & (span >= min_span_ns) & ~plausible
+    good = (n_distinct >= 2) & (span >= min_span) & plausible
+    bad_rate = (n_distinct >= 2) & (span >= min_span) & ~plausible
     if bad_rate.any():
         problems.append(
             f"implausible clock rate measured on {plural(int(bad_rate.sum()), 'SM')} "
@@ -216,4 +224,4 @@ def fit_clocks(
         offset[ok] = (yref[s] - t0).astype(np.float64) + my[s] + b[s] * dx_start
         own[ok] = good[s]
     ghz = 1.0 / b_launch if np.isfinite(b_launch) else float("nan")
-    return ClockFit(t0, ghz, sms, ns_per_cycle, offset, ref, own, problems)
+    return ClockFit(t0, step, ghz, sms, ns_per_cycle, offset, ref, own, problems)

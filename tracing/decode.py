@@ -111,6 +111,8 @@ class DecodedLaunch:
         clock_ghz: launch-wide SM clock rate measured from the CTA headers, GHz (NaN if not measurable).
         sm_clocks: ``SM_CLOCK_DTYPE`` array, the per-SM clock measurement.
         scopes: ``{id: name}`` of the scope table given to :func:`decode`, or ``None``.
+        gtime_step_ns: the globaltimer resolution seen in the headers (smallest gap between distinct
+            readings), ns.
     """
 
     launch: int
@@ -125,6 +127,8 @@ class DecodedLaunch:
     clock_ghz: float
     sm_clocks: np.ndarray
     scopes: dict[int, str] | None = None
+    gtime_step_ns: int = 0
+    _pairs: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def n_ctas(self) -> int:
@@ -142,10 +146,12 @@ class DecodedLaunch:
         return max(ends)
 
     def intervals(self) -> tuple[np.ndarray, np.ndarray]:
-        """``pair(self.events)``: (INTERVAL_DTYPE array, unmatched EVENT_DTYPE array)."""
+        """``pair(self.events)``: (INTERVAL_DTYPE array, unmatched EVENT_DTYPE array), computed once."""
         from .intervals import pair
 
-        return pair(self.events)
+        if self._pairs is None:
+            self._pairs = pair(self.events)
+        return self._pairs
 
     def summary(self) -> str:
         """A few lines for a terminal."""
@@ -460,6 +466,7 @@ def decode(
         launch=int(launch), geometry=geometry, strategy=strategy, events=ev, ctas=ctas, lost=lost,
         lost_total=lost_total, problems=problems, t0_ns=fit.t0_ns, clock_ghz=fit.ghz,
         sm_clocks=fit.sms if len(fit.sms) else np.zeros(0, SM_CLOCK_DTYPE), scopes=names,
+        gtime_step_ns=fit.gtime_step_ns,
     )
 
 

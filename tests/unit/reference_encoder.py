@@ -160,12 +160,13 @@ def make_cta(
     *,
     gtime_base: int = 1_700_000_000_000_000_000,
     ctaid: tuple[int, int, int] = (0, 0, 0),
+    gtime_step: int = GTIME_STEP_NS,
 ) -> CtaSpec:
     """A CtaSpec whose header and records follow the clock model (true times in ns)."""
 
     def gtime(t: float) -> int:
         g = gtime_base + int(round(t))
-        return g - g % GTIME_STEP_NS
+        return g - g % gtime_step
 
     def rec_time(t: float) -> int:
         return gtime_base + int(round(t)) if clock == "globaltimer" else sm_clock.cycles(t)

@@ -215,7 +215,7 @@ def test_globaltimer_mode_needs_no_conversion():
     assert d.ctas["offset_ns"].tolist() == [0.0, 960.0]
 
 
-def _multi_sm_launch(clock, rates, *, per_sm=6, cta_ns=20_000.0, seed=0):
+def _multi_sm_launch(clock, rates, *, per_sm=6, cta_ns=20_000.0, seed=0, gtime_step=32):
     """CTAs spread over SMs with their own clock rates and offsets; returns (ctas, truth ns per event)."""
     rng = np.random.default_rng(seed)
     sm_clocks = [SmClock(ghz, int(rng.integers(1 << 32, 1 << 44))) for ghz in rates]
@@ -229,7 +229,7 @@ def _multi_sm_launch(clock, rates, *, per_sm=6, cta_ns=20_000.0, seed=0):
                 warps.append([(w, bool(i & 1), float(t)) for i, t in enumerate(ts)])
                 truth += [float(t) for t in ts]
             ctas.append(make_cta(clock, sc, sm, t0, t0 + cta_ns, warps, gtime_base=G0,
-                                 ctaid=(len(ctas), 0, 0)))
+                                 ctaid=(len(ctas), 0, 0), gtime_step=gtime_step))
     return ctas, np.array(truth)
 
 
@@ -269,6 +269,19 @@ def test_short_sm_gets_launch_rate_with_own_offset():
     assert d.clock_ghz == pytest.approx(1.6, rel=1e-3)
     err = np.abs(d.events["time_ns"] - (truth - (d.t0_ns - G0)))
     assert err.max() < 40.0
+
+
+def test_coarse_globaltimer_needs_a_longer_span():
+    """With a 1 us globaltimer (older GPUs) 45 us per SM is too short for a per-SM rate: pooled fit."""
+    rates = [1.4, 1.4, 1.4, 1.4]
+    ctas, truth = _multi_sm_launch("clock64", rates, per_sm=2, gtime_step=1000)
+    g = Geometry(2, 8, "clock64")
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert d.gtime_step_ns == 1000
+    assert not d.sm_clocks["own_rate"].any()
+    assert d.clock_ghz == pytest.approx(1.4, rel=0.02)
+    err = np.abs(d.events["time_ns"] - (truth - (d.t0_ns - G0)))
+    assert err.max() < 1_500.0
 
 
 def test_no_measurable_rate_gives_nan_times_and_a_problem():
