@@ -18,11 +18,10 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import warnings
-from typing import Callable, Iterable
+from typing import Callable
 
 from kperf.config import ProfileConfig
 from kperf.dialect.errors import KperfError

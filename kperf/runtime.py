@@ -29,7 +29,6 @@ import triton
 from triton.runtime import _allocation
 
 from kperf import stages
-from kperf.config import ProfileConfig
 from kperf.dialect.errors import KperfError
 from kperf.dialect.scope_table import ScopeTable
 from kperf.layout import Geometry
@@ -72,9 +71,6 @@ class LaunchRecord:
     _host: object = None  # pinned torch tensor
     _event: object = None
     _decoded: object = None
-
-    def ready(self) -> bool:
-        return self._event is None or self._event.query()
 
     def host_bytes(self):
         """The raw buffer as a numpy uint8 array (waits for the copy)."""
@@ -247,6 +243,3 @@ class mode_override:
         triton.knobs.compilation.instrumentation_mode = self.saved
         return False
 
-
-def config_mode(config: ProfileConfig) -> str:
-    return config.to_mode()

@@ -168,6 +168,12 @@ class DecodedLaunch:
         return "\n".join(lines)
 
 
+def _where(idx, seg, seg_cta, seg_warp, seq, detail, limit: int = 5) -> list[str]:
+    """``CTA c warp w seq n (detail)`` for the first ``limit`` records at ``idx`` (their warps ``seg``)."""
+    return [f"CTA {seg_cta[s]} warp {seg_warp[s]} seq {seq[i]} ({detail(i)})"
+            for i, s in zip(idx[:limit], seg[:limit])]
+
+
 def _as_bytes(buffer: Any) -> np.ndarray:
     """A flat uint8 view (no copy when possible) of bytes / bytearray / memoryview / ndarray / tensor."""
     if not isinstance(buffer, np.ndarray) and hasattr(buffer, "detach") and hasattr(buffer, "numpy"):
@@ -363,8 +369,7 @@ def decode(
     if n_invalid:
         bad = np.flatnonzero(~valid)
         bseg = seg_of(bad)
-        ex = [f"CTA {seg_cta[s]} warp {seg_warp[s]} seq {seq[i]} (tag 0x{int(tag[i]):08X})"
-              for i, s in zip(bad[:5], bseg[:5])]
+        ex = _where(bad, bseg, seg_cta, seg_warp, seq, lambda i: f"tag 0x{int(tag[i]):08X}")
         problems.append(
             f"{plural(n_invalid, 'record')} with an invalid tag (unwritten slot or corrupt tag) inside the "
             f"counted range, in {plural(np.unique(bseg).size, 'warp')}; dropped: "
@@ -414,8 +419,7 @@ def decode(
     if back.size:
         unit = "ns" if geometry.clock == "globaltimer" else "cycles"
         bseg = seg_of(back)
-        ex = [f"CTA {seg_cta[s]} warp {seg_warp[s]} seq {seq[i]} ({int(step[i])} {unit})"
-              for i, s in zip(back[:5], bseg[:5])]
+        ex = _where(back, bseg, seg_cta, seg_warp, seq, lambda i: f"{int(step[i])} {unit}")
         problems.append(
             f"non-monotonic clock: {plural(back.size, 'backward step')} in "
             f"{plural(np.unique(bseg).size, 'warp')}: {fmt_ids(ex, 5, total=back.size)}"
