@@ -2,17 +2,23 @@
 
 Each CTA header holds two back-to-back readings of ``(%globaltimer, %clock64)``: one at CTA entry, one
 before ``ret``.  ``%globaltimer`` (ns) is one clock for the whole GPU; ``%clock64`` (cycles) is per SM,
-with its own offset and possibly its own rate.  For every SM the host fits, by least squares over
-all the pairs read on that SM during the launch,
+with its own offset and its own rate, and that rate moves during a launch (DVFS: an H100 running a
+GEMM was seen going from 1.61 to 1.48 GHz, which leaves residuals of several us around one straight
+line per SM).  So for every SM the host builds a piecewise-linear map ``globaltimer_ns = Y_sm(cycles)``
+through knots: the SM's pairs are binned by globaltimer into bins ``KNOT_SPAN_NS`` (and at least
+``KNOT_SPAN_STEPS`` globaltimer steps) wide, each bin's pairs are averaged into one knot, and knots
+closer than half a bin are skipped, so the globaltimer's quantisation moves a segment's rate by about
+1 % at worst and a knot's position by less than one step.  Before the first and after the last knot the end segments are
+extended.  An SM with fewer than two knots (a short launch) uses one straight line instead: its own
+least-squares fit over its pairs when they span enough time for a reliable rate (at least two distinct
+clock values, a globaltimer span of ``MIN_FIT_SPAN_NS`` and of ``MIN_FIT_SPAN_STEPS`` steps, a
+plausible rate), else the launch-wide rate (the median of the well-measured SMs' rates or, when there
+are none, the pooled within-SM fit) with its own offset.
 
-    globaltimer_ns ~= a_sm + b_sm * clock64_cycles          (b_sm in ns per cycle, 1 / b_sm in GHz)
-
-and maps an event's cycles to ``a_sm + b_sm * cycles``.  An SM whose pairs span too little time for a
-reliable rate (fewer than two distinct clock values, a globaltimer span under ``MIN_FIT_SPAN_NS``
-or under ``MIN_FIT_SPAN_STEPS`` globaltimer steps, or an implausible rate) gets the launch-wide rate (the median of the well-measured SMs' rates or,
-when there are none, the pooled within-SM fit, i.e. one common slope after removing every SM's own
-offset) with its own offset ``a_sm``.  Nothing assumes a nominal clock rate: when no rate can be
-measured at all, times are NaN and a problem says so.
+A CTA's events are then mapped by the straight line through ``Y_sm(clock_start)`` and
+``Y_sm(clock_end)`` (its own average rate over its lifetime, exact at both ends; the map's local rate
+when the CTA has no exit pair).  Nothing assumes a nominal clock rate: when no rate can be measured at
+all, times are NaN and a problem says so.
 
 For ``clock="globaltimer"`` events are already in ns and need no conversion; the per-SM rates are
 still measured from the headers and reported.
@@ -35,6 +41,10 @@ MIN_FIT_SPAN_NS = 2_000
 #: ... or less than this many globaltimer steps (the step is 32 ns on H100/H200 but 1 us on some
 #: GPUs; it is estimated from the launch as the smallest gap between distinct readings).
 MIN_FIT_SPAN_STEPS = 100
+#: Knots of an SM's piecewise-linear clock map are at least this many ns apart ...
+KNOT_SPAN_NS = 5_000
+#: ... and at least this many globaltimer steps (a 32 ns step gives 6.4 us).
+KNOT_SPAN_STEPS = 200
 #: Rates outside this range (GHz) are taken as a failed measurement.
 PLAUSIBLE_GHZ = (0.05, 20.0)
 #: A fit residual (ns) above this is reported: the SM clock rate likely changed during the launch.
@@ -47,10 +57,13 @@ SM_CLOCK_DTYPE = np.dtype(
         ("n_ctas", "<u4"),  # CTAs that started on this SM (with a good header)
         ("n_points", "<u4"),  # (globaltimer, clock64) pairs read on this SM
         ("span_ns", "<f8"),  # globaltimer span of those pairs, ns
-        ("ghz", "<f8"),  # clock rate used for this SM, GHz (cycles per ns)
+        ("ghz", "<f8"),  # average clock rate on this SM (least squares over its pairs), GHz
         ("own_rate", "?"),  # True: measured on this SM; False: the launch-wide rate
+        ("n_segments", "<u4"),  # segments of the piecewise-linear map (1: one straight line)
+        ("ghz_min", "<f8"),  # slowest and ...
+        ("ghz_max", "<f8"),  # ... fastest segment rate, GHz (the clock's range during the launch)
         ("fit_ghz", "<f8"),  # this SM's own least-squares rate, GHz (NaN when not measurable)
-        ("rms_ns", "<f8"),  # RMS residual of the pairs around the line used, ns
+        ("rms_ns", "<f8"),  # RMS residual of the pairs around the map used, ns
         ("max_residual_ns", "<f8"),  # largest absolute residual, ns
     ],
     align=True,
@@ -182,7 +195,25 @@ def fit_clocks(
         )
     b = np.where(good, b_own, b_launch)
 
-    resid = dy - (my[p_s] + b[p_s] * cx)  # NaN where no rate is known
+    # -- the map per SM: piecewise-linear through knots where the pairs allow it, else one line
+    pieces: list[tuple[np.ndarray, np.ndarray] | None] = [None] * k
+    if clock != "globaltimer" and np.isfinite(b_launch):
+        knot_span = max(float(KNOT_SPAN_NS), KNOT_SPAN_STEPS * step)
+        pieces = _piecewise_knots(p_s, dx, dy, k, knot_span, lo, hi)
+
+    def line(s_idx: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return my[s_idx] + b[s_idx] * (x - mx[s_idx]), b[s_idx]
+
+    def evaluate(s_idx: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ns since the SM's reference pair, local ns per cycle) at ``x`` cycles after it."""
+        y, slope = line(s_idx, x)
+        for sm in np.flatnonzero([pc is not None for pc in pieces]):  # a loop over SMs
+            sel = s_idx == sm
+            if sel.any():
+                y[sel], slope[sel] = _interp(*pieces[sm], x[sel])
+        return y, slope
+
+    resid = dy - evaluate(p_s, dx)[0]  # NaN where no rate is known
     rms = np.sqrt(np.bincount(p_s, resid * resid, k) / cnt)
     max_res = np.zeros(k)
     with np.errstate(invalid="ignore"):
@@ -198,6 +229,15 @@ def fit_clocks(
     sms["span_ns"] = span
     sms["ghz"] = 1.0 / b
     sms["own_rate"] = good
+    sms["n_segments"] = 1
+    sms["ghz_min"] = sms["ghz_max"] = 1.0 / b
+    for sm, pc in enumerate(pieces):
+        if pc is not None:
+            kx, ky = pc
+            seg_ghz = np.diff(kx) / np.diff(ky)
+            sms["n_segments"][sm] = len(seg_ghz)
+            sms["ghz_min"][sm], sms["ghz_max"][sm] = seg_ghz.min(), seg_ghz.max()
+            sms["own_rate"][sm] = True
     with np.errstate(divide="ignore", invalid="ignore"):
         sms["fit_ghz"] = np.where(b_own > 0, 1.0 / b_own, np.nan)
     sms["rms_ns"] = rms
@@ -206,9 +246,9 @@ def fit_clocks(
         wobbly = np.isfinite(max_res) & (max_res > RESIDUAL_WARN_NS)
         if wobbly.any():
             problems.append(
-                f"clock fit residual above {RESIDUAL_WARN_NS:g} ns on {plural(int(wobbly.sum()), 'SM')} "
+                f"clock map residual above {RESIDUAL_WARN_NS:g} ns on {plural(int(wobbly.sum()), 'SM')} "
                 f"(SM {fmt_ids(sm_ids[wobbly])}; worst {float(max_res[wobbly].max()):.0f} ns): "
-                "the SM clock rate changed during the launch? times there are approximate"
+                "the SM clock rate changed faster than the CTA headers can follow; times there are approximate"
             )
 
     ns_per_cycle = nan.copy()
@@ -219,9 +259,61 @@ def fit_clocks(
         ns_per_cycle[ok] = 1.0
         offset[ok] = (gs[ok] - t0).astype(np.float64)
     else:
-        ns_per_cycle[ok] = b[s]
-        dx_start = (cs[ok] - xref[s]).astype(np.float64) - mx[s]
-        offset[ok] = (yref[s] - t0).astype(np.float64) + my[s] + b[s] * dx_start
-        own[ok] = good[s]
+        x0 = (cs[ok] - xref[s]).astype(np.float64)
+        y0, rate = evaluate(s, x0)
+        # a CTA with an exit pair on the same SM: the line through the map at its entry and exit
+        same = end_ok[ok] & (sm_end[ok] == sm_start[ok]) & (ce[ok] > cs[ok])
+        x1 = (ce[ok] - xref[s]).astype(np.float64)
+        y1, _ = evaluate(s[same], x1[same])
+        rate[same] = (y1 - y0[same]) / (x1[same] - x0[same])
+        ns_per_cycle[ok] = rate
+        offset[ok] = (yref[s] - t0).astype(np.float64) + y0
+        own[ok] = sms["own_rate"][s]
     ghz = 1.0 / b_launch if np.isfinite(b_launch) else float("nan")
     return ClockFit(t0, step, ghz, sms, ns_per_cycle, offset, ref, own, problems)
+
+
+def _piecewise_knots(p_s: np.ndarray, dx: np.ndarray, dy: np.ndarray, k: int, span: float,
+                     lo: float, hi: float) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Per SM, knots ``(x, y)`` (float cycles and ns from the SM's reference pair) of its map, or None.
+
+    The SM's pairs are binned by globaltimer into bins ``span`` ns wide, counted from its first pair,
+    and the pairs of each bin are averaged into a knot, skipping a knot that falls less than
+    ``span / 2`` after the previous bin's.  Knots are therefore at least ``span / 2`` apart and each
+    averages out part of the globaltimer's quantisation.  An SM gets a map only with at least
+    two knots, increasing in both coordinates, and plausible rates on every segment.
+    """
+    order = np.lexsort((dy, p_s))
+    s, x, y = p_s[order], dx[order], dy[order]
+    first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    y_first = np.repeat(y[first], np.diff(np.r_[first, len(s)]))
+    bin_ = np.floor((y - y_first) / span).astype(np.int64)
+    new = np.r_[True, (s[1:] != s[:-1]) | (bin_[1:] != bin_[:-1])]
+    g = np.cumsum(new) - 1
+    c = np.bincount(g)
+    kx, ky, ks, kb = np.bincount(g, x) / c, np.bincount(g, y) / c, s[new], bin_[new]
+    # a knot per bin, but none less than span/2 after the previous bin's: kept knots stay span/2 apart
+    # (a dropped knot's successor lies in a later bin, at least a whole bin after the last kept one)
+    keep = np.r_[True, (ks[1:] != ks[:-1]) | (ky[1:] - ky[:-1] >= span / 2)]
+    kx, ky, ks = kx[keep], ky[keep], ks[keep]
+    bounds = np.searchsorted(ks, np.arange(k + 1))
+    out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * k
+    for sm in range(k):  # a loop over SMs
+        a, e = bounds[sm], bounds[sm + 1]
+        if e - a < 2:
+            continue
+        ddx, ddy = np.diff(kx[a:e]), np.diff(ky[a:e])
+        if (ddx <= 0).any() or (ddy <= 0).any():
+            continue
+        rate = ddy / ddx
+        if ((rate < lo) | (rate > hi)).any():
+            continue
+        out[sm] = (kx[a:e], ky[a:e])
+    return out
+
+
+def _interp(kx: np.ndarray, ky: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Piecewise-linear ``y(x)`` through knots ``(kx, ky)``, end segments extended; and its slope."""
+    seg = np.clip(np.searchsorted(kx, x, "right") - 1, 0, len(kx) - 2)
+    slope = (ky[seg + 1] - ky[seg]) / (kx[seg + 1] - kx[seg])
+    return ky[seg] + slope * (x - kx[seg]), slope

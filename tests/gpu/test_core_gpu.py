@@ -129,3 +129,80 @@ def test_trace_duration_matches_kernel_time():
     (dec,) = kperf.results(k).decoded()
     trace_ms = dec.duration_ns / 1e6
     assert abs(trace_ms - ms) / ms < 0.05, (trace_ms, ms)
+    # the piecewise clock map follows the SM clocks through the launch (DVFS included)
+    assert dec.problems == []
+    assert float(dec.sm_clocks["max_residual_ns"].max()) < 500.0
+    print(f"\nSM clocks {dec.sm_clocks['ghz_min'].min():.3f}-{dec.sm_clocks['ghz_max'].max():.3f} GHz, "
+          f"max residual {dec.sm_clocks['max_residual_ns'].max():.0f} ns, trace {trace_ms:.4f} ms, "
+          f"CUPTI {ms:.4f} ms")
+
+
+def _autotuned_add():
+    import triton
+    import triton.language as tl
+    import kperf
+
+    @triton.autotune(configs=[triton.Config({"BLOCK": 512}, num_warps=4),
+                              triton.Config({"BLOCK": 1024}, num_warps=4),
+                              triton.Config({"BLOCK": 2048}, num_warps=8)], key=["n"])
+    @triton.jit
+    def tuned_add(x_ptr, y_ptr, out_ptr, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        with kperf.scope("load"):
+            x = tl.load(x_ptr + offs, mask=mask)
+            y = tl.load(y_ptr + offs, mask=mask)
+        with kperf.scope("store"):
+            tl.store(out_ptr + offs, x + y, mask=mask)
+
+    return tuned_add
+
+
+@pytest.mark.parametrize("profile_autotune", [False, True])
+def test_autotuned_kernel_profiles_launches_not_timing_runs(profile_autotune):
+    import triton
+    import kperf
+    k = kperf.profile(_autotuned_add(), profile_autotune=profile_autotune)
+    n = 1 << 22
+    x, y = torch.rand(n, device="cuda"), torch.rand(n, device="cuda")
+    out = torch.empty_like(x)
+    k[lambda meta: (triton.cdiv(n, meta["BLOCK"]),)](x, y, out, n)  # tunes, then launches once
+    k[lambda meta: (triton.cdiv(n, meta["BLOCK"]),)](x, y, out, n)  # cached choice
+    torch.cuda.synchronize()
+    assert torch.equal(out, x + y)
+    prof = kperf.results(k)
+    if not profile_autotune:
+        assert len(prof) == 2  # the two launches; the autotuner's timing runs ran plain
+    else:
+        assert len(prof) > 2
+    best = k.fn.best_config
+    dec = prof.decoded()[-1]
+    block = best.kwargs["BLOCK"]
+    assert dec.geometry.num_warps == best.num_warps
+    _check_timeline(kperf.Profile([prof.launches[-1]]), n // block, best.num_warps, 4)
+
+
+def test_launches_on_two_streams_are_each_complete():
+    import kperf
+    import matmul as mm
+    torch.manual_seed(1)
+    a1 = torch.randn(2048, 2048, device="cuda", dtype=torch.float16)
+    b1 = torch.randn(2048, 2048, device="cuda", dtype=torch.float16)
+    a2 = torch.randn(1024, 3072, device="cuda", dtype=torch.float16)
+    b2 = torch.randn(3072, 1024, device="cuda", dtype=torch.float16)
+    ref1, ref2 = mm.matmul(a1, b1), mm.matmul(a2, b2)
+    k = kperf.profile(mm.matmul_kernel)
+    s1, s2 = torch.cuda.Stream(), torch.cuda.Stream()
+    torch.cuda.synchronize()
+    with torch.cuda.stream(s1):
+        o1 = mm.matmul(a1, b1, kernel=k)
+    with torch.cuda.stream(s2):
+        o2 = mm.matmul(a2, b2, kernel=k)
+    torch.cuda.synchronize()
+    assert torch.equal(o1, ref1) and torch.equal(o2, ref2)
+    prof = kperf.results(k)
+    assert len(prof) == 2
+    d1, d2 = prof.decoded()
+    assert d1.problems == [] and d2.problems == []
+    assert len(d1.events) == 16 * 16 * 8 * (4 * (2048 // 64) + 2)
+    assert len(d2.events) == 8 * 8 * 8 * (4 * (3072 // 64) + 2)
