@@ -23,7 +23,6 @@ from kperf.config import ProfileConfig
 from kperf.dialect.errors import KperfError
 from kperf.dialect.scope_table import ScopeTable
 from kperf.layout import Geometry
-from kperf.passes.lower_ptx import LowerPtxPass
 
 
 @dataclasses.dataclass
@@ -31,14 +30,14 @@ class CompileReport:
     """What kperf built: IR texts, SASS, the scope table and the static cost of the records."""
 
     name: str
-    ttgir: str
-    ptx: str
-    sass: str
-    cubin: bytes
+    ttgir: str = dataclasses.field(repr=False)
+    ptx: str = dataclasses.field(repr=False)
+    sass: str = dataclasses.field(repr=False)
+    cubin: bytes = dataclasses.field(repr=False)
     scopes: ScopeTable
     num_records: int  # record sites in the PTX (static)
     geometry: Geometry
-    metadata: dict
+    metadata: dict = dataclasses.field(repr=False)
     sass_instructions: int  # instrumented kernel
     sass_instructions_plain: int  # same kernel compiled without kperf
     sass_fixed_cost: int  # preamble + finalize, in SASS instructions
@@ -78,6 +77,14 @@ def parse_target(target) -> GPUTarget:
     return t
 
 
+def _source_class(fn: JITFunction):
+    """Triton's ``ASTSource``, or Gluon's for ``@gluon.jit`` kernels (they compile straight to TTGIR)."""
+    if fn.is_gluon():
+        from triton.experimental.gluon._runtime import GluonASTSource
+        return GluonASTSource
+    return ASTSource
+
+
 def default_attrs(signature: dict[str, str], fn) -> dict:
     """``tt.divisibility = 16`` on every pointer and integer argument, as the JIT gives 16-aligned values."""
     names = list(fn.arg_names)
@@ -91,7 +98,8 @@ def default_attrs(signature: dict[str, str], fn) -> dict:
 
 
 def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, attrs: dict | None = None,
-            target="cuda:90", config: ProfileConfig | None = None, **options) -> CompileReport:
+            target="cuda:90", config: ProfileConfig | None = None, auto: str | None = None,
+            **options) -> CompileReport:
     """Compile ``fn`` (a ``@triton.jit`` function) instrumented and plain; no GPU needed.
 
     Args:
@@ -101,17 +109,22 @@ def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, at
             16-divisible, as the JIT does for aligned values (without it loops are not pipelined).
         target: ``"cuda:90"`` or a ``GPUTarget``.
         config: the ``ProfileConfig``; defaults to ``ProfileConfig()``.
+        auto: automatic insertion selectors (``"mma,tma"``; see ``kperf.passes.auto_insert``), the same
+            as ``config=ProfileConfig(auto=...)``.
         options: Triton compile options (``num_warps``, ``num_stages``, ...).
     """
     fn = unwrap_jit(fn)
     config = config or ProfileConfig()
+    if auto:
+        config = dataclasses.replace(config, auto=auto)
     gpu = parse_target(target)
     constexprs = constexprs or {}
     attrs = default_attrs(signature, fn) if attrs is None else attrs
     stages.install()
-    src = ASTSource(fn, signature, constexprs, attrs)
+    source_cls = _source_class(fn)
+    src = source_cls(fn, signature, constexprs, attrs)
     plain = triton.compile(src, target=gpu, options={**options, "instrumentation_mode": ""})
-    inst = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=gpu,
+    inst = triton.compile(source_cls(fn, signature, constexprs, attrs), target=gpu,
                           options={**options, "instrumentation_mode": config.to_mode()})
     md = inst.metadata._asdict()
     info = md.get(stages.METADATA_KEY) or {}
@@ -119,8 +132,9 @@ def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, at
         raise KperfError(f"kernel {fn.__name__} has no kperf scopes to profile",
                          fix='add `with kperf.scope("name"):` around the code to time')
     num_warps = int(info["num_warps"])
-    geometry = Geometry(num_warps, config.capacity, config.clock)
-    fixed = LowerPtxPass(config, num_warps, records=False).apply_text(plain.asm["ptx"]).ptx
+    geometry = Geometry.from_json(info["geometry"])
+    plain_md = {**plain.metadata._asdict(), "num_warps": num_warps}
+    fixed = stages.lower_pass(config, plain_md, records=False).apply_text(plain.asm["ptx"]).ptx
     from triton.backends.nvidia.compiler import CUDABackend
     backend = CUDABackend(gpu)
     opts = backend.parse_options(dict(options))

@@ -3,6 +3,7 @@
 Triton puts ``knobs.compilation.instrumentation_mode`` into the compile options and so into the cache
 key; kperf sets it to ``ProfileConfig.to_mode()`` while compiling a profiled kernel, which keeps
 instrumented and plain binaries apart in Triton's cache and tells kperf's stage hook what to build.
+Every option below is part of that string (docs/options.md lists them with their measured costs).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import pathlib
 
 from kperf.dialect.errors import KperfError
-from kperf.layout import CLOCKS, STRATEGIES
+from kperf.layout import CLOCKS, GRANULARITIES, MAX_SM_ID, STORES, STRATEGIES
 
 MODE_PREFIX = "kperf"
 
@@ -46,29 +47,99 @@ class ProfileConfig:
             keep the latest; ``capacity`` must then be a power of two).
         clock: ``"clock"`` (32-bit SM cycles, unwrapped on the host; cheapest), ``"clock64"``
             (64-bit SM cycles) or ``"globaltimer"`` (ns, but only 32 ns to 1 us resolution).
+        store: ``"global"`` (each record is stored to the profile buffer in global memory),
+            ``"smem"`` (records are staged in shared memory past the kernel's own and copied out by
+            each warp before ``ret``; an error if they do not fit) or ``"auto"`` (``smem`` when it
+            fits the target's shared memory, else ``global``).
+        fold: ``keep-first`` only: instead of a capacity check per record, clamp the slot pointer
+            once per basic block and let records past the capacity land in a few sink slots
+            (one SASS instruction less per record; same records kept, same exact counts).
+            ``None`` (default): on for ``keep-first``, which measured cheaper on an H100
+            (fp16 GEMM 8192^3, 4 records per K iteration: +1.6% vs +2.2%; Gluon GEMM: +9.8% vs +10.9%).
+        granularity: which warps record: ``"warp"`` (all), ``"warpgroup"`` (warp 0 of each group
+            of 4 warps) or ``"cta"`` (warp 0 only).  Only recording warps get buffer slots.
+        warp_mask: if non-zero, a bitmask of warps allowed to record (bit w = warp w), combined
+            with ``granularity``.
+        cta_stride: record only CTAs whose linear id is a multiple of this (1: all CTAs).
+        sms: if non-empty, record only CTAs that start on these SM ids (``%smid``).
+        clone: with ``cta_stride``/``sms`` sampling, sampled-out CTAs run an uninstrumented copy of
+            the kernel body (no per-record cost at all) instead of the predicated-off records.
+        record_cost: cycles one record adds to a measured interval, subtracted on the host
+            (``time -= record_cost * seq`` per warp); 0 = off.  Measure it for your GPU and
+            options with ``bench/calibration.py`` (docs/accuracy.md).
+        auto: automatic insertion on the final TTGIR: selectors (presets ``mma``, ``tma``, ``waits``,
+            ``loops`` or op names, see ``kperf.passes.auto_insert``), comma separated; stored
+            canonically as ``"mma+tma"``.  Empty: only the records in the source.
+        override: digest of the TTGIR override folder in use (set by ``kperf.override``); it puts
+            the override files' content into Triton's cache key.
     """
 
     capacity: int = 1024
     strategy: str = "keep-first"
     clock: str = "clock"
+    store: str = "global"
+    fold: bool | None = None
+    granularity: str = "warp"
+    warp_mask: int = 0
+    cta_stride: int = 1
+    sms: tuple = ()
+    clone: bool = True
+    record_cost: float = 0.0
+    auto: str = ""
+    override: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.capacity, int) or self.capacity <= 0:
             raise KperfError(f"capacity must be a positive int (records per warp), got {self.capacity!r}")
-        if self.strategy not in STRATEGIES:
-            raise KperfError(f"unknown strategy {self.strategy!r}", fix=f"use one of {', '.join(STRATEGIES)}")
-        if self.clock not in CLOCKS:
-            raise KperfError(f"unknown clock {self.clock!r}", fix=f"use one of {', '.join(CLOCKS)}")
+        _one_of("strategy", self.strategy, STRATEGIES)
+        _one_of("clock", self.clock, CLOCKS)
+        _one_of("store", self.store, STORES)
+        _one_of("granularity", self.granularity, GRANULARITIES)
         if self.strategy == "wrap" and self.capacity & (self.capacity - 1):
             raise KperfError(f"strategy='wrap' needs a power-of-two capacity, got {self.capacity}",
                              fix=f"use capacity={1 << self.capacity.bit_length()}")
+        if self.fold is None:
+            object.__setattr__(self, "fold", self.strategy == "keep-first")
+        if self.fold and self.strategy != "keep-first":
+            raise KperfError("fold=True applies to strategy='keep-first' only (wrap indexes every record)",
+                             fix="drop fold=True or use strategy='keep-first'")
+        if not isinstance(self.warp_mask, int) or not 0 <= self.warp_mask < 1 << 32:
+            raise KperfError(f"warp_mask must be a 32-bit mask (bit w = warp w), got {self.warp_mask!r}")
+        if not isinstance(self.cta_stride, int) or self.cta_stride < 1:
+            raise KperfError(f"cta_stride must be an int >= 1, got {self.cta_stride!r}")
+        sms = tuple(sorted(set(int(s) for s in self.sms)))
+        if any(not 0 <= s <= MAX_SM_ID for s in sms):
+            raise KperfError(f"sms must be SM ids in [0, {MAX_SM_ID}], got {self.sms!r}")
+        object.__setattr__(self, "sms", sms)
+        if not self.record_cost >= 0:
+            raise KperfError(f"record_cost must be >= 0 cycles, got {self.record_cost!r}")
+        object.__setattr__(self, "record_cost", float(self.record_cost))
+        if self.auto:
+            from kperf.passes.auto_insert import parse_selectors
+            object.__setattr__(self, "auto", "+".join(parse_selectors(self.auto)))
+
+    @property
+    def samples_ctas(self) -> bool:
+        """Whether some CTAs are sampled out (``cta_stride`` or ``sms``)."""
+        return self.cta_stride > 1 or bool(self.sms)
+
+    def recording_warps(self, num_warps: int) -> tuple[int, ...]:
+        """The warps that record (and own buffer slots), in order."""
+        step = {"warp": 1, "warpgroup": 4, "cta": num_warps}[self.granularity]
+        warps = tuple(w for w in range(0, num_warps, step)
+                      if not self.warp_mask or self.warp_mask >> w & 1)
+        if not warps:
+            raise KperfError(f"no warp records: granularity={self.granularity!r} and warp_mask="
+                             f"0x{self.warp_mask:x} leave none of the kernel's {num_warps} warps",
+                             fix="widen warp_mask or use granularity='warp'")
+        return warps
 
     def to_mode(self) -> str:
-        """``kperf:capacity=1024,clock=clock,strategy=keep-first,code=<hash>`` (fields sorted).
+        """``kperf:capacity=1024,clock=clock,...,code=<hash>`` (fields in declaration order).
 
         ``code`` is a hash of kperf's lowering sources: a changed kperf never reuses old binaries.
         """
-        items = sorted(dataclasses.asdict(self).items())
+        items = [(f.name, _encode(getattr(self, f.name))) for f in dataclasses.fields(self)]
         return MODE_PREFIX + ":" + ",".join(f"{k}={v}" for k, v in items) + f",code={code_hash()}"
 
     @classmethod
@@ -85,9 +156,37 @@ class ProfileConfig:
             if key not in fields:
                 raise KperfError(f"unknown kperf option {key!r} in mode {mode!r}",
                                  fix=f"known options: {', '.join(fields)}")
-            kwargs[key] = int(value) if fields[key].type in (int, "int") else value
+            kwargs[key] = _decode(fields[key].default, value)
         return cls(**kwargs)
 
     @staticmethod
     def is_kperf_mode(mode: str | None) -> bool:
         return bool(mode) and mode.split(":", 1)[0] == MODE_PREFIX
+
+
+def _one_of(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise KperfError(f"unknown {name} {value!r}", fix=f"use one of {', '.join(allowed)}")
+
+
+def _encode(value) -> str:
+    if isinstance(value, tuple):
+        return ".".join(str(v) for v in value)
+    return str(value).replace(",", "+")  # "," separates options in the mode string
+
+
+def _decode(default, text: str):
+    """Parse one mode value by the type of the field's default."""
+    if default is None and text in ("True", "False", "None"):  # an optional bool (fold)
+        return None if text == "None" else text == "True"
+    if isinstance(default, bool):
+        if text not in ("True", "False"):
+            raise KperfError(f"expected True or False in a kperf mode, got {text!r}")
+        return text == "True"
+    if isinstance(default, int):
+        return int(text, 0)
+    if isinstance(default, float):
+        return float(text)
+    if isinstance(default, tuple):
+        return tuple(int(v) for v in text.split(".") if v)
+    return text.replace("+", ",")

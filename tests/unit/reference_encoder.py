@@ -30,11 +30,13 @@ from kperf.layout import (
     TAG_END,
     TAG_SCOPE_SHIFT,
     TAG_VALID,
+    SUPPORTED_VERSIONS,
     VERSION,
+    FLAG_SAMPLED_OUT,
     Geometry,
 )
 
-_FMT = {np.dtype("<u4"): "<I", np.dtype("<u8"): "<Q"}
+_FMT = {np.dtype("<u2"): "<H", np.dtype("<u4"): "<I", np.dtype("<u8"): "<Q"}
 _U64 = (1 << 64) - 1
 
 
@@ -47,8 +49,10 @@ def raw_tag(scope_id: int, is_end: bool) -> int:
 class CtaSpec:
     """One CTA as the device would run it.
 
-    ``warps[w]`` is warp ``w``'s records in program order: ``(scope_id, is_end, time)`` where time
-    is the full clock value (absolute clock64 cycles, or globaltimer ns for clock="globaltimer").
+    ``warps[s]`` is the records of slot ``s`` (warp ``geometry.warps[s]``; slot = warp by default) in
+    program order: ``(scope_id, is_end, time)`` where time is the full clock value (absolute clock64
+    cycles, or globaltimer ns for clock="globaltimer").  ``flags`` is the v2 header's flags word
+    (``FLAG_SAMPLED_OUT``: a sampled-out CTA, whose ``warps`` must then be empty).
     """
 
     warps: list[list[tuple[int, bool, int]]]
@@ -61,6 +65,7 @@ class CtaSpec:
     clock_end: int = 0
     magic: int = MAGIC
     version: int = VERSION
+    flags: int = 0
     num_warps: int | None = None  # header field; default: the geometry's
     zeroed: bool = False
     no_end: bool = False
@@ -86,9 +91,11 @@ def encode(geometry: Geometry, strategy: str, ctas: list[CtaSpec], *,
         if c.zeroed:
             continue
         base = i * geometry.cta_bytes
-        assert len(c.warps) <= geometry.num_warps
+        assert len(c.warps) <= geometry.slots
+        assert not (c.flags & FLAG_SAMPLED_OUT and any(c.warps)), "a sampled-out CTA has no records"
         _put_header(buf, base, "magic", c.magic)
         _put_header(buf, base, "version", c.version)
+        _put_header(buf, base, "flags", c.flags)
         _put_header(buf, base, "smid_start", c.sm)
         _put_header(buf, base, "gtime_start", c.gtime_start)
         _put_header(buf, base, "clock_start", c.clock_start)
@@ -104,8 +111,10 @@ def encode(geometry: Geometry, strategy: str, ctas: list[CtaSpec], *,
             count = 0
             for k, (scope, is_end, t) in enumerate(records):
                 slot = count if strategy == "keep-first" else count % cap
-                if slot < cap:
-                    off = base + geometry.records_offset + (w * cap + slot) * geometry.record_bytes
+                if slot >= cap and geometry.sink:  # fold: records past capacity land in the sink
+                    slot = cap + (count - cap) % geometry.sink
+                if slot < cap + geometry.sink:
+                    off = base + geometry.records_offset + w * geometry.warp_bytes + slot * geometry.record_bytes
                     tag = c.raw_tags.get((w, k), raw_tag(scope, is_end))
                     struct.pack_into("<I", buf, off, tag)
                     value = t & 0xFFFFFFFF if geometry.clock == "clock" else t & _U64
@@ -118,13 +127,14 @@ def encode(geometry: Geometry, strategy: str, ctas: list[CtaSpec], *,
 
 def expected_events(geometry: Geometry, strategy: str, ctas: list[CtaSpec]) -> list[tuple]:
     """What a decoder must give back: ``(cta, warp, seq, scope, is_end, time)`` in (cta, warp, seq)
-    order, for the good CTAs, kept records only, raw_tags ignored."""
+    order, for the good CTAs, kept records only, raw_tags ignored; ``warp`` is the slot's warp."""
     cap = geometry.capacity
     out = []
     for i, c in enumerate(ctas):
-        if c.zeroed or c.magic != MAGIC or c.version != VERSION:
+        if c.zeroed or c.magic != MAGIC or c.version not in SUPPORTED_VERSIONS:
             continue
-        for w, records in enumerate(c.warps):
+        for slot, records in enumerate(c.warps):
+            w = int(geometry.slot_warps[slot])
             n = len(records)
             seqs = range(min(n, cap)) if strategy == "keep-first" else range(max(0, n - cap), n)
             for s in seqs:

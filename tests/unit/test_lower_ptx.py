@@ -38,7 +38,7 @@ STRAIGHT = kernel("\n".join([carrier("start", "a", 0, "%r1"), "\tadd.s32 %r3, %r
 
 
 def test_straight_line_counts_are_bumped_before_finalize():
-    ptx = LowerPtxPass(ProfileConfig(), 4).apply_text(STRAIGHT).ptx
+    ptx = LowerPtxPass(ProfileConfig(fold=False), 4).apply_text(STRAIGHT).ptx
     bump = ptx.index("add.u32 %kp_n, %kp_n, 2;")
     final = ptx.index("kperf: finalize")
     assert bump < final < ptx.index("\tret;")
@@ -106,3 +106,56 @@ def test_assembles_with_ptxas(tmp_path):
     subprocess.run([knobs.nvidia.ptxas.path, "--gpu-name=sm_90a", str(src), "-o", str(tmp_path / "k.cubin")],
                    check=True, capture_output=True)
     assert re.search(rb"\x7fELF", (tmp_path / "k.cubin").read_bytes()[:4])
+
+
+VARIANT_CONFIGS = [
+    ProfileConfig(fold=True),
+    ProfileConfig(store="smem", capacity=64),
+    ProfileConfig(store="smem", capacity=64, fold=True, clock="clock64"),
+    ProfileConfig(granularity="warpgroup"),
+    ProfileConfig(warp_mask=0b1010),
+    ProfileConfig(cta_stride=2),
+    ProfileConfig(sms=(1, 40)),
+    ProfileConfig(strategy="wrap", capacity=64, store="smem"),
+]
+
+
+def _ptxas(tmp_path, ptx: str) -> bytes:
+    import subprocess
+    from triton import knobs
+    src = tmp_path / "k.ptx"
+    src.write_text(ptx)
+    r = subprocess.run([knobs.nvidia.ptxas.path, "--gpu-name=sm_90a", str(src), "-o", str(tmp_path / "k.cubin")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return (tmp_path / "k.cubin").read_bytes()
+
+
+@pytest.mark.parametrize("cfg", VARIANT_CONFIGS, ids=lambda c: c.to_mode().split(",code")[0][6:])
+def test_variants_assemble_with_predicated_rets_and_branches(cfg, tmp_path):
+    body = "\n".join([carrier("start", "a", 0, "%r1"), "\t@%p1 bra $L__BB0_2;", carrier("end", "a", 0, "%r2"),
+                      "\t@%p2 ret;", "$L__BB0_2:", carrier("start", "b", 1, "%r3"), "\tret;"])
+    res = LowerPtxPass(cfg, 4, shared_bytes=0).apply_text(kernel(body))
+    assert res.store == ("smem" if cfg.store == "smem" else "global")
+    cubin = _ptxas(tmp_path, res.ptx)
+    assert cubin[:4] == b"\x7fELF"
+    if cfg.store == "smem":  # the kernel had no shared memory: kperf declares Triton's array itself
+        assert ".extern .shared .align 16 .b8 global_smem[];" in res.ptx
+        assert res.shared_bytes == res.geometry.slots * res.geometry.warp_bytes
+    if cfg.samples_ctas:  # the plain copy: renamed labels, its own guarded ret
+        plain = res.ptx.split("$KP_PLAIN:", 1)[1]
+        assert "$L__BB0_2_kp_plain:" in plain and "bra $L__BB0_2_kp_plain;" in plain
+        assert "$KP_PLAIN_RET_SKIP_0:" in plain and "kperf record" not in plain
+
+
+def test_fold_clamps_once_per_block_and_sizes_the_sink():
+    res = LowerPtxPass(ProfileConfig(fold=True), 4).apply_text(STRAIGHT)
+    assert res.geometry.sink == res.max_block_records == 2
+    assert "min.u32 %kp_m, %kp_n, 1024;" in res.ptx and "mad.wide.u32 %kp_ptr, %kp_m, 8, %kp_base;" in res.ptx
+    assert "setp.lt" not in res.ptx.split("kperf record #0", 1)[1].split("kperf: finalize")[0]
+    assert "@%kp_l0 st.global.v2.b32 [%kp_ptr+8]" in res.ptx
+
+
+def test_smem_needs_the_shared_size():
+    with pytest.raises(KperfError, match="shared memory size"):
+        LowerPtxPass(ProfileConfig(store="smem"), 4).apply_text(STRAIGHT)

@@ -1,0 +1,384 @@
+"""Kernel-time overhead of kperf's lowering variants vs upstream Proton, side by side in one run.
+
+Cases (each: plain, every kperf variant, Proton with the same scopes):
+
+- ``gemm``: fp16 GEMM 8192^3 in Triton DSL (128x128x64 tiles, 8 warps, 3 stages), scopes "load" and
+  "mma" = 4 records per K iteration on every warp (bench/gemm_overhead.py's kernel);
+- ``gluon``: examples/gluon_matmul.py (TMA + async wgmma, 4 stages, 8 warps), scopes "tma_wait" and
+  "wgmma" = 4 records per K iteration;
+- ``attention``: examples/attention.py, warp-specialized forward; its records come from kperf's
+  automatic insertion on the final TTGIR (``auto=``) when this checkout has it, else the case is
+  skipped with the reason printed.  Proton is skipped there: source scopes inside a
+  warp-specialized loop are deleted by Triton, so Proton has no equivalent records to place.
+
+Method: the same kernel source is compiled plain (scopes are no-op carriers), per kperf variant, and
+with Proton (``triton.profiler``, ``backend="instrumentation"``, default mode).  Kernel-only device
+times come from the torch profiler (CUPTI), so neither profiler's host work between launches counts.
+``--rounds`` rounds, each running every variant ``--reps`` times back to back, variants in a rotated
+order per round; overhead = median(variant) / median(plain) - 1, with the IQR of each set and the
+per-round overheads.  Correctness first: each variant's output must equal the plain output bit for
+bit, and each variant's events are counted against what its sampling should keep.
+
+    python bench/overhead.py --out bench/results/overhead            # full
+    python bench/overhead.py --quick --out /tmp/overhead              # about 5 minutes on an H100
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "bench")]
+
+# name -> ProfileConfig keywords.  Capacity 520 holds the 8192^3 GEMM's 514 records per warp.
+VARIANTS = {
+    "check": {"fold": False},  # a capacity check per record (the default before fold was measured)
+    "default": {},  # fold=True for keep-first
+
+    "smem": {"store": "auto"},
+    "smem-fold": {"store": "auto", "fold": True},
+    "clock64-fold": {"clock": "clock64", "fold": True},
+    "warpgroup-fold": {"granularity": "warpgroup", "fold": True},
+    "cta-fold": {"granularity": "cta", "fold": True},
+    "cta-stride-4-fold": {"cta_stride": 4, "fold": True},
+    "sms-1-in-8": {"sms": tuple(range(0, 132, 8)), "fold": True},
+}
+QUICK_VARIANTS = ("check", "default", "smem-fold", "warpgroup-fold", "cta-stride-4-fold")
+
+
+def device_times_ms(fn, n: int, name: str) -> list[float]:
+    """Kernel-only device times (ms) of ``n`` calls of ``fn``, from the torch profiler."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as p:
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+    times = [e.device_time / 1e3 for e in p.events() if e.name.startswith(name) and e.device_time > 0]
+    if len(times) != n:
+        raise RuntimeError(f"expected {n} {name} kernels in the profile, found {len(times)}")
+    return times
+
+
+def iqr(xs) -> float:
+    q1, q3 = np.percentile(xs, [25, 75])
+    return float(q3 - q1)
+
+
+def _load_variant_source(path: pathlib.Path, replace: dict[str, str], tag: str):
+    """Import a copy of ``path`` with text replacements (the Proton twin of a kperf example)."""
+    text = path.read_text()
+    for a, b in replace.items():
+        text = text.replace(a, b)
+    out = pathlib.Path(tempfile.mkdtemp(prefix="kperf_bench_")) / f"_{tag}.py"
+    out.write_text(text)
+    spec = importlib.util.spec_from_file_location(out.stem, out)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[out.stem] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ------------------------------------------------------------------------------------------ cases
+
+
+class Case:
+    """One kernel: ``run(kernel)`` launches it and returns the output; ``kernel_name`` filters CUPTI."""
+
+    name = ""
+    kernel_name = ""
+    records_per_warp = 0  # records each recording warp executes (for the expected-event count)
+    n_ctas = 0
+    num_warps = 0
+
+    def run(self, kernel):
+        raise NotImplementedError
+
+    def kperf_kernel(self):
+        raise NotImplementedError
+
+    def proton_kernel(self):
+        """(kernel, None) or (None, reason)."""
+        raise NotImplementedError
+
+
+class GemmCase(Case):
+    name = "gemm"
+
+    def __init__(self, size: int):
+        import torch
+        import gemm_overhead as go
+        self.go, self.S = go, size
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix="kperf_bench_"))
+        self.kernel = go.load_kernel("kperf", "import kperf", "kperf.scope", tmp)
+        self.tmp = tmp
+        self.kernel_name = "gemm_kperf"
+        torch.manual_seed(0)
+        self.a = torch.randn(size, size, device="cuda", dtype=torch.float16)
+        self.b = torch.randn(size, size, device="cuda", dtype=torch.float16)
+        self.c = torch.empty(size, size, device="cuda", dtype=torch.float16)
+        self.n_ctas, self.num_warps = (size // 128) ** 2, 8
+        self.records_per_warp = 4 * (size // 64)
+
+    def run(self, kernel):
+        self.go.launch(kernel, self.a, self.b, self.c, self.S)
+        return self.c
+
+    def kperf_kernel(self):
+        return self.kernel
+
+    def proton_kernel(self):
+        import triton.profiler.language as pl
+        pl.enable_semantic("triton")
+        k = self.go.load_kernel("proton", "import triton.profiler.language as pl", "pl.scope", self.tmp)
+        return k, "gemm_proton"
+
+
+class GluonCase(Case):
+    name = "gluon"
+
+    def __init__(self, size: int):
+        import torch
+        import gluon_matmul as gm
+        self.gm, self.S = gm, size
+        self.kernel_name = "gluon_matmul_kernel"
+        torch.manual_seed(0)
+        self.a = torch.randn(size, size, device="cuda", dtype=torch.float16)
+        self.b = torch.randn(size, size, device="cuda", dtype=torch.float16)
+        self.n_ctas, self.num_warps = (size // gm.BM) * (size // gm.BN), gm.NUM_WARPS
+        self.records_per_warp = 4 * (size // gm.BK)
+
+    def run(self, kernel):
+        return self.gm.matmul(self.a, self.b, kernel=kernel)
+
+    def kperf_kernel(self):
+        return self.gm.gluon_matmul_kernel
+
+    def proton_kernel(self):
+        mod = _load_variant_source(ROOT / "examples" / "gluon_matmul.py",
+                                   {"import kperf\n": "import kperf\nimport triton.profiler.language as pl\n",
+                                    "kperf.scope(": "pl.scope(", "def gluon_matmul_kernel(": "def gluon_proton_kernel(",
+                                    "kernel=gluon_matmul_kernel": "kernel=gluon_proton_kernel"}, "gluon_proton")
+        self.gm_proton = mod
+        return mod.gluon_proton_kernel, "gluon_proton_kernel"
+
+    def run_proton(self, kernel):
+        return self.gm_proton.matmul(self.a, self.b, kernel=kernel)
+
+
+class AttentionCase(Case):
+    name = "attention"
+
+    def __init__(self, n_ctx: int):
+        import dataclasses
+
+        import torch
+        import attention as at
+
+        from kperf.config import ProfileConfig
+        if "auto" not in {f.name for f in dataclasses.fields(ProfileConfig)}:
+            raise RuntimeError("this checkout's ProfileConfig has no `auto` option (automatic insertion on "
+                               "the final TTGIR), and source scopes cannot survive warp specialization")
+        self.at = at
+        self.kernel_name = "attn_fwd_kernel"
+        torch.manual_seed(0)
+        z, h, d = 4, 16, 128
+        self.q, self.k, self.v = (torch.randn(z, h, n_ctx, d, device="cuda", dtype=torch.float16) for _ in range(3))
+        self.n_ctas = None  # counted from the decode (auto insertion decides the records)
+        self.extra_config = {"auto": "mma,tma"}
+
+    def run(self, kernel):
+        return self.at.attention(self.q, self.k, self.v, kernel=kernel)
+
+    def kperf_kernel(self):
+        return self.at.attn_fwd_kernel
+
+    def proton_kernel(self):
+        return None, ("Proton places records from source scopes only, and Triton deletes scopes inside a "
+                      "warp_specialize loop; kperf's attention records come from auto insertion on the final TTGIR")
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+
+def expected_events(case: Case, cfg, decoded) -> int | None:
+    """Events the variant should keep: sampled CTAs x recording warps x records per warp."""
+    if not case.records_per_warp:
+        return None
+    sampled = int((decoded.ctas["ok"] & ~decoded.ctas["sampled_out"]).sum())
+    if cfg.cta_stride > 1 and not cfg.sms:
+        assert sampled == len(range(0, case.n_ctas, cfg.cta_stride))
+    return sampled * decoded.geometry.slots * case.records_per_warp
+
+
+def measure_case(case: Case, variants: dict, reps: int, rounds: int, proton: bool) -> dict:
+    import torch
+
+    import kperf
+    from kperf.config import ProfileConfig
+
+    extra = getattr(case, "extra_config", {})
+    cap = {"capacity": 520} if case.records_per_warp and case.records_per_warp <= 512 else {}
+    configs = {n: ProfileConfig(**{**cap, **kw, **extra}) for n, kw in variants.items()}
+    plain_kernel = case.kperf_kernel()
+    ref = case.run(plain_kernel).clone()
+    torch.cuda.synchronize()
+    res: dict = {"variants": {}}
+    runners = {"plain": lambda: case.run(plain_kernel)}
+    profiled = {}
+    for name, cfg in configs.items():
+        k = kperf.profile(plain_kernel, config=cfg)
+        t0 = time.perf_counter()
+        out = case.run(k)
+        torch.cuda.synchronize()
+        (dec,) = kperf.results(k).decoded()
+        entry = {"config": cfg.to_mode().split(",code=")[0], "compile_and_first_launch_s": time.perf_counter() - t0,
+                 "output_identical": bool(torch.equal(out, ref)), "events": int(dec.n_events),
+                 "events_expected": expected_events(case, cfg, dec), "lost": int(dec.lost_total),
+                 "problems": dec.problems, "sampled_out_ctas": int(dec.ctas["sampled_out"].sum()),
+                 "geometry": dec.geometry.to_json()}
+        del dec
+        k.reset()
+        res["variants"][name] = entry
+        profiled[name] = k
+        runners[name] = (lambda k=k: case.run(k))
+    times = {n: [] for n in runners}
+    per_round = {n: [] for n in runners}
+    order = list(runners)
+    for r in range(rounds):
+        rot = order[r % len(order):] + order[:r % len(order)]
+        for n in rot:
+            t = device_times_ms(runners[n], reps, case.kernel_name)
+            times[n] += t
+            per_round[n].append(statistics.median(t))
+            if n in profiled:
+                profiled[n].reset()  # drop the host copies of the buffers
+    plain = statistics.median(times["plain"])
+    res["plain_ms_median"], res["plain_ms_iqr"] = plain, iqr(times["plain"])
+    for n, entry in res["variants"].items():
+        entry["ms_median"] = statistics.median(times[n])
+        entry["ms_iqr"] = iqr(times[n])
+        entry["overhead"] = entry["ms_median"] / plain - 1
+        entry["overhead_per_round"] = [v / p - 1 for v, p in zip(per_round[n], per_round["plain"])]
+    res["all_ms"] = times
+    if proton:
+        res.update(measure_proton(case, reps * rounds, ref, plain))
+    return res
+
+
+def measure_proton(case: Case, n: int, ref, plain_ms: float) -> dict:
+    import torch
+    kernel, name = case.proton_kernel()
+    if kernel is None:
+        return {"proton_skipped": name}
+    import triton.profiler as proton
+    tmp = tempfile.mkdtemp(prefix="kperf_proton_")
+    run = getattr(case, "run_proton", case.run)
+    proton.start(os.path.join(tmp, f"proton_{case.name}"), backend="instrumentation")
+    try:
+        out = run(kernel)
+        torch.cuda.synchronize()
+        identical = bool(torch.equal(out, ref))
+        times = device_times_ms(lambda: run(kernel), n, name)
+    finally:
+        proton.finalize()
+    med = statistics.median(times)
+    return {"proton_ms_median": med, "proton_ms_iqr": iqr(times), "proton_overhead": med / plain_ms - 1,
+            "proton_output_identical": identical, "proton_ms_all": times}
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main(argv=None) -> int:
+    import torch
+    import triton
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", default="gemm,gluon,attention")
+    p.add_argument("--variants", default=None, help="comma-separated names from VARIANTS (default: all)")
+    p.add_argument("--size", type=int, default=8192, help="GEMM M=N=K")
+    p.add_argument("--n-ctx", type=int, default=8192, help="attention sequence length")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help=f"variants {','.join(QUICK_VARIANTS)}, 10 reps x 2 rounds")
+    p.add_argument("--no-proton", action="store_true")
+    p.add_argument("--out", required=True, help="output directory (overhead.json)")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("bench/overhead.py needs a CUDA GPU")
+    names = args.variants.split(",") if args.variants else list(QUICK_VARIANTS if args.quick else VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    variants = {n: VARIANTS[n] for n in names}
+    reps, rounds = (10, 2) if args.quick else (args.reps, args.rounds)
+    out_dir = pathlib.Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {
+        "device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+        "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version(),
+        "reps": reps, "rounds": rounds, "cases": {},
+    }
+    makers = {"gemm": lambda: GemmCase(args.size), "gluon": lambda: GluonCase(args.size),
+              "attention": lambda: AttentionCase(args.n_ctx)}
+    for cname in args.cases.split(","):
+        t0 = time.perf_counter()
+        try:
+            case = makers[cname]()
+        except Exception as e:  # report, never hide
+            result["cases"][cname] = {"skipped": f"{type(e).__name__}: {e}"}
+            print(f"\n== {cname}: skipped: {type(e).__name__}: {e}")
+            continue
+        try:
+            r = measure_case(case, variants, reps, rounds, not args.no_proton)
+        except Exception as e:
+            import traceback
+            r = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        r["wall_s"] = time.perf_counter() - t0
+        result["cases"][cname] = r
+        print_case(cname, r)
+        (out_dir / "overhead.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(f"\nwrote {out_dir / 'overhead.json'}")
+    return 0
+
+
+def print_case(name: str, r: dict) -> None:
+    print(f"\n== {name}")
+    if "error" in r:
+        print(f"  error: {r['error']}\n{r.get('traceback', '')}")
+        return
+    print(f"  plain {r['plain_ms_median']:.4f} ms (IQR {r['plain_ms_iqr']:.4f})")
+    pov = r.get("proton_overhead")
+    print(f"  {'variant':<20} {'ms':>8} {'IQR':>7} {'overhead':>9} {'rounds':>17} {'vs Proton':>9} "
+          f"{'events':>10} {'expected':>10} {'lost':>5} ok")
+    for v, e in r["variants"].items():
+        ratio = f"{e['overhead'] / pov:9.2f}" if pov else f"{'-':>9}"
+        rounds = "/".join(f"{x:+.1%}" for x in e["overhead_per_round"])
+        ok = e["output_identical"] and not e["problems"] and (e["events_expected"] in (None, e["events"]))
+        print(f"  {v:<20} {e['ms_median']:8.4f} {e['ms_iqr']:7.4f} {e['overhead']:+9.2%} {rounds:>17} {ratio} "
+              f"{e['events']:>10} {str(e['events_expected']):>10} {e['lost']:>5} {'yes' if ok else 'NO'}")
+        for prob in e["problems"]:
+            print(f"      problem: {prob}")
+    if pov is not None:
+        print(f"  {'proton':<20} {r['proton_ms_median']:8.4f} {r['proton_ms_iqr']:7.4f} {pov:+9.2%} "
+              f"(output identical: {r['proton_output_identical']})")
+    elif "proton_skipped" in r:
+        print(f"  proton: skipped: {r['proton_skipped']}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
