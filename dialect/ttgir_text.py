@@ -157,6 +157,11 @@ def _loc_from_tokens(toks: list[Token], resolve) -> str | None:
     return None
 
 
+def loc_file_line(loc: str) -> str | None:
+    """``file.py:LINE`` of a printed, alias-free location (``loc(callsite("x"("f.py":3:1) at ...))``)."""
+    return _loc_from_tokens(tokenize_line(loc), lambda ref: None)
+
+
 def _line_loc(tokens: list[Token], locs: dict[str, str]) -> str | None:
     for k, t in enumerate(tokens):
         if t.kind == "word" and t.text == "loc" and k + 1 < len(tokens) and tokens[k + 1].text == "(":

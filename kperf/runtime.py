@@ -44,19 +44,25 @@ class KernelInfo:
     geometry: Geometry
     strategy: str
     num_records: int
+    warp_roles: list[str] | None = None  # one role per warp (warp-specialized kernels), from the TTGIR
+    flows: list[dict] | None = None  # async issue/completion pairs (kperf.tracing.flows)
+    record_cost: float = 0.0  # cycles subtracted per record (ProfileConfig.record_cost, kperf.accuracy)
 
     @classmethod
     def from_metadata(cls, name: str, hash: str, md: dict) -> "KernelInfo | None":
         info = md.get(stages.METADATA_KEY) or {}
         if not info.get("num_records") or not md.get("profile_scratch_size"):
             return None
-        geometry = Geometry(int(info["num_warps"]), int(info["capacity"]), info["clock"])
+        geometry = Geometry.from_json(info.get("geometry") or info)
         if geometry.cta_bytes != int(md["profile_scratch_size"]):
             raise KperfError(f"kernel {name}: profile buffer size {md['profile_scratch_size']} in its metadata "
                              f"does not match kperf's layout ({geometry.cta_bytes})",
                              fix="clear Triton's cache (~/.triton/cache) and recompile")
+        from kperf.config import ProfileConfig
+        record_cost = ProfileConfig.from_mode(info["config"]).record_cost if info.get("config") else 0.0
         return cls(name, hash, ScopeTable.from_json(info["scopes"]), geometry, info["strategy"],
-                   int(info["num_records"]))
+                   int(info["num_records"]), info.get("warp_roles") or None, info.get("flows") or None,
+                   record_cost)
 
 
 @dataclasses.dataclass
@@ -80,11 +86,20 @@ class LaunchRecord:
             self._device = None
         return self._host.numpy()
 
+    def flows(self):
+        """``FLOW_DTYPE`` arrows from async issue to completion (empty unless auto-insertion paired some)."""
+        from kperf.tracing.flows import compute_flows
+        return compute_flows(self.decoded(), self.kernel.flows, self.kernel.warp_roles)
+
     def decoded(self):
         if self._decoded is None:
             from kperf.tracing.decode import decode
             self._decoded = decode(self.host_bytes(), self.kernel.geometry, strategy=self.kernel.strategy,
-                                   n_ctas=self.n_ctas, launch=self.index, scopes=self.kernel.scopes.to_json())
+                                   n_ctas=self.n_ctas, launch=self.index, scopes=self.kernel.scopes.to_json(),
+                                   warp_roles=self.kernel.warp_roles, kernel=self.kernel.name)
+            if self.kernel.record_cost:
+                from kperf.accuracy import subtract_record_cost
+                subtract_record_cost(self._decoded, self.kernel.record_cost)
             self._host = None
         return self._decoded
 

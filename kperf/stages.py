@@ -26,6 +26,8 @@ from kperf.config import ProfileConfig
 from kperf.dialect.errors import KperfError
 from kperf.layout import ALIGNMENT
 from kperf.passes.lower_ptx import LowerPtxPass
+from kperf import override
+from kperf.passes.auto_insert import AutoInsertPass, warp_roles
 from kperf.passes.materialize import MaterializePass
 
 METADATA_KEY = "kperf"
@@ -54,7 +56,7 @@ def _name_of(metadata: dict) -> str:
     return metadata.get("name") or "kernel"
 
 
-def instrument_stages(stages: dict, config: ProfileConfig) -> None:
+def instrument_stages(stages: dict, config: ProfileConfig, options=None, source_key=None) -> None:
     """Wrap ``stages['ttir'|'ttgir'|'ptx']`` in place so they build an instrumented kernel."""
     ttir, ttgir, ptx = stages.get("ttir"), stages["ttgir"], stages["ptx"]
 
@@ -67,18 +69,34 @@ def instrument_stages(stages: dict, config: ProfileConfig) -> None:
 
     def ttgir_stage(src, metadata):
         mod = ttgir(src, metadata)
-        text = mod.str()
         info = metadata.setdefault(METADATA_KEY, {})
+        overridden = None
+        if config.override:  # an override file replaces the final TTGIR (kperf.override)
+            replaced, overridden = override.load(override.active_dir(config.override), source_key, options, mod)
+            mod = replaced or mod
+        auto = None
+        if config.auto:  # records around ops of the final TTGIR (kperf.passes.auto_insert)
+            auto = AutoInsertPass(tuple(config.auto.split("+"))).apply(mod, mod.context,
+                                                                       path=f"{_name_of(metadata)}.ttgir")
+        text = mod.str()
+        roles = warp_roles(text)
+        if roles:
+            info["warp_roles"] = roles
+        if overridden is not None:
+            info["override_file"] = str(overridden)
         if "kperf.record" not in text and "proton.record" not in text:
             info.update(num_records=0)
-            if info.get("ttir_records"):
+            if info.get("ttir_records") and overridden is None:
                 _raise_lost(info["ttir_records"], 0)
             return mod
-        result = MaterializePass().apply_text(text, path=f"{_name_of(metadata)}.ttgir")
+        result = MaterializePass().apply_text(text, path=str(overridden or f"{_name_of(metadata)}.ttgir"))
         before = info.get("ttir_records")
-        if before is not None and result.num_records < before:
-            _raise_lost(before, result.num_records)
+        from_source = result.num_records - (auto.num_records if auto else 0)
+        if before is not None and overridden is None and from_source < before:
+            _raise_lost(before, from_source)
         info.update(config=config.to_mode(), scopes=result.table.to_json(), num_records=result.num_records)
+        if auto is not None and auto.flows:
+            info["flows"] = flows_to_ids(auto.flows, result.table)
         return _reparse(result.text, mod)
 
     def ptx_stage(src, metadata):
@@ -86,16 +104,49 @@ def instrument_stages(stages: dict, config: ProfileConfig) -> None:
         info = metadata.setdefault(METADATA_KEY, {})
         if not info.get("num_records"):
             return text
-        lowered = LowerPtxPass(config, int(metadata["num_warps"])).apply_text(text)
+        lowered = lower_pass(config, metadata).apply_text(text)
         g = lowered.geometry
         metadata["profile_scratch_size"] = g.cta_bytes
         metadata["profile_scratch_align"] = ALIGNMENT
+        if lowered.shared_bytes is not None:
+            metadata["shared"] = lowered.shared_bytes  # smem staging area past the kernel's own
         info.update(num_warps=g.num_warps, capacity=g.capacity, clock=g.clock, strategy=config.strategy,
-                    cta_bytes=g.cta_bytes, ptx_records=lowered.num_records)
+                    cta_bytes=g.cta_bytes, ptx_records=lowered.num_records, geometry=g.to_json(),
+                    store=lowered.store)
         return lowered.ptx
 
     stages["ttgir"] = ttgir_stage
     stages["ptx"] = ptx_stage
+
+
+def lower_pass(config: ProfileConfig, metadata: dict, records: bool = True) -> LowerPtxPass:
+    """The PTX lowering for a kernel at Triton's ptx stage (its warps, shared memory and target)."""
+    target = metadata.get("target")
+    capability = int(getattr(target, "arch", 90) or 90)
+    return LowerPtxPass(config, int(metadata["num_warps"]), records=records,
+                        shared_bytes=int(metadata.get("shared") or 0), capability=capability)
+
+
+def _dump_stage(stages: dict, options, source) -> None:
+    ttgir = stages["ttgir"]
+
+    def ttgir_stage(src, metadata):
+        mod = ttgir(src, metadata)
+        override.dump_module(mod.str(), options, source)
+        return mod
+    stages["ttgir"] = ttgir_stage
+
+
+def flows_to_ids(flows: list[dict], table) -> list[dict]:
+    """Auto-insertion flow pairs with scope names replaced by scope ids (what the decoder sees)."""
+    out = []
+    for f in flows:
+        g = {"kind": f["kind"], "issue": [table.id_of(n) for n in f["issue"]],
+             "complete": [table.id_of(n) for n in f["complete"]]}
+        if "pendings" in f:
+            g["pendings"] = {str(table.id_of(n)): p for n, p in f["pendings"].items()}
+        out.append(g)
+    return out
 
 
 def _raise_lost(before: int, after: int) -> None:
@@ -109,6 +160,8 @@ def _raise_lost(before: int, after: int) -> None:
 def _hook(backend, stages, options, language, capability):
     if _previous_hook is not None:
         _previous_hook(backend, stages, options, language, capability)
+    if override.dumping():  # kperf dump: write each kernel's final TTGIR (before any instrumentation)
+        _dump_stage(stages, options, override.source_key())
     mode = getattr(options, "instrumentation_mode", "")
     if not ProfileConfig.is_kperf_mode(mode):
         return
@@ -116,7 +169,7 @@ def _hook(backend, stages, options, language, capability):
     if target is not None and (target.backend != "cuda" or int(target.arch) < 70):
         raise KperfError(f"kperf supports NVIDIA GPUs of compute capability 7.0 and newer, not {target}",
                          fix="run on a CUDA GPU, or compile for GPUTarget('cuda', 90, 32)")
-    instrument_stages(stages, ProfileConfig.from_mode(mode))
+    instrument_stages(stages, ProfileConfig.from_mode(mode), options, override.source_key())
 
 
 def install() -> None:
