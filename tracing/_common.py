@@ -85,3 +85,17 @@ def fill_columns(out: np.ndarray, columns: dict[str, Any], chunk: int = 1 << 16)
         for name, col in columns.items():
             o[name] = col[a : a + chunk] if isinstance(col, np.ndarray) else col
     return out
+
+
+#: A flow between two points of one CTA (e.g. an async copy issued by a producer warp and waited on
+#: by a consumer warp); writers draw an arrow from (src_warp, src_ns) to (dst_warp, dst_ns).
+FLOW_DTYPE = np.dtype(
+    [
+        ("cta", "<i8"),  # CTA index in the launch (region index)
+        ("src_warp", "<i4"),
+        ("src_ns", "<f8"),  # ns on the launch axis, as EVENT_DTYPE.time_ns
+        ("dst_warp", "<i4"),
+        ("dst_ns", "<f8"),
+        ("name", "<i4"),  # id in the kernel's scope table (the flow's name)
+    ]
+)

@@ -15,7 +15,14 @@ Layout of the trace:
 - lost records: a global instant event per launch (``"kperf: N records lost"``, with per-warp counts
   in its args) and a thread instant event ``"lost N records"`` on every warp that overflowed, where
   the loss happened (after its last kept record for keep-first, before its first for wrap);
-- decode problems as a global instant event per launch, and everything in ``otherData.kperf``.
+- decode problems as a global instant event per launch, and everything in ``otherData.kperf``;
+- flows (``FLOW_DTYPE``, optional) as flow events (``"ph":"s"`` on the source warp, ``"ph":"f"``
+  binding to the enclosing slice on the destination warp).
+
+Large launches: a ``DecodedLaunch`` is written as the subset of CTAs that ``select`` picks (by default
+the first wave of a launch of more than 1M events, with a printed note and the details in
+``otherData.kperf.launches[i].subset``; see :mod:`kperf.tracing.select`).  Warps are named by the
+launch's ``warp_roles`` when it has them.
 
 Time axis: 0 is the earliest launch's first CTA entry; launches sit at their absolute ``t0_ns``
 (globaltimer), so consecutive launches appear one after the other as they ran.  Interval arrays
@@ -38,9 +45,10 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from ._common import ScopesLike, plural, scope_names as _scope_names
+from ._common import FLOW_DTYPE, ScopesLike, plural, scope_names as _scope_names
 from .decode import EVENT_DTYPE, DecodedLaunch
 from .intervals import INTERVAL_DTYPE, describe_unmatched, pair
+from .select import Subset, subset
 
 CHUNK = 1 << 15  # rows formatted per numpy batch
 LAUNCH_GAP_NS = 1_000  # gap between launches placed without an absolute time
@@ -169,20 +177,50 @@ class _Launch:
     t0_ns: int | None
     decoded: DecodedLaunch | None
     offset_ns: int = 0  # where this launch's time 0 lies on the trace axis
+    sub: Subset | None = None  # the part of a DecodedLaunch written
+    flows: np.ndarray | None = None
+
+    @property
+    def lost(self) -> np.ndarray:
+        """The lost-records rows of the CTAs written."""
+        d = self.decoded
+        if d is None:
+            return np.zeros(0, dtype=[("cta", "<u4"), ("warp", "<u2")])
+        return d.lost if self.sub is None or self.sub.whole else d.lost[self.sub.ctas[d.lost["cta"]]]
 
     @property
     def cycles_arg(self) -> bool:
         return self.decoded is None or self.decoded.geometry.clock != "globaltimer"
 
 
-def _collect(data: Any) -> list[_Launch]:
+def _subset_arrays(d: DecodedLaunch, sub: Subset) -> tuple[np.ndarray, np.ndarray]:
+    """(INTERVAL_DTYPE, unmatched EVENT_DTYPE) arrays of the part ``sub`` of ``d``."""
+    p = d.pairs()
+    if sub.intervals is None:
+        return d.intervals()
+    iv = np.empty(len(sub.intervals), INTERVAL_DTYPE)
+    for a in range(0, len(iv), CHUNK):
+        o = iv[a : a + CHUNK]
+        for f, v in p.fields(d.columns, sub.intervals[a : a + CHUNK]).items():
+            o[f] = v
+    return iv, d.columns.to_structured(p.unmatched[sub.unmatched])
+
+
+def _collect(data: Any, select: Any = None, flows: Any = None) -> list[_Launch]:
     if isinstance(data, (DecodedLaunch, np.ndarray)):
         data = [data]
+    data = list(data)
+    decoded = [x for x in data if isinstance(x, DecodedLaunch)]
+    if flows is not None:
+        from .perfetto import _flows_for
+        per = dict(zip((id(d) for d in decoded), _flows_for(flows, decoded)))
     out: list[_Launch] = []
     for item in data:
         if isinstance(item, DecodedLaunch):
-            iv, un = item.intervals()
-            out.append(_Launch(item.launch, iv, un, item.t0_ns, item))
+            sub = subset(item, select)
+            iv, un = _subset_arrays(item, sub)
+            out.append(_Launch(item.launch, iv, un, item.t0_ns, item, sub=sub,
+                               flows=per.get(id(item)) if flows is not None else None))
         elif isinstance(item, np.ndarray) and item.dtype == INTERVAL_DTYPE:
             for ln in np.unique(item["launch"]):
                 out.append(_Launch(int(ln), item[item["launch"] == ln], np.zeros(0, EVENT_DTYPE), None, None))
@@ -267,6 +305,8 @@ def write_chrome_trace(
     scope_names: ScopesLike = None,
     *,
     warp_names: Mapping[int, str] | Sequence[str] | None = None,
+    select: Any = None,
+    flows: Any = None,
     compresslevel: int = 3,
 ) -> dict:
     """Write a Chrome trace JSON file (see the module docstring for its layout).
@@ -278,17 +318,24 @@ def write_chrome_trace(
         scope_names: the scope table (names, ``{id: name}``, ``ScopeTable``...); default: the one
             given to :func:`decode`, else ``"scope <id>"``.
         warp_names: optional name per warp index (e.g. warp-specialisation roles), used in thread
-            names instead of ``"warp <i>"``.
+            names instead of ``"warp <i>"``; default: each launch's ``warp_roles``.
+        select: which CTAs of each ``DecodedLaunch`` to write (``"all"``, ``"first-wave"``,
+            ``"ctas:0-7"``, ...; see :mod:`kperf.tracing.select`); default: all up to 1M events,
+            else the first wave (with a printed note).
+        flows: ``FLOW_DTYPE`` arrays for the ``DecodedLaunch`` items: one array (single launch), a
+            list (one per launch) or ``{launch number: array}``.
         compresslevel: gzip level for ``.gz`` paths.
 
     Returns:
         a summary dict: events written, intervals, unmatched, lost records, launches.
     """
-    launches = _collect(data)
+    launches = _collect(data, select, flows)
     _place(launches)
+    tmp = None
     if isinstance(path, (str, os.PathLike)):
         p = os.fspath(path)
-        raw = open(p, "wb")
+        tmp = f"{p}.tmp-{os.getpid()}"  # renamed into place once complete
+        raw = open(tmp, "wb")
         f: BinaryIO = gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=compresslevel,
                                     mtime=0) if p.endswith(".gz") else raw
         close = [f, raw] if f is not raw else [raw]
@@ -299,9 +346,15 @@ def write_chrome_trace(
         summary = _write(buf, launches, scope_names, warp_names)
         if close:
             buf.flush()
+        done = True
     finally:
         for c in close:
             c.close()
+        if tmp is not None:
+            if locals().get("done"):
+                os.replace(tmp, p)
+            elif os.path.exists(tmp):
+                os.remove(tmp)  # nothing half-written is left behind
     return summary
 
 
@@ -316,8 +369,8 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
         ctas = np.r_[ln.intervals["cta"], ln.unmatched["cta"]].astype(np.int64)
         warps = np.r_[ln.intervals["warp"], ln.unmatched["warp"]].astype(np.int64)
         sms = np.r_[ln.intervals["sm"], ln.unmatched["sm"]].astype(np.int64)
-        if ln.decoded is not None and len(ln.decoded.lost):
-            lost = ln.decoded.lost
+        if ln.decoded is not None and len(ln.lost):
+            lost = ln.lost
             ctas = np.r_[ctas, lost["cta"]]
             warps = np.r_[warps, lost["warp"]]
             sms = np.r_[sms, ln.decoded.ctas["sm"][lost["cta"]]]
@@ -344,7 +397,8 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
         tids = tid_base + t_index + np.arange(nt, dtype=np.int64)
         t_pid = pids[np.searchsorted(sm_ids, t_sm)] if nt else np.zeros(0, np.int64)
         t_cta, t_warp = tkey >> 16, tkey & 0xFFFF
-        wtab, widx = _warp_label_table(warp_names, t_warp)
+        roles = warp_names if warp_names is not None else (ln.decoded.warp_roles if ln.decoded else None)
+        wtab, widx = _warp_label_table(roles, t_warp)
         for a in range(0, nt, CHUNK):
             s = slice(a, a + CHUNK)
             k = len(tids[s])
@@ -415,9 +469,15 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
         if d is not None:
             info.update(clock=d.geometry.clock, strategy=d.strategy, capacity=d.geometry.capacity,
                         clock_ghz=None if not np.isfinite(d.clock_ghz) else d.clock_ghz,
-                        ctas=d.n_ctas, events=int(len(d.events)), lost_records=d.lost_total,
-                        problems=list(d.problems))
+                        ctas=d.n_ctas, events=d.n_events, lost_records=d.lost_total,
+                        problems=list(d.problems), kernel=d.kernel)
+            if ln.sub is not None:
+                info["subset"] = ln.sub.meta()
+                if not ln.sub.whole:
+                    info["subset_note"] = ln.sub.note()
             start_ts = float(ln.offset_ns) / 1000.0
+            if ln.flows is not None and len(ln.flows):
+                summary["flows"] = summary.get("flows", 0) + _flow_events(out, ln, names, tkey, tids, t_pid)
             if d.lost_total:
                 _lost_events(out, ln, d, thread_of, thread_frag)
                 lost = d.lost
@@ -451,16 +511,16 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
 
 
 def _lost_events(out: _Out, ln: _Launch, d: DecodedLaunch, thread_of, thread_frag) -> None:
-    """A thread instant event on every warp that lost records, where the loss happened."""
-    lost = d.lost
-    ev = d.events
-    ekey = (ev["cta"].astype(np.int64) << 16) | ev["warp"]
-    lkey = (lost["cta"].astype(np.int64) << 16) | lost["warp"]
-    lo = np.searchsorted(ekey, lkey, side="left")
-    hi = np.searchsorted(ekey, lkey, side="right")
-    has = hi > lo
+    """A thread instant event on every warp (of the trace) that lost records, where the loss happened."""
+    lost = ln.lost
+    cols = d.columns
+    skey = (cols.seg["cta"] << 16) | cols.seg["warp"]  # segments: sorted by (cta, warp)
+    lkey = (lost["cta"].astype(np.int64) << 16) | lost["warp"].astype(np.int64)
+    seg = np.minimum(np.searchsorted(skey, lkey), max(len(skey) - 1, 0))
+    has = (skey[seg] == lkey) if len(skey) else np.zeros(len(lost), bool)
+    lo, hi = cols.start[seg], cols.start[np.minimum(seg + 1, len(cols.start) - 1)]
     t = d.ctas["offset_ns"][lost["cta"]].astype(np.float64)  # fallback: the CTA's entry
-    tn = ev["time_ns"]
+    tn = cols["time_ns"]
     if d.strategy == "wrap":
         t[has] = tn[lo[has]]
     else:
@@ -479,3 +539,27 @@ def _lost_events(out: _Out, ln: _Launch, d: DecodedLaunch, thread_of, thread_fra
             _const(b',"lost":', k), _int(c["lost"], NUL), _const(b',"count":', k), _int(c["count"], NUL),
             _const(b',"kept":', k), _int(c["kept"], NUL),
             _const(b',"where":"' + where + b' the kept records"}}', k)]), k)
+
+
+def _flow_events(out: _Out, ln: _Launch, names: dict, tkey: np.ndarray, tids: np.ndarray,
+                 t_pid: np.ndarray) -> int:
+    """Chrome flow events: ``"s"`` on the source warp, ``"f"`` (binding to the enclosing slice) on the
+    destination warp.  Flows whose warps are not in the trace are left out."""
+    f = np.asarray(ln.flows)
+    if f.dtype != FLOW_DTYPE:
+        raise TypeError(f"flows must be FLOW_DTYPE arrays, got dtype {f.dtype}")
+    n = 0
+    for cta, sw, s_ns, dw, d_ns, name in f.tolist():  # a loop over flows (a trace's subset: few)
+        ks = np.searchsorted(tkey, (cta << 16) | sw)
+        kd = np.searchsorted(tkey, (cta << 16) | dw)
+        if (ks >= len(tkey) or kd >= len(tkey) or tkey[ks] != (cta << 16) | sw or tkey[kd] != (cta << 16) | dw
+                or not (np.isfinite(s_ns) and np.isfinite(d_ns))):
+            continue
+        n += 1
+        label = names.get(int(name), f"scope {name}")
+        fid = f"{ln.launch}:{n}"
+        out.obj({"name": label, "cat": "flow", "ph": "s", "id": fid, "ts": round(s_ns + ln.offset_ns) / 1000,
+                 "pid": int(t_pid[ks]), "tid": int(tids[ks])})
+        out.obj({"name": label, "cat": "flow", "ph": "f", "bp": "e", "id": fid,
+                 "ts": round(d_ns + ln.offset_ns) / 1000, "pid": int(t_pid[kd]), "tid": int(tids[kd])})
+    return n

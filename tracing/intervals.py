@@ -1,20 +1,28 @@
 """Pair scope start and end events into intervals, vectorised.
 
 Within one warp (one ``(launch, cta, warp)``), the records of one scope must alternate start, end,
-start, end, ... in program order.  :func:`pair` stably sorts the events by scope (they arrive sorted
-by (launch, cta, warp, seq), so the sort leaves them grouped by (scope, launch, cta, warp) in
-program order), then pairs every start with the event right after it when that is an end of the
-same scope in the same warp.  Whatever is left over is returned as *unmatched*: typically a leading
-end whose start was overwritten by ``wrap``, a trailing start whose end ``keep-first`` dropped, or
-both halves of a sequence broken by a dropped (corrupt) record.  Nothing is dropped silently.
+start, end, ... in program order.  Pairing stably sorts the events by scope (they arrive sorted by
+(launch, cta, warp, seq), so the sort leaves them grouped by (scope, launch, cta, warp) in program
+order), then pairs every start with the event right after it when that is an end of the same scope
+in the same warp.  Whatever is left over is *unmatched*: typically a leading end whose start was
+overwritten by ``wrap``, a trailing start whose end ``keep-first`` dropped, or both halves of a
+sequence broken by a dropped (corrupt) record.  Nothing is dropped silently.
+
+Speed: :func:`pair_columns` works on :class:`~kperf.tracing.columns.EventColumns` in blocks of warps
+(in cache, on a few threads) and returns positions (:class:`Pairs`), not copies of the events.  A
+block whose events all come as adjacent (start, end) pairs of one scope -- innermost scopes, the
+common case -- is paired without sorting (the same result: adjacent in program order means adjacent
+in the scope-sorted order too, and nothing is left to pair); other blocks take the sort.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ._common import ScopesLike, fmt_ids, in_table, plural, scope_id_array
-from .decode import EVENT_DTYPE
+from .columns import EVENT_DTYPE, EventColumns
 
 #: One matched (start, end) pair.  Sorted by (launch, cta, warp, start seq).
 INTERVAL_DTYPE = np.dtype(
@@ -55,6 +63,147 @@ def _is_ordered(key: np.ndarray, seq: np.ndarray) -> bool:
     return bool(((key[1:] == key[:-1]) & (seq[1:] > seq[:-1]) | up).all())
 
 
+#: events paired per block
+BLOCK_EVENTS = 1 << 16
+
+
+@dataclasses.dataclass
+class Pairs:
+    """Matched scopes of an :class:`EventColumns` as event positions.
+
+    Attributes:
+        start, end: positions of each interval's start and end event (``start`` increasing, so
+            intervals are in (launch, cta, warp, start seq) order).
+        depth: scopes of the same warp open when the interval starts (``INTERVAL_DTYPE.depth``).
+        unmatched: positions of the events that found no partner, increasing.
+    """
+
+    start: np.ndarray
+    end: np.ndarray
+    depth: np.ndarray
+    unmatched: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def fields(self, cols: EventColumns, idx: np.ndarray | slice | None = None) -> dict[str, np.ndarray]:
+        """``INTERVAL_DTYPE`` fields as columns, for all intervals or those at ``idx``."""
+        s = self.start if idx is None else self.start[idx]
+        e = self.end if idx is None else self.end[idx]
+        seg = cols.segment_of(s)
+        out = {f: cols.seg[f][seg] for f in ("launch", "cta", "sm", "warp")}
+        out["scope"] = cols["scope"][s]
+        out["depth"] = self.depth if idx is None else self.depth[idx]
+        c, t = cols["cycles"], cols["time_ns"]
+        out.update(start_cycles=c[s], end_cycles=c[e], start_ns=t[s], end_ns=t[e])
+        return out
+
+    def to_structured(self, cols: EventColumns, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+        """``(INTERVAL_DTYPE array, unmatched EVENT_DTYPE array)``."""
+        iv = np.empty(len(self), INTERVAL_DTYPE)
+        for a in range(0, len(self), chunk):
+            o = iv[a : a + chunk]
+            for f, v in self.fields(cols, slice(a, a + chunk)).items():
+                o[f] = v
+        return iv, cols.to_structured(self.unmatched)
+
+
+def pair_columns(cols: EventColumns, scopes: ScopesLike = None, threads: int | None = None) -> Pairs:
+    """Match scope starts and ends of ``cols`` (see the module docstring); events whose scope id is
+    not in ``scopes`` (when given) are never paired."""
+    from .decode import _map
+
+    ids = scope_id_array(scopes) if scopes is not None else None
+    E = len(cols)
+    scope, is_end, start = cols["scope"], cols["is_end"], cols.start
+    # blocks of whole segments, about BLOCK_EVENTS events each
+    cut = np.unique(np.searchsorted(start, np.arange(0, E, BLOCK_EVENTS), side="right") - 1)
+    bounds = [int(x) for x in np.r_[cut, cols.n_segments]] if E else [0, 0]
+
+    def block(sa: int, sb: int):
+        ea, eb = int(start[sa]), int(start[sb])
+        return _pair_block(scope[ea:eb], is_end[ea:eb], start[sa:sb] - ea, ids, ea)
+
+    parts = _map(block, list(zip(bounds[:-1], bounds[1:])), E, threads) if E else []
+    if not parts:
+        z = np.zeros(0, np.int64)
+        return Pairs(z, z.copy(), np.zeros(0, np.uint16), z.copy())
+    if len(parts) == 1:
+        return Pairs(*parts[0])
+    return Pairs(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
+
+
+def _pair_block(scope: np.ndarray, is_end: np.ndarray, seg_first: np.ndarray, ids: np.ndarray | None,
+                offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(start, end, depth, unmatched) positions (+ ``offset``) for one block of whole segments."""
+    n = len(scope)
+    first = np.zeros(n, bool)
+    first[seg_first] = True
+    adjacent = ~is_end[:-1] & is_end[1:] & (scope[:-1] == scope[1:]) & ~first[1:]
+    known = None if ids is None else in_table(scope, ids)
+    if (known is None or known.all()) and 2 * int(np.count_nonzero(adjacent)) == n:
+        s = np.arange(offset, offset + n, 2, dtype=np.int64)  # all events in adjacent pairs: 0-1, 2-3, ...
+        return s, s + 1, np.zeros(len(s), np.uint16), np.zeros(0, np.int64)
+    # An adjacent (start, end) of one scope in one warp is a pair in the sorted order too.  Scopes
+    # with any other event ("loose" scopes) are paired by the sort, on their events only: pairing
+    # never looks across scopes, so the result is the same as sorting the whole block.
+    p = np.flatnonzero(adjacent)
+    in_adj = np.zeros(n, bool)
+    in_adj[p] = True
+    in_adj[p + 1] = True
+    loose_ids = np.unique(scope[~in_adj])
+    if known is not None and not known.all():  # scopes outside the table never pair: sort them too
+        loose_ids = np.union1d(loose_ids, np.unique(scope[~known]))
+    loose = np.isin(scope, loose_ids) if len(loose_ids) > 4 else _any_equal(scope, loose_ids)
+    gid = np.cumsum(first, dtype=np.int64) - 1
+    is_start = np.zeros(n, bool)
+    partner = np.empty(n, np.int64)
+    fixed = p[~loose[p]]
+    is_start[fixed] = True
+    partner[fixed] = fixed + 1
+    t = np.flatnonzero(loose)
+    st, en = _sorted_pairs(scope[t], is_end[t], gid[t], ids)
+    is_start[t[st]] = True
+    partner[t[st]] = t[en]
+    starts = np.flatnonzero(is_start)  # in (warp, seq) order
+    ends = partner[starts]
+
+    # depth: scopes of the same warp open when each interval starts.  Unmatched records count too:
+    # a start whose end was lost stays open to the end of the warp, an end whose start was lost was
+    # open from the warp's first kept record.
+    matched = is_start.copy()
+    matched[ends] = True
+    delta = 1 - 2 * is_end.view(np.int8)
+    before = np.cumsum(delta, dtype=np.int32) - delta
+    lead_open = np.bincount(gid[~matched & is_end], minlength=len(seg_first))
+    g = gid[starts]
+    depth = before[starts] - before[seg_first][g] + lead_open[g]
+    depth = np.clip(depth, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    return starts + offset, ends + offset, depth, np.flatnonzero(~matched) + offset
+
+
+def _any_equal(a: np.ndarray, values: np.ndarray) -> np.ndarray:
+    m = np.zeros(len(a), bool)
+    for v in values.tolist():  # a loop over a few scope ids
+        m |= a == v
+    return m
+
+
+def _sorted_pairs(scope: np.ndarray, is_end: np.ndarray, gid: np.ndarray,
+                  ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) indices: stably sort by scope, pair each start with the next event when that is an
+    end of the same scope in the same warp (``gid``); scopes outside ``ids`` never pair."""
+    small = len(scope) and int(scope.max()) < 1 << 16
+    sc = scope.astype(np.uint16 if small else np.int64)
+    order = np.argsort(sc, kind="stable")  # a radix sort for uint16
+    s_key, s_scope, s_end = gid[order], sc[order], is_end[order]
+    same_run = (s_key[1:] == s_key[:-1]) & (s_scope[1:] == s_scope[:-1])
+    q = np.flatnonzero(same_run & ~s_end[:-1] & s_end[1:])
+    if ids is not None:
+        q = q[in_table(s_scope[q], ids)]
+    return order[q], order[q + 1]
+
+
 def pair(events: np.ndarray, scopes: ScopesLike = None) -> tuple[np.ndarray, np.ndarray]:
     """Match scope starts and ends into intervals.
 
@@ -67,82 +216,19 @@ def pair(events: np.ndarray, scopes: ScopesLike = None) -> tuple[np.ndarray, np.
     Returns:
         ``(intervals, unmatched)``: an ``INTERVAL_DTYPE`` array sorted by (launch, cta, warp, start
         seq), and the ``EVENT_DTYPE`` events that found no partner, sorted by (launch, cta, warp, seq).
+        ``DecodedLaunch.pairs()`` gives the same as positions, without copying the events.
     """
     events = np.asarray(events)
     if events.dtype != EVENT_DTYPE:
         raise TypeError(f"pair() needs an EVENT_DTYPE array, got dtype {events.dtype}")
     events = events.reshape(-1)
-    E = len(events)
-    seq = events["seq"].astype(np.int64)
     key = _group_key(events)
-    if key is None or not _is_ordered(key, seq):
+    if key is None or not _is_ordered(key, events["seq"].astype(np.int64)):
         events = events[np.lexsort((events["seq"], events["warp"], events["cta"], events["launch"]))]
-        seq = events["seq"].astype(np.int64)
-        key = _group_key(events)
-        if key is None:  # launch numbers beyond 2**16: rank the groups instead
-            g = events[["launch", "cta", "warp"]]
-            key = np.ones(E, np.uint64)
-            if E:
-                key[1:] = g[1:] != g[:-1]
-            key = np.cumsum(key, dtype=np.uint64)
-    newg = np.ones(E, bool)
-    if E:
-        np.not_equal(key[1:], key[:-1], out=newg[1:])
-    scope = events["scope"]
-    small = E and int(scope.max()) < 1 << 16
-    scope = scope.astype(np.uint16 if small else np.int64)
-    is_end = events["is_end"].copy()
-
-    # stable sort by scope: events end up in (scope, launch, cta, warp, seq) order
-    order = np.argsort(scope, kind="stable")  # a radix sort for uint16
-    s_key = key[order]
-    s_scope = scope[order]
-    s_end = is_end[order]
-    same_run = (s_key[1:] == s_key[:-1]) & (s_scope[1:] == s_scope[:-1])
-    p = np.flatnonzero(same_run & ~s_end[:-1] & s_end[1:])
-    starts_u, ends_u = order[p], order[p + 1]
-    if scopes is not None:  # scopes outside the table never pair
-        keep = in_table(s_scope[p], scope_id_array(scopes))
-        starts_u, ends_u = starts_u[keep], ends_u[keep]
-
-    is_start = np.zeros(E, bool)
-    is_start[starts_u] = True
-    partner = np.empty(E, np.int64)
-    partner[starts_u] = ends_u
-    starts = np.flatnonzero(is_start)  # back in (launch, cta, warp, seq) order
-    ends = partner[starts]
-
-    # depth: scopes of the same warp open when each interval starts.  Unmatched records count too:
-    # a start whose end was lost stays open to the end of the warp, an end whose start was lost was
-    # open from the warp's first kept record.
-    matched = is_start.copy()
-    matched[ends] = True
-    delta = np.where(is_end, -1, 1).astype(np.int64)
-    before = np.cumsum(delta) - delta
-    gid = np.cumsum(newg) - 1
-    gfirst = np.flatnonzero(newg)
-    lead_open = np.bincount(gid[~matched & is_end], minlength=len(gfirst))
-    depth = before[starts] - before[gfirst][gid[starts]] + lead_open[gid[starts]]
-    depth = np.maximum(depth, 0)
-
-    iv = np.empty(len(starts), INTERVAL_DTYPE)
-    depth = np.minimum(depth, np.iinfo(np.uint16).max)
-    ch = 1 << 16  # chunks keep the gathered records in cache (and temporaries small)
-    for a in range(0, len(starts), ch):
-        b = a + ch
-        s_ev = np.take(events, starts[a:b])  # np.take on whole records: far faster than fancy indexing
-        e_ev = np.take(events, ends[a:b])
-        o = iv[a:b]
-        for f in ("launch", "cta", "sm", "warp", "scope"):
-            o[f] = s_ev[f]
-        o["depth"] = depth[a:b]
-        o["start_cycles"] = s_ev["cycles"]
-        o["end_cycles"] = e_ev["cycles"]
-        o["start_ns"] = s_ev["time_ns"]
-        o["end_ns"] = e_ev["time_ns"]
-    if 2 * len(starts) == E:
-        return iv, events[:0].copy()
-    return iv, events[~matched]
+    cols = EventColumns.from_structured(events)
+    p = pair_columns(cols, scopes)
+    iv, _ = Pairs(p.start, p.end, p.depth, p.unmatched[:0]).to_structured(cols)
+    return iv, events[p.unmatched]
 
 
 def describe_unmatched(unmatched: np.ndarray, scope_names: dict[int, str] | None = None) -> str:

@@ -210,10 +210,10 @@ def test_chrome_write_throughput(tmp_path):
     for i in range(2):
         path = tmp_path / f"big{i}.json"
         t = time.perf_counter()
-        write_chrome_trace(path, d, ["a", "b", "c", "d"])
+        write_chrome_trace(path, d, ["a", "b", "c", "d"], select="all")
         best = min(best, time.perf_counter() - t)
     rate = len(iv) / best
-    print(f"chrome: {rate / 1e6:.2f} M intervals/s ({2 * rate / 1e6:.2f} M events/s), pairing included")
+    print(f"chrome: {rate / 1e6:.2f} M intervals/s ({2 * rate / 1e6:.2f} M events/s)")
     assert rate > 1e6, f"write_chrome_trace at {rate / 1e6:.2f} M intervals/s"
     tr = load(tmp_path / "big1.json")
     xs = by_ph(tr, "X")

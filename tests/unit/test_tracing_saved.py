@@ -1,0 +1,148 @@
+"""kperf.tracing.saved and Profile.save/load: lossless round trips and clear errors on bad files."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from kperf.dialect.errors import KperfError
+from kperf.layout import Geometry
+from kperf.results import Profile
+from kperf.tracing import decode, load_profile, save_profile
+from kperf.tracing.saved import SavedLaunch, read_manifest
+from reference_encoder import CtaSpec, bulk_buffer, encode
+
+G0 = 1_700_000_000_000_000_000
+
+
+def small(launch=0, **kw):
+    g = Geometry(2, 4, "clock")
+    w = [(0, False, 1010), (0, True, 1110), (1, False, 1200), (1, True, 1300), (0, False, 1400)]
+    ctas = [CtaSpec(warps=[w, w[:2]], sm=5, ctaid=(0, 0, 0), gtime_start=G0, clock_start=1000,
+                    gtime_end=G0 + 5000, clock_end=11_000)]
+    return decode(encode(g, "keep-first", ctas), g, strategy="keep-first", launch=launch, scopes=["a", "b"],
+                  kernel="k", warp_roles=["producer", "consumer"], grid=(1, 1, 1), **kw)
+
+
+def same(a, b):
+    assert np.array_equal(a.events, b.events)
+    assert np.array_equal(a.intervals()[0], b.intervals()[0])
+    assert np.array_equal(a.ctas, b.ctas) and np.array_equal(a.lost, b.lost)
+    assert (a.kernel, a.warp_roles, a.grid, a.scopes, a.strategy, a.geometry) == \
+           (b.kernel, b.warp_roles, b.grid, b.scopes, b.strategy, b.geometry)
+    assert (a.lost_total, a.problems, a.t0_ns) == (b.lost_total, b.problems, b.t0_ns)
+
+
+def test_round_trip_buffer_and_columns(tmp_path):
+    a = small(0)
+    b = small(3, keep_raw=False)  # no buffer kept: its decoded tables are saved
+    assert a.lost_total == 1
+    path = save_profile(tmp_path / "p.kperf", [a, b], device="NVIDIA H100 80GB HBM3")
+    m = read_manifest(path)
+    assert m["format"] == "kperf-profile" and m["version"] == 1 and m["device"] == "NVIDIA H100 80GB HBM3"
+    assert [e["payload"] for e in m["launches"]] == ["buffer", "columns"]
+    assert m["launches"][0]["kernel"] == "k" and m["launches"][0]["scopes"] == [[0, "a"], [1, "b"]]
+    a2, b2 = load_profile(path)
+    same(a, a2)
+    same(b, b2)
+    assert b2.launch == 3 and a2.raw is not None
+
+
+def test_big_round_trip_is_fast(tmp_path):
+    import time
+    g, raw = bulk_buffer(n_ctas=512, num_warps=8, capacity=512)  # 2.1M events
+    d = decode(raw, g, strategy="keep-first", scopes=4)
+    t = time.perf_counter()
+    save_profile(tmp_path / "big.kperf", [d])
+    [e] = load_profile(tmp_path / "big.kperf")
+    dt = time.perf_counter() - t
+    assert np.array_equal(e.columns["cycles"], d.columns["cycles"]) and len(e.pairs()) == len(d.pairs())
+    assert dt < 5.0, f"save + load of 2.1M events took {dt:.2f} s"
+
+
+def test_profile_save_and_load(tmp_path):
+    prof = Profile([SavedLaunch(small(0)), SavedLaunch(small(1))])
+    out = prof.save(tmp_path / "run")
+    assert set(out) == {"profile", "trace", "summary"}
+    again = Profile.load(tmp_path / "run")  # the directory finds its profile.kperf
+    assert len(again) == 2 and again.table() == prof.table()
+    only = prof.save(tmp_path / "x.kperf")
+    assert only == {"profile": str(tmp_path / "x.kperf")}
+    assert np.array_equal(Profile.load(only["profile"]).events(), prof.events())
+    assert Profile.load(only["profile"]).to_perfetto(tmp_path / "t.pftrace").endswith("t.pftrace")
+
+
+def test_empty_profile_is_refused(tmp_path):
+    with pytest.raises(KperfError, match="no launches"):
+        save_profile(tmp_path / "e.kperf", [])
+    assert not (tmp_path / "e.kperf").exists()
+
+
+def expect_error(path, words):
+    with pytest.raises(KperfError) as e:
+        load_profile(path)
+    assert words in str(e.value), str(e.value)
+    assert e.value.fix
+    return e.value
+
+
+def test_missing_and_directory(tmp_path):
+    expect_error(tmp_path / "nope.kperf", "no saved profile")
+    expect_error(tmp_path, "is a directory")
+
+
+def test_truncated(tmp_path):
+    path = save_profile(tmp_path / "p.kperf", [small()])
+    data = open(path, "rb").read()
+    for cut in (10, len(data) // 2, len(data) - 30):
+        bad = tmp_path / f"cut{cut}.kperf"
+        bad.write_bytes(data[:cut])
+        expect_error(bad, "not a readable kperf profile")
+
+
+def test_corrupt_buffer_fails_the_crc(tmp_path):
+    path = save_profile(tmp_path / "p.kperf", [small()])
+    data = bytearray(open(path, "rb").read())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("launches/0/buffer.bin")
+    data[info.header_offset + 30 + len(info.filename) + 20 + 100] ^= 0xFF  # inside the stored buffer
+    (tmp_path / "bad.kperf").write_bytes(bytes(data))
+    expect_error(tmp_path / "bad.kperf", "CRC")
+
+
+def rewrite_manifest(src, dst, change):
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for item in z.infolist():
+            data = z.read(item.filename)
+            if item.filename == "manifest.json":
+                m = json.loads(data)
+                change(m)
+                data = json.dumps(m).encode()
+            out.writestr(item, data)
+
+
+def test_other_format_version(tmp_path):
+    path = save_profile(tmp_path / "p.kperf", [small()])
+    rewrite_manifest(path, tmp_path / "v9.kperf", lambda m: m.update(version=9))
+    err = expect_error(tmp_path / "v9.kperf", "format version 9")
+    assert "upgrade kperf" in err.fix
+    rewrite_manifest(path, tmp_path / "other.kperf", lambda m: m.update(format="something"))
+    expect_error(tmp_path / "other.kperf", "not a kperf profile")
+    rewrite_manifest(path, tmp_path / "none.kperf", lambda m: m.update(launches=[]))
+    expect_error(tmp_path / "none.kperf", "holds no launches")
+    rewrite_manifest(path, tmp_path / "size.kperf", lambda m: m["launches"][0].update(n_ctas=5))
+    expect_error(tmp_path / "size.kperf", "expected 5 CTAs")
+
+
+def test_not_a_zip(tmp_path):
+    (tmp_path / "j.kperf").write_text('{"traceEvents": []}')
+    expect_error(tmp_path / "j.kperf", "not a zip archive")
+
+
+def test_failed_save_leaves_nothing(tmp_path):
+    with pytest.raises(KperfError):
+        save_profile(tmp_path / "p.kperf", [small(), "not a launch"])
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,298 @@
+"""Saved profiles: one ``.kperf`` file that holds launches losslessly, to report, plot and diff anywhere
+later (format: docs/saved-profile.md).
+
+A ``.kperf`` file is a zip archive (members stored uncompressed unless asked otherwise):
+
+- ``manifest.json``: ``{"format": "kperf-profile", "version": 1, "kperf_version", "created",
+  "device", "launches": [...]}``, one entry per launch with its kernel name, grid, geometry, strategy,
+  scope table, warp roles, clock, ``t0_ns``, lost counts and problems as decoded when saved, and its
+  ``payload``;
+- per launch either ``launches/<i>/buffer.bin``, the profile buffer exactly as copied from the GPU
+  (``payload: "buffer"``; re-decoded on load, so a newer decoder reads old files with its own
+  fixes), or, for launches whose buffer was not kept, its decoded tables as ``.npy`` members
+  (``payload: "columns"``).
+
+Loading maps stored buffers straight from the file (no copy) and checks every member's CRC.
+Writing goes to a temporary file renamed into place, so a failed save leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import json
+import mmap
+import os
+import struct
+import zipfile
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from kperf.dialect.errors import KperfError
+from kperf.layout import Geometry
+
+from .columns import EventColumns
+from .decode import DecodedLaunch, decode
+
+FORMAT = "kperf-profile"
+VERSION = 1
+MANIFEST = "manifest.json"
+SUFFIX = ".kperf"
+_SEG_FIELDS = ("launch", "cta", "sm", "warp", "first_seq", "n")
+_TABLES = ("ctas", "lost", "sm_clocks")
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # zip local file header
+
+
+def kperf_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("kperf")
+    except Exception:  # not installed as a distribution (running from a checkout)
+        return "0+unknown"
+
+
+def _geometry_json(g: Geometry) -> dict:
+    return g.to_json() if hasattr(g, "to_json") else dataclasses.asdict(g)
+
+
+def _geometry(d: dict) -> Geometry:
+    if hasattr(Geometry, "from_json"):
+        return Geometry.from_json(d)
+    names = {f.name for f in dataclasses.fields(Geometry)}
+    return Geometry(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+
+
+def _launch_manifest(i: int, d: DecodedLaunch, payload: str) -> dict:
+    return {
+        "index": i, "launch": d.launch, "kernel": d.kernel,
+        "grid": list(d.grid) if d.grid else None, "n_ctas": d.n_ctas,
+        "geometry": _geometry_json(d.geometry), "strategy": d.strategy,
+        "scopes": None if d.scopes is None else [[int(k), v] for k, v in sorted(d.scopes.items())],
+        "warp_roles": d.warp_roles, "clock_ghz": d.clock_ghz if np.isfinite(d.clock_ghz) else None,
+        "sm_clocks_ghz": {str(int(r["sm"])): float(r["ghz"]) for r in d.sm_clocks} if len(d.sm_clocks) else {},
+        "t0_ns": int(d.t0_ns), "gtime_step_ns": int(d.gtime_step_ns), "n_events": d.n_events,
+        "lost_total": int(d.lost_total), "problems": list(d.problems), "payload": payload,
+    }
+
+
+def _npy(a: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    np.lib.format.write_array(b, np.ascontiguousarray(a), allow_pickle=False)
+    return b.getvalue()
+
+
+def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, device: str | None = None,
+                 compress: bool = False) -> str:
+    """Write ``launches`` (``DecodedLaunch`` objects) to one ``.kperf`` file; returns its path.
+
+    Args:
+        path: the file to write (``.kperf`` by convention); replaced atomically.
+        device: the GPU's name, recorded in the manifest when given.
+        compress: deflate the members (smaller, slower to write and to load).
+    """
+    launches = list(launches)
+    if not launches:
+        raise KperfError("nothing to save: the profile holds no launches",
+                         fix="profile a launch of a kernel with kperf scopes first")
+    for d in launches:
+        if not isinstance(d, DecodedLaunch):
+            raise KperfError(f"save_profile takes DecodedLaunch objects, got {type(d).__name__}",
+                             fix="pass profile.decoded() or the result of kperf.tracing.decode")
+    path = os.fspath(path)
+    manifest = {"format": FORMAT, "version": VERSION, "kperf_version": kperf_version(),
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "device": device, "launches": []}
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    tmp = f"{path}.tmp-{os.getpid()}"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as z:
+            members: list[tuple[str, Any]] = []
+            for i, d in enumerate(launches):
+                if d.raw is not None:
+                    entry = _launch_manifest(i, d, "buffer")
+                    members.append((f"launches/{i}/buffer.bin", d.raw))
+                else:
+                    entry = _launch_manifest(i, d, "columns")
+                    cols = d.columns
+                    for f in _SEG_FIELDS:
+                        members.append((f"launches/{i}/seg_{f}.npy", _npy(cols.seg[f])))
+                    for f, a in cols.cols.items():
+                        members.append((f"launches/{i}/{f}.npy", _npy(a)))
+                    for t in _TABLES:
+                        members.append((f"launches/{i}/{t}.npy", _npy(getattr(d, t))))
+                manifest["launches"].append(entry)
+            z.writestr(MANIFEST, json.dumps(manifest, indent=1))
+            for name, data in members:
+                with z.open(name, "w", force_zip64=True) as w:
+                    w.write(memoryview(np.ascontiguousarray(data)).cast("B") if isinstance(data, np.ndarray) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _damaged(path: str, cause: str) -> KperfError:
+    return KperfError(f"{path} is not a readable kperf profile: {cause}",
+                      fix="the file is damaged or truncated (an interrupted save or copy?); save or copy it again")
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of a ``.kperf`` file, checked (format name and version)."""
+    path = os.fspath(path)
+    with _open(path) as z:
+        return _manifest(path, z)
+
+
+def _open(path: str) -> zipfile.ZipFile:
+    if not os.path.exists(path):
+        raise KperfError(f"no saved profile at {path}", fix="check the path; Profile.save() writes .kperf files")
+    if os.path.isdir(path):
+        cand = [f for f in sorted(os.listdir(path)) if f.endswith(SUFFIX)]
+        raise KperfError(f"{path} is a directory, not a .kperf file",
+                         fix=f"pass the file inside it ({', '.join(cand)})" if cand else "pass a .kperf file")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise _damaged(path, f"not a zip archive ({e})") from None
+
+
+def _manifest(path: str, z: zipfile.ZipFile) -> dict:
+    try:
+        m = json.loads(z.read(MANIFEST))
+    except KeyError:
+        raise _damaged(path, f"no {MANIFEST} in the archive") from None
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
+        raise _damaged(path, f"cannot read {MANIFEST} ({e})") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise KperfError(f"{path} is a zip file but not a kperf profile (format {m.get('format') if isinstance(m, dict) else None!r})",
+                         fix="pass a file written by Profile.save() or kperf.tracing.saved.save_profile()")
+    v = m.get("version")
+    if not isinstance(v, int) or v > VERSION or v < 1:
+        raise KperfError(f"{path} is a kperf profile of format version {v!r}; this kperf "
+                         f"({kperf_version()}) reads versions 1 to {VERSION}",
+                         fix="upgrade kperf to read it (pip install -U kperf)" if isinstance(v, int) and v > VERSION
+                         else "the manifest is damaged; save the profile again")
+    if not m.get("launches"):
+        raise KperfError(f"{path} holds no launches", fix="save a profile that captured at least one launch")
+    return m
+
+
+def _member(path: str, z: zipfile.ZipFile, mm: mmap.mmap | None, name: str) -> np.ndarray:
+    """A member's bytes as a uint8 array: mapped from the file when stored, else read; CRC checked."""
+    try:
+        info = z.getinfo(name)
+    except KeyError:
+        raise _damaged(path, f"member {name} is missing") from None
+    if info.compress_type == zipfile.ZIP_STORED and mm is not None:
+        off = info.header_offset
+        if off + _LOCAL_HEADER.size > len(mm):
+            raise _damaged(path, f"member {name} lies past the end of the file")
+        h = _LOCAL_HEADER.unpack_from(mm, off)
+        if h[0] != b"PK\x03\x04":
+            raise _damaged(path, f"bad local header for {name}")
+        start = off + _LOCAL_HEADER.size + h[9] + h[10]
+        if start + info.file_size > len(mm):
+            raise _damaged(path, f"member {name} is truncated")
+        data = np.frombuffer(mm, np.uint8, count=info.file_size, offset=start)
+        if zlib.crc32(data) & 0xFFFFFFFF != info.CRC:
+            raise _damaged(path, f"member {name} fails its CRC check")
+        return data
+    try:
+        return np.frombuffer(z.read(name), np.uint8)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+        raise _damaged(path, f"cannot read {name} ({e})") from None
+
+
+def _npy_member(path, z, mm, name) -> np.ndarray:
+    try:
+        return np.lib.format.read_array(io.BytesIO(_member(path, z, mm, name).tobytes()), allow_pickle=False)
+    except ValueError as e:
+        raise _damaged(path, f"member {name} is not a valid array ({e})") from None
+
+
+def load_profile(path: str | os.PathLike, *, threads: int | None = None) -> list[DecodedLaunch]:
+    """The launches of a ``.kperf`` file, decoded (buffers by this kperf's decoder)."""
+    path = os.fspath(path)
+    z = _open(path)
+    with z:
+        m = _manifest(path, z)
+        mm = None
+        try:
+            with open(path, "rb") as fh:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # an empty file or no mmap: read members instead
+            mm = None
+        out = []
+        for e in m["launches"]:
+            try:
+                out.append(_load_launch(path, z, mm, e, threads))
+            except KperfError:
+                raise
+            except (KeyError, TypeError, ValueError) as err:
+                raise _damaged(path, f"launch {e.get('index') if isinstance(e, dict) else '?'}: {err}") from None
+    return out
+
+
+def _load_launch(path, z, mm, e: dict, threads) -> DecodedLaunch:
+    i = e["index"]
+    g = _geometry(e["geometry"])
+    scopes = {int(k): str(v) for k, v in e["scopes"]} if e.get("scopes") is not None else None
+    grid = tuple(e["grid"]) if e.get("grid") else None
+    meta = dict(kernel=e.get("kernel") or "", warp_roles=e.get("warp_roles"), grid=grid)
+    if e["payload"] == "buffer":
+        buf = _member(path, z, mm, f"launches/{i}/buffer.bin")
+        if buf.size != e["n_ctas"] * g.cta_bytes:
+            raise _damaged(path, f"launch {i}: buffer of {buf.size} bytes, expected {e['n_ctas']} CTAs x "
+                                 f"{g.cta_bytes} bytes")
+        return decode(buf, g, strategy=e["strategy"], n_ctas=e["n_ctas"], launch=e["launch"], scopes=scopes,
+                      threads=threads, **meta)
+    if e["payload"] != "columns":
+        raise KperfError(f"{path}: launch {i} has a payload of kind {e['payload']!r}, unknown to this kperf",
+                         fix="upgrade kperf (pip install -U kperf)")
+    rd = lambda name: _npy_member(path, z, mm, f"launches/{i}/{name}.npy")  # noqa: E731
+    seg = {f: rd(f"seg_{f}") for f in _SEG_FIELDS}
+    names = set(z.namelist())
+    seq = rd("seq") if f"launches/{i}/seq.npy" in names else None
+    cols = EventColumns(seg, rd("scope"), rd("is_end"), rd("cycles"), rd("time_ns"), seq=seq)
+    ghz = e.get("clock_ghz")
+    return DecodedLaunch(
+        launch=e["launch"], geometry=g, strategy=e["strategy"], columns=cols, ctas=rd("ctas"), lost=rd("lost"),
+        lost_total=int(e["lost_total"]), problems=list(e["problems"]), t0_ns=int(e["t0_ns"]),
+        clock_ghz=float("nan") if ghz is None else float(ghz), sm_clocks=rd("sm_clocks"), scopes=scopes,
+        gtime_step_ns=int(e.get("gtime_step_ns", 0)), **meta)
+
+
+@dataclasses.dataclass
+class SavedKernel:
+    """What a saved launch tells of its kernel (the fields of ``kperf.runtime.KernelInfo`` reports use)."""
+
+    name: str
+    scopes: Any  # a kperf.dialect.scope_table.ScopeTable
+    geometry: Geometry
+    strategy: str
+
+
+class SavedLaunch:
+    """A launch loaded from a ``.kperf`` file, shaped like ``kperf.runtime.LaunchRecord`` for ``Profile``."""
+
+    def __init__(self, d: DecodedLaunch):
+        from kperf.dialect.scope_table import Scope, ScopeTable
+
+        self._decoded = d
+        self.index = d.launch
+        self.n_ctas = d.n_ctas
+        table = ScopeTable([Scope(int(i), n, -1) for i, n in sorted((d.scopes or {}).items())])
+        self.kernel = SavedKernel(d.kernel or "kernel", table, d.geometry, d.strategy)
+
+    def decoded(self) -> DecodedLaunch:
+        return self._decoded
