@@ -1,0 +1,459 @@
+"""FA3-style Hopper attention-forward pipelines in Gluon, instrumented with kperf scopes.
+
+The vanilla kernel (``examples/attention.py``) is Triton's fused-attention tutorial with
+``warp_specialize=True``: the compiler decides the producer/consumer split and the schedule inside each
+consumer warpgroup.  Its kperf trace shows each consumer warpgroup doing QK^T, then softmax, then PV in
+sequence, so the tensor cores idle while the warpgroup is in softmax (the bubble).  The pipelines here
+write the schedule out by hand in Gluon (``triton.experimental.gluon``), where the Triton DSL cannot
+express it:
+
+- every pipeline: one CTA computes 128 query rows of one (batch, head); a 4-warp producer partition
+  loads Q once and streams K and V through two rings of ``stages`` shared-memory buffers with TMA
+  (separate ready/empty mbarriers for K and V, so K runs ahead of V); two 4-warp consumer warpgroups
+  own 64 query rows each, run wgmma from shared memory for S = Q K^T and wgmma with P in registers for
+  O += P V, and release each K/V buffer when their wgmma that reads it has retired.
+- ``ws``: the consumers run QK^T -> softmax -> PV in sequence (the vanilla schedule, in Gluon).
+- ``ws_overlap``: FA3's intra-warpgroup pipelining: in iteration j the warpgroup issues S_j = Q K_j^T
+  and O += P_{j-1} V_{j-1} back to back, waits only for S_j, runs the softmax of block j while the PV
+  wgmma of block j-1 is still on the tensor cores, then waits for it and rescales O.
+- ``ws_pingpong``: ``ws_overlap`` plus FA3's inter-warpgroup ping-pong: two mbarrier tokens make the
+  consumer warpgroups issue their wgmma in turns, so one warpgroup's softmax runs while the other's
+  GEMMs own the tensor cores.
+- ``ws_pingpong_s3``: ``ws_pingpong`` with three K and V buffers instead of two (deeper prefetch).
+
+Scopes (per warp, in the kperf trace): producer ``load_q``, ``wait_k_empty``, ``wait_v_empty``;
+consumers ``wait_q``, ``wait_k`` / ``wait_v`` (TMA data not yet there), ``turn`` (ping-pong: waiting
+for the other warpgroup's GEMMs), ``qk`` / ``pv`` (serial: issue and wait), ``issue`` and ``wait_qk`` /
+``wait_pv`` (overlapped), ``softmax``, ``epilogue``.
+
+Run it (needs a Hopper GPU): ``python examples/fa3_pipelines.py --out out/fa3`` checks every pipeline
+against PyTorch SDPA (fp32) and writes a kperf trace and summary per pipeline.  Compile-only:
+``compile_pipeline("ws_pingpong", dtype="fp16", head_dim=128, causal=False)`` (no GPU needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import pathlib
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
+                                                                 warpgroup_mma, warpgroup_mma_wait)
+
+import kperf
+from kperf.dialect.errors import KperfError
+
+BLOCK_M = gl.constexpr(128)  # query rows per CTA: two consumer warpgroups of 64 rows
+WG_M = gl.constexpr(64)  # query rows per consumer warpgroup (one m64 wgmma)
+LOG2E = 1.4426950408889634
+SMEM_LIMIT = 232448  # bytes of shared memory a CTA may use on sm_90
+
+
+# --- device code --------------------------------------------------------------------------------------
+
+
+@gluon.jit
+def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
+              q_row, kv_row, n_blocks, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+    """Producer partition: Q once (one 64-row half per consumer), then K_j and V_j into their rings."""
+    with kperf.scope("load_q"):
+        for wg in gl.static_range(2):
+            mbarrier.expect(q_bars.index(wg), desc_q.block_type.nbytes)
+            tma.async_copy_global_to_shared(desc_q, [q_row + wg * 64, 0], q_bars.index(wg), q_smem.index(wg))
+    for j in range(n_blocks):
+        s = j % STAGES
+        ph = (j // STAGES) & 1
+        with kperf.scope("wait_k_empty"):
+            mbarrier.wait(k_empty.index(s), ph)
+        mbarrier.expect(k_ready.index(s), desc_k.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc_k, [kv_row + j * BLOCK_N, 0], k_ready.index(s), k_smem.index(s))
+        with kperf.scope("wait_v_empty"):
+            mbarrier.wait(v_empty.index(s), ph)
+        mbarrier.expect(v_ready.index(s), desc_v.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc_v, [kv_row + j * BLOCK_N, 0], v_ready.index(s), v_smem.index(s))
+
+
+@gluon.jit
+def _causal_mask(s, start_n, first_row, BLOCK_N: gl.constexpr, S_L: gl.constexpr):
+    """-inf where key index > query index; only blocks that reach past this warpgroup's first row."""
+    if start_n + BLOCK_N > first_row:
+        cols = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, S_L))
+        rows = first_row + gl.arange(0, 64, layout=gl.SliceLayout(1, S_L))
+        s = gl.where(gl.expand_dims(cols, 0) <= gl.expand_dims(rows, 1), s, float("-inf"))
+    return s
+
+
+@gluon.jit
+def _online_softmax(s, m_i, l_i, qk_scale):
+    """Base-2 online softmax of one score block: new row max, P (fp32), row-sum update, rescale factor."""
+    m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+    p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))
+    alpha = gl.exp2(m_i - m_new)
+    l_i = l_i * alpha + gl.sum(p, axis=1)
+    return p, m_new, l_i, alpha
+
+
+@gluon.jit
+def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty, my_turn, other_turn,
+                 q_row, first_row, n_blocks, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr,
+                 BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
+                 PINGPONG: gl.constexpr):
+    """Consumer warpgroup WG: 64 query rows against every K/V block of the CTA; writes its O rows."""
+    S_L: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                  instr_shape=[16, BLOCK_N, 16])
+    O_L: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                  instr_shape=[16, HEAD_DIM, 16])
+    P_L: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=O_L, k_width=2)
+    ROW_L: gl.constexpr = gl.SliceLayout(1, S_L)
+    OROW_L: gl.constexpr = gl.SliceLayout(1, O_L)
+    dtype: gl.constexpr = q_smem.dtype
+
+    q = q_smem.index(WG)
+    with kperf.scope("wait_q"):
+        mbarrier.wait(q_bars.index(WG), 0)
+    m_i = gl.full([WG_M], float("-inf"), gl.float32, ROW_L)
+    l_i = gl.zeros([WG_M], gl.float32, ROW_L)
+    acc = gl.zeros([WG_M, HEAD_DIM], gl.float32, O_L)
+    turn = 0
+    if OVERLAP:
+        # prologue: S_0 and its softmax; the PV of block j-1 is issued together with S_j below
+        with kperf.scope("wait_k"):
+            mbarrier.wait(k_ready.index(0), 0)
+        if PINGPONG:
+            with kperf.scope("turn"):
+                mbarrier.wait(my_turn, turn)
+            turn ^= 1
+        with kperf.scope("issue"):
+            s_tok = warpgroup_mma(q, k_smem.index(0).permute((1, 0)), gl.zeros([WG_M, BLOCK_N], gl.float32, S_L),
+                                  use_acc=False, is_async=True)
+        if PINGPONG:
+            mbarrier.arrive(other_turn, count=1)
+        with kperf.scope("wait_qk"):
+            s = warpgroup_mma_wait(0, deps=[s_tok])
+        mbarrier.arrive(k_empty.index(0), count=1)
+        with kperf.scope("softmax"):
+            if CAUSAL:
+                s = _causal_mask(s, 0, first_row, BLOCK_N, S_L)
+            p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale)
+            p16 = gl.convert_layout(p.to(dtype), P_L)
+        for j in range(1, n_blocks):
+            st = j % STAGES
+            ph = (j // STAGES) & 1
+            pst = (j - 1) % STAGES
+            pph = ((j - 1) // STAGES) & 1
+            with kperf.scope("wait_k"):
+                mbarrier.wait(k_ready.index(st), ph)
+            with kperf.scope("wait_v"):
+                mbarrier.wait(v_ready.index(pst), pph)
+            if PINGPONG:
+                with kperf.scope("turn"):
+                    mbarrier.wait(my_turn, turn)
+                turn ^= 1
+            with kperf.scope("issue"):
+                s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)),
+                                      gl.zeros([WG_M, BLOCK_N], gl.float32, S_L), use_acc=False, is_async=True)
+                acc_tok = warpgroup_mma(p16, v_smem.index(pst), acc, is_async=True)
+            if PINGPONG:
+                mbarrier.arrive(other_turn, count=1)
+            with kperf.scope("wait_qk"):
+                s = warpgroup_mma_wait(1, deps=[s_tok])
+            mbarrier.arrive(k_empty.index(st), count=1)
+            with kperf.scope("softmax"):
+                if CAUSAL:
+                    s = _causal_mask(s, j * BLOCK_N, first_row, BLOCK_N, S_L)
+                p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale)
+            with kperf.scope("wait_pv"):
+                acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
+            mbarrier.arrive(v_empty.index(pst), count=1)
+            with kperf.scope("rescale"):
+                acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
+                p16 = gl.convert_layout(p.to(dtype), P_L)
+        # tail: PV of the last block
+        lst = (n_blocks - 1) % STAGES
+        lph = ((n_blocks - 1) // STAGES) & 1
+        with kperf.scope("wait_v"):
+            mbarrier.wait(v_ready.index(lst), lph)
+        if PINGPONG:
+            with kperf.scope("turn"):
+                mbarrier.wait(my_turn, turn)
+            turn ^= 1
+        with kperf.scope("issue"):
+            acc_tok = warpgroup_mma(p16, v_smem.index(lst), acc, is_async=True)
+        if PINGPONG:
+            mbarrier.arrive(other_turn, count=1)
+        with kperf.scope("wait_pv"):
+            acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
+        mbarrier.arrive(v_empty.index(lst), count=1)
+    else:
+        for j in range(n_blocks):
+            st = j % STAGES
+            ph = (j // STAGES) & 1
+            with kperf.scope("wait_k"):
+                mbarrier.wait(k_ready.index(st), ph)
+            with kperf.scope("qk"):
+                s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)),
+                                      gl.zeros([WG_M, BLOCK_N], gl.float32, S_L), use_acc=False, is_async=True)
+                s = warpgroup_mma_wait(0, deps=[s_tok])
+            mbarrier.arrive(k_empty.index(st), count=1)
+            with kperf.scope("softmax"):
+                if CAUSAL:
+                    s = _causal_mask(s, j * BLOCK_N, first_row, BLOCK_N, S_L)
+                p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale)
+                acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
+                p16 = gl.convert_layout(p.to(dtype), P_L)
+            with kperf.scope("wait_v"):
+                mbarrier.wait(v_ready.index(st), ph)
+            with kperf.scope("pv"):
+                acc_tok = warpgroup_mma(p16, v_smem.index(st), acc, is_async=True)
+                acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
+            mbarrier.arrive(v_empty.index(st), count=1)
+    with kperf.scope("epilogue"):
+        acc = acc / gl.expand_dims(gl.convert_layout(l_i, OROW_L), 1)
+        o_smem = q  # every wgmma reading this warpgroup's Q has retired: reuse its buffer to stage O
+        o_smem.store(acc.to(dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(desc_o, [q_row + WG * 64, 0], o_smem)
+        tma.store_wait(pendings=0)
+
+
+@gluon.jit
+def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, HEAD_DIM: gl.constexpr,
+                   BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
+                   PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr):
+    """Grid (N_CTX / 128, Z * H); descriptors over the [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o."""
+    gl.static_assert(HEAD_DIM == 64 or HEAD_DIM == 128, "HEAD_DIM must be 64 or 128")
+    gl.static_assert(BLOCK_M % BLOCK_N == 0, "BLOCK_N must divide BLOCK_M (128)")
+    n_m = N_CTX // BLOCK_M
+    start_m = gl.program_id(0)
+    if CAUSAL:
+        start_m = n_m - 1 - start_m  # longest rows first: better tail balance
+    off_hz = gl.program_id(1)
+    kv_row = off_hz * N_CTX
+    q_row = kv_row + start_m * BLOCK_M
+    if CAUSAL:
+        n_blocks = (start_m + 1) * (BLOCK_M // BLOCK_N)
+    else:
+        n_blocks = N_CTX // BLOCK_N
+    dtype: gl.constexpr = desc_q.dtype
+    q_smem = gl.allocate_shared_memory(dtype, [2, WG_M, HEAD_DIM], desc_q.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], desc_k.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], desc_v.layout)
+    q_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    turns = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(2):
+        mbarrier.init(q_bars.index(i), count=1)
+        mbarrier.init(turns.index(i), count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(k_empty.index(i), count=2)  # both consumer warpgroups release a buffer
+        mbarrier.init(v_empty.index(i), count=2)
+    fence_async_shared()
+    for i in gl.static_range(STAGES):  # every buffer starts empty
+        mbarrier.arrive(k_empty.index(i), count=2)
+        mbarrier.arrive(v_empty.index(i), count=2)
+    mbarrier.arrive(turns.index(0), count=1)  # warpgroup 0 issues first
+    first_row = start_m * BLOCK_M
+    gl.warp_specialize([
+        (_fa3_load, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
+                     q_row, kv_row, n_blocks, BLOCK_N, STAGES)),
+        (_fa3_consume, (desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
+                        turns.index(0), turns.index(1), q_row, first_row, n_blocks, qk_scale, 0, HEAD_DIM,
+                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG)),
+        (_fa3_consume, (desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
+                        turns.index(1), turns.index(0), q_row, first_row + WG_M, n_blocks, qk_scale, 1, HEAD_DIM,
+                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG)),
+    ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
+
+
+# --- the pipelines --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """One schedule of ``fa3_fwd_kernel``: its constexpr switches and per-head-dim buffering.
+
+    Args:
+        name: the variant name (``kperf_<name>`` in the benchmark).
+        overlap: FA3 intra-warpgroup pipelining (softmax of block j under the PV wgmma of block j-1).
+        pingpong: consumer warpgroups take turns issuing wgmma (needs ``overlap``).
+        stages: K and V buffers per head dim (``{64: 3, 128: 2}``); shared memory must fit in 227 KiB.
+        block_n: keys per block (must divide 128).
+        consumer_regs: registers per thread requested for each consumer warpgroup (``setmaxnreg``).
+    """
+
+    name: str
+    overlap: bool
+    pingpong: bool
+    stages: tuple[tuple[int, int], ...] = ((64, 3), (128, 2))
+    block_n: int = 128
+    consumer_regs: int = 240
+    description: str = ""
+
+    def stages_for(self, head_dim: int) -> int:
+        table = dict(self.stages)
+        if head_dim not in table:
+            raise KperfError(f"pipeline {self.name!r} has no configuration for head dim {head_dim}",
+                             fix="use head dim 64 or 128")
+        return table[head_dim]
+
+    def constexprs(self, *, head_dim: int, causal: bool) -> dict:
+        return {"HEAD_DIM": head_dim, "BLOCK_N": self.block_n, "STAGES": self.stages_for(head_dim),
+                "CAUSAL": bool(causal), "OVERLAP": self.overlap, "PINGPONG": self.pingpong,
+                "CONSUMER_REGS": self.consumer_regs}
+
+
+PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
+    Pipeline("ws", overlap=False, pingpong=False,
+             description="producer warp + 2 consumer warpgroups, QK^T -> softmax -> PV in sequence"),
+    Pipeline("ws_overlap", overlap=True, pingpong=False,
+             description="+ intra-warpgroup overlap: softmax(j) under PV(j-1)"),
+    Pipeline("ws_pingpong", overlap=True, pingpong=True,
+             description="+ ping-pong: the two consumer warpgroups take turns on the tensor cores"),
+    Pipeline("ws_pingpong_s3", overlap=True, pingpong=True, stages=((64, 4), (128, 3)),
+             description="ws_pingpong with one more K and V buffer (deeper prefetch)"),
+)}
+
+DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+def get_pipeline(name: str) -> Pipeline:
+    if name not in PIPELINES:
+        raise KperfError(f"unknown FA3 pipeline {name!r}", fix=f"use one of {', '.join(PIPELINES)}")
+    return PIPELINES[name]
+
+
+def _gl_dtype(dtype: str):
+    if dtype not in DTYPES:
+        raise KperfError(f"unsupported dtype {dtype!r}", fix="use 'fp16' or 'bf16'")
+    return getattr(gl, DTYPES[dtype])
+
+
+def tile_layouts(dtype: str, head_dim: int, block_n: int):
+    """The NVMMA shared layouts of the Q/O tiles ([64, d]) and the K/V tiles ([block_n, d])."""
+    t = _gl_dtype(dtype)
+    return (gl.NVMMASharedLayout.get_default_for([WG_M.value, head_dim], t),
+            gl.NVMMASharedLayout.get_default_for([block_n, head_dim], t))
+
+
+def signature(pipeline: str | Pipeline = "ws_pingpong", *, dtype: str = "fp16", head_dim: int = 128) -> dict:
+    """Triton signature of ``fa3_fwd_kernel`` as the JIT specializes it (for compile-only use)."""
+    p = get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
+    lq, lk = tile_layouts(dtype, head_dim, p.block_n)
+    qo = f"tensordesc<{dtype}[{WG_M.value}, {head_dim}],{lq!r}>"
+    kv = f"tensordesc<{dtype}[{p.block_n}, {head_dim}],{lk!r}>"
+    sig = {"desc_q": qo, "desc_k": kv, "desc_v": kv, "desc_o": qo, "qk_scale": "fp32", "N_CTX": "i32"}
+    sig.update({name: "constexpr" for name in p.constexprs(head_dim=head_dim, causal=False)})
+    return sig
+
+
+COMPILE_OPTIONS = {"num_warps": 4}  # the producer partition; each consumer partition adds 4 warps
+
+
+def compile_pipeline(pipeline: str = "ws_pingpong", *, dtype: str = "fp16", head_dim: int = 128,
+                     causal: bool = False, target="cuda:90", config=None) -> kperf.CompileReport:
+    """Compile one pipeline through kperf for ``target`` without a GPU (instrumented and plain)."""
+    p = get_pipeline(pipeline)
+    return kperf.compile(fa3_fwd_kernel, signature=signature(p, dtype=dtype, head_dim=head_dim),
+                         constexprs=p.constexprs(head_dim=head_dim, causal=causal), target=target,
+                         config=config, **COMPILE_OPTIONS)
+
+
+# --- host side ------------------------------------------------------------------------------------------
+
+
+def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, *,
+                  pipeline: str | Pipeline = "ws_pingpong", kernel=fa3_fwd_kernel):
+    """``softmax(q @ k^T * sm_scale [+ causal mask]) @ v`` for ``[Z, H, N_CTX, HEAD_DIM]`` fp16/bf16 tensors.
+
+    Args:
+        pipeline: a name in ``PIPELINES`` or a ``Pipeline``.
+        kernel: ``fa3_fwd_kernel``, or it wrapped by ``kperf.profile`` to record a trace.
+    """
+    import torch
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    p = get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
+    if q.dtype not in (torch.float16, torch.bfloat16) or not (q.dtype == k.dtype == v.dtype):
+        raise KperfError(f"q, k, v must share one dtype, fp16 or bf16; got {q.dtype}, {k.dtype}, {v.dtype}",
+                         fix="cast the inputs with .half() or .bfloat16()")
+    if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
+        raise KperfError(f"q, k, v must be [Z, H, N_CTX, HEAD_DIM] of one shape; got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}", fix="self-attention shapes only (no GQA)")
+    Z, H, n_ctx, head_dim = q.shape
+    if head_dim not in (64, 128):
+        raise KperfError(f"head dim must be 64 or 128, got {head_dim}", fix="pad the head dim to 64 or 128")
+    if n_ctx % BLOCK_M.value:
+        raise KperfError(f"sequence length {n_ctx} is not a multiple of {BLOCK_M.value}",
+                         fix=f"pad the sequence to a multiple of {BLOCK_M.value}")
+    dtype = "fp16" if q.dtype == torch.float16 else "bf16"
+    sm_scale = 1.0 / math.sqrt(head_dim) if sm_scale is None else sm_scale
+    q, k, v = (t.contiguous() for t in (q, k, v))
+    o = torch.empty_like(q)
+    lq, lk = tile_layouts(dtype, head_dim, p.block_n)
+    rows = Z * H * n_ctx
+    desc_q = TensorDescriptor.from_tensor(q.view(rows, head_dim), [WG_M.value, head_dim], lq)
+    desc_k = TensorDescriptor.from_tensor(k.view(rows, head_dim), [p.block_n, head_dim], lk)
+    desc_v = TensorDescriptor.from_tensor(v.view(rows, head_dim), [p.block_n, head_dim], lk)
+    desc_o = TensorDescriptor.from_tensor(o.view(rows, head_dim), [WG_M.value, head_dim], lq)
+    grid = (n_ctx // BLOCK_M.value, Z * H)
+    kernel[grid](desc_q, desc_k, desc_v, desc_o, sm_scale * LOG2E, n_ctx,
+                 **p.constexprs(head_dim=head_dim, causal=causal), **COMPILE_OPTIONS)
+    return o
+
+
+def sdpa_reference(q, k, v, causal: bool = False, sm_scale: float | None = None):
+    """PyTorch SDPA (math backend) in float32: the reference every pipeline is checked against."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel(SDPBackend.MATH):
+        return torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                                                is_causal=causal, scale=sm_scale)
+
+
+def flops(z: int, h: int, n_ctx: int, head_dim: int, causal: bool) -> float:
+    """Forward FLOPs (two matmuls), halved for causal, as in Triton's tutorial and tritonbench."""
+    f = 4.0 * z * h * n_ctx * n_ctx * head_dim
+    return f / 2 if causal else f
+
+
+def main(argv=None):
+    import torch
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--n-ctx", type=int, default=4096)
+    ap.add_argument("--head-dim", type=int, default=128, choices=(64, 128))
+    ap.add_argument("--dtype", default="fp16", choices=tuple(DTYPES))
+    ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--pipelines", default=",".join(PIPELINES), help="comma-separated names")
+    ap.add_argument("--out", default="out/fa3")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
+        raise SystemExit("examples/fa3_pipelines.py needs a Hopper GPU (sm_90). Without one, compile a "
+                         "pipeline: compile_pipeline('ws_pingpong', dtype='fp16', head_dim=128)")
+    torch.manual_seed(0)
+    dt = getattr(torch, DTYPES[args.dtype])
+    shape = (args.batch, args.heads, args.n_ctx, args.head_dim)
+    q, k, v = (torch.randn(shape, device="cuda", dtype=dt) for _ in range(3))
+    ref = sdpa_reference(q, k, v, args.causal)
+    for name in args.pipelines.split(","):
+        out = fa3_attention(q, k, v, args.causal, pipeline=name)
+        err = (out.float() - ref).abs().max().item()
+        profiled = kperf.profile(fa3_fwd_kernel)
+        out_p = fa3_attention(q, k, v, args.causal, pipeline=name, kernel=profiled)
+        same = torch.equal(out_p, out)
+        files = kperf.results(profiled).save(pathlib.Path(args.out) / name)
+        print(f"{name:<16} max |err| vs SDPA fp32 {err:.2e}; profiled output identical: {same}; "
+              f"{files['trace']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The benchmarked implementations ("variants", tritonbench's benchmark functions).
+
+``kperf_*`` variants are the Triton kernels in this repository's ``examples/``: ``kperf_vanilla`` is
+the warp-specialized tutorial kernel (``examples/attention.py``); ``kperf_ws*`` are the Gluon
+pipelines of ``examples/fa3_pipelines.py``.  ``sdpa_flash`` / ``sdpa_cudnn`` are PyTorch SDPA
+restricted to one backend.  ``Variant.make(q, k, v, causal, sm_scale)`` returns the zero-argument
+callable that is timed; ``Variant.profiled(...)`` runs one launch under ``kperf.profile`` and returns
+the ``kperf.Profile``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pathlib
+import sys
+from typing import Callable
+
+from kperf.dialect.errors import KperfError
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str):
+    """Import ``examples/<name>.py`` of this repository (once) as module ``kperf_examples.<name>``."""
+    mod_name = f"kperf_examples.{name}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    path = EXAMPLES / f"{name}.py"
+    if not path.is_file():
+        raise KperfError(f"{path} not found: the kperf_* variants live in the repository's examples/",
+                         fix="install kperf from a checkout (pip install -e .) or run from the repository")
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[mod_name]
+        raise
+    return module
+
+
+def capacity_for(seq_len: int, per_block: int = 16, fixed: int = 64) -> int:
+    """Record slots per warp (a power of two) for a CTA looping over ``seq_len`` keys in blocks of 64 or
+    more, with up to ``per_block`` records per block per warp: every event fits, none is lost."""
+    need = per_block * -(-seq_len // 64) + fixed
+    return 1 << (need - 1).bit_length()
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str  # "kperf" (a Triton/Gluon kernel kperf can profile) or "baseline"
+    description: str
+    _make: Callable = dataclasses.field(repr=False, compare=False)
+    _profile: Callable | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def make(self, q, k, v, causal: bool, sm_scale: float) -> Callable:
+        return self._make(q, k, v, causal, sm_scale)
+
+    @property
+    def profilable(self) -> bool:
+        return self._profile is not None
+
+    def profiled(self, q, k, v, causal: bool, sm_scale: float):
+        """Run one launch with kperf profiling on; returns ``(output, kperf.Profile)``."""
+        if self._profile is None:
+            raise KperfError(f"{self.name} is not a Triton kernel: kperf cannot profile it",
+                             fix="ask for the kperf metric on kperf_* variants only")
+        return self._profile(q, k, v, causal, sm_scale)
+
+
+# --- kperf_* variants ---------------------------------------------------------------------------------
+
+def _vanilla_make(q, k, v, causal, sm_scale):
+    attention = load_example("attention")
+    return lambda: attention.attention(q, k, v, causal, sm_scale)
+
+
+def _vanilla_profile(q, k, v, causal, sm_scale):
+    import kperf
+    attention = load_example("attention")
+    try:
+        kernel = kperf.profile(attention.attn_fwd_kernel, auto="mma,tma", capacity=capacity_for(q.shape[2]))
+    except (TypeError, KperfError) as e:
+        raise KperfError(f"kperf_vanilla has no kperf scopes in its source and this kperf cannot insert "
+                         f"them automatically ({e})",
+                         fix="profile it once automatic insertion (@kperf.profile(auto=...)) is available")
+    out = attention.attention(q, k, v, causal, sm_scale, kernel=kernel)
+    return out, kperf.results(kernel)
+
+
+def _gluon_make(pipeline: str):
+    def make(q, k, v, causal, sm_scale):
+        fa3 = load_example("fa3_pipelines")
+        return lambda: fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=pipeline)
+    return make
+
+
+def _gluon_profile(pipeline: str):
+    def profile(q, k, v, causal, sm_scale):
+        import kperf
+        fa3 = load_example("fa3_pipelines")
+        kernel = kperf.profile(fa3.fa3_fwd_kernel, capacity=capacity_for(q.shape[2]))
+        out = fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=pipeline, kernel=kernel)
+        return out, kperf.results(kernel)
+    return profile
+
+
+# --- baselines ----------------------------------------------------------------------------------------
+
+def _sdpa_make(backend_name: str):
+    def make(q, k, v, causal, sm_scale):
+        import torch
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        backend = getattr(SDPBackend, backend_name)
+
+        def run():
+            with sdpa_kernel([backend]):
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=sm_scale)
+        return run
+    return make
+
+
+def _build() -> dict[str, Variant]:
+    out = {"kperf_vanilla": Variant(
+        "kperf_vanilla", "kperf", "Triton tutorial kernel, TMA + warp_specialize=True (examples/attention.py)",
+        _vanilla_make, _vanilla_profile)}
+    for name, desc in GLUON_PIPELINES.items():
+        out[f"kperf_{name}"] = Variant(f"kperf_{name}", "kperf", desc, _gluon_make(name), _gluon_profile(name))
+    out["sdpa_flash"] = Variant("sdpa_flash", "baseline", "PyTorch SDPA, flash backend",
+                                _sdpa_make("FLASH_ATTENTION"))
+    out["sdpa_cudnn"] = Variant("sdpa_cudnn", "baseline", "PyTorch SDPA, cuDNN backend",
+                                _sdpa_make("CUDNN_ATTENTION"))
+    return out
+
+
+# The Gluon pipelines (names as in examples/fa3_pipelines.PIPELINES; checked by the tests).
+GLUON_PIPELINES = {
+    "ws": "Gluon: producer warp + 2 consumer warpgroups, QK^T -> softmax -> PV in sequence",
+    "ws_overlap": "Gluon: + intra-warpgroup overlap (softmax of block j under PV of block j-1)",
+    "ws_pingpong": "Gluon: + ping-pong between the two consumer warpgroups",
+    "ws_pingpong_s3": "Gluon: ws_pingpong with one more K/V buffer",
+}
+
+VARIANTS: dict[str, Variant] = _build()
+
+
+def select(only: list[str] | None, skip: list[str] = ()) -> list[Variant]:
+    """The variants ``--only`` / ``--skip`` name, in the order given (default: all, baselines last)."""
+    names = list(only) if only else list(VARIANTS)
+    unknown = [n for n in list(names) + list(skip) if n not in VARIANTS]
+    if unknown:
+        raise KperfError(f"unknown variant(s) {', '.join(unknown)}", fix=f"use names from {', '.join(VARIANTS)}")
+    return [VARIANTS[n] for n in names if n not in skip]
