@@ -146,6 +146,7 @@ def main(argv=None) -> int:
     ap.add_argument("--trace-batch", type=int, default=1, help="batch of the traced launches (S=4096, H=16)")
     ap.add_argument("--trace-ctas", type=int, default=8, help="CTAs in each Chrome trace")
     ap.add_argument("--skip-causal", action="store_true", help="leave out the causal sequence sweep")
+    ap.add_argument("--traces-only", action="store_true", help="only the kperf traces, summaries and diffs")
     args = ap.parse_args(argv)
 
     import torch
@@ -168,6 +169,12 @@ def main(argv=None) -> int:
     def save():  # after every phase: a run cut short (hang, timeout) keeps what it measured
         (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
 
+    if args.traces_only:
+        improved = [n for n in args.improved.split(",") if n in {v.name for v in variants}]
+        doc["traces"] = traces({v.name: v for v in variants}, out, args.trace_batch, args.trace_ctas, improved)
+        save()
+        log(f"wrote {out / 'results.json'} (traces only)")
+        return 0
     doc["correctness"] = correctness(variants, TOLERANCE)
     save()
     bad = sorted({r["variant"] for r in doc["correctness"] if not r["ok"]})

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# All GPU evidence, in parts that each fit one ~10-minute device call.
+# usage (repo root, on the GPU machine): bash bench/gpu_run.sh OUTDIR PART [PART ...]
+#   tests     install; every test marked gpu except FA3; raw profiles for CPU tests
+#   overhead  kernel-time overhead: plain vs kperf variants vs Proton; calibration (accuracy)
+#   fa3       FA3 pipelines: a smoke run per variant (hangs left out), correctness, sweeps, traces
+#   fa3tests  the FA3 GPU tests
+#   fa3traces kperf traces, summaries and diffs of vanilla vs improved FA3 pipelines (traces.tgz)
+# Each part writes logs and JSON under OUTDIR/<part>/ and ends with a short table.
+set -uo pipefail
+OUT=${1:?usage: bench/gpu_run.sh OUTDIR PART...}
+shift
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
+{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv; date -u; } >"$OUT/device.txt"
+
+for part in "$@"; do
+  d="$OUT/$part"; mkdir -p "$d"
+  case "$part" in
+    tests)
+      KPERF_OUT="$d/ws_trace" timeout 330 python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider \
+          --ignore=tests/gpu/test_fa3_gpu.py -rfEs >"$d/gpu_tests.log" 2>&1
+      timeout 120 python3 bench/capture_real_profiles.py --out "$d/real" >"$d/capture.log" 2>&1
+      (cd "$d" && tar czf real.tgz real && rm -rf real)
+      tail -25 "$d/gpu_tests.log"; cat "$d/capture.log" ;;
+    overhead)
+      timeout 380 python3 bench/overhead.py --quick --out "$d" >"$d/overhead.log" 2>&1
+      timeout 150 python3 bench/calibration.py --out "$d/calibration" >"$d/calibration.log" 2>&1
+      tail -30 "$d/overhead.log"; tail -15 "$d/calibration.log" ;;
+    fa3)
+      ok=()  # a variant that hangs or is wrong on a small shape stays out of the sweep
+      for v in kperf_vanilla kperf_ws kperf_ws_overlap kperf_ws_pingpong kperf_ws_pingpong_s3; do
+        if timeout 100 python3 bench/fa3_smoke.py "$v" >>"$d/smoke.log" 2>&1; then ok+=("$v");
+        else echo "$v: failed or hung (rc $?)" | tee -a "$d/smoke.log"; fi
+      done
+      vs=$(IFS=,; echo "${ok[*]}"),sdpa_flash,sdpa_cudnn
+      timeout 400 python3 bench/fa3_sweep.py --out "$d" --variants "$vs" >"$d/run.log" 2>&1
+      cat "$d/smoke.log"; tail -40 "$d/run.log" ;;
+    fa3tests)
+      timeout 300 python3 -m pytest -q -m gpu tests/gpu/test_fa3_gpu.py -p no:cacheprovider -rfEs >"$d/gpu_tests.log" 2>&1
+      tail -30 "$d/gpu_tests.log" ;;
+    fa3traces)
+      timeout 200 python3 bench/fa3_sweep.py --out "$d" --traces-only \
+          --variants kperf_vanilla,kperf_ws,kperf_ws_overlap,kperf_ws_pingpong >"$d/run.log" 2>&1
+      (cd "$d" && tar czf traces.tgz traces && rm -rf traces)
+      tail -5 "$d/run.log" ;;
+    *) echo "unknown part $part"; exit 2 ;;
+  esac
+done

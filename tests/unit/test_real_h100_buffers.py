@@ -1,0 +1,61 @@
+"""Decode raw profile buffers that an H100 wrote (bench/capture_real_profiles.py), on any machine."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from kperf.layout import Geometry
+from kperf.tracing import decode
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "h100"
+# examples/matmul.py on 1024^3: 8x8 CTAs of 8 warps; 16 K-iterations x 4 records + 2 epilogue records
+CTAS, WARPS, PER_WARP = 64, 8, 4 * (1024 // 64) + 2
+
+
+def load(case: str):
+    z = np.load(DATA / f"{case}.npz")
+    info = json.loads(str(z["info"]))
+    g = Geometry(info["num_warps"], info["capacity"], info["clock"])
+    d = decode(z["buffer"], g, strategy=info["strategy"], n_ctas=info["n_ctas"], scopes=info["scopes"])
+    return info, d
+
+
+def _monotonic_per_warp(d) -> bool:
+    e = d.events
+    same = (e["cta"][1:] == e["cta"][:-1]) & (e["warp"][1:] == e["warp"][:-1])
+    return bool((np.diff(e["cycles"])[same] >= 0).all() and (np.diff(e["time_ns"])[same] >= 0).all())
+
+
+def test_gemm_every_record_present_and_sane():
+    info, d = load("gemm1024_clock")
+    assert "H100" in info["device"]
+    assert d.problems == []
+    assert d.lost_total == 0
+    assert len(d.events) == CTAS * WARPS * PER_WARP
+    assert _monotonic_per_warp(d)
+    assert 1.0 < d.clock_ghz < 2.1  # H100 SXM boosts to 1.98 GHz
+    iv, unmatched = d.intervals()
+    assert len(unmatched) == 0 and len(iv) == len(d.events) // 2
+    names = {s["name"] for s in info["scopes"]}
+    assert {"load", "mma"} <= names
+    # every CTA lies inside the launch, and the launch is a few microseconds long
+    assert 1_000 < d.duration_ns < 100_000
+    assert (iv["end_ns"] >= iv["start_ns"]).all()
+
+
+@pytest.mark.parametrize("case,strategy", [("gemm1024_overflow64", "keep-first"), ("gemm1024_wrap64", "wrap")])
+def test_small_buffer_loses_an_exact_count(case, strategy):
+    info, d = load(case)
+    assert info["strategy"] == strategy and info["capacity"] == 64
+    assert d.lost_total == CTAS * WARPS * (PER_WARP - 64)
+    assert len(d.events) == CTAS * WARPS * 64
+    seq = d.events["seq"]
+    if strategy == "keep-first":
+        assert seq.max() == 63  # the first 64 records of every warp
+    else:
+        assert seq.min() == PER_WARP - 64 and seq.max() == PER_WARP - 1  # the latest 64
+    assert _monotonic_per_warp(d)
