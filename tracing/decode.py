@@ -191,6 +191,14 @@ class DecodedLaunch:
             self._intervals = self.pairs().to_structured(self.columns)
         return self._intervals
 
+    def _clock_range(self) -> str:
+        """`` (1.48-1.86 GHz during the launch)`` when the SM clocks moved by more than 2%."""
+        sc = self.sm_clocks
+        if not len(sc) or "ghz_min" not in (sc.dtype.names or ()):
+            return ""
+        lo, hi = float(np.nanmin(sc["ghz_min"])), float(np.nanmax(sc["ghz_max"]))
+        return f" ({lo:.2f}-{hi:.2f} GHz during the launch)" if np.isfinite(lo) and hi > 1.02 * lo else ""
+
     def summary(self) -> str:
         """A few lines for a terminal."""
         ok = int(self.ctas["ok"].sum())
@@ -198,7 +206,7 @@ class DecodedLaunch:
         lines = [
             f"launch {self.launch}{name}: {self.n_events} events from {ok}/{self.n_ctas} CTAs "
             f"on {len(self.sm_clocks)} SMs, clock {self.geometry.clock}, {self.strategy}, "
-            f"SM clock {self.clock_ghz:.3f} GHz",
+            f"SM clock {self.clock_ghz:.3f} GHz{self._clock_range()}",
         ]
         sampled_out = int(self.ctas["sampled_out"].sum())
         if sampled_out:
