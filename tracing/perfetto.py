@@ -272,6 +272,9 @@ def _progress(total: int, progress: bool | None):
                 disable=None if progress is None else not progress, leave=False)
 
 
+_SM_RANK0 = 1 << 24  # above any scope id (23 bits)
+
+
 def _write_launch(out: _Out, ln: _Launch, gpu: int, rank: int, ids: _Ids, n_sc: int, counters: bool,
                   bar, summary: dict) -> dict:
     d, sub = ln.d, ln.sub
@@ -289,7 +292,8 @@ def _write_launch(out: _Out, ln: _Launch, gpu: int, rank: int, ids: _Ids, n_sc: 
     cta_ids = np.unique(s_cta)
     cta_uuid = ids.take(len(cta_ids))
     warp_uuid = ids.take(len(segs))
-    desc = [_descriptor(int(u), f"SM {int(s)}", launch_uuid, int(s)) for s, u in zip(sm_ids, sm_uuid)]
+    # SMs ranked after the launch's counter tracks (ranks 0..scopes-1), so those sit at the top
+    desc = [_descriptor(int(u), f"SM {int(s)}", launch_uuid, _SM_RANK0 + int(s)) for s, u in zip(sm_ids, sm_uuid)]
     cta_sm = d.ctas["sm"][cta_ids].astype(np.int64)
     desc += [_descriptor(int(u), f"CTA {int(c)}", int(sm_uuid[np.searchsorted(sm_ids, s)]), int(c))
              for c, u, s in zip(cta_ids, cta_uuid, cta_sm)]
@@ -479,7 +483,7 @@ def _counters(out: _Out, d: DecodedLaunch, ids: _Ids, parent: int, keys: np.ndar
     uuid = ids.take(len(used))
     names = d.scope_list
     out.write(b"".join(_descriptor(int(u), f"warps in {names[int(c)] if c < len(names) else f'scope {c}'}",
-                                   parent, counter=True) for u, c in zip(uuid, used)))
+                                   parent, rank=i, counter=True) for i, (u, c) in enumerate(zip(uuid, used))))
     # every slice adds +1 and -1 inside its scope's run of keys, so the running sum is 0 between runs
     level = np.cumsum((keys & 1) * 2 - 1)
     t = (keys >> 1) & ((1 << _TS_BITS) - 1)
