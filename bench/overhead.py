@@ -8,8 +8,10 @@ Cases (each: plain, every kperf variant, Proton with the same scopes):
   "wgmma" = 4 records per K iteration;
 - ``attention``: examples/attention.py, warp-specialized forward; its records come from kperf's
   automatic insertion on the final TTGIR (``auto=``) when this checkout has it, else the case is
-  skipped with the reason printed.  Proton is skipped there: source scopes inside a
-  warp-specialized loop are deleted by Triton, so Proton has no equivalent records to place.
+  skipped with the reason printed.  Source scopes inside a warp-specialized loop are deleted by
+  Triton, so Proton is measured there through a TTGIR override (bench/proton_override.py): the same
+  auto-inserted sites written as ``proton.record`` lines, compiled with Triton's own override under
+  Proton's instrumentation mode; a run-time failure is printed as the reason.
 
 Method: the same kernel source is compiled plain (scopes are no-op carriers), per kperf variant, and
 with Proton (``triton.profiler``, ``backend="instrumentation"``, default mode).  Kernel-only device
@@ -196,6 +198,7 @@ class AttentionCase(Case):
         z, h, d = 4, 16, 128
         self.q, self.k, self.v = (torch.randn(z, h, n_ctx, d, device="cuda", dtype=torch.float16) for _ in range(3))
         self.n_ctas = None  # counted from the decode (auto insertion decides the records)
+        self.grid_ctas = (n_ctx // 128) * z * h
         self.extra_config = {"auto": "mma,tma"}
 
     def run(self, kernel):
@@ -205,8 +208,20 @@ class AttentionCase(Case):
         return self.at.attn_fwd_kernel
 
     def proton_kernel(self):
-        return None, ("Proton places records from source scopes only, and Triton deletes scopes inside a "
-                      "warp_specialize loop; kperf's attention records come from auto insertion on the final TTGIR")
+        return self.at.attn_fwd_kernel, self.kernel_name
+
+    def measure_proton(self, n: int, ref, plain_ms: float) -> dict:
+        """Proton at kperf's auto-inserted sites, through a TTGIR override (bench/proton_override.py)."""
+        import proton_override as po
+        try:
+            folders = po.prepare_for_case(tempfile.mkdtemp(prefix="kperf_proton_ovr_"), self.at.attn_fwd_kernel)
+            r = po.measure(self.run, self.at.attn_fwd_kernel, ref, n, self.kernel_name, folders["proton_dir"],
+                           plain_ms, n_ctas=self.grid_ctas, expected_records=folders["records"])
+        except Exception as e:  # Proton's dialect or runtime may refuse the records: say why
+            return {"proton_skipped": f"Proton failed at run time with TTGIR override records: "
+                                      f"{type(e).__name__}: {e}"}
+        r["proton_override_dir"] = folders["proton_dir"]
+        return r
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -279,6 +294,8 @@ def measure_case(case: Case, variants: dict, reps: int, rounds: int, proton: boo
 
 def measure_proton(case: Case, n: int, ref, plain_ms: float) -> dict:
     import torch
+    if hasattr(case, "measure_proton"):
+        return case.measure_proton(n, ref, plain_ms)
     kernel, name = case.proton_kernel()
     if kernel is None:
         return {"proton_skipped": name}
@@ -307,6 +324,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", default="gemm,gluon,attention")
+    p.add_argument("--only", default=None, help="run only these cases (comma separated; overrides --cases)")
     p.add_argument("--variants", default=None, help="comma-separated names from VARIANTS (default: all)")
     p.add_argument("--size", type=int, default=8192, help="GEMM M=N=K")
     p.add_argument("--n-ctx", type=int, default=8192, help="attention sequence length")
@@ -334,7 +352,7 @@ def main(argv=None) -> int:
     }
     makers = {"gemm": lambda: GemmCase(args.size), "gluon": lambda: GluonCase(args.size),
               "attention": lambda: AttentionCase(args.n_ctx)}
-    for cname in args.cases.split(","):
+    for cname in (args.only or args.cases).split(","):
         t0 = time.perf_counter()
         try:
             case = makers[cname]()
@@ -375,6 +393,13 @@ def print_case(name: str, r: dict) -> None:
     if pov is not None:
         print(f"  {'proton':<20} {r['proton_ms_median']:8.4f} {r['proton_ms_iqr']:7.4f} {pov:+9.2%} "
               f"(output identical: {r['proton_output_identical']})")
+        ev = r.get("proton_events")
+        if ev:
+            print(f"      proton via TTGIR override: {r['proton_records']} records; events recorded "
+                  f"{ev['events_recorded']}, kept {ev['events_kept']}, dropped {ev['events_dropped']} "
+                  f"({ev['events_per_warp_capacity']} per warp fit its circular buffer)")
+            if ev.get("problem"):
+                print(f"      problem: {ev['problem']}")
     elif "proton_skipped" in r:
         print(f"  proton: skipped: {r['proton_skipped']}")
 
