@@ -57,7 +57,7 @@ SMEM_LIMIT = 232448  # bytes of shared memory a CTA may use on sm_90
 
 @gluon.jit
 def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
-              q_row, kv_row, n_blocks, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+              q_row, kv_row, n_blocks, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, V_STAGES: gl.constexpr):
     """Producer partition: Q once (one 64-row half per consumer), then K_j and V_j into their rings."""
     with kperf.scope("load_q"):
         for wg in gl.static_range(2):
@@ -70,10 +70,12 @@ def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_ready, k
             mbarrier.wait(k_empty.index(s), ph)
         mbarrier.expect(k_ready.index(s), desc_k.block_type.nbytes)
         tma.async_copy_global_to_shared(desc_k, [kv_row + j * BLOCK_N, 0], k_ready.index(s), k_smem.index(s))
+        vs = j % V_STAGES
+        vph = (j // V_STAGES) & 1
         with kperf.scope("wait_v_empty"):
-            mbarrier.wait(v_empty.index(s), ph)
-        mbarrier.expect(v_ready.index(s), desc_v.block_type.nbytes)
-        tma.async_copy_global_to_shared(desc_v, [kv_row + j * BLOCK_N, 0], v_ready.index(s), v_smem.index(s))
+            mbarrier.wait(v_empty.index(vs), vph)
+        mbarrier.expect(v_ready.index(vs), desc_v.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc_v, [kv_row + j * BLOCK_N, 0], v_ready.index(vs), v_smem.index(vs))
 
 
 @gluon.jit
@@ -100,7 +102,7 @@ def _online_softmax(s, m_i, l_i, qk_scale):
 def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty, my_turn, other_turn,
                  q_row, first_row, n_blocks, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr,
                  BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
-                 PINGPONG: gl.constexpr):
+                 PINGPONG: gl.constexpr, V_STAGES: gl.constexpr, EARLY_RESCALE: gl.constexpr):
     """Consumer warpgroup WG: 64 query rows against every K/V block of the CTA; writes its O rows."""
     S_L: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                   instr_shape=[16, BLOCK_N, 16])
@@ -142,8 +144,8 @@ def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_rea
         for j in range(1, n_blocks):
             st = j % STAGES
             ph = (j // STAGES) & 1
-            pst = (j - 1) % STAGES
-            pph = ((j - 1) // STAGES) & 1
+            pst = (j - 1) % V_STAGES
+            pph = ((j - 1) // V_STAGES) & 1
             with kperf.scope("wait_k"):
                 mbarrier.wait(k_ready.index(st), ph)
             with kperf.scope("wait_v"):
@@ -152,10 +154,19 @@ def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_rea
                 with kperf.scope("turn"):
                     mbarrier.wait(my_turn, turn)
                 turn ^= 1
-            with kperf.scope("issue"):
-                s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)),
-                                      gl.zeros([WG_M, BLOCK_N], gl.float32, S_L), use_acc=False, is_async=True)
-                acc_tok = warpgroup_mma(p16, v_smem.index(pst), acc, is_async=True)
+            if EARLY_RESCALE:  # FA3's order: rescale O by block j-1's factor while S_j is on the tensor cores
+                with kperf.scope("issue"):
+                    s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)),
+                                          gl.zeros([WG_M, BLOCK_N], gl.float32, S_L), use_acc=False, is_async=True)
+                with kperf.scope("rescale"):
+                    acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
+                with kperf.scope("issue"):
+                    acc_tok = warpgroup_mma(p16, v_smem.index(pst), acc, is_async=True)
+            else:
+                with kperf.scope("issue"):
+                    s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)),
+                                          gl.zeros([WG_M, BLOCK_N], gl.float32, S_L), use_acc=False, is_async=True)
+                    acc_tok = warpgroup_mma(p16, v_smem.index(pst), acc, is_async=True)
             if PINGPONG:
                 mbarrier.arrive(other_turn, count=1)
             with kperf.scope("wait_qk"):
@@ -168,18 +179,24 @@ def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_rea
             with kperf.scope("wait_pv"):
                 acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
             mbarrier.arrive(v_empty.index(pst), count=1)
-            with kperf.scope("rescale"):
-                acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
+            if EARLY_RESCALE:
                 p16 = gl.convert_layout(p.to(dtype), P_L)
+            else:
+                with kperf.scope("rescale"):
+                    acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
+                    p16 = gl.convert_layout(p.to(dtype), P_L)
         # tail: PV of the last block
-        lst = (n_blocks - 1) % STAGES
-        lph = ((n_blocks - 1) // STAGES) & 1
+        lst = (n_blocks - 1) % V_STAGES
+        lph = ((n_blocks - 1) // V_STAGES) & 1
         with kperf.scope("wait_v"):
             mbarrier.wait(v_ready.index(lst), lph)
         if PINGPONG:
             with kperf.scope("turn"):
                 mbarrier.wait(my_turn, turn)
             turn ^= 1
+        if EARLY_RESCALE:
+            with kperf.scope("rescale"):
+                acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
         with kperf.scope("issue"):
             acc_tok = warpgroup_mma(p16, v_smem.index(lst), acc, is_async=True)
         if PINGPONG:
@@ -204,12 +221,13 @@ def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_rea
                 p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale)
                 acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
                 p16 = gl.convert_layout(p.to(dtype), P_L)
+            vst = j % V_STAGES
             with kperf.scope("wait_v"):
-                mbarrier.wait(v_ready.index(st), ph)
+                mbarrier.wait(v_ready.index(vst), (j // V_STAGES) & 1)
             with kperf.scope("pv"):
-                acc_tok = warpgroup_mma(p16, v_smem.index(st), acc, is_async=True)
+                acc_tok = warpgroup_mma(p16, v_smem.index(vst), acc, is_async=True)
                 acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
-            mbarrier.arrive(v_empty.index(st), count=1)
+            mbarrier.arrive(v_empty.index(vst), count=1)
     with kperf.scope("epilogue"):
         acc = acc / gl.expand_dims(gl.convert_layout(l_i, OROW_L), 1)
         o_smem = q  # every wgmma reading this warpgroup's Q has retired: reuse its buffer to stage O
@@ -222,10 +240,15 @@ def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_rea
 @gluon.jit
 def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, HEAD_DIM: gl.constexpr,
                    BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
-                   PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr):
-    """Grid (N_CTX / 128, Z * H); descriptors over the [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o."""
+                   PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr, V_STAGES: gl.constexpr,
+                   EARLY_RESCALE: gl.constexpr):
+    """Grid (N_CTX / 128, Z * H); descriptors over the [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o.
+
+    N_CTX must be a multiple of BLOCK_N and of 128 (the host wrapper checks).  STAGES / V_STAGES: K / V
+    buffers; EARLY_RESCALE (with OVERLAP): rescale O while S_j is computed, before issuing PV (FA3's order).
+    """
     gl.static_assert(HEAD_DIM == 64 or HEAD_DIM == 128, "HEAD_DIM must be 64 or 128")
-    gl.static_assert(BLOCK_M % BLOCK_N == 0, "BLOCK_N must divide BLOCK_M (128)")
+    gl.static_assert(BLOCK_N == 64 or BLOCK_N == 128 or BLOCK_N == 256, "BLOCK_N must be 64, 128 or 256")
     n_m = N_CTX // BLOCK_M
     start_m = gl.program_id(0)
     if CAUSAL:
@@ -234,42 +257,44 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, HEAD_DIM: gl
     kv_row = off_hz * N_CTX
     q_row = kv_row + start_m * BLOCK_M
     if CAUSAL:
-        n_blocks = (start_m + 1) * (BLOCK_M // BLOCK_N)
+        n_blocks = ((start_m + 1) * BLOCK_M + BLOCK_N - 1) // BLOCK_N  # the mask trims the last block
     else:
         n_blocks = N_CTX // BLOCK_N
     dtype: gl.constexpr = desc_q.dtype
     q_smem = gl.allocate_shared_memory(dtype, [2, WG_M, HEAD_DIM], desc_q.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], desc_k.layout)
-    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], desc_v.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [V_STAGES, BLOCK_N, HEAD_DIM], desc_v.layout)
     q_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     turns = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [V_STAGES, 1], mbarrier.MBarrierLayout())
+    v_empty = gl.allocate_shared_memory(gl.int64, [V_STAGES, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(2):
         mbarrier.init(q_bars.index(i), count=1)
         mbarrier.init(turns.index(i), count=1)
     for i in gl.static_range(STAGES):
         mbarrier.init(k_ready.index(i), count=1)
-        mbarrier.init(v_ready.index(i), count=1)
         mbarrier.init(k_empty.index(i), count=2)  # both consumer warpgroups release a buffer
+    for i in gl.static_range(V_STAGES):
+        mbarrier.init(v_ready.index(i), count=1)
         mbarrier.init(v_empty.index(i), count=2)
     fence_async_shared()
     for i in gl.static_range(STAGES):  # every buffer starts empty
         mbarrier.arrive(k_empty.index(i), count=2)
+    for i in gl.static_range(V_STAGES):
         mbarrier.arrive(v_empty.index(i), count=2)
     mbarrier.arrive(turns.index(0), count=1)  # warpgroup 0 issues first
     first_row = start_m * BLOCK_M
     gl.warp_specialize([
         (_fa3_load, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
-                     q_row, kv_row, n_blocks, BLOCK_N, STAGES)),
+                     q_row, kv_row, n_blocks, BLOCK_N, STAGES, V_STAGES)),
         (_fa3_consume, (desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
                         turns.index(0), turns.index(1), q_row, first_row, n_blocks, qk_scale, 0, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG)),
+                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE)),
         (_fa3_consume, (desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
                         turns.index(1), turns.index(0), q_row, first_row + WG_M, n_blocks, qk_scale, 1, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG)),
+                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE)),
     ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -284,9 +309,14 @@ class Pipeline:
         name: the variant name (``kperf_<name>`` in the benchmark).
         overlap: FA3 intra-warpgroup pipelining (softmax of block j under the PV wgmma of block j-1).
         pingpong: consumer warpgroups take turns issuing wgmma (needs ``overlap``).
-        stages: K and V buffers per head dim (``{64: 3, 128: 2}``); shared memory must fit in 227 KiB.
-        block_n: keys per block (must divide 128).
-        consumer_regs: registers per thread requested for each consumer warpgroup (``setmaxnreg``).
+        stages: K buffers per head dim (``{64: 3, 128: 2}``); shared memory must fit in 227 KiB.
+        block_n: keys per block: 64, 128 or 256 (Triton 3.6 block shapes, TMA boxes included, must be
+            powers of two, so FA3's 176 cannot be expressed); the sequence length must be a multiple of it.
+        consumer_regs: registers per thread requested for each consumer warpgroup (``setmaxnreg``); the
+            producer (default partition) gets what is left: 24 at 240, 40 at 232 (2 x 4 + 4 warps).
+        v_stages: V buffers per head dim, like ``stages``; ``None``: as many as K buffers.
+        early_rescale: with ``overlap``, rescale O by the previous block's factor between issuing QK^T and
+            PV (FA3's order: the rescale runs under the QK^T wgmma) instead of after the PV wait.
     """
 
     name: str
@@ -296,6 +326,8 @@ class Pipeline:
     block_n: int = 128
     consumer_regs: int = 240
     description: str = ""
+    v_stages: tuple[tuple[int, int], ...] | None = None
+    early_rescale: bool = False
 
     def stages_for(self, head_dim: int) -> int:
         table = dict(self.stages)
@@ -304,10 +336,31 @@ class Pipeline:
                              fix="use head dim 64 or 128")
         return table[head_dim]
 
+    def v_stages_for(self, head_dim: int) -> int:
+        if self.v_stages is None:
+            return self.stages_for(head_dim)
+        table = dict(self.v_stages)
+        if head_dim not in table:
+            raise KperfError(f"pipeline {self.name!r} has no V buffering for head dim {head_dim}",
+                             fix="use head dim 64 or 128")
+        return table[head_dim]
+
     def constexprs(self, *, head_dim: int, causal: bool) -> dict:
+        if self.early_rescale and not self.overlap:
+            raise KperfError(f"pipeline {self.name!r}: early_rescale needs overlap=True",
+                             fix="set overlap=True or early_rescale=False")
+        if self.block_n not in (64, 128, 256):
+            raise KperfError(f"pipeline {self.name!r}: block_n {self.block_n} is not 64, 128 or 256",
+                             fix="Triton 3.6 block shapes (TMA boxes, wgmma tiles) must be powers of two")
         return {"HEAD_DIM": head_dim, "BLOCK_N": self.block_n, "STAGES": self.stages_for(head_dim),
                 "CAUSAL": bool(causal), "OVERLAP": self.overlap, "PINGPONG": self.pingpong,
-                "CONSUMER_REGS": self.consumer_regs}
+                "CONSUMER_REGS": self.consumer_regs, "V_STAGES": self.v_stages_for(head_dim),
+                "EARLY_RESCALE": self.early_rescale}
+
+    def smem_bytes(self, head_dim: int, elem_bytes: int = 2) -> int:
+        """Shared memory of the tiles (Q + K and V rings), without the mbarriers (8 B each)."""
+        kv = (self.stages_for(head_dim) + self.v_stages_for(head_dim)) * self.block_n * head_dim
+        return (kv + 2 * WG_M.value * head_dim) * elem_bytes
 
 
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
@@ -357,10 +410,11 @@ def signature(pipeline: str | Pipeline = "ws_pingpong", *, dtype: str = "fp16", 
 COMPILE_OPTIONS = {"num_warps": 4}  # the producer partition; each consumer partition adds 4 warps
 
 
-def compile_pipeline(pipeline: str = "ws_pingpong", *, dtype: str = "fp16", head_dim: int = 128,
+def compile_pipeline(pipeline: str | Pipeline = "ws_pingpong", *, dtype: str = "fp16", head_dim: int = 128,
                      causal: bool = False, target="cuda:90", config=None) -> kperf.CompileReport:
-    """Compile one pipeline through kperf for ``target`` without a GPU (instrumented and plain)."""
-    p = get_pipeline(pipeline)
+    """Compile one pipeline (a name or a ``Pipeline``) through kperf for ``target`` without a GPU
+    (instrumented and plain)."""
+    p = get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
     return kperf.compile(fa3_fwd_kernel, signature=signature(p, dtype=dtype, head_dim=head_dim),
                          constexprs=p.constexprs(head_dim=head_dim, causal=causal), target=target,
                          config=config, **COMPILE_OPTIONS)
@@ -390,9 +444,9 @@ def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, 
     Z, H, n_ctx, head_dim = q.shape
     if head_dim not in (64, 128):
         raise KperfError(f"head dim must be 64 or 128, got {head_dim}", fix="pad the head dim to 64 or 128")
-    if n_ctx % BLOCK_M.value:
-        raise KperfError(f"sequence length {n_ctx} is not a multiple of {BLOCK_M.value}",
-                         fix=f"pad the sequence to a multiple of {BLOCK_M.value}")
+    if n_ctx % max(BLOCK_M.value, p.block_n):
+        raise KperfError(f"sequence length {n_ctx} is not a multiple of {max(BLOCK_M.value, p.block_n)}",
+                         fix=f"pad the sequence to a multiple of {max(BLOCK_M.value, p.block_n)}")
     dtype = "fp16" if q.dtype == torch.float16 else "bf16"
     sm_scale = 1.0 / math.sqrt(head_dim) if sm_scale is None else sm_scale
     q, k, v = (t.contiguous() for t in (q, k, v))

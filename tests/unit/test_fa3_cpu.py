@@ -142,3 +142,66 @@ def test_vanilla_kernel_compiles_for_sm90():
         assert k.asm["cubin"]
         from kperf import sass
         assert sass.local_memory_ops(sass.disassemble(k.asm["cubin"])) == 0, (dtype, d, causal)
+
+
+# --- tuning knobs (bench/fa3_tune.py) -------------------------------------------------------------------
+
+def _fa3_tune():
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "fa3_tune.py"
+    spec = importlib.util.spec_from_file_location("fa3_tune", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tuning_knobs_keep_every_pipeline_unchanged():
+    for p in fa3.PIPELINES.values():
+        for d in (64, 128):
+            cx = p.constexprs(head_dim=d, causal=False)
+            assert cx["V_STAGES"] == cx["STAGES"] == p.stages_for(d) and cx["EARLY_RESCALE"] is False
+            assert cx["BLOCK_N"] == 128 and cx["CONSUMER_REGS"] == 240
+    assert fa3.get_pipeline("ws_pingpong_s3").smem_bytes(128) == (3 + 3) * 128 * 128 * 2 + 2 * 64 * 128 * 2
+    tune = _fa3_tune()
+    p = tune.pipeline("ws_pingpong_n64_k6v4_r232_er")
+    assert (p.block_n, p.stages_for(128), p.v_stages_for(128), p.consumer_regs, p.early_rescale, p.pingpong) == \
+        (64, 6, 4, 232, True, True)
+    base = tune.pipeline("ws_overlap_n128_k2v2_r240")
+    assert base.constexprs(head_dim=128, causal=True) == fa3.get_pipeline("ws_overlap").constexprs(head_dim=128,
+                                                                                                   causal=True)
+    with pytest.raises(KperfError, match="bad candidate name"):
+        tune.pipeline("ws_overlap_n176")
+    with pytest.raises(KperfError, match="powers of two"):
+        tune.pipeline("ws_overlap_n176_k2v2_r240").constexprs(head_dim=128, causal=False)
+    with pytest.raises(KperfError, match="needs overlap"):
+        tune.pipeline("ws_n128_k2v2_r240_er").constexprs(head_dim=128, causal=False)
+
+
+def test_host_wrapper_needs_a_multiple_of_block_n():
+    torch = pytest.importorskip("torch")
+    x = torch.zeros(1, 2, 384, 128, dtype=torch.float16)
+    p = _fa3_tune().pipeline("ws_n256_k2v1_r240")
+    with pytest.raises(KperfError, match="multiple of 256"):
+        fa3.fa3_attention(x, x, x, pipeline=p)
+
+
+@pytest.mark.parametrize("name", _fa3_tune().CANDIDATES)
+def test_tuning_candidate_compiles_without_spills(name):
+    """Every candidate bench/fa3_tune.py times fits shared memory, does not spill and keeps wgmma async."""
+    row = _fa3_tune().cpu_check(name)
+    assert row["ok"], row
+    assert row["shared"] <= fa3.SMEM_LIMIT and row["spill_ops"] == 0 and not row["serialized"]
+
+
+@pytest.mark.parametrize("name", ["ws_overlap_n128_k2v3_r240_er", "ws_pingpong_n64_k4v4_r240_er"])
+def test_tuning_candidate_causal_and_schedule(name, tmp_path):
+    """Causal compiles too; the early rescale keeps one wgmma group in flight and ptxas keeps it async."""
+    tune = _fa3_tune()
+    assert tune.cpu_check(name, causal=True)["ok"]
+    r = fa3.compile_pipeline(tune.pipeline(name), dtype="fp16", head_dim=128, causal=False)
+    assert "1" in set(re.findall(r"wgmma\.wait_group\.sync\.aligned (\d+);", r.ptx))
+    assert {"issue", "rescale", "wait_qk", "wait_pv"} <= set(r.scopes.names())
+    assert r.local_memory_ops_plain == 0
+    out = _ptxas_messages(r.ptx, tmp_path)
+    assert "C7515" not in out, out
