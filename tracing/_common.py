@@ -1,9 +1,13 @@
-"""Helpers shared by the tracing modules: scope tables and problem-message formatting."""
+"""Helpers shared by the tracing modules: scope tables, problem-message formatting, trace files."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import contextlib
+import gzip
+import io
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -99,3 +103,35 @@ FLOW_DTYPE = np.dtype(
         ("name", "<i4"),  # id in the kernel's scope table (the flow's name)
     ]
 )
+
+
+@contextlib.contextmanager
+def trace_output(path: str | os.PathLike | BinaryIO, compresslevel: int) -> Iterator[BinaryIO]:
+    """A buffered binary writer for a trace file.
+
+    For a path: writes go to ``<path>.tmp-<pid>`` (gzip when ``path`` ends in ``.gz``), renamed into
+    place when the block completes and removed when it raises, so nothing half-written is left
+    behind.  A file object is written to as it is.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        yield path
+        return
+    p = os.fspath(path)
+    tmp = f"{p}.tmp-{os.getpid()}"
+    raw = open(tmp, "wb")
+    ok = False
+    try:
+        f: BinaryIO = (gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0)
+                       if p.endswith(".gz") else raw)
+        buf = io.BufferedWriter(f, 1 << 22)
+        yield buf
+        buf.flush()
+        if f is not raw:
+            f.close()  # the gzip trailer
+        ok = True
+    finally:
+        raw.close()
+        if ok:
+            os.replace(tmp, p)
+        elif os.path.exists(tmp):
+            os.remove(tmp)

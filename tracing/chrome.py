@@ -36,8 +36,6 @@ when the path ends in ``.gz``.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
@@ -45,7 +43,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from ._common import FLOW_DTYPE, ScopesLike, plural, scope_names as _scope_names
+from ._common import FLOW_DTYPE, ScopesLike, plural, scope_names as _scope_names, trace_output
 from .decode import EVENT_DTYPE, DecodedLaunch
 from .intervals import INTERVAL_DTYPE, describe_unmatched, pair
 from .select import Subset, subset
@@ -331,30 +329,8 @@ def write_chrome_trace(
     """
     launches = _collect(data, select, flows)
     _place(launches)
-    tmp = None
-    if isinstance(path, (str, os.PathLike)):
-        p = os.fspath(path)
-        tmp = f"{p}.tmp-{os.getpid()}"  # renamed into place once complete
-        raw = open(tmp, "wb")
-        f: BinaryIO = gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=compresslevel,
-                                    mtime=0) if p.endswith(".gz") else raw
-        close = [f, raw] if f is not raw else [raw]
-    else:
-        f, close = path, []
-    try:
-        buf = io.BufferedWriter(f, 1 << 22) if close else f
-        summary = _write(buf, launches, scope_names, warp_names)
-        if close:
-            buf.flush()
-        done = True
-    finally:
-        for c in close:
-            c.close()
-        if tmp is not None:
-            if locals().get("done"):
-                os.replace(tmp, p)
-            elif os.path.exists(tmp):
-                os.remove(tmp)  # nothing half-written is left behind
+    with trace_output(path, compresslevel) as f:
+        summary = _write(f, launches, scope_names, warp_names)
     return summary
 
 

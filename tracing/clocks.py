@@ -207,9 +207,11 @@ def fit_clocks(
     def evaluate(s_idx: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ns since the SM's reference pair, local ns per cycle) at ``x`` cycles after it."""
         y, slope = line(s_idx, x)
+        order = np.argsort(s_idx, kind="stable")  # the points of SM i: order[bounds[i]:bounds[i + 1]]
+        bounds = np.searchsorted(s_idx[order], np.arange(k + 1))
         for sm in np.flatnonzero([pc is not None for pc in pieces]):  # a loop over SMs
-            sel = s_idx == sm
-            if sel.any():
+            sel = order[bounds[sm]:bounds[sm + 1]]
+            if len(sel):
                 y[sel], slope[sel] = _interp(*pieces[sm], x[sel])
         return y, slope
 

@@ -218,12 +218,6 @@ class DecodedLaunch:
         return "\n".join(lines)
 
 
-def _where(idx, seg, seg_cta, seg_warp, seq, detail, limit: int = 5) -> list[str]:
-    """``CTA c warp w seq n (detail)`` for the first ``limit`` records at ``idx`` (their warps ``seg``)."""
-    return [f"CTA {seg_cta[s]} warp {seg_warp[s]} seq {seq[i]} ({detail(i)})"
-            for i, s in zip(idx[:limit], seg[:limit])]
-
-
 def _as_bytes(buffer: Any) -> np.ndarray:
     """A flat uint8 view (no copy when possible) of bytes / bytearray / memoryview / ndarray / tensor."""
     if not isinstance(buffer, np.ndarray) and hasattr(buffer, "detach") and hasattr(buffer, "numpy"):
@@ -639,10 +633,7 @@ class _Job:
             d[first] = 0
             if d.min() >= 0 and d.max() < 1 << 31:
                 lo = tm.astype(np.int64)
-                a_start = cs + _s32(lo[first] - cs)
-                a_end = ce + _s32(lo[last] - ce) - flat[last]
-                anchor = np.where((p_first_seq > 0) & end_ok, a_end, a_start)
-                rel += rep.col(anchor, pres)
+                rel += rep.col(_anchor(lo[first], lo[last], flat[last], cs, ce, p_first_seq, end_ok), pres)
                 return rel, None
         cycles, step = _unwrap32(tm.astype(np.int64), run, first, p_cta, p_first_seq, self.cs, self.ce,
                                  self.end_ok)
@@ -774,9 +765,18 @@ def _unwrap32(lo, run, first_idx, p_cta, first_seq, cs, ce, end_ok):
     last_idx = first_idx + run - 1
     c_first = cum[first_idx]
     rel_last = cum[last_idx] - c_first
-    s_cs, s_ce = cs[p_cta], ce[p_cta]
-    a_start = s_cs + _s32(lo[first_idx] - s_cs)
-    a_end = s_ce + _s32(lo[last_idx] - s_ce) - rel_last
-    anchor = np.where((first_seq > 0) & end_ok[p_cta], a_end, a_start)
+    anchor = _anchor(lo[first_idx], lo[last_idx], rel_last, cs[p_cta], ce[p_cta], first_seq, end_ok[p_cta])
     cum += np.repeat(anchor - c_first, run)
     return cum, step
+
+
+def _anchor(lo_first, lo_last, rel_last, cs, ce, first_seq, end_ok):
+    """Absolute cycles of each warp's first record (arrays per warp run).
+
+    From the CTA's entry clock through the low 32 bits of the first record, or, when the warp's first
+    records were overwritten (wrap) and the exit pair is valid, back from the exit clock through its
+    last record (``rel_last`` cycles after the first): right however long the CTA ran.
+    """
+    a_start = cs + _s32(lo_first - cs)
+    a_end = ce + _s32(lo_last - ce) - rel_last
+    return np.where((first_seq > 0) & end_ok, a_end, a_start)

@@ -30,8 +30,6 @@ both; numbers in ``bench/results/``); the tests read the traces back with them.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
@@ -39,7 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import protowire as pw
-from ._common import FLOW_DTYPE, plural
+from ._common import FLOW_DTYPE, plural, trace_output
 from .decode import DecodedLaunch
 from .intervals import describe_unmatched
 from .select import Subset, ranges, subset
@@ -88,38 +86,15 @@ def _note(ts: int, track: int, name: str, args: Mapping[str, Any]) -> bytes:
 
 
 class _Out:
-    """Packets to a file: a temporary file renamed into place at the end (gzip on ``.gz``)."""
+    """Packets to a binary writer, counting the bytes written."""
 
-    def __init__(self, path: str | os.PathLike | BinaryIO, compresslevel: int):
-        self.path = None
-        if isinstance(path, (str, os.PathLike)):
-            self.path = os.fspath(path)
-            self.tmp = f"{self.path}.tmp-{os.getpid()}"
-            self.raw = open(self.tmp, "wb")
-            self.f: BinaryIO = (gzip.GzipFile(filename="", fileobj=self.raw, mode="wb", compresslevel=compresslevel,
-                                              mtime=0) if self.path.endswith(".gz") else self.raw)
-            self.buf = io.BufferedWriter(self.f, 1 << 22)
-        else:
-            self.buf = path
+    def __init__(self, f: BinaryIO):
+        self.f = f
         self.bytes = 0
 
     def write(self, b: bytes) -> None:
-        self.buf.write(b)
+        self.f.write(b)
         self.bytes += len(b)
-
-    def close(self, ok: bool) -> None:
-        if self.path is None:
-            return
-        try:
-            self.buf.flush()
-            if self.f is not self.raw:
-                self.f.close()
-            self.raw.close()
-        finally:
-            if ok:
-                os.replace(self.tmp, self.path)
-            elif os.path.exists(self.tmp):
-                os.remove(self.tmp)
 
 
 @dataclasses.dataclass
@@ -201,13 +176,9 @@ def write_perfetto_trace(
     fl = _flows_for(flows, decoded)
     offsets = place(decoded)
     launches = [_Launch(d, subset(d, select), f, off) for d, f, off in zip(decoded, fl, offsets)]
-    out = _Out(path, compresslevel)
-    ok = False
-    try:
+    with trace_output(path, compresslevel) as f:
+        out = _Out(f)
         summary = _write(out, launches, counters, progress)
-        ok = True
-    finally:
-        out.close(ok)
     summary["bytes"] = out.bytes
     return summary
 

@@ -148,11 +148,7 @@ def _fmt_float(x: float, digits: int) -> str:
 
 def load_profile_file(path: str | os.PathLike) -> list:
     """The launches of a saved kperf profile (:func:`kperf.tracing.saved.load_profile`)."""
-    try:
-        from kperf.tracing.saved import load_profile
-    except ImportError as e:
-        raise KperfError("this kperf cannot read saved profiles (kperf.tracing.saved is missing)",
-                         fix="update kperf") from e
+    from kperf.tracing.saved import load_profile
     if not pathlib.Path(path).is_file():
         raise KperfError(f"no profile file at {path}",
                          fix="give the path of a profile saved by `kperf run` or Profile.save()")
