@@ -19,9 +19,13 @@ express it:
 - ``ws_pingpong``: ``ws_overlap`` plus FA3's inter-warpgroup ping-pong: two mbarrier tokens make the
   consumer warpgroups issue their wgmma in turns, so one warpgroup's softmax runs while the other's
   GEMMs own the tensor cores.
-- ``ws_pingpong_s3``: ``ws_pingpong`` with three K and V buffers instead of two (deeper prefetch).
+- ``ws_pingpong_s3``: ``ws_pingpong`` with three K and V buffers instead of two (deeper prefetch);
+  ``ws_overlap_v3``: ``ws_overlap`` with a third V buffer (the producer waited on V, not K).
+- ``ws_overlap_persistent`` / ``ws_pingpong_persistent``: one CTA per SM loops over the tiles; the
+  producer loads the next tile's Q (once both consumers released it) and K/V while the consumers finish
+  the last PV and store O through their own buffers: no per-CTA pipeline fill and drain.
 
-Scopes (per warp, in the kperf trace): producer ``load_q``, ``wait_k_empty``, ``wait_v_empty``;
+Scopes (per warp, in the kperf trace): producer ``wait_q_empty``, ``load_q``, ``wait_k_empty``, ``wait_v_empty``;
 consumers ``wait_q``, ``wait_k`` / ``wait_v`` (TMA data not yet there), ``turn`` (ping-pong: waiting
 for the other warpgroup's GEMMs), ``qk`` / ``pv`` (serial: issue and wait), ``issue`` and ``wait_qk`` /
 ``wait_pv`` (overlapped), ``softmax``, ``epilogue``.
@@ -56,26 +60,51 @@ SMEM_LIMIT = 232448  # bytes of shared memory a CTA may use on sm_90
 
 
 @gluon.jit
-def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
-              q_row, kv_row, n_blocks, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, V_STAGES: gl.constexpr):
-    """Producer partition: Q once (one 64-row half per consumer), then K_j and V_j into their rings."""
-    with kperf.scope("load_q"):
+def _tile(tile, n_m, N_CTX, BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr):
+    """Tile ``tile`` (query blocks of one head are consecutive): its first Q row and first K/V row in the
+    [Z * H * N_CTX, HEAD_DIM] views, the index of its first query row within the head, its K/V blocks."""
+    start_m = tile % n_m
+    if CAUSAL:
+        start_m = n_m - 1 - start_m  # longest rows first: better tail balance
+    kv_row = (tile // n_m) * N_CTX
+    if CAUSAL:
+        n_blocks = ((start_m + 1) * BLOCK_M + BLOCK_N - 1) // BLOCK_N  # the mask trims the last block
+    else:
+        n_blocks = N_CTX // BLOCK_N
+    return kv_row + start_m * BLOCK_M, kv_row, start_m * BLOCK_M, n_blocks
+
+
+@gluon.jit
+def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
+              n_m, n_tiles, N_CTX, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, V_STAGES: gl.constexpr,
+              CAUSAL: gl.constexpr):
+    """Producer partition: per tile, Q once (one 64-row half per consumer, when the consumers have released
+    the previous tile's Q), then K_j and V_j into their rings; the rings run on across tiles."""
+    it = 0  # K/V blocks loaded so far (all tiles of this CTA): the ring index and phase
+    i = 0  # tiles so far: the Q phase
+    for tile in range(gl.program_id(0), n_tiles, gl.num_programs(0)):
+        q_row, kv_row, first_row, n_blocks = _tile(tile, n_m, N_CTX, BLOCK_N, CAUSAL)
         for wg in gl.static_range(2):
-            mbarrier.expect(q_bars.index(wg), desc_q.block_type.nbytes)
-            tma.async_copy_global_to_shared(desc_q, [q_row + wg * 64, 0], q_bars.index(wg), q_smem.index(wg))
-    for j in range(n_blocks):
-        s = j % STAGES
-        ph = (j // STAGES) & 1
-        with kperf.scope("wait_k_empty"):
-            mbarrier.wait(k_empty.index(s), ph)
-        mbarrier.expect(k_ready.index(s), desc_k.block_type.nbytes)
-        tma.async_copy_global_to_shared(desc_k, [kv_row + j * BLOCK_N, 0], k_ready.index(s), k_smem.index(s))
-        vs = j % V_STAGES
-        vph = (j // V_STAGES) & 1
-        with kperf.scope("wait_v_empty"):
-            mbarrier.wait(v_empty.index(vs), vph)
-        mbarrier.expect(v_ready.index(vs), desc_v.block_type.nbytes)
-        tma.async_copy_global_to_shared(desc_v, [kv_row + j * BLOCK_N, 0], v_ready.index(vs), v_smem.index(vs))
+            with kperf.scope("wait_q_empty"):
+                mbarrier.wait(q_empty.index(wg), i & 1)
+            with kperf.scope("load_q"):
+                mbarrier.expect(q_bars.index(wg), desc_q.block_type.nbytes)
+                tma.async_copy_global_to_shared(desc_q, [q_row + wg * 64, 0], q_bars.index(wg), q_smem.index(wg))
+        for j in range(n_blocks):
+            s = it % STAGES
+            ph = (it // STAGES) & 1
+            with kperf.scope("wait_k_empty"):
+                mbarrier.wait(k_empty.index(s), ph)
+            mbarrier.expect(k_ready.index(s), desc_k.block_type.nbytes)
+            tma.async_copy_global_to_shared(desc_k, [kv_row + j * BLOCK_N, 0], k_ready.index(s), k_smem.index(s))
+            vs = it % V_STAGES
+            vph = (it // V_STAGES) & 1
+            with kperf.scope("wait_v_empty"):
+                mbarrier.wait(v_empty.index(vs), vph)
+            mbarrier.expect(v_ready.index(vs), desc_v.block_type.nbytes)
+            tma.async_copy_global_to_shared(desc_v, [kv_row + j * BLOCK_N, 0], v_ready.index(vs), v_smem.index(vs))
+            it += 1
+        i += 1
 
 
 @gluon.jit
@@ -99,11 +128,17 @@ def _online_softmax(s, m_i, l_i, qk_scale):
 
 
 @gluon.jit
-def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty, my_turn, other_turn,
-                 q_row, first_row, n_blocks, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr,
-                 BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
-                 PINGPONG: gl.constexpr, V_STAGES: gl.constexpr, EARLY_RESCALE: gl.constexpr):
-    """Consumer warpgroup WG: 64 query rows against every K/V block of the CTA; writes its O rows."""
+def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_empty, v_ready, v_empty, my_turn,
+                  other_turn, turn, q_row, first_row, n_blocks, it, i, qk_scale, WG: gl.constexpr,
+                  HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
+                  OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr,
+                  EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr):
+    """One tile for consumer warpgroup WG: its 64 query rows against the tile's K/V blocks; writes its O rows.
+
+    ``it``: K/V blocks this warpgroup consumed before the tile (ring index and phase: block j of the tile is
+    ring entry ``it + j``); ``i``: tiles before it (the Q phase); ``turn``: the ping-pong phase.
+    Returns the ping-pong phase after the tile.
+    """
     S_L: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                   instr_shape=[16, BLOCK_N, 16])
     O_L: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -111,41 +146,41 @@ def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_rea
     P_L: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=O_L, k_width=2)
     ROW_L: gl.constexpr = gl.SliceLayout(1, S_L)
     OROW_L: gl.constexpr = gl.SliceLayout(1, O_L)
-    dtype: gl.constexpr = q_smem.dtype
+    dtype: gl.constexpr = q.dtype
 
-    q = q_smem.index(WG)
     with kperf.scope("wait_q"):
-        mbarrier.wait(q_bars.index(WG), 0)
+        mbarrier.wait(q_bar, i & 1)
     m_i = gl.full([WG_M], float("-inf"), gl.float32, ROW_L)
     l_i = gl.zeros([WG_M], gl.float32, ROW_L)
     acc = gl.zeros([WG_M, HEAD_DIM], gl.float32, O_L)
-    turn = 0
     if OVERLAP:
         # prologue: S_0 and its softmax; the PV of block j-1 is issued together with S_j below
+        st0 = it % STAGES
         with kperf.scope("wait_k"):
-            mbarrier.wait(k_ready.index(0), 0)
+            mbarrier.wait(k_ready.index(st0), (it // STAGES) & 1)
         if PINGPONG:
             with kperf.scope("turn"):
                 mbarrier.wait(my_turn, turn)
             turn ^= 1
         with kperf.scope("issue"):
-            s_tok = warpgroup_mma(q, k_smem.index(0).permute((1, 0)), gl.zeros([WG_M, BLOCK_N], gl.float32, S_L),
+            s_tok = warpgroup_mma(q, k_smem.index(st0).permute((1, 0)), gl.zeros([WG_M, BLOCK_N], gl.float32, S_L),
                                   use_acc=False, is_async=True)
         if PINGPONG:
             mbarrier.arrive(other_turn, count=1)
         with kperf.scope("wait_qk"):
             s = warpgroup_mma_wait(0, deps=[s_tok])
-        mbarrier.arrive(k_empty.index(0), count=1)
+        mbarrier.arrive(k_empty.index(st0), count=1)
         with kperf.scope("softmax"):
             if CAUSAL:
                 s = _causal_mask(s, 0, first_row, BLOCK_N, S_L)
             p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale)
             p16 = gl.convert_layout(p.to(dtype), P_L)
         for j in range(1, n_blocks):
-            st = j % STAGES
-            ph = (j // STAGES) & 1
-            pst = (j - 1) % V_STAGES
-            pph = ((j - 1) // V_STAGES) & 1
+            g = it + j
+            st = g % STAGES
+            ph = (g // STAGES) & 1
+            pst = (g - 1) % V_STAGES
+            pph = ((g - 1) // V_STAGES) & 1
             with kperf.scope("wait_k"):
                 mbarrier.wait(k_ready.index(st), ph)
             with kperf.scope("wait_v"):
@@ -185,11 +220,13 @@ def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_rea
                 with kperf.scope("rescale"):
                     acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
                     p16 = gl.convert_layout(p.to(dtype), P_L)
+        # every QK^T wgmma of the tile has retired: the producer may load the next tile's Q
+        mbarrier.arrive(q_empty, count=1)
         # tail: PV of the last block
-        lst = (n_blocks - 1) % V_STAGES
-        lph = ((n_blocks - 1) // V_STAGES) & 1
+        lg = it + n_blocks - 1
+        lst = lg % V_STAGES
         with kperf.scope("wait_v"):
-            mbarrier.wait(v_ready.index(lst), lph)
+            mbarrier.wait(v_ready.index(lst), (lg // V_STAGES) & 1)
         if PINGPONG:
             with kperf.scope("turn"):
                 mbarrier.wait(my_turn, turn)
@@ -206,10 +243,10 @@ def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_rea
         mbarrier.arrive(v_empty.index(lst), count=1)
     else:
         for j in range(n_blocks):
-            st = j % STAGES
-            ph = (j // STAGES) & 1
+            g = it + j
+            st = g % STAGES
             with kperf.scope("wait_k"):
-                mbarrier.wait(k_ready.index(st), ph)
+                mbarrier.wait(k_ready.index(st), (g // STAGES) & 1)
             with kperf.scope("qk"):
                 s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)),
                                       gl.zeros([WG_M, BLOCK_N], gl.float32, S_L), use_acc=False, is_async=True)
@@ -221,50 +258,82 @@ def _fa3_consume(desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_rea
                 p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale)
                 acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
                 p16 = gl.convert_layout(p.to(dtype), P_L)
-            vst = j % V_STAGES
+            vst = g % V_STAGES
             with kperf.scope("wait_v"):
-                mbarrier.wait(v_ready.index(vst), (j // V_STAGES) & 1)
+                mbarrier.wait(v_ready.index(vst), (g // V_STAGES) & 1)
             with kperf.scope("pv"):
                 acc_tok = warpgroup_mma(p16, v_smem.index(vst), acc, is_async=True)
                 acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
             mbarrier.arrive(v_empty.index(vst), count=1)
+        mbarrier.arrive(q_empty, count=1)
     with kperf.scope("epilogue"):
         acc = acc / gl.expand_dims(gl.convert_layout(l_i, OROW_L), 1)
-        o_smem = q  # every wgmma reading this warpgroup's Q has retired: reuse its buffer to stage O
+        if PERSISTENT:
+            tma.store_wait(pendings=0)  # the previous tile's O store has read o_smem
         o_smem.store(acc.to(dtype))
         fence_async_shared()
-        tma.async_copy_shared_to_global(desc_o, [q_row + WG * 64, 0], o_smem)
-        tma.store_wait(pendings=0)
+        tma.async_copy_shared_to_global(desc_o, [q_row, 0], o_smem)
+        if not PERSISTENT:
+            tma.store_wait(pendings=0)
+    return turn
 
 
 @gluon.jit
-def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, HEAD_DIM: gl.constexpr,
+def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
+                 my_turn, other_turn, n_m, n_tiles, N_CTX, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr,
+                 BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
+                 PINGPONG: gl.constexpr, V_STAGES: gl.constexpr, EARLY_RESCALE: gl.constexpr,
+                 PERSISTENT: gl.constexpr):
+    """Consumer warpgroup WG: every tile of this CTA (one without PERSISTENT), 64 query rows each."""
+    if PERSISTENT:
+        it = 0
+        i = 0
+        turn = 0
+        for tile in range(gl.program_id(0), n_tiles, gl.num_programs(0)):
+            q_row, kv_row, first_row, n_blocks = _tile(tile, n_m, N_CTX, BLOCK_N, CAUSAL)
+            turn = _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, q_bars.index(WG),
+                                 q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, turn,
+                                 q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, it, i, qk_scale, WG, HEAD_DIM,
+                                 BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT)
+            it += n_blocks
+            i += 1
+        tma.store_wait(pendings=0)
+    else:  # one tile: no loop, so no loop-carried counters compete for registers
+        q_row, kv_row, first_row, n_blocks = _tile(gl.program_id(0), n_m, N_CTX, BLOCK_N, CAUSAL)
+        _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, q_bars.index(WG), q_empty.index(WG),
+                      k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, 0, q_row + WG * WG_M,
+                      first_row + WG * WG_M, n_blocks, 0, 0, qk_scale, WG, HEAD_DIM, BLOCK_N, STAGES,
+                      CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT)
+
+
+@gluon.jit
+def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_DIM: gl.constexpr,
                    BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
                    PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr, V_STAGES: gl.constexpr,
-                   EARLY_RESCALE: gl.constexpr):
-    """Grid (N_CTX / 128, Z * H); descriptors over the [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o.
+                   EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr):
+    """1-D grid over tiles (128 query rows of one of the ``n_bh`` = Z * H heads); descriptors over the
+    [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o.
 
+    Without PERSISTENT the grid has one CTA per tile; with it, fewer CTAs (one per SM) each loop over tiles
+    ``program_id, program_id + num_programs, ...``: the producer loads the next tile's Q and K/V while the
+    consumers finish the last PV and store O (through their own O buffers, waited on one tile later).
     N_CTX must be a multiple of BLOCK_N and of 128 (the host wrapper checks).  STAGES / V_STAGES: K / V
     buffers; EARLY_RESCALE (with OVERLAP): rescale O while S_j is computed, before issuing PV (FA3's order).
     """
     gl.static_assert(HEAD_DIM == 64 or HEAD_DIM == 128, "HEAD_DIM must be 64 or 128")
     gl.static_assert(BLOCK_N == 64 or BLOCK_N == 128 or BLOCK_N == 256, "BLOCK_N must be 64, 128 or 256")
     n_m = N_CTX // BLOCK_M
-    start_m = gl.program_id(0)
-    if CAUSAL:
-        start_m = n_m - 1 - start_m  # longest rows first: better tail balance
-    off_hz = gl.program_id(1)
-    kv_row = off_hz * N_CTX
-    q_row = kv_row + start_m * BLOCK_M
-    if CAUSAL:
-        n_blocks = ((start_m + 1) * BLOCK_M + BLOCK_N - 1) // BLOCK_N  # the mask trims the last block
-    else:
-        n_blocks = N_CTX // BLOCK_N
+    n_tiles = n_m * n_bh
     dtype: gl.constexpr = desc_q.dtype
     q_smem = gl.allocate_shared_memory(dtype, [2, WG_M, HEAD_DIM], desc_q.layout)
+    if PERSISTENT:
+        o_smem = gl.allocate_shared_memory(dtype, [2, WG_M, HEAD_DIM], desc_o.layout)
+    else:
+        o_smem = q_smem  # one tile per CTA: its Q buffer is free by the epilogue and stages O
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], desc_k.layout)
     v_smem = gl.allocate_shared_memory(dtype, [V_STAGES, BLOCK_N, HEAD_DIM], desc_v.layout)
     q_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    q_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     turns = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -272,6 +341,7 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, HEAD_DIM: gl
     v_empty = gl.allocate_shared_memory(gl.int64, [V_STAGES, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(2):
         mbarrier.init(q_bars.index(i), count=1)
+        mbarrier.init(q_empty.index(i), count=1)
         mbarrier.init(turns.index(i), count=1)
     for i in gl.static_range(STAGES):
         mbarrier.init(k_ready.index(i), count=1)
@@ -280,21 +350,22 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, HEAD_DIM: gl
         mbarrier.init(v_ready.index(i), count=1)
         mbarrier.init(v_empty.index(i), count=2)
     fence_async_shared()
-    for i in gl.static_range(STAGES):  # every buffer starts empty
+    for i in gl.static_range(2):  # every buffer starts empty
+        mbarrier.arrive(q_empty.index(i), count=1)
+    for i in gl.static_range(STAGES):
         mbarrier.arrive(k_empty.index(i), count=2)
     for i in gl.static_range(V_STAGES):
         mbarrier.arrive(v_empty.index(i), count=2)
     mbarrier.arrive(turns.index(0), count=1)  # warpgroup 0 issues first
-    first_row = start_m * BLOCK_M
     gl.warp_specialize([
-        (_fa3_load, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
-                     q_row, kv_row, n_blocks, BLOCK_N, STAGES, V_STAGES)),
-        (_fa3_consume, (desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
-                        turns.index(0), turns.index(1), q_row, first_row, n_blocks, qk_scale, 0, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE)),
-        (_fa3_consume, (desc_o, q_smem, k_smem, v_smem, q_bars, k_ready, k_empty, v_ready, v_empty,
-                        turns.index(1), turns.index(0), q_row, first_row + WG_M, n_blocks, qk_scale, 1, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE)),
+        (_fa3_load, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready,
+                     v_empty, n_m, n_tiles, N_CTX, BLOCK_N, STAGES, V_STAGES, CAUSAL)),
+        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
+                        turns.index(0), turns.index(1), n_m, n_tiles, N_CTX, qk_scale, 0, HEAD_DIM,
+                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT)),
+        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
+                        turns.index(1), turns.index(0), n_m, n_tiles, N_CTX, qk_scale, 1, HEAD_DIM,
+                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT)),
     ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -317,6 +388,8 @@ class Pipeline:
         v_stages: V buffers per head dim, like ``stages``; ``None``: as many as K buffers.
         early_rescale: with ``overlap``, rescale O by the previous block's factor between issuing QK^T and
             PV (FA3's order: the rescale runs under the QK^T wgmma) instead of after the PV wait.
+        persistent: one CTA per SM loops over the tiles; the next tile's Q and K/V load while this tile
+            finishes, and O leaves through separate buffers (2 x 64 x head dim more shared memory).
     """
 
     name: str
@@ -328,6 +401,7 @@ class Pipeline:
     description: str = ""
     v_stages: tuple[tuple[int, int], ...] | None = None
     early_rescale: bool = False
+    persistent: bool = False
 
     def stages_for(self, head_dim: int) -> int:
         table = dict(self.stages)
@@ -355,12 +429,13 @@ class Pipeline:
         return {"HEAD_DIM": head_dim, "BLOCK_N": self.block_n, "STAGES": self.stages_for(head_dim),
                 "CAUSAL": bool(causal), "OVERLAP": self.overlap, "PINGPONG": self.pingpong,
                 "CONSUMER_REGS": self.consumer_regs, "V_STAGES": self.v_stages_for(head_dim),
-                "EARLY_RESCALE": self.early_rescale}
+                "EARLY_RESCALE": self.early_rescale, "PERSISTENT": self.persistent}
 
     def smem_bytes(self, head_dim: int, elem_bytes: int = 2) -> int:
-        """Shared memory of the tiles (Q + K and V rings), without the mbarriers (8 B each)."""
+        """Shared memory of the tiles (Q, O when persistent, K and V rings), without the mbarriers."""
         kv = (self.stages_for(head_dim) + self.v_stages_for(head_dim)) * self.block_n * head_dim
-        return (kv + 2 * WG_M.value * head_dim) * elem_bytes
+        qo = (2 if self.persistent else 1) * 2 * WG_M.value * head_dim
+        return (kv + qo) * elem_bytes
 
 
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
@@ -368,10 +443,16 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
              description="producer warp + 2 consumer warpgroups, QK^T -> softmax -> PV in sequence"),
     Pipeline("ws_overlap", overlap=True, pingpong=False,
              description="+ intra-warpgroup overlap: softmax(j) under PV(j-1)"),
+    Pipeline("ws_overlap_v3", overlap=True, pingpong=False, stages=((64, 3), (128, 2)), v_stages=((64, 4), (128, 3)),
+             description="ws_overlap with one more V buffer (the producer waited on V buffers, not K)"),
     Pipeline("ws_pingpong", overlap=True, pingpong=True,
              description="+ ping-pong: the two consumer warpgroups take turns on the tensor cores"),
     Pipeline("ws_pingpong_s3", overlap=True, pingpong=True, stages=((64, 4), (128, 3)),
              description="ws_pingpong with one more K and V buffer (deeper prefetch)"),
+    Pipeline("ws_overlap_persistent", overlap=True, pingpong=False, persistent=True,
+             description="ws_overlap, persistent: one CTA per SM loops over tiles, next tile loads early"),
+    Pipeline("ws_pingpong_persistent", overlap=True, pingpong=True, persistent=True,
+             description="ws_pingpong, persistent: one CTA per SM loops over tiles, next tile loads early"),
 )}
 
 DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
@@ -402,7 +483,8 @@ def signature(pipeline: str | Pipeline = "ws_pingpong", *, dtype: str = "fp16", 
     lq, lk = tile_layouts(dtype, head_dim, p.block_n)
     qo = f"tensordesc<{dtype}[{WG_M.value}, {head_dim}],{lq!r}>"
     kv = f"tensordesc<{dtype}[{p.block_n}, {head_dim}],{lk!r}>"
-    sig = {"desc_q": qo, "desc_k": kv, "desc_v": kv, "desc_o": qo, "qk_scale": "fp32", "N_CTX": "i32"}
+    sig = {"desc_q": qo, "desc_k": kv, "desc_v": kv, "desc_o": qo, "qk_scale": "fp32", "N_CTX": "i32",
+           "n_bh": "i32"}
     sig.update({name: "constexpr" for name in p.constexprs(head_dim=head_dim, causal=False)})
     return sig
 
@@ -424,12 +506,14 @@ def compile_pipeline(pipeline: str | Pipeline = "ws_pingpong", *, dtype: str = "
 
 
 def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, *,
-                  pipeline: str | Pipeline = "ws_pingpong", kernel=fa3_fwd_kernel):
+                  pipeline: str | Pipeline = "ws_pingpong", kernel=fa3_fwd_kernel, ctas: int | None = None):
     """``softmax(q @ k^T * sm_scale [+ causal mask]) @ v`` for ``[Z, H, N_CTX, HEAD_DIM]`` fp16/bf16 tensors.
 
     Args:
         pipeline: a name in ``PIPELINES`` or a ``Pipeline``.
         kernel: ``fa3_fwd_kernel``, or it wrapped by ``kperf.profile`` to record a trace.
+        ctas: persistent pipelines only: how many CTAs loop over the tiles (default: one per SM, at most
+            one per tile); fewer give each CTA more tiles (the tests use it).
     """
     import torch
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
@@ -457,8 +541,15 @@ def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, 
     desc_k = TensorDescriptor.from_tensor(k.view(rows, head_dim), [p.block_n, head_dim], lk)
     desc_v = TensorDescriptor.from_tensor(v.view(rows, head_dim), [p.block_n, head_dim], lk)
     desc_o = TensorDescriptor.from_tensor(o.view(rows, head_dim), [WG_M.value, head_dim], lq)
-    grid = (n_ctx // BLOCK_M.value, Z * H)
-    kernel[grid](desc_q, desc_k, desc_v, desc_o, sm_scale * LOG2E, n_ctx,
+    n_tiles = n_ctx // BLOCK_M.value * Z * H
+    if ctas is not None and (not p.persistent or ctas < 1):
+        raise KperfError(f"ctas={ctas} given for pipeline {p.name!r}",
+                         fix="ctas is a positive CTA count, for persistent pipelines only")
+    if p.persistent:
+        grid = (min(n_tiles, ctas or torch.cuda.get_device_properties(q.device).multi_processor_count),)
+    else:
+        grid = (n_tiles,)
+    kernel[grid](desc_q, desc_k, desc_v, desc_o, sm_scale * LOG2E, n_ctx, Z * H,
                  **p.constexprs(head_dim=head_dim, causal=causal), **COMPILE_OPTIONS)
     return o
 

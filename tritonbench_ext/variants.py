@@ -100,9 +100,16 @@ def _gluon_make(pipeline: str):
 
 def _gluon_profile(pipeline: str):
     def profile(q, k, v, causal, sm_scale):
+        import torch
+
         import kperf
         fa3 = load_example("fa3_pipelines")
-        kernel = kperf.profile(fa3.fa3_fwd_kernel, capacity=capacity_for(q.shape[2]))
+        p = fa3.get_pipeline(pipeline)
+        tiles = 1
+        if p.persistent:  # a CTA loops over tiles: its warps record every tile's blocks
+            n_tiles = q.shape[0] * q.shape[1] * (q.shape[2] // fa3.BLOCK_M.value)
+            tiles = -(-n_tiles // min(n_tiles, torch.cuda.get_device_properties(q.device).multi_processor_count))
+        kernel = kperf.profile(fa3.fa3_fwd_kernel, capacity=capacity_for(q.shape[2] * tiles))
         out = fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=pipeline, kernel=kernel)
         return out, kperf.results(kernel)
     return profile
@@ -140,8 +147,11 @@ def _build() -> dict[str, Variant]:
 GLUON_PIPELINES = {
     "ws": "Gluon: producer warp + 2 consumer warpgroups, QK^T -> softmax -> PV in sequence",
     "ws_overlap": "Gluon: + intra-warpgroup overlap (softmax of block j under PV of block j-1)",
+    "ws_overlap_v3": "Gluon: ws_overlap with a third V buffer (head dim 128; four at 64)",
     "ws_pingpong": "Gluon: + ping-pong between the two consumer warpgroups",
     "ws_pingpong_s3": "Gluon: ws_pingpong with one more K/V buffer",
+    "ws_overlap_persistent": "Gluon: ws_overlap, persistent (one CTA per SM; the next tile loads early)",
+    "ws_pingpong_persistent": "Gluon: ws_pingpong, persistent (one CTA per SM; the next tile loads early)",
 }
 
 VARIANTS: dict[str, Variant] = _build()

@@ -56,6 +56,47 @@ def test_long_sequence_and_ragged_batch(name):
         assert (out.float() - ref).abs().max().item() <= TOLERANCE["fp16"]
 
 
+@pytest.mark.parametrize("pipeline", ["ws_overlap_persistent", "ws_pingpong_persistent"])
+@pytest.mark.parametrize("cfg", [("fp16", 128, False), ("bf16", 64, True), ("fp16", 128, True)],
+                         ids=["fp16-d128-full", "bf16-d64-causal", "fp16-d128-causal"])
+def test_persistent_pipeline_with_many_tiles_per_cta(pipeline, cfg):
+    """3 CTAs loop over 2 x 3 x 5 = 30 tiles: the K/V rings, the Q barriers and the ping-pong tokens run on
+    across tiles of different lengths (causal), and O leaves through buffers reused one tile later."""
+    _hopper()
+    from kperf.tritonbench_ext.variants import load_example
+    fa3 = load_example("fa3_pipelines")
+    dtype, d, causal = cfg
+    q, k, v = _qkv((2, 3, 640, d), dtype, seed=5)
+    ref = _reference(q, k, v, causal, d ** -0.5)
+    for ctas in (3, 7, None):
+        out = fa3.fa3_attention(q, k, v, causal, d ** -0.5, pipeline=pipeline, ctas=ctas)
+        err = (out.float() - ref).abs().max().item()
+        assert err <= TOLERANCE[dtype], f"{pipeline} {cfg} ctas={ctas}: max |err| {err:.3e}"
+
+
+@pytest.mark.parametrize("name", ["kperf_ws_overlap_persistent", "kperf_ws_pingpong_persistent"])
+def test_profiled_persistent_launch_keeps_every_tile(name, tmp_path):
+    """512 tiles on at most one CTA per SM: the warps' buffers hold every tile's records (none lost), and
+    each consumer warp records one softmax per K/V block of each of its tiles."""
+    _hopper()
+    from kperf.tritonbench_ext.args import Shape
+    from kperf.tritonbench_ext.kperf_metric import profile_variant
+    info = profile_variant(VARIANTS[name], Shape(4, 16, 1024, 128), dtype="fp16", causal=False,
+                           sm_scale=128 ** -0.5, out_dir=tmp_path, trace_ctas=2)
+    prof = info.pop("profile")
+    assert info["output_identical"] and info["lost"] == 0
+    (dec,) = prof.decoded()
+    assert dec.problems == []
+    iv, unmatched = dec.intervals()
+    assert len(unmatched) == 0
+    names = {s.id: s.name for s in prof.launches[0].kernel.scopes.scopes}
+    softmax = iv[np.array([names[int(s)] == "softmax" for s in iv["scope"]])]
+    n_ctas = len(np.unique(iv["cta"]))
+    assert n_ctas == min(512, torch.cuda.get_device_properties(0).multi_processor_count)
+    # 512 tiles x 8 K/V blocks x 8 consumer warps softmax records in all
+    assert len(softmax) == 512 * 8 * 8
+
+
 @pytest.mark.parametrize("name", [n for n in KPERF_VARIANTS if n != "kperf_vanilla"])
 def test_profiled_launch_is_identical_and_records_every_partition(name, tmp_path):
     _hopper()
