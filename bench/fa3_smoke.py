@@ -19,7 +19,8 @@ from kperf.tritonbench_ext.variants import select
 def main() -> int:
     (variant,) = select([sys.argv[1]])
     torch.manual_seed(0)
-    q, k, v = (torch.randn(2, 4, 1024, 128, device="cuda", dtype=torch.float16) for _ in range(3))
+    # 512 tiles of 128 rows: several per CTA for the persistent pipelines
+    q, k, v = (torch.randn(4, 16, 1024, 128, device="cuda", dtype=torch.float16) for _ in range(3))
     sm_scale = 128 ** -0.5
     ok = True
     for causal in (False, True):

@@ -29,8 +29,8 @@ import platform
 import sys
 import time
 
-VARIANTS = ["kperf_vanilla", "kperf_ws", "kperf_ws_overlap", "kperf_ws_pingpong", "kperf_ws_pingpong_s3",
-            "sdpa_flash", "sdpa_cudnn"]
+VARIANTS = ["kperf_vanilla", "kperf_ws", "kperf_ws_overlap", "kperf_ws_overlap_v3", "kperf_ws_pingpong",
+            "kperf_ws_overlap_persistent", "kperf_ws_pingpong_persistent", "sdpa_flash", "sdpa_cudnn"]
 SEQ_LENS = [128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128]
 
@@ -63,24 +63,34 @@ def correctness(variants, tol) -> list[dict]:
     return rows
 
 
-def time_shape(variants, shape, causal: bool, warmup: float, rep: float) -> dict:
+def time_shape(variants, shape, causal: bool, warmup: float, rep: float, rounds: int = 1) -> dict:
+    """TFLOPS of every variant on one shape: ``rounds`` rounds, each timing every variant in turn (so a
+    drift of the GPU clock, e.g. power throttling, hits all alike); per variant the median round, and
+    every round's TFLOPS under ``"rounds"``."""
     import torch
     import triton
     from kperf.tritonbench_ext.args import flops
     gen = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (torch.randn(shape.x_val(), device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
-    out = {}
+    out, fns = {}, {}
     for var in variants:
         try:
-            fn = var.make(q, k, v, causal, shape.d_head ** -0.5)
-            fn()
-            ms = triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
-            out[var.name] = {"ms": ms, "tflops": flops(shape, causal) / (ms * 1e-3) / 1e12}
+            fns[var.name] = var.make(q, k, v, causal, shape.d_head ** -0.5)
+            fns[var.name]()
         except Exception as e:
             out[var.name] = {"error": "CUDA OOM" if isinstance(e, torch.cuda.OutOfMemoryError)
                              else f"{type(e).__name__}: {str(e)[:200]}"}
+            fns.pop(var.name, None)
             torch.cuda.empty_cache()
-    del q, k, v
+    times: dict[str, list[float]] = {n: [] for n in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+    for name, ms in times.items():
+        ms = sorted(ms)
+        tf = [flops(shape, causal) / (m * 1e-3) / 1e12 for m in ms]
+        out[name] = {"ms": ms[len(ms) // 2], "tflops": tf[len(tf) // 2], "rounds": sorted(tf)}
+    del q, k, v, fns
     return out
 
 
@@ -138,11 +148,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder (results.json, sweep.md, traces/)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--improved", default="kperf_ws_overlap,kperf_ws_pingpong",
+    ap.add_argument("--improved", default="kperf_ws_overlap,kperf_ws_pingpong_persistent",
                     help="improved pipelines to trace and diff against kperf_ws / kperf_vanilla")
     ap.add_argument("--max-tokens", type=int, default=524288, help="cap on batch * seq_len")
     ap.add_argument("--warmup", type=float, default=25.0, help="do_bench warm-up, ms")
     ap.add_argument("--rep", type=float, default=100.0, help="do_bench measured time, ms")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="time every variant this many times in turn per shape; report the median")
     ap.add_argument("--trace-batch", type=int, default=1, help="batch of the traced launches (S=4096, H=16)")
     ap.add_argument("--trace-ctas", type=int, default=8, help="CTAs in each Chrome trace")
     ap.add_argument("--skip-causal", action="store_true", help="leave out the causal sequence sweep")
@@ -197,7 +209,7 @@ def main(argv=None) -> int:
             if shape.tokens > args.max_tokens:
                 doc["skipped_shapes"].append(shape.x_val())
                 continue
-            res = time_shape(timed, shape, causal, args.warmup, args.rep)
+            res = time_shape(timed, shape, causal, args.warmup, args.rep, args.rounds)
             rows.append({key: getattr(shape, key), "shape": shape.x_val(), "causal": causal, "results": res})
             log(f"{title} {shape.tag}: " + ", ".join(f"{n} {m.get('tflops', float('nan')):.0f}"
                                                      for n, m in res.items()))
@@ -210,7 +222,9 @@ def main(argv=None) -> int:
     names = [v.name for v in timed]
     md = [f"# FA3 sweep on {doc['device']} ({doc['date']})", "",
           f"torch {doc['torch']}, triton {doc['triton']}, cuDNN {doc['cudnn']}; fp16, 16 heads, head dim 128; "
-          f"TFLOPS (forward, causal counts half the FLOPs).", f"Command: `{doc['command']}`", ""]
+          f"TFLOPS (forward, causal counts half the FLOPs); per shape {args.rounds} rounds time every variant "
+          f"in turn, the table shows each variant's median round (all rounds in results.json).",
+          f"Command: `{doc['command']}`", ""]
     for title, rows in doc["sweeps"].items():
         if rows:
             key = "batch" if "batch" in rows[0] else "seq_len"

@@ -222,6 +222,34 @@ def log(msg: str, t0=[time.time()]) -> None:
     print(f"[{time.time() - t0[0]:6.1f}s] {msg}", flush=True)
 
 
+def timed_rounds(names: list[str], args, *, causal: bool, doc: dict, save) -> dict:
+    """Time ``names`` ``args.rounds`` times in turn (round-robin, one subprocess each); per candidate and
+    length the median TFLOPS over the rounds, with every round's value kept under ``"rounds"``."""
+    key = "causal_rounds" if causal else "rounds"
+    doc[key] = []
+    for i in range(args.rounds):
+        doc[key].append({})
+        for n in names:
+            r = doc[key][i][n] = spawn(n, "time", args, causal=causal, timeout=args.time_timeout)
+            save()
+            log(f"{'causal ' if causal else ''}round {i + 1}/{args.rounds} {n}: "
+                + (r["error"] if "error" in r else " ".join(f"{s}: {r[str(s)]['tflops']:.0f}" for s in args.seqs))
+                + f" ({r['wall_s']} s)")
+    out = {}
+    for n in names:
+        runs = [rnd[n] for rnd in doc[key]]
+        bad = [r for r in runs if "error" in r]
+        if bad:
+            out[n] = {"name": n, "error": bad[0]["error"]}
+            continue
+        out[n] = {"name": n}
+        for s in args.seqs:
+            t = sorted(r[str(s)]["tflops"] for r in runs)
+            ms = sorted(r[str(s)]["ms"] for r in runs)
+            out[n][str(s)] = {"tflops": t[len(t) // 2], "ms": ms[len(ms) // 2], "rounds": t}
+    return out
+
+
 def table(rows: dict, names: list[str], seqs, ref: dict | None) -> str:
     head = "| candidate | " + " | ".join(f"{s}" for s in seqs) + " | mean | vs vanilla |"
     lines = [head, "|---" * (len(seqs) + 3) + "|"]
@@ -265,12 +293,7 @@ def drive(args) -> int:
             log(f"smoke FAILED {r['name']}: {r.get('error') or {k: r[k] for k in ('full', 'causal') if k in r}}")
     log(f"smoke: {len(good)}/{len(names)} candidates correct")
 
-    doc["full"] = {}
-    for n in list(BASELINES) + good:
-        r = doc["full"][n] = spawn(n, "time", args, timeout=args.time_timeout)
-        save()
-        log(f"{n}: " + (r["error"] if "error" in r else
-                        " ".join(f"{s}: {r[str(s)]['tflops']:.0f}" for s in args.seqs)) + f" ({r['wall_s']} s)")
+    doc["full"] = timed_rounds(list(BASELINES) + good, args, causal=False, doc=doc, save=save)
     ok = [n for n in good if "error" not in doc["full"][n]]
     mean = lambda r: sum(r[str(s)]["tflops"] for s in args.seqs) / len(args.seqs)  # noqa: E731
     ranked = sorted(ok, key=lambda n: -mean(doc["full"][n]))
@@ -279,14 +302,12 @@ def drive(args) -> int:
 
     doc["causal"] = {}
     if args.causal_top:
-        for n in list(BASELINES) + ranked[:args.causal_top]:
-            r = doc["causal"][n] = spawn(n, "time", args, causal=True, timeout=args.time_timeout)
-            save()
-            log(f"causal {n}: " + (r["error"] if "error" in r else
-                                   " ".join(f"{s}: {r[str(s)]['tflops']:.0f}" for s in args.seqs)))
+        doc["causal"] = timed_rounds(list(BASELINES) + ranked[:args.causal_top], args, causal=True, doc=doc,
+                                     save=save)
     md = [f"# FA3 tuning on {doc['device']} ({doc['date']})", "",
           f"torch {doc['torch']}, triton {doc['triton']}; fp16, batch {args.batch}, 16 heads, head dim 128; "
-          f"TFLOPS (do_bench median). Command: `{doc['command']}`", "",
+          f"TFLOPS (do_bench median; with --rounds N, the median of N rounds that time every candidate in "
+          f"turn, so slow drifts of the clock hit all alike). Rounds: {args.rounds}. Command: `{doc['command']}`", "",
           "### non-causal", "", table(doc["full"], list(BASELINES) + ranked, args.seqs, ref)]
     if doc["causal"]:
         md += ["", "### causal (best non-causal candidates)", "",
@@ -311,6 +332,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seqs", type=lambda s: [int(x) for x in s.split(",")], default=list(SEQS))
     ap.add_argument("--warmup", type=float, default=25.0, help="do_bench warm-up, ms")
     ap.add_argument("--rep", type=float, default=100.0, help="do_bench measured time, ms")
+    ap.add_argument("--rounds", type=int, default=1, help="time every candidate this many times in turn")
     ap.add_argument("--causal-top", type=int, default=2, help="time causal for this many best candidates")
     ap.add_argument("--jobs", type=int, default=8, help="parallel compile + smoke subprocesses")
     ap.add_argument("--compile-timeout", type=float, default=240.0, help="s per compile + smoke subprocess")

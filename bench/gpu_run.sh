@@ -30,19 +30,25 @@ for part in "$@"; do
       tail -30 "$d/overhead.log"; tail -15 "$d/calibration.log" ;;
     fa3)
       ok=()  # a variant that hangs or is wrong on a small shape stays out of the sweep
-      for v in kperf_vanilla kperf_ws kperf_ws_overlap kperf_ws_pingpong kperf_ws_pingpong_s3; do
-        if timeout 100 python3 bench/fa3_smoke.py "$v" >>"$d/smoke.log" 2>&1; then ok+=("$v");
-        else echo "$v: failed or hung (rc $?)" | tee -a "$d/smoke.log"; fi
+      vars=(kperf_vanilla kperf_ws kperf_ws_overlap kperf_ws_overlap_v3 kperf_ws_pingpong
+            kperf_ws_overlap_persistent kperf_ws_pingpong_persistent)
+      for v in "${vars[@]}"; do  # in parallel: the compiles dominate, and a hang costs only its own process
+        (timeout 150 python3 bench/fa3_smoke.py "$v" >"$d/smoke_$v.log" 2>&1; echo $? >"$d/smoke_$v.rc") &
+      done
+      wait
+      for v in "${vars[@]}"; do
+        cat "$d/smoke_$v.log" >>"$d/smoke.log"; rc=$(cat "$d/smoke_$v.rc"); rm -f "$d/smoke_$v.log" "$d/smoke_$v.rc"
+        if [ "$rc" = 0 ]; then ok+=("$v"); else echo "$v: failed or hung (rc $rc)" | tee -a "$d/smoke.log"; fi
       done
       vs=$(IFS=,; echo "${ok[*]}"),sdpa_flash,sdpa_cudnn
-      timeout 400 python3 bench/fa3_sweep.py --out "$d" --variants "$vs" >"$d/run.log" 2>&1
+      timeout 450 python3 bench/fa3_sweep.py --out "$d" --variants "$vs" >"$d/run.log" 2>&1
       cat "$d/smoke.log"; tail -40 "$d/run.log" ;;
     fa3tests)
       timeout 300 python3 -m pytest -q -m gpu tests/gpu/test_fa3_gpu.py -p no:cacheprovider -rfEs >"$d/gpu_tests.log" 2>&1
       tail -30 "$d/gpu_tests.log" ;;
     fa3traces)
       timeout 200 python3 bench/fa3_sweep.py --out "$d" --traces-only \
-          --variants kperf_vanilla,kperf_ws,kperf_ws_overlap,kperf_ws_pingpong >"$d/run.log" 2>&1
+          --variants kperf_vanilla,kperf_ws,kperf_ws_overlap,kperf_ws_pingpong_persistent >"$d/run.log" 2>&1
       (cd "$d" && tar czf traces.tgz traces && rm -rf traces)
       tail -5 "$d/run.log" ;;
     *) echo "unknown part $part"; exit 2 ;;
