@@ -5,7 +5,8 @@
 
 A candidate is named ``<pipeline>_n<BLOCK_N>_k<K buffers>v<V buffers>_r<consumer regs>[_er]``, e.g.
 ``ws_overlap_n128_k2v2_r240`` (exactly the ``ws_overlap`` pipeline) or ``ws_pingpong_n128_k3v2_r240_er``
-(``_er``: FA3's order, O rescaled under the QK^T wgmma).  ``CANDIDATES`` is the grid ``GRID`` less what
+(``_er``: FA3's order, O rescaled under the QK^T wgmma; a trailing ``_em``: one softmax exponential in
+four computed by a polynomial on the FMA pipe).  ``CANDIDATES`` is the grid ``GRID`` less what
 ``--cpu-check --all`` rejected for sm_90 (head dim 128, fp16): too much shared memory, register spills,
 or wgmma serialized by ptxas (warning C7515).  Triton 3.6 needs power-of-two block shapes, so FA3's
 BLOCK_N = 176 is not in the grid.
@@ -40,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SEQS = (4096, 8192, 16384)
 BASELINES = ("kperf_vanilla", "sdpa_cudnn")
-NAME_RE = re.compile(r"^(?P<base>[a-z_0-9]+?)_n(?P<n>\d+)_k(?P<k>\d+)v(?P<v>\d+)_r(?P<r>\d+)(?P<er>_er)?$")
+NAME_RE = re.compile(r"^(?P<base>[a-z_0-9]+?)_n(?P<n>\d+)_k(?P<k>\d+)v(?P<v>\d+)_r(?P<r>\d+)(?P<er>_er)?(?P<em>_em)?$")
 
 # The grid: (pipeline, BLOCK_N, K buffers, V buffers, consumer registers, early rescale).
 GRID = ([(base, 128, k, v, r, er) for base in ("ws_overlap", "ws_pingpong")
@@ -92,7 +93,8 @@ def pipeline(name: str):
     base = fa3.get_pipeline(m["base"])
     return dataclasses.replace(base, name=name, block_n=int(m["n"]), stages=((128, int(m["k"])),),
                                v_stages=((128, int(m["v"])),), consumer_regs=int(m["r"]),
-                               early_rescale=bool(m["er"]), description=f"tuning candidate {name}")
+                               early_rescale=bool(m["er"]), exp_emulation=bool(m["em"]),
+                               description=f"tuning candidate {name}")
 
 
 # --- CPU: compile filter ------------------------------------------------------------------------------

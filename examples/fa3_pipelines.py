@@ -117,11 +117,44 @@ def _causal_mask(s, start_n, first_row, BLOCK_N: gl.constexpr, S_L: gl.constexpr
     return s
 
 
+# 2^x for x <= 0, four elements at a time: three on the MUFU unit (ex2.approx), the fourth on the FMA
+# pipe (FA4's trick): round x to an integer n with the 1.5 * 2^23 shifter, 2^(x - n) by a degree-3
+# polynomial on [-0.5, 0.5] (relative error 7.7e-5, below P's fp16/bf16 rounding), n added to the
+# exponent field.  x is clamped at -126, so 2^-inf gives 1.2e-38 instead of 0.
+_EXP2_MIXED_ASM = gl.constexpr("""{
+.reg .f32 x, t, j, f, p;
+.reg .b32 e;
+ex2.approx.ftz.f32 $0, $4;
+ex2.approx.ftz.f32 $1, $5;
+ex2.approx.ftz.f32 $2, $6;
+max.ftz.f32 x, $7, 0fC2FC0000;
+add.rn.ftz.f32 t, x, 0f4B400000;
+sub.rn.ftz.f32 j, t, 0f4B400000;
+sub.rn.ftz.f32 f, x, j;
+fma.rn.ftz.f32 p, f, 0f3D61A4DB, 0f3E786D5B;
+fma.rn.ftz.f32 p, p, f, 0f3F317A8E;
+fma.rn.ftz.f32 p, p, f, 0f3F7FFB57;
+mov.b32 e, t;
+shl.b32 e, e, 23;
+mov.b32 $3, p;
+add.s32 $3, $3, e;
+}""")
+
+
 @gluon.jit
-def _online_softmax(s, m_i, l_i, qk_scale):
+def _exp2(x, EXP_EMU: gl.constexpr):
+    if EXP_EMU:
+        return gl.inline_asm_elementwise(_EXP2_MIXED_ASM, "=r,=r,=r,=r,r,r,r,r", [x], dtype=gl.float32,
+                                         is_pure=True, pack=4)
+    else:
+        return gl.exp2(x)
+
+
+@gluon.jit
+def _online_softmax(s, m_i, l_i, qk_scale, EXP_EMU: gl.constexpr = False):
     """Base-2 online softmax of one score block: new row max, P (fp32), row-sum update, rescale factor."""
     m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
-    p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))
+    p = _exp2(s * qk_scale - gl.expand_dims(m_new, 1), EXP_EMU)
     alpha = gl.exp2(m_i - m_new)
     l_i = l_i * alpha + gl.sum(p, axis=1)
     return p, m_new, l_i, alpha
@@ -132,7 +165,7 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_
                   other_turn, turn, q_row, first_row, n_blocks, it, i, qk_scale, WG: gl.constexpr,
                   HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                   OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr,
-                  EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr):
+                  EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr):
     """One tile for consumer warpgroup WG: its 64 query rows against the tile's K/V blocks; writes its O rows.
 
     ``it``: K/V blocks this warpgroup consumed before the tile (ring index and phase: block j of the tile is
@@ -173,7 +206,7 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_
         with kperf.scope("softmax"):
             if CAUSAL:
                 s = _causal_mask(s, 0, first_row, BLOCK_N, S_L)
-            p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale)
+            p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale, EXP_EMU)
             p16 = gl.convert_layout(p.to(dtype), P_L)
         for j in range(1, n_blocks):
             g = it + j
@@ -210,7 +243,7 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_
             with kperf.scope("softmax"):
                 if CAUSAL:
                     s = _causal_mask(s, j * BLOCK_N, first_row, BLOCK_N, S_L)
-                p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale)
+                p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale, EXP_EMU)
             with kperf.scope("wait_pv"):
                 acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
             mbarrier.arrive(v_empty.index(pst), count=1)
@@ -255,7 +288,7 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_
             with kperf.scope("softmax"):
                 if CAUSAL:
                     s = _causal_mask(s, j * BLOCK_N, first_row, BLOCK_N, S_L)
-                p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale)
+                p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale, EXP_EMU)
                 acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
                 p16 = gl.convert_layout(p.to(dtype), P_L)
             vst = g % V_STAGES
@@ -283,7 +316,7 @@ def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_read
                  my_turn, other_turn, n_m, n_tiles, N_CTX, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr,
                  BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
                  PINGPONG: gl.constexpr, V_STAGES: gl.constexpr, EARLY_RESCALE: gl.constexpr,
-                 PERSISTENT: gl.constexpr):
+                 PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr):
     """Consumer warpgroup WG: every tile of this CTA (one without PERSISTENT), 64 query rows each."""
     if PERSISTENT:
         it = 0
@@ -294,7 +327,8 @@ def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_read
             turn = _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, q_bars.index(WG),
                                  q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, turn,
                                  q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, it, i, qk_scale, WG, HEAD_DIM,
-                                 BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT)
+                                 BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT,
+                                 EXP_EMU)
             it += n_blocks
             i += 1
         tma.store_wait(pendings=0)
@@ -303,14 +337,14 @@ def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_read
         _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, q_bars.index(WG), q_empty.index(WG),
                       k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, 0, q_row + WG * WG_M,
                       first_row + WG * WG_M, n_blocks, 0, 0, qk_scale, WG, HEAD_DIM, BLOCK_N, STAGES,
-                      CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT)
+                      CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU)
 
 
 @gluon.jit
 def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_DIM: gl.constexpr,
                    BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
                    PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr, V_STAGES: gl.constexpr,
-                   EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr):
+                   EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr = False):
     """1-D grid over tiles (128 query rows of one of the ``n_bh`` = Z * H heads); descriptors over the
     [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o.
 
@@ -362,10 +396,12 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
                      v_empty, n_m, n_tiles, N_CTX, BLOCK_N, STAGES, V_STAGES, CAUSAL)),
         (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
                         turns.index(0), turns.index(1), n_m, n_tiles, N_CTX, qk_scale, 0, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT)),
+                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT,
+                        EXP_EMU)),
         (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
                         turns.index(1), turns.index(0), n_m, n_tiles, N_CTX, qk_scale, 1, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT)),
+                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT,
+                        EXP_EMU)),
     ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -390,6 +426,8 @@ class Pipeline:
             PV (FA3's order: the rescale runs under the QK^T wgmma) instead of after the PV wait.
         persistent: one CTA per SM loops over the tiles; the next tile's Q and K/V load while this tile
             finishes, and O leaves through separate buffers (2 x 64 x head dim more shared memory).
+        exp_emulation: one exponential in four of the softmax on the FMA pipe (a polynomial) instead of
+            the MUFU unit, which the two consumer warpgroups share.
     """
 
     name: str
@@ -402,6 +440,7 @@ class Pipeline:
     v_stages: tuple[tuple[int, int], ...] | None = None
     early_rescale: bool = False
     persistent: bool = False
+    exp_emulation: bool = False
 
     def stages_for(self, head_dim: int) -> int:
         table = dict(self.stages)
@@ -429,7 +468,8 @@ class Pipeline:
         return {"HEAD_DIM": head_dim, "BLOCK_N": self.block_n, "STAGES": self.stages_for(head_dim),
                 "CAUSAL": bool(causal), "OVERLAP": self.overlap, "PINGPONG": self.pingpong,
                 "CONSUMER_REGS": self.consumer_regs, "V_STAGES": self.v_stages_for(head_dim),
-                "EARLY_RESCALE": self.early_rescale, "PERSISTENT": self.persistent}
+                "EARLY_RESCALE": self.early_rescale, "PERSISTENT": self.persistent,
+                "EXP_EMU": self.exp_emulation}
 
     def smem_bytes(self, head_dim: int, elem_bytes: int = 2) -> int:
         """Shared memory of the tiles (Q, O when persistent, K and V rings), without the mbarriers."""
