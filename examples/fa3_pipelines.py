@@ -545,6 +545,20 @@ def compile_pipeline(pipeline: str | Pipeline = "ws_pingpong", *, dtype: str = "
 # --- host side ------------------------------------------------------------------------------------------
 
 
+def grid_ctas(pipeline: Pipeline, q, ctas: int | None = None) -> int:
+    """CTAs ``fa3_attention`` launches for ``q`` of shape [Z, H, N_CTX, HEAD_DIM]: one per 128-row tile, or
+    for a persistent pipeline ``ctas`` (default: one per SM of ``q``'s device), at most one per tile."""
+    import torch
+    Z, H, n_ctx, _ = q.shape
+    n_tiles = n_ctx // BLOCK_M.value * Z * H
+    if ctas is not None and (not pipeline.persistent or ctas < 1):
+        raise KperfError(f"ctas={ctas} given for pipeline {pipeline.name!r}",
+                         fix="ctas is a positive CTA count, for persistent pipelines only")
+    if not pipeline.persistent:
+        return n_tiles
+    return min(n_tiles, ctas or torch.cuda.get_device_properties(q.device).multi_processor_count)
+
+
 def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, *,
                   pipeline: str | Pipeline = "ws_pingpong", kernel=fa3_fwd_kernel, ctas: int | None = None):
     """``softmax(q @ k^T * sm_scale [+ causal mask]) @ v`` for ``[Z, H, N_CTX, HEAD_DIM]`` fp16/bf16 tensors.
@@ -581,14 +595,7 @@ def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, 
     desc_k = TensorDescriptor.from_tensor(k.view(rows, head_dim), [p.block_n, head_dim], lk)
     desc_v = TensorDescriptor.from_tensor(v.view(rows, head_dim), [p.block_n, head_dim], lk)
     desc_o = TensorDescriptor.from_tensor(o.view(rows, head_dim), [WG_M.value, head_dim], lq)
-    n_tiles = n_ctx // BLOCK_M.value * Z * H
-    if ctas is not None and (not p.persistent or ctas < 1):
-        raise KperfError(f"ctas={ctas} given for pipeline {p.name!r}",
-                         fix="ctas is a positive CTA count, for persistent pipelines only")
-    if p.persistent:
-        grid = (min(n_tiles, ctas or torch.cuda.get_device_properties(q.device).multi_processor_count),)
-    else:
-        grid = (n_tiles,)
+    grid = (grid_ctas(p, q, ctas),)
     kernel[grid](desc_q, desc_k, desc_v, desc_o, sm_scale * LOG2E, n_ctx, Z * H,
                  **p.constexprs(head_dim=head_dim, causal=causal), **COMPILE_OPTIONS)
     return o

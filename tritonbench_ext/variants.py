@@ -100,15 +100,11 @@ def _gluon_make(pipeline: str):
 
 def _gluon_profile(pipeline: str):
     def profile(q, k, v, causal, sm_scale):
-        import torch
-
         import kperf
         fa3 = load_example("fa3_pipelines")
-        p = fa3.get_pipeline(pipeline)
-        tiles = 1
-        if p.persistent:  # a CTA loops over tiles: its warps record every tile's blocks
-            n_tiles = q.shape[0] * q.shape[1] * (q.shape[2] // fa3.BLOCK_M.value)
-            tiles = -(-n_tiles // min(n_tiles, torch.cuda.get_device_properties(q.device).multi_processor_count))
+        n_tiles = q.shape[0] * q.shape[1] * (q.shape[2] // fa3.BLOCK_M.value)
+        # a persistent CTA loops over tiles: its warps record every tile's blocks
+        tiles = -(-n_tiles // fa3.grid_ctas(fa3.get_pipeline(pipeline), q))
         kernel = kperf.profile(fa3.fa3_fwd_kernel, capacity=capacity_for(q.shape[2] * tiles))
         out = fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=pipeline, kernel=kernel)
         return out, kperf.results(kernel)

@@ -147,6 +147,11 @@ def test_host_wrapper_rejects_bad_inputs_before_launch():
         fa3.fa3_attention(x, x, x)
     with pytest.raises(KperfError, match="one shape"):
         fa3.fa3_attention(q, q[:, :1], q)
+    assert fa3.grid_ctas(fa3.get_pipeline("ws"), q) == 2 * (256 // 128)  # one CTA per tile
+    with pytest.raises(KperfError, match="for persistent pipelines only"):
+        fa3.grid_ctas(fa3.get_pipeline("ws"), q, ctas=3)
+    with pytest.raises(KperfError, match="positive CTA count"):
+        fa3.grid_ctas(fa3.get_pipeline("ws_overlap_persistent"), q, ctas=0)
 
 
 def test_vanilla_kernel_compiles_for_sm90():

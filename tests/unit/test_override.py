@@ -83,29 +83,29 @@ def test_proton_syntax_file_compiles(tmp_path):
     assert k.asm["ptx"].count("// kperf record #") == k.metadata.kperf["num_records"]
 
 
-def test_malformed_line_names_file_and_line(tmp_path):
+def _override_error(tmp_path, line: str):
+    """Dump the GEMM's TTGIR, insert ``line`` as the first line of its K loop, compile with the override:
+    the KperfError raised, the override file and the 0-based index of the inserted line."""
     folder, written = _dump(tmp_path, mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, mm.COMPILE_OPTIONS)
     path = pathlib.Path(written[0])
     lines = path.read_text().splitlines()
     at = next(i for i, l in enumerate(lines) if "scf.for" in l) + 1
-    lines.insert(at, '      kperf.record begin "x"')
+    lines.insert(at, line)
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(KperfError) as e:
         _run(folder, mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, mm.COMPILE_OPTIONS)
-    msg = str(e.value)
+    return e.value, path, at
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    err, path, at = _override_error(tmp_path, '      kperf.record begin "x"')
+    msg = str(err)
     assert f"{path}:{at + 1}" in msg and "'begin'" in msg and "fix:" in msg
 
 
 def test_unbalanced_records_name_the_open_scope(tmp_path):
-    folder, written = _dump(tmp_path, mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, mm.COMPILE_OPTIONS)
-    path = pathlib.Path(written[0])
-    lines = path.read_text().splitlines()
-    at = next(i for i, l in enumerate(lines) if "scf.for" in l) + 1
-    lines.insert(at, '      kperf.record start "orphan"')
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(KperfError) as e:
-        _run(folder, mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, mm.COMPILE_OPTIONS)
-    assert '"orphan"' in str(e.value) and "never closed" in str(e.value)
+    err, _, _ = _override_error(tmp_path, '      kperf.record start "orphan"')
+    assert '"orphan"' in str(err) and "never closed" in str(err)
 
 
 def test_two_configs_of_one_kernel_share_a_folder(tmp_path):
