@@ -9,7 +9,7 @@ A candidate is named ``<pipeline>_n<BLOCK_N>_k<K buffers>v<V buffers>_r<consumer
 four computed by a polynomial on the FMA pipe).  ``CANDIDATES`` is the grid ``GRID`` less what
 ``--cpu-check --all`` rejected for sm_90 (head dim 128, fp16): too much shared memory, register spills,
 or wgmma serialized by ptxas (warning C7515).  Triton 3.6 needs power-of-two block shapes, so FA3's
-BLOCK_N = 176 is not in the grid.
+BLOCK_N = 176 is not in the grid; ``n192`` runs 192-key blocks as 128 + 64 sub-tiles.
 
 GPU run, each step in its own subprocess under a timeout (a hang or a crash costs one candidate):
 1. in parallel (``--jobs``): compile + smoke check of every candidate against PyTorch SDPA in float32
@@ -49,11 +49,13 @@ GRID = ([(base, 128, k, v, r, er) for base in ("ws_overlap", "ws_pingpong")
         + [(base, 64, k, v, 240, er) for base in ("ws_overlap", "ws_pingpong") for (k, v) in ((4, 4), (6, 4))
            for er in (False, True)]
         + [(base, 256, 2, 1, 240, er) for base in ("ws", "ws_overlap", "ws_pingpong") for er in (False, True)
-           if not (er and base == "ws")])
+           if not (er and base == "ws")]
+        + [(base, 192, 2, 2, 240, er) for base in ("ws_overlap", "ws_pingpong") for er in (False, True)])
 
 # GRID less the candidates `--cpu-check --all` rejected (see the module docstring), in grid order.
 # All 50 BLOCK_N 64/128 points compile (fp16, d128, non-causal) without spills; the three BLOCK_N = 256
-# points spill (14 to 367 local-memory ops; the overlapped ones also serialize wgmma).  The 14 timed:
+# points spill (14 to 367 local-memory ops; the overlapped ones also serialize wgmma); the four 192 points
+# compile clean (their instrumented builds spill: see docs/fa3-walkthrough.md).  The 16 timed:
 CANDIDATES: list[str] = [
     "ws_overlap_n128_k2v2_r240",  # = ws_overlap
     "ws_overlap_n128_k2v2_r240_er",
@@ -69,6 +71,8 @@ CANDIDATES: list[str] = [
     "ws_overlap_n64_k4v4_r240_er",
     "ws_pingpong_n64_k4v4_r240_er",
     "ws_overlap_n128_k4v2_r240_er",
+    "ws_overlap_n192_k2v2_r240",  # 128 + 64 sub-tiles; the first block padded when 192 does not divide
+    "ws_pingpong_n192_k2v2_r240",
 ]
 
 

@@ -42,6 +42,7 @@ for part in "$@"; do
       done
       vs=$(IFS=,; echo "${ok[*]}"),sdpa_flash,sdpa_cudnn
       timeout 450 python3 bench/fa3_sweep.py --out "$d" --variants "$vs" >"$d/run.log" 2>&1
+      [ -d "$d/traces" ] && (cd "$d" && tar czf traces.tgz traces && rm -rf traces)  # too deep to come back as files
       cat "$d/smoke.log"; tail -40 "$d/run.log" ;;
     fa3tests)
       timeout 300 python3 -m pytest -q -m gpu tests/gpu/test_fa3_gpu.py -p no:cacheprovider -rfEs >"$d/gpu_tests.log" 2>&1

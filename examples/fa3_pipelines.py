@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import pathlib
 
@@ -60,30 +61,55 @@ SMEM_LIMIT = 232448  # bytes of shared memory a CTA may use on sm_90
 
 
 @gluon.jit
-def _tile(tile, n_m, N_CTX, BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr):
+def _tile(tile, n_m, N_CTX, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, CAUSAL: gl.constexpr):
     """Tile ``tile`` (query blocks of one head are consecutive): its first Q row and first K/V row in the
-    [Z * H * N_CTX, HEAD_DIM] views, the index of its first query row within the head, its K/V blocks."""
+    [Z * H * N_CTX, HEAD_DIM] views, the index of its first query row within the head, its K/V blocks of
+    BLOCK_N + SPLIT_N keys, and ``pad``: block j covers keys ``j * (BLOCK_N + SPLIT_N) - pad`` onwards.
+
+    With SPLIT_N the block (192 keys) need not divide the sequence: non-causal, the first block starts
+    ``pad`` keys before the head (masked in its softmax), so the loop itself needs no mask; causal, the
+    causal mask already hides keys past the sequence."""
     start_m = tile % n_m
     if CAUSAL:
         start_m = n_m - 1 - start_m  # longest rows first: better tail balance
     kv_row = (tile // n_m) * N_CTX
+    BLOCK_KV: gl.constexpr = BLOCK_N + SPLIT_N
     if CAUSAL:
-        n_blocks = ((start_m + 1) * BLOCK_M + BLOCK_N - 1) // BLOCK_N  # the mask trims the last block
+        n_blocks = ((start_m + 1) * BLOCK_M + BLOCK_KV - 1) // BLOCK_KV  # the mask trims the last block
+        pad = 0
+    elif SPLIT_N > 0:
+        n_blocks = (N_CTX + BLOCK_KV - 1) // BLOCK_KV
+        pad = n_blocks * BLOCK_KV - N_CTX
     else:
         n_blocks = N_CTX // BLOCK_N
-    return kv_row + start_m * BLOCK_M, kv_row, start_m * BLOCK_M, n_blocks
+        pad = 0
+    return kv_row + start_m * BLOCK_M, kv_row, start_m * BLOCK_M, n_blocks, pad
 
 
 @gluon.jit
-def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
-              n_m, n_tiles, N_CTX, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, V_STAGES: gl.constexpr,
-              CAUSAL: gl.constexpr):
+def _load_block(desc, row, bar, smem, smem2, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr):
+    """TMA loads of one K or V block into ``smem`` (BLOCK_N rows) and, with SPLIT_N, ``smem2``: one box, or
+    (SPLIT_N) boxes of SPLIT_N rows into the slices of ``smem`` and into ``smem2``, all behind ``bar``."""
+    if SPLIT_N > 0:
+        for h in gl.static_range(BLOCK_N // SPLIT_N):
+            tma.async_copy_global_to_shared(desc, [row + h * SPLIT_N, 0], bar, smem.slice(h * SPLIT_N, SPLIT_N))
+        tma.async_copy_global_to_shared(desc, [row + BLOCK_N, 0], bar, smem2)
+    else:
+        tma.async_copy_global_to_shared(desc, [row, 0], bar, smem)
+
+
+@gluon.jit
+def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready, k_empty,
+              v_ready, v_empty, n_m, n_tiles, N_CTX, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr,
+              STAGES: gl.constexpr, V_STAGES: gl.constexpr, CAUSAL: gl.constexpr):
     """Producer partition: per tile, Q once (one 64-row half per consumer, when the consumers have released
-    the previous tile's Q), then K_j and V_j into their rings; the rings run on across tiles."""
+    the previous tile's Q), then K_j and V_j into their rings (with SPLIT_N, as boxes of SPLIT_N rows behind
+    one barrier); the rings run on across tiles."""
     it = 0  # K/V blocks loaded so far (all tiles of this CTA): the ring index and phase
     i = 0  # tiles so far: the Q phase
+    kv_bytes: gl.constexpr = desc_k.block_type.nbytes * ((BLOCK_N + SPLIT_N) // desc_k.block_type.shape[0])
     for tile in range(gl.program_id(0), n_tiles, gl.num_programs(0)):
-        q_row, kv_row, first_row, n_blocks = _tile(tile, n_m, N_CTX, BLOCK_N, CAUSAL)
+        q_row, kv_row, first_row, n_blocks, pad = _tile(tile, n_m, N_CTX, BLOCK_N, SPLIT_N, CAUSAL)
         for wg in gl.static_range(2):
             with kperf.scope("wait_q_empty"):
                 mbarrier.wait(q_empty.index(wg), i & 1)
@@ -91,18 +117,19 @@ def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, q_empty, k
                 mbarrier.expect(q_bars.index(wg), desc_q.block_type.nbytes)
                 tma.async_copy_global_to_shared(desc_q, [q_row + wg * 64, 0], q_bars.index(wg), q_smem.index(wg))
         for j in range(n_blocks):
+            row = kv_row + j * (BLOCK_N + SPLIT_N) - pad
             s = it % STAGES
             ph = (it // STAGES) & 1
             with kperf.scope("wait_k_empty"):
                 mbarrier.wait(k_empty.index(s), ph)
-            mbarrier.expect(k_ready.index(s), desc_k.block_type.nbytes)
-            tma.async_copy_global_to_shared(desc_k, [kv_row + j * BLOCK_N, 0], k_ready.index(s), k_smem.index(s))
+            mbarrier.expect(k_ready.index(s), kv_bytes)
+            _load_block(desc_k, row, k_ready.index(s), k_smem.index(s), k2_smem.index(s), BLOCK_N, SPLIT_N)
             vs = it % V_STAGES
             vph = (it // V_STAGES) & 1
             with kperf.scope("wait_v_empty"):
                 mbarrier.wait(v_empty.index(vs), vph)
-            mbarrier.expect(v_ready.index(vs), desc_v.block_type.nbytes)
-            tma.async_copy_global_to_shared(desc_v, [kv_row + j * BLOCK_N, 0], v_ready.index(vs), v_smem.index(vs))
+            mbarrier.expect(v_ready.index(vs), kv_bytes)
+            _load_block(desc_v, row, v_ready.index(vs), v_smem.index(vs), v2_smem.index(vs), BLOCK_N, SPLIT_N)
             it += 1
         i += 1
 
@@ -115,6 +142,30 @@ def _causal_mask(s, start_n, first_row, BLOCK_N: gl.constexpr, S_L: gl.constexpr
         rows = first_row + gl.arange(0, 64, layout=gl.SliceLayout(1, S_L))
         s = gl.where(gl.expand_dims(cols, 0) <= gl.expand_dims(rows, 1), s, float("-inf"))
     return s
+
+
+@gluon.jit
+def _pad_mask(s, start_n, BLOCK_N: gl.constexpr, S_L: gl.constexpr):
+    """-inf on keys before the head (negative key index): only the first block of a padded head."""
+    if start_n < 0:
+        cols = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, S_L))
+        s = gl.where(gl.expand_dims(cols, 0) >= 0, s, float("-inf"))
+    return s
+
+
+@gluon.jit
+def _mask_block(s, s2, start_n, first_row, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, S_L: gl.constexpr,
+                S2_L: gl.constexpr, CAUSAL: gl.constexpr, PAD: gl.constexpr):
+    """The masks of the block whose first key is ``start_n``: causal, or (PAD, SPLIT_N) the keys before the
+    head that a padded first block covers.  ``s2``: the SPLIT_N sub-tile (``s`` again without one)."""
+    if CAUSAL:
+        s = _causal_mask(s, start_n, first_row, BLOCK_N, S_L)
+        if SPLIT_N > 0:
+            s2 = _causal_mask(s2, start_n + BLOCK_N, first_row, SPLIT_N, S2_L)
+    elif PAD and SPLIT_N > 0:
+        s = _pad_mask(s, start_n, BLOCK_N, S_L)
+        s2 = _pad_mask(s2, start_n + BLOCK_N, SPLIT_N, S2_L)
+    return s, s2
 
 
 # 2^x for x <= 0, four elements at a time: three on the MUFU unit (ex2.approx), the fourth on the FMA
@@ -151,34 +202,105 @@ def _exp2(x, EXP_EMU: gl.constexpr):
 
 
 @gluon.jit
-def _online_softmax(s, m_i, l_i, qk_scale, EXP_EMU: gl.constexpr = False):
-    """Base-2 online softmax of one score block: new row max, P (fp32), row-sum update, rescale factor."""
-    m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+def _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N: gl.constexpr, S2_L: gl.constexpr, EXP_EMU: gl.constexpr):
+    """Base-2 online softmax of one score block (``s``, and the SPLIT_N sub-tile ``s2``): new row max,
+    P (fp32; ``p2`` for the sub-tile, ``p`` again without one), row-sum update, rescale factor."""
+    m_blk = gl.max(s, axis=1)
+    if SPLIT_N > 0:
+        m_blk = gl.maximum(m_blk, gl.convert_layout(gl.max(s2, axis=1), m_i.type.layout))
+    m_new = gl.maximum(m_i, m_blk * qk_scale)
     p = _exp2(s * qk_scale - gl.expand_dims(m_new, 1), EXP_EMU)
     alpha = gl.exp2(m_i - m_new)
-    l_i = l_i * alpha + gl.sum(p, axis=1)
-    return p, m_new, l_i, alpha
+    l_blk = gl.sum(p, axis=1)
+    if SPLIT_N > 0:
+        p2 = _exp2(s2 * qk_scale - gl.expand_dims(gl.convert_layout(m_new, gl.SliceLayout(1, S2_L)), 1), EXP_EMU)
+        l_blk = l_blk + gl.convert_layout(gl.sum(p2, axis=1), m_i.type.layout)
+    else:
+        p2 = p
+    l_i = l_i * alpha + l_blk
+    return p, p2, m_new, l_i, alpha
 
 
 @gluon.jit
-def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_empty, v_ready, v_empty, my_turn,
-                  other_turn, turn, q_row, first_row, n_blocks, it, i, qk_scale, WG: gl.constexpr,
-                  HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                  OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr,
+def _issue_qk(q, k_smem, k2_smem, st, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, S_L: gl.constexpr,
+              S2_L: gl.constexpr):
+    """Issue S = Q K^T for K ring entry ``st`` (one async wgmma group per sub-tile); returns the tokens."""
+    s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)), gl.zeros([WG_M, BLOCK_N], gl.float32, S_L),
+                          use_acc=False, is_async=True)
+    if SPLIT_N > 0:
+        s2_tok = warpgroup_mma(q, k2_smem.index(st).permute((1, 0)), gl.zeros([WG_M, SPLIT_N], gl.float32, S2_L),
+                               use_acc=False, is_async=True)
+    else:
+        s2_tok = s_tok
+    return s_tok, s2_tok
+
+
+@gluon.jit
+def _wait_qk(s_tok, s2_tok, PV_PENDING: gl.constexpr, SPLIT_N: gl.constexpr):
+    """Wait for S (both sub-tiles), leaving the PV wgmma group(s) issued after it in flight if PV_PENDING."""
+    if SPLIT_N > 0:
+        s, s2 = warpgroup_mma_wait(2 if PV_PENDING else 0, deps=[s_tok, s2_tok])
+    else:
+        s = warpgroup_mma_wait(1 if PV_PENDING else 0, deps=[s_tok])
+        s2 = s
+    return s, s2
+
+
+@gluon.jit
+def _issue_pv(p16, p2_16, v_smem, v2_smem, vst, acc, SPLIT_N: gl.constexpr):
+    """Issue O += P V for V ring entry ``vst`` (P from registers; the sub-tile's wgmma chains on the first)."""
+    acc_tok = warpgroup_mma(p16, v_smem.index(vst), acc, is_async=True)
+    if SPLIT_N > 0:
+        acc_tok = warpgroup_mma(p2_16, v2_smem.index(vst), acc_tok, is_async=True)
+    return acc_tok
+
+
+@gluon.jit
+def _wait_pv(acc_tok, p16, p2_16, SPLIT_N: gl.constexpr):
+    """Wait for every wgmma group; P's registers stay live until then."""
+    if SPLIT_N > 0:
+        acc, p16, p2_16 = warpgroup_mma_wait(0, deps=[acc_tok, p16, p2_16])
+    else:
+        acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
+        p2_16 = p16
+    return acc, p16, p2_16
+
+
+@gluon.jit
+def _to_operand(p, p2, dtype: gl.constexpr, P_L: gl.constexpr, SPLIT_N: gl.constexpr):
+    """P (and the sub-tile's P) as the register A operand of the PV wgmma."""
+    p16 = gl.convert_layout(p.to(dtype), P_L)
+    if SPLIT_N > 0:
+        p2_16 = gl.convert_layout(p2.to(dtype), P_L)
+    else:
+        p2_16 = p16
+    return p16, p2_16
+
+
+@gluon.jit
+def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_empty, k_ready, k_empty, v_ready,
+                  v_empty, my_turn, other_turn, turn, q_row, first_row, n_blocks, pad, it, i, qk_scale, WG: gl.constexpr,
+                  HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, STAGES: gl.constexpr,
+                  CAUSAL: gl.constexpr, OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr,
                   EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr):
     """One tile for consumer warpgroup WG: its 64 query rows against the tile's K/V blocks; writes its O rows.
 
     ``it``: K/V blocks this warpgroup consumed before the tile (ring index and phase: block j of the tile is
-    ring entry ``it + j``); ``i``: tiles before it (the Q phase); ``turn``: the ping-pong phase.
+    ring entry ``it + j``); ``i``: tiles before it (the Q phase); ``turn``: the ping-pong phase; block j
+    covers keys ``j * (BLOCK_N + SPLIT_N) - pad`` onwards (see ``_tile``).
     Returns the ping-pong phase after the tile.
     """
     S_L: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                   instr_shape=[16, BLOCK_N, 16])
+    # the SPLIT_N sub-tile's scores (unused without one)
+    S2_L: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                   instr_shape=[16, SPLIT_N if SPLIT_N > 0 else BLOCK_N, 16])
     O_L: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                   instr_shape=[16, HEAD_DIM, 16])
     P_L: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=O_L, k_width=2)
     ROW_L: gl.constexpr = gl.SliceLayout(1, S_L)
     OROW_L: gl.constexpr = gl.SliceLayout(1, O_L)
+    BLOCK_KV: gl.constexpr = BLOCK_N + SPLIT_N
     dtype: gl.constexpr = q.dtype
 
     with kperf.scope("wait_q"):
@@ -196,18 +318,16 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_
                 mbarrier.wait(my_turn, turn)
             turn ^= 1
         with kperf.scope("issue"):
-            s_tok = warpgroup_mma(q, k_smem.index(st0).permute((1, 0)), gl.zeros([WG_M, BLOCK_N], gl.float32, S_L),
-                                  use_acc=False, is_async=True)
+            s_tok, s2_tok = _issue_qk(q, k_smem, k2_smem, st0, BLOCK_N, SPLIT_N, S_L, S2_L)
         if PINGPONG:
             mbarrier.arrive(other_turn, count=1)
         with kperf.scope("wait_qk"):
-            s = warpgroup_mma_wait(0, deps=[s_tok])
+            s, s2 = _wait_qk(s_tok, s2_tok, False, SPLIT_N)
         mbarrier.arrive(k_empty.index(st0), count=1)
         with kperf.scope("softmax"):
-            if CAUSAL:
-                s = _causal_mask(s, 0, first_row, BLOCK_N, S_L)
-            p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale, EXP_EMU)
-            p16 = gl.convert_layout(p.to(dtype), P_L)
+            s, s2 = _mask_block(s, s2, -pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL, True)
+            p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU)
+            p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N)
         for j in range(1, n_blocks):
             g = it + j
             st = g % STAGES
@@ -224,35 +344,34 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_
                 turn ^= 1
             if EARLY_RESCALE:  # FA3's order: rescale O by block j-1's factor while S_j is on the tensor cores
                 with kperf.scope("issue"):
-                    s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)),
-                                          gl.zeros([WG_M, BLOCK_N], gl.float32, S_L), use_acc=False, is_async=True)
+                    s_tok, s2_tok = _issue_qk(q, k_smem, k2_smem, st, BLOCK_N, SPLIT_N, S_L, S2_L)
                 with kperf.scope("rescale"):
                     acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
                 with kperf.scope("issue"):
-                    acc_tok = warpgroup_mma(p16, v_smem.index(pst), acc, is_async=True)
+                    acc_tok = _issue_pv(p16, p2_16, v_smem, v2_smem, pst, acc, SPLIT_N)
             else:
                 with kperf.scope("issue"):
-                    s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)),
-                                          gl.zeros([WG_M, BLOCK_N], gl.float32, S_L), use_acc=False, is_async=True)
-                    acc_tok = warpgroup_mma(p16, v_smem.index(pst), acc, is_async=True)
+                    s_tok, s2_tok = _issue_qk(q, k_smem, k2_smem, st, BLOCK_N, SPLIT_N, S_L, S2_L)
+                    acc_tok = _issue_pv(p16, p2_16, v_smem, v2_smem, pst, acc, SPLIT_N)
             if PINGPONG:
                 mbarrier.arrive(other_turn, count=1)
             with kperf.scope("wait_qk"):
-                s = warpgroup_mma_wait(1, deps=[s_tok])
+                s, s2 = _wait_qk(s_tok, s2_tok, True, SPLIT_N)
             mbarrier.arrive(k_empty.index(st), count=1)
             with kperf.scope("softmax"):
-                if CAUSAL:
-                    s = _causal_mask(s, j * BLOCK_N, first_row, BLOCK_N, S_L)
-                p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale, EXP_EMU)
+                # only the first block (the prologue) can reach before the head
+                s, s2 = _mask_block(s, s2, j * BLOCK_KV - pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL,
+                                    False)
+                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU)
             with kperf.scope("wait_pv"):
-                acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
+                acc, p16, p2_16 = _wait_pv(acc_tok, p16, p2_16, SPLIT_N)
             mbarrier.arrive(v_empty.index(pst), count=1)
             if EARLY_RESCALE:
-                p16 = gl.convert_layout(p.to(dtype), P_L)
+                p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N)
             else:
                 with kperf.scope("rescale"):
                     acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
-                    p16 = gl.convert_layout(p.to(dtype), P_L)
+                    p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N)
         # every QK^T wgmma of the tile has retired: the producer may load the next tile's Q
         mbarrier.arrive(q_empty, count=1)
         # tail: PV of the last block
@@ -268,11 +387,11 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_
             with kperf.scope("rescale"):
                 acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
         with kperf.scope("issue"):
-            acc_tok = warpgroup_mma(p16, v_smem.index(lst), acc, is_async=True)
+            acc_tok = _issue_pv(p16, p2_16, v_smem, v2_smem, lst, acc, SPLIT_N)
         if PINGPONG:
             mbarrier.arrive(other_turn, count=1)
         with kperf.scope("wait_pv"):
-            acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
+            acc, p16, p2_16 = _wait_pv(acc_tok, p16, p2_16, SPLIT_N)
         mbarrier.arrive(v_empty.index(lst), count=1)
     else:
         for j in range(n_blocks):
@@ -281,22 +400,20 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_
             with kperf.scope("wait_k"):
                 mbarrier.wait(k_ready.index(st), (g // STAGES) & 1)
             with kperf.scope("qk"):
-                s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)),
-                                      gl.zeros([WG_M, BLOCK_N], gl.float32, S_L), use_acc=False, is_async=True)
-                s = warpgroup_mma_wait(0, deps=[s_tok])
+                s_tok, s2_tok = _issue_qk(q, k_smem, k2_smem, st, BLOCK_N, SPLIT_N, S_L, S2_L)
+                s, s2 = _wait_qk(s_tok, s2_tok, False, SPLIT_N)
             mbarrier.arrive(k_empty.index(st), count=1)
             with kperf.scope("softmax"):
-                if CAUSAL:
-                    s = _causal_mask(s, j * BLOCK_N, first_row, BLOCK_N, S_L)
-                p, m_i, l_i, alpha = _online_softmax(s, m_i, l_i, qk_scale, EXP_EMU)
+                s, s2 = _mask_block(s, s2, j * BLOCK_KV - pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL, True)
+                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU)
                 acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
-                p16 = gl.convert_layout(p.to(dtype), P_L)
+                p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N)
             vst = g % V_STAGES
             with kperf.scope("wait_v"):
                 mbarrier.wait(v_ready.index(vst), (g // V_STAGES) & 1)
             with kperf.scope("pv"):
-                acc_tok = warpgroup_mma(p16, v_smem.index(vst), acc, is_async=True)
-                acc, p16 = warpgroup_mma_wait(0, deps=[acc_tok, p16])
+                acc_tok = _issue_pv(p16, p2_16, v_smem, v2_smem, vst, acc, SPLIT_N)
+                acc, p16, p2_16 = _wait_pv(acc_tok, p16, p2_16, SPLIT_N)
             mbarrier.arrive(v_empty.index(vst), count=1)
         mbarrier.arrive(q_empty, count=1)
     with kperf.scope("epilogue"):
@@ -312,10 +429,10 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, k_
 
 
 @gluon.jit
-def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
-                 my_turn, other_turn, n_m, n_tiles, N_CTX, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr,
-                 BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
-                 PINGPONG: gl.constexpr, V_STAGES: gl.constexpr, EARLY_RESCALE: gl.constexpr,
+def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready, k_empty, v_ready,
+                 v_empty, my_turn, other_turn, n_m, n_tiles, N_CTX, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr,
+                 BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
+                 OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr, EARLY_RESCALE: gl.constexpr,
                  PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr):
     """Consumer warpgroup WG: every tile of this CTA (one without PERSISTENT), 64 query rows each."""
     if PERSISTENT:
@@ -323,39 +440,43 @@ def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_read
         i = 0
         turn = 0
         for tile in range(gl.program_id(0), n_tiles, gl.num_programs(0)):
-            q_row, kv_row, first_row, n_blocks = _tile(tile, n_m, N_CTX, BLOCK_N, CAUSAL)
-            turn = _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, q_bars.index(WG),
-                                 q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, turn,
-                                 q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, it, i, qk_scale, WG, HEAD_DIM,
-                                 BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT,
-                                 EXP_EMU)
+            q_row, kv_row, first_row, n_blocks, pad = _tile(tile, n_m, N_CTX, BLOCK_N, SPLIT_N, CAUSAL)
+            turn = _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, k2_smem, v2_smem,
+                                 q_bars.index(WG), q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn,
+                                 other_turn, turn, q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, pad, it, i,
+                                 qk_scale, WG, HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG,
+                                 V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU)
             it += n_blocks
             i += 1
         tma.store_wait(pendings=0)
     else:  # one tile: no loop, so no loop-carried counters compete for registers
-        q_row, kv_row, first_row, n_blocks = _tile(gl.program_id(0), n_m, N_CTX, BLOCK_N, CAUSAL)
-        _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, q_bars.index(WG), q_empty.index(WG),
-                      k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, 0, q_row + WG * WG_M,
-                      first_row + WG * WG_M, n_blocks, 0, 0, qk_scale, WG, HEAD_DIM, BLOCK_N, STAGES,
-                      CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU)
+        q_row, kv_row, first_row, n_blocks, pad = _tile(gl.program_id(0), n_m, N_CTX, BLOCK_N, SPLIT_N, CAUSAL)
+        _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, k2_smem, v2_smem, q_bars.index(WG),
+                      q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, 0,
+                      q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, pad, 0, 0, qk_scale, WG, HEAD_DIM, BLOCK_N,
+                      SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU)
 
 
 @gluon.jit
 def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_DIM: gl.constexpr,
                    BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
                    PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr, V_STAGES: gl.constexpr,
-                   EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr = False):
+                   EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr = False,
+                   SPLIT_N: gl.constexpr = 0):
     """1-D grid over tiles (128 query rows of one of the ``n_bh`` = Z * H heads); descriptors over the
     [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o.
 
     Without PERSISTENT the grid has one CTA per tile; with it, fewer CTAs (one per SM) each loop over tiles
     ``program_id, program_id + num_programs, ...``: the producer loads the next tile's Q and K/V while the
     consumers finish the last PV and store O (through their own O buffers, waited on one tile later).
-    N_CTX must be a multiple of BLOCK_N and of 128 (the host wrapper checks).  STAGES / V_STAGES: K / V
-    buffers; EARLY_RESCALE (with OVERLAP): rescale O while S_j is computed, before issuing PV (FA3's order).
+    N_CTX must be a multiple of 128, and without SPLIT_N of BLOCK_N (the host wrapper checks).  STAGES /
+    V_STAGES: K / V buffers; EARLY_RESCALE (with OVERLAP): rescale O while S_j is computed, before issuing
+    PV (FA3's order).  SPLIT_N = 64: a K/V block is BLOCK_N + 64 keys (FA3's wider blocks with power-of-two
+    shapes: two wgmma per GEMM); the K/V descriptors' boxes are then 64 rows.
     """
     gl.static_assert(HEAD_DIM == 64 or HEAD_DIM == 128, "HEAD_DIM must be 64 or 128")
     gl.static_assert(BLOCK_N == 64 or BLOCK_N == 128 or BLOCK_N == 256, "BLOCK_N must be 64, 128 or 256")
+    gl.static_assert(SPLIT_N == 0 or (SPLIT_N == 64 and BLOCK_N == 128), "SPLIT_N must be 0, or 64 with BLOCK_N 128")
     n_m = N_CTX // BLOCK_M
     n_tiles = n_m * n_bh
     dtype: gl.constexpr = desc_q.dtype
@@ -364,8 +485,15 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
         o_smem = gl.allocate_shared_memory(dtype, [2, WG_M, HEAD_DIM], desc_o.layout)
     else:
         o_smem = q_smem  # one tile per CTA: its Q buffer is free by the epilogue and stages O
+    gl.static_assert(desc_k.block_type.shape[0] == (SPLIT_N if SPLIT_N > 0 else BLOCK_N), "K/V box rows")
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], desc_k.layout)
     v_smem = gl.allocate_shared_memory(dtype, [V_STAGES, BLOCK_N, HEAD_DIM], desc_v.layout)
+    if SPLIT_N > 0:
+        k2_smem = gl.allocate_shared_memory(dtype, [STAGES, SPLIT_N, HEAD_DIM], desc_k.layout)
+        v2_smem = gl.allocate_shared_memory(dtype, [V_STAGES, SPLIT_N, HEAD_DIM], desc_v.layout)
+    else:  # not read
+        k2_smem = k_smem
+        v2_smem = v_smem
     q_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     q_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     turns = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
@@ -392,16 +520,16 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
         mbarrier.arrive(v_empty.index(i), count=2)
     mbarrier.arrive(turns.index(0), count=1)  # warpgroup 0 issues first
     gl.warp_specialize([
-        (_fa3_load, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready,
-                     v_empty, n_m, n_tiles, N_CTX, BLOCK_N, STAGES, V_STAGES, CAUSAL)),
-        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
-                        turns.index(0), turns.index(1), n_m, n_tiles, N_CTX, qk_scale, 0, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT,
-                        EXP_EMU)),
-        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, q_bars, q_empty, k_ready, k_empty, v_ready, v_empty,
-                        turns.index(1), turns.index(0), n_m, n_tiles, N_CTX, qk_scale, 1, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT,
-                        EXP_EMU)),
+        (_fa3_load, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready,
+                     k_empty, v_ready, v_empty, n_m, n_tiles, N_CTX, BLOCK_N, SPLIT_N, STAGES, V_STAGES, CAUSAL)),
+        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready,
+                        k_empty, v_ready, v_empty, turns.index(0), turns.index(1), n_m, n_tiles, N_CTX, qk_scale, 0,
+                        HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE,
+                        PERSISTENT, EXP_EMU)),
+        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready,
+                        k_empty, v_ready, v_empty, turns.index(1), turns.index(0), n_m, n_tiles, N_CTX, qk_scale, 1,
+                        HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE,
+                        PERSISTENT, EXP_EMU)),
     ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -417,8 +545,10 @@ class Pipeline:
         overlap: FA3 intra-warpgroup pipelining (softmax of block j under the PV wgmma of block j-1).
         pingpong: consumer warpgroups take turns issuing wgmma (needs ``overlap``).
         stages: K buffers per head dim (``{64: 3, 128: 2}``); shared memory must fit in 227 KiB.
-        block_n: keys per block: 64, 128 or 256 (Triton 3.6 block shapes, TMA boxes included, must be
-            powers of two, so FA3's 176 cannot be expressed); the sequence length must be a multiple of it.
+        block_n: keys per block: 64, 128 or 256, or 192 (FA3 uses 176 at head dim 128: fewer blocks, less
+            per-block overhead).  Triton 3.6 block shapes, TMA boxes included, must be powers of two, so
+            192 runs as two sub-tiles of 128 and 64 keys (``SPLIT_N``) and needs only a multiple of 128 as
+            sequence length (the first block is padded and masked); the others need a multiple of block_n.
         consumer_regs: registers per thread requested for each consumer warpgroup (``setmaxnreg``); the
             producer (default partition) gets what is left: 24 at 240, 40 at 232 (2 x 4 + 4 warps).
         v_stages: V buffers per head dim, like ``stages``; ``None``: as many as K buffers.
@@ -462,14 +592,31 @@ class Pipeline:
         if self.early_rescale and not self.overlap:
             raise KperfError(f"pipeline {self.name!r}: early_rescale needs overlap=True",
                              fix="set overlap=True or early_rescale=False")
-        if self.block_n not in (64, 128, 256):
-            raise KperfError(f"pipeline {self.name!r}: block_n {self.block_n} is not 64, 128 or 256",
-                             fix="Triton 3.6 block shapes (TMA boxes, wgmma tiles) must be powers of two")
-        return {"HEAD_DIM": head_dim, "BLOCK_N": self.block_n, "STAGES": self.stages_for(head_dim),
+        if self.block_n not in (64, 128, 192, 256):
+            raise KperfError(f"pipeline {self.name!r}: block_n {self.block_n} is not 64, 128, 192 or 256",
+                             fix="Triton 3.6 block shapes (TMA boxes, wgmma tiles) must be powers of two; "
+                                 "192 runs as 128 + 64")
+        return {"HEAD_DIM": head_dim, "BLOCK_N": self.tile_n, "SPLIT_N": self.block_n - self.tile_n,
+                "STAGES": self.stages_for(head_dim),
                 "CAUSAL": bool(causal), "OVERLAP": self.overlap, "PINGPONG": self.pingpong,
                 "CONSUMER_REGS": self.consumer_regs, "V_STAGES": self.v_stages_for(head_dim),
                 "EARLY_RESCALE": self.early_rescale, "PERSISTENT": self.persistent,
                 "EXP_EMU": self.exp_emulation}
+
+    @property
+    def tile_n(self) -> int:
+        """Rows of the first (power-of-two) K/V sub-tile: ``block_n``, or 128 of the 192."""
+        return 128 if self.block_n == 192 else self.block_n
+
+    @property
+    def kv_box(self) -> int:
+        """Rows of the K/V descriptors' TMA box: the block, or 64 (a 192-key block loads as three boxes)."""
+        return 64 if self.block_n == 192 else self.block_n
+
+    @property
+    def seq_multiple(self) -> int:
+        """What the sequence length must be a multiple of."""
+        return BLOCK_M.value if self.block_n == 192 else max(BLOCK_M.value, self.block_n)
 
     def smem_bytes(self, head_dim: int, elem_bytes: int = 2) -> int:
         """Shared memory of the tiles (Q, O when persistent, K and V rings), without the mbarriers."""
@@ -510,8 +657,10 @@ def _gl_dtype(dtype: str):
     return getattr(gl, DTYPES[dtype])
 
 
+@functools.lru_cache(maxsize=None)
 def tile_layouts(dtype: str, head_dim: int, block_n: int):
-    """The NVMMA shared layouts of the Q/O tiles ([64, d]) and the K/V tiles ([block_n, d])."""
+    """The NVMMA shared layouts of the Q/O tiles ([64, d]) and the K/V tiles ([block_n, d]); cached: building
+    them took a fifth of the wrapper's host time per call."""
     t = _gl_dtype(dtype)
     return (gl.NVMMASharedLayout.get_default_for([WG_M.value, head_dim], t),
             gl.NVMMASharedLayout.get_default_for([block_n, head_dim], t))
@@ -520,9 +669,9 @@ def tile_layouts(dtype: str, head_dim: int, block_n: int):
 def signature(pipeline: str | Pipeline = "ws_pingpong", *, dtype: str = "fp16", head_dim: int = 128) -> dict:
     """Triton signature of ``fa3_fwd_kernel`` as the JIT specializes it (for compile-only use)."""
     p = get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
-    lq, lk = tile_layouts(dtype, head_dim, p.block_n)
+    lq, lk = tile_layouts(dtype, head_dim, p.kv_box)
     qo = f"tensordesc<{dtype}[{WG_M.value}, {head_dim}],{lq!r}>"
-    kv = f"tensordesc<{dtype}[{p.block_n}, {head_dim}],{lk!r}>"
+    kv = f"tensordesc<{dtype}[{p.kv_box}, {head_dim}],{lk!r}>"
     sig = {"desc_q": qo, "desc_k": kv, "desc_v": kv, "desc_o": qo, "qk_scale": "fp32", "N_CTX": "i32",
            "n_bh": "i32"}
     sig.update({name: "constexpr" for name in p.constexprs(head_dim=head_dim, causal=False)})
@@ -582,18 +731,18 @@ def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, 
     Z, H, n_ctx, head_dim = q.shape
     if head_dim not in (64, 128):
         raise KperfError(f"head dim must be 64 or 128, got {head_dim}", fix="pad the head dim to 64 or 128")
-    if n_ctx % max(BLOCK_M.value, p.block_n):
-        raise KperfError(f"sequence length {n_ctx} is not a multiple of {max(BLOCK_M.value, p.block_n)}",
-                         fix=f"pad the sequence to a multiple of {max(BLOCK_M.value, p.block_n)}")
+    if n_ctx % p.seq_multiple:
+        raise KperfError(f"sequence length {n_ctx} is not a multiple of {p.seq_multiple}",
+                         fix=f"pad the sequence to a multiple of {p.seq_multiple}")
     dtype = "fp16" if q.dtype == torch.float16 else "bf16"
     sm_scale = 1.0 / math.sqrt(head_dim) if sm_scale is None else sm_scale
     q, k, v = (t.contiguous() for t in (q, k, v))
     o = torch.empty_like(q)
-    lq, lk = tile_layouts(dtype, head_dim, p.block_n)
+    lq, lk = tile_layouts(dtype, head_dim, p.kv_box)
     rows = Z * H * n_ctx
     desc_q = TensorDescriptor.from_tensor(q.view(rows, head_dim), [WG_M.value, head_dim], lq)
-    desc_k = TensorDescriptor.from_tensor(k.view(rows, head_dim), [p.block_n, head_dim], lk)
-    desc_v = TensorDescriptor.from_tensor(v.view(rows, head_dim), [p.block_n, head_dim], lk)
+    desc_k = TensorDescriptor.from_tensor(k.view(rows, head_dim), [p.kv_box, head_dim], lk)
+    desc_v = TensorDescriptor.from_tensor(v.view(rows, head_dim), [p.kv_box, head_dim], lk)
     desc_o = TensorDescriptor.from_tensor(o.view(rows, head_dim), [WG_M.value, head_dim], lq)
     grid = (grid_ctas(p, q, ctas),)
     kernel[grid](desc_q, desc_k, desc_v, desc_o, sm_scale * LOG2E, n_ctx, Z * H,

@@ -3,8 +3,6 @@ of timing accuracy (bench/calibration.py): work of known length within 2%, kerne
 
 from __future__ import annotations
 
-import sys
-import pathlib
 
 import numpy as np
 import pytest
@@ -12,7 +10,6 @@ import pytest
 pytestmark = pytest.mark.gpu
 
 torch = pytest.importorskip("torch")
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench"))
 
 VARIANTS = [
     {}, {"fold": False}, {"store": "smem", "capacity": 64}, {"store": "smem", "fold": True, "capacity": 64},

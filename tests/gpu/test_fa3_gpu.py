@@ -74,6 +74,29 @@ def test_persistent_pipeline_with_many_tiles_per_cta(pipeline, cfg):
         assert err <= TOLERANCE[dtype], f"{pipeline} {cfg} ctas={ctas}: max |err| {err:.3e}"
 
 
+@pytest.mark.parametrize("candidate", ["ws_n192_k2v2_r240", "ws_overlap_n192_k2v2_r240",
+                                       "ws_pingpong_n192_k2v2_r240_er"])
+@pytest.mark.parametrize("n_ctx", [128, 256, 512, 640, 1152])
+def test_192_key_blocks_pad_the_first_block(candidate, n_ctx):
+    """block_n = 192 (128 + 64 sub-tiles) on lengths 192 does not divide: the first block starts 64 or 128
+    keys before the head (the previous head's keys, or TMA's zero fill before the tensor) and masks them;
+    1152 = 6 x 192 has no pad.  Head dim 128 (the tuning candidates' buffering)."""
+    _hopper()
+    import dataclasses
+
+    import fa3_tune
+    from kperf.tritonbench_ext.variants import load_example
+    fa3 = load_example("fa3_pipelines")
+    p = fa3_tune.pipeline(candidate)
+    p64 = dataclasses.replace(p, stages=((64, 3),), v_stages=((64, 3),))
+    for dtype, d, causal in [("fp16", 128, False), ("bf16", 64, False), ("fp16", 128, True), ("bf16", 64, True)]:
+        q, k, v = _qkv((2, 3, n_ctx, d), dtype, seed=n_ctx)
+        ref = _reference(q, k, v, causal, d ** -0.5)
+        out = fa3.fa3_attention(q, k, v, causal, d ** -0.5, pipeline=p if d == 128 else p64)
+        err = (out.float() - ref).abs().max().item()
+        assert err <= TOLERANCE[dtype], f"{candidate} n_ctx={n_ctx} {dtype} d{d} causal={causal}: |err| {err:.3e}"
+
+
 @pytest.mark.parametrize("name", ["kperf_ws_overlap_persistent", "kperf_ws_pingpong_persistent"])
 def test_profiled_persistent_launch_keeps_every_tile(name, tmp_path):
     """512 tiles on at most one CTA per SM: the warps' buffers hold every tile's records (none lost), and

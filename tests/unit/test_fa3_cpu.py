@@ -12,6 +12,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 
 import fa3_pipelines as fa3
+import fa3_tune
 from kperf.dialect.errors import KperfError
 
 CONFIGS = list(itertools.product(("fp16", "bf16"), (64, 128), (False, True)))
@@ -118,7 +119,7 @@ def test_pipeline_registry_and_errors():
     assert list(fa3.PIPELINES) == ["ws", "ws_overlap", "ws_overlap_v3", "ws_pingpong", "ws_pingpong_s3",
                                    "ws_overlap_persistent", "ws_pingpong_persistent"]
     assert fa3.get_pipeline("ws_overlap_v3").constexprs(head_dim=128, causal=False) == \
-        _fa3_tune().pipeline("ws_overlap_n128_k2v3_r240").constexprs(head_dim=128, causal=False)
+        fa3_tune.pipeline("ws_overlap_n128_k2v3_r240").constexprs(head_dim=128, causal=False)
     assert fa3.get_pipeline("ws_overlap_persistent").smem_bytes(128) == (2 + 2) * 128 * 128 * 2 + 4 * 64 * 128 * 2
     assert all(p.overlap for p in fa3.PIPELINES.values() if p.pingpong)  # ping-pong builds on the overlap
     assert fa3.get_pipeline("ws_pingpong_s3").stages_for(128) == 3
@@ -169,16 +170,6 @@ def test_vanilla_kernel_compiles_for_sm90():
 
 # --- tuning knobs (bench/fa3_tune.py) -------------------------------------------------------------------
 
-def _fa3_tune():
-    import importlib.util
-    import pathlib
-    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "fa3_tune.py"
-    spec = importlib.util.spec_from_file_location("fa3_tune", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_tuning_knobs_keep_every_pipeline_unchanged():
     for p in fa3.PIPELINES.values():
         for d in (64, 128):
@@ -187,7 +178,7 @@ def test_tuning_knobs_keep_every_pipeline_unchanged():
             assert cx["EARLY_RESCALE"] is False
             assert cx["BLOCK_N"] == 128 and cx["CONSUMER_REGS"] == 240
     assert fa3.get_pipeline("ws_pingpong_s3").smem_bytes(128) == (3 + 3) * 128 * 128 * 2 + 2 * 64 * 128 * 2
-    tune = _fa3_tune()
+    tune = fa3_tune
     p = tune.pipeline("ws_pingpong_n64_k6v4_r232_er")
     assert (p.block_n, p.stages_for(128), p.v_stages_for(128), p.consumer_regs, p.early_rescale, p.pingpong) == \
         (64, 6, 4, 232, True, True)
@@ -202,18 +193,47 @@ def test_tuning_knobs_keep_every_pipeline_unchanged():
         tune.pipeline("ws_n128_k2v2_r240_er").constexprs(head_dim=128, causal=False)
 
 
+def test_192_key_blocks_are_128_plus_64_sub_tiles(tmp_path):
+    """block_n = 192 (FA3's wider blocks, power-of-two shapes): K/V boxes of 64 rows (three TMA loads per
+    block into the 128-row buffer's two slices and the 64-row one), two wgmma per GEMM, the overlap waits
+    for both QK^T groups with both PV groups in flight; no spills in the plain build, and ptxas keeps
+    the wgmma async.  The sequence only needs a multiple of 128 (the first block is padded)."""
+    p = fa3_tune.pipeline("ws_pingpong_n192_k2v2_r240")
+    cx = p.constexprs(head_dim=128, causal=False)
+    assert (cx["BLOCK_N"], cx["SPLIT_N"], p.kv_box, p.seq_multiple) == (128, 64, 64, 128)
+    assert fa3.signature(p)["desc_k"].startswith("tensordesc<fp16[64, 128],")
+    assert p.smem_bytes(128) == (2 + 2) * 192 * 128 * 2 + 2 * 64 * 128 * 2
+    r = fa3.compile_pipeline(p, dtype="fp16", head_dim=128, causal=True)
+    assert r.local_memory_ops_plain == 0
+    assert len(re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global", r.ptx)) == 2 + 3 + 3  # Q, K, V
+    assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m64n\d+k16)", r.ptx)) == {"m64n128k16", "m64n64k16"}
+    assert set(re.findall(r"wgmma\.wait_group\.sync\.aligned (\d+);", r.ptx)) == {"0", "2"}
+    assert "C7515" not in _ptxas_messages(r.ptx, tmp_path)
+    # the knob leaves the power-of-two pipelines as they were
+    assert fa3.get_pipeline("ws_overlap").constexprs(head_dim=128, causal=False)["SPLIT_N"] == 0
+    assert fa3.get_pipeline("ws_overlap").kv_box == 128
+
+
+def test_layouts_are_built_once():
+    """tile_layouts is cached: building the NVMMA layouts on every call cost host time per launch."""
+    assert fa3.tile_layouts("fp16", 128, 128) is fa3.tile_layouts("fp16", 128, 128)
+
+
 def test_host_wrapper_needs_a_multiple_of_block_n():
     torch = pytest.importorskip("torch")
     x = torch.zeros(1, 2, 384, 128, dtype=torch.float16)
-    p = _fa3_tune().pipeline("ws_n256_k2v1_r240")
+    p = fa3_tune.pipeline("ws_n256_k2v1_r240")
     with pytest.raises(KperfError, match="multiple of 256"):
         fa3.fa3_attention(x, x, x, pipeline=p)
+    y = torch.zeros(1, 2, 320, 128, dtype=torch.float16)
+    with pytest.raises(KperfError, match="multiple of 128"):  # 192-key blocks pad, but Q tiles are 128 rows
+        fa3.fa3_attention(y, y, y, pipeline=fa3_tune.pipeline("ws_overlap_n192_k2v2_r240"))
 
 
-@pytest.mark.parametrize("name", _fa3_tune().CANDIDATES)
+@pytest.mark.parametrize("name", fa3_tune.CANDIDATES)
 def test_tuning_candidate_compiles_without_spills(name):
     """Every candidate bench/fa3_tune.py times fits shared memory, does not spill and keeps wgmma async."""
-    row = _fa3_tune().cpu_check(name)
+    row = fa3_tune.cpu_check(name)
     assert row["ok"], row
     assert row["shared"] <= fa3.SMEM_LIMIT and row["spill_ops"] == 0 and not row["serialized"]
 
@@ -221,7 +241,7 @@ def test_tuning_candidate_compiles_without_spills(name):
 @pytest.mark.parametrize("name", ["ws_overlap_n128_k2v3_r240_er", "ws_pingpong_n64_k4v4_r240_er"])
 def test_tuning_candidate_causal_and_schedule(name, tmp_path):
     """Causal compiles too; the early rescale keeps one wgmma group in flight and ptxas keeps it async."""
-    tune = _fa3_tune()
+    tune = fa3_tune
     assert tune.cpu_check(name, causal=True)["ok"]
     r = fa3.compile_pipeline(tune.pipeline(name), dtype="fp16", head_dim=128, causal=False)
     assert "1" in set(re.findall(r"wgmma\.wait_group\.sync\.aligned (\d+);", r.ptx))

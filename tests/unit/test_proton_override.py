@@ -6,14 +6,12 @@ timing and the event counts from Proton's runtime buffer need one (bench/overhea
 """
 
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 import triton
 from triton.runtime.cache import _base32
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench"))
 
 import proton_override as po  # noqa: E402
 from kperf.dialect.errors import KperfError  # noqa: E402
