@@ -34,18 +34,10 @@ def gluon_steps(q, k, v, calls: int, pipeline: str = "ws_overlap") -> dict:
     """Microseconds per call of each host step of ``fa3_attention`` (the GPU synchronised once at the end)."""
     import torch
     import fa3_pipelines as fa3
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
     p = fa3.get_pipeline(pipeline)
     Z, H, n, d = q.shape
-    rows = Z * H * n
     o = torch.empty_like(q)
-    lq, lk = fa3.tile_layouts("fp16", d, p.kv_box)
-
-    def descs():
-        return (TensorDescriptor.from_tensor(q.view(rows, d), [64, d], lq),
-                TensorDescriptor.from_tensor(k.view(rows, d), [p.kv_box, d], lk),
-                TensorDescriptor.from_tensor(v.view(rows, d), [p.kv_box, d], lk),
-                TensorDescriptor.from_tensor(o.view(rows, d), [64, d], lq))
+    descs = lambda: fa3.tensor_descriptors(p, q, k, v, o)  # noqa: E731
     dq, dk, dv, do = descs()
     cx = p.constexprs(head_dim=d, causal=False)
     grid = (fa3.grid_ctas(p, q),)

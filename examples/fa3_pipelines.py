@@ -708,6 +708,20 @@ def grid_ctas(pipeline: Pipeline, q, ctas: int | None = None) -> int:
     return min(n_tiles, ctas or torch.cuda.get_device_properties(q.device).multi_processor_count)
 
 
+def tensor_descriptors(pipeline: Pipeline, q, k, v, o):
+    """The host TMA descriptors of ``fa3_fwd_kernel`` (desc_q, desc_k, desc_v, desc_o) over the
+    [Z * H * N_CTX, HEAD_DIM] views of contiguous q, k, v, o."""
+    import torch
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+    Z, H, n_ctx, head_dim = q.shape
+    lq, lk = tile_layouts("fp16" if q.dtype == torch.float16 else "bf16", head_dim, pipeline.kv_box)
+    rows = Z * H * n_ctx
+    return (TensorDescriptor.from_tensor(q.view(rows, head_dim), [WG_M.value, head_dim], lq),
+            TensorDescriptor.from_tensor(k.view(rows, head_dim), [pipeline.kv_box, head_dim], lk),
+            TensorDescriptor.from_tensor(v.view(rows, head_dim), [pipeline.kv_box, head_dim], lk),
+            TensorDescriptor.from_tensor(o.view(rows, head_dim), [WG_M.value, head_dim], lq))
+
+
 def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, *,
                   pipeline: str | Pipeline = "ws_pingpong", kernel=fa3_fwd_kernel, ctas: int | None = None):
     """``softmax(q @ k^T * sm_scale [+ causal mask]) @ v`` for ``[Z, H, N_CTX, HEAD_DIM]`` fp16/bf16 tensors.
@@ -719,7 +733,6 @@ def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, 
             one per tile); fewer give each CTA more tiles (the tests use it).
     """
     import torch
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
     p = get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
     if q.dtype not in (torch.float16, torch.bfloat16) or not (q.dtype == k.dtype == v.dtype):
@@ -734,18 +747,11 @@ def fa3_attention(q, k, v, causal: bool = False, sm_scale: float | None = None, 
     if n_ctx % p.seq_multiple:
         raise KperfError(f"sequence length {n_ctx} is not a multiple of {p.seq_multiple}",
                          fix=f"pad the sequence to a multiple of {p.seq_multiple}")
-    dtype = "fp16" if q.dtype == torch.float16 else "bf16"
     sm_scale = 1.0 / math.sqrt(head_dim) if sm_scale is None else sm_scale
     q, k, v = (t.contiguous() for t in (q, k, v))
     o = torch.empty_like(q)
-    lq, lk = tile_layouts(dtype, head_dim, p.kv_box)
-    rows = Z * H * n_ctx
-    desc_q = TensorDescriptor.from_tensor(q.view(rows, head_dim), [WG_M.value, head_dim], lq)
-    desc_k = TensorDescriptor.from_tensor(k.view(rows, head_dim), [p.kv_box, head_dim], lk)
-    desc_v = TensorDescriptor.from_tensor(v.view(rows, head_dim), [p.kv_box, head_dim], lk)
-    desc_o = TensorDescriptor.from_tensor(o.view(rows, head_dim), [WG_M.value, head_dim], lq)
     grid = (grid_ctas(p, q, ctas),)
-    kernel[grid](desc_q, desc_k, desc_v, desc_o, sm_scale * LOG2E, n_ctx, Z * H,
+    kernel[grid](*tensor_descriptors(p, q, k, v, o), sm_scale * LOG2E, n_ctx, Z * H,
                  **p.constexprs(head_dim=head_dim, causal=causal), **COMPILE_OPTIONS)
     return o
 

@@ -293,7 +293,7 @@ def _piecewise_knots(p_s: np.ndarray, dx: np.ndarray, dy: np.ndarray, k: int, sp
     new = np.r_[True, (s[1:] != s[:-1]) | (bin_[1:] != bin_[:-1])]
     g = np.cumsum(new) - 1
     c = np.bincount(g)
-    kx, ky, ks, kb = np.bincount(g, x) / c, np.bincount(g, y) / c, s[new], bin_[new]
+    kx, ky, ks = np.bincount(g, x) / c, np.bincount(g, y) / c, s[new]
     # a knot per bin, but none less than span/2 after the previous bin's: kept knots stay span/2 apart
     # (a dropped knot's successor lies in a later bin, at least a whole bin after the last kept one)
     keep = np.r_[True, (ks[1:] != ks[:-1]) | (ky[1:] - ky[:-1] >= span / 2)]

@@ -35,7 +35,6 @@ from kperf.layout import (
     TAG_SCOPE_BITS,
     TAG_SCOPE_SHIFT,
     TAG_VALID,
-    VERSION,
     SUPPORTED_VERSIONS,
     FLAG_SAMPLED_OUT,
     Geometry,

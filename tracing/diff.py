@@ -14,8 +14,6 @@ CTA span, SM idle share).
 from __future__ import annotations
 
 import dataclasses
-import os
-import pathlib
 from typing import Any
 
 import numpy as np
@@ -23,33 +21,22 @@ import numpy as np
 from kperf.dialect.errors import KperfError
 
 from . import stats
-from .stats import Table
+from .stats import Table, Tables
 
 
 @dataclasses.dataclass
-class Diff:
-    """The comparison: ``scopes``, ``gaps``, ``idle`` and ``launch`` tables; A and B's labels."""
+class Diff(Tables):
+    """The comparison: ``scopes``, ``gaps``, ``idle`` and ``launch`` tables (see ``Tables``: print, CSV
+    as ``diff_<table>.csv``, pandas); A and B's labels."""
 
     labels: tuple[str, str]
     tables: dict[str, Table]
-
-    def __getitem__(self, name: str) -> Table:
-        return self.tables[name]
+    csv_prefix = "diff_"
 
     def to_text(self, time_unit: str = "us", max_rows: int | None = 40) -> str:
         a, b = self.labels
         head = f"A = {a}\nB = {b}\nchange = (B - A) / A; counts and totals are per launch"
         return "\n\n".join([head] + [_narrow(t).to_text(time_unit, max_rows) for t in self.tables.values()])
-
-    def __str__(self) -> str:
-        return self.to_text()
-
-    def to_csv(self, out_dir: str | os.PathLike) -> dict[str, str]:
-        out = pathlib.Path(out_dir)
-        return {n: t.to_csv(out / f"diff_{n}.csv") for n, t in self.tables.items()}
-
-    def to_pandas(self) -> dict:
-        return {n: t.to_pandas() for n, t in self.tables.items()}
 
 
 _TEXT_COLUMNS = {  # what the text shows (the data keeps every column)

@@ -739,16 +739,34 @@ def imbalance(profile: Any) -> Table:
 # --------------------------------------------------------------------------- a report of everything
 
 
-@dataclasses.dataclass
-class Report:
-    """All statistics tables of a profile.  ``str(report)`` prints them; ``to_csv(dir)`` writes one
-    CSV per table; ``to_pandas()`` gives ``{name: DataFrame}``."""
+class Tables:
+    """Named statistics tables (``self.tables``): ``x[name]`` is one, ``str(x)`` prints ``x.to_text()``,
+    ``to_csv(dir)`` writes one CSV per table (``<csv_prefix><name>.csv``), ``to_pandas()`` gives
+    ``{name: DataFrame}``."""
 
     tables: dict[str, Table]
-    header: list[str]
+    csv_prefix = ""
 
     def __getitem__(self, name: str) -> Table:
         return self.tables[name]
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def to_csv(self, out_dir: str | os.PathLike) -> dict[str, str]:
+        out = pathlib.Path(out_dir)
+        return {n: t.to_csv(out / f"{self.csv_prefix}{n}.csv") for n, t in self.tables.items()}
+
+    def to_pandas(self) -> dict:
+        return {n: t.to_pandas() for n, t in self.tables.items()}
+
+
+@dataclasses.dataclass
+class Report(Tables):
+    """All statistics tables of a profile (see ``Tables``: print, CSV, pandas)."""
+
+    tables: dict[str, Table]
+    header: list[str]
 
     def to_text(self, time_unit: str = "us", max_rows: int | None = 40,
                 include: Sequence[str] | None = None) -> str:
@@ -764,16 +782,6 @@ class Report:
                                    "(they are in the CSV)")
             parts.append(t.to_text(time_unit, max_rows))
         return "\n\n".join(parts)
-
-    def __str__(self) -> str:
-        return self.to_text()
-
-    def to_csv(self, out_dir: str | os.PathLike) -> dict[str, str]:
-        out = pathlib.Path(out_dir)
-        return {n: t.to_csv(out / f"{n}.csv") for n, t in self.tables.items()}
-
-    def to_pandas(self) -> dict:
-        return {n: t.to_pandas() for n, t in self.tables.items()}
 
 
 def report(profile: Any) -> Report:

@@ -3,7 +3,6 @@ of timing accuracy (bench/calibration.py): work of known length within 2%, kerne
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -21,22 +20,11 @@ VARIANTS = [
 
 
 @pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")
-def test_variant_output_identical_and_events_exact(kw):
+def test_variant_output_identical_and_events_exact(kw, profiled_gemm):
     import kperf
-    import matmul as mm
-    torch.manual_seed(0)
-    M = N = K = 1024
-    a = torch.randn(M, K, device="cuda", dtype=torch.float16)
-    b = torch.randn(K, N, device="cuda", dtype=torch.float16)
-    plain = mm.matmul(a, b)
-    k = kperf.profile(mm.matmul_kernel, **kw)
-    out = mm.matmul(a, b, kernel=k)
-    torch.cuda.synchronize()
-    assert torch.equal(out, plain)
-    (dec,) = kperf.results(k).decoded()
+    prof, n_ctas, per_warp = profiled_gemm(**kw)
+    (dec,) = prof.decoded()
     cfg = kperf.ProfileConfig(**kw)
-    n_ctas = (M // 128) * (N // 128)
-    per_warp = 4 * (K // 64) + 2
     assert dec.problems == []
     assert dec.ctas["ok"].all() and dec.ctas["end_ok"].all()
     sampled = ~dec.ctas["sampled_out"]

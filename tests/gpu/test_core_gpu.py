@@ -46,20 +46,9 @@ def test_vector_add_records_and_results():
 
 
 @pytest.mark.parametrize("clock", ["clock", "clock64", "globaltimer"])
-def test_gemm_records_monotonic_and_output_identical(clock):
-    import kperf
-    import matmul as mm
-    torch.manual_seed(0)
-    M = N = K = 1024
-    a = torch.randn(M, K, device="cuda", dtype=torch.float16)
-    b = torch.randn(K, N, device="cuda", dtype=torch.float16)
-    plain = mm.matmul(a, b)
-    k = kperf.profile(mm.matmul_kernel, clock=clock)
-    out = mm.matmul(a, b, kernel=k)
-    torch.cuda.synchronize()
-    assert torch.equal(out, plain)
-    n_ctas = (M // 128) * (N // 128)
-    _check_timeline(kperf.results(k), n_ctas, 8, 4 * (K // 64) + 2)
+def test_gemm_records_monotonic_and_output_identical(clock, profiled_gemm):
+    prof, n_ctas, per_warp = profiled_gemm(clock=clock)
+    _check_timeline(prof, n_ctas, 8, per_warp)
 
 
 def test_keep_first_overflow_is_exact():
@@ -139,24 +128,12 @@ def test_trace_duration_matches_kernel_time():
 
 
 def _autotuned_add():
+    """A fresh autotuner (its own cache and best config) over the example's ``add_kernel``."""
     import triton
-    import triton.language as tl
-    import kperf
-
-    @triton.autotune(configs=[triton.Config({"BLOCK": 512}, num_warps=4),
-                              triton.Config({"BLOCK": 1024}, num_warps=4),
-                              triton.Config({"BLOCK": 2048}, num_warps=8)], key=["n"])
-    @triton.jit
-    def tuned_add(x_ptr, y_ptr, out_ptr, n, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < n
-        with kperf.scope("load"):
-            x = tl.load(x_ptr + offs, mask=mask)
-            y = tl.load(y_ptr + offs, mask=mask)
-        with kperf.scope("store"):
-            tl.store(out_ptr + offs, x + y, mask=mask)
-
-    return tuned_add
+    import vector_add
+    return triton.autotune(configs=[triton.Config({"BLOCK": 512}, num_warps=4),
+                                    triton.Config({"BLOCK": 1024}, num_warps=4),
+                                    triton.Config({"BLOCK": 2048}, num_warps=8)], key=["n"])(vector_add.add_kernel)
 
 
 @pytest.mark.parametrize("profile_autotune", [False, True])
