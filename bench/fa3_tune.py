@@ -5,8 +5,12 @@
 
 A candidate is named ``<pipeline>_n<BLOCK_N>_k<K buffers>v<V buffers>_r<consumer regs>[_er]``, e.g.
 ``ws_overlap_n128_k2v2_r240`` (exactly the ``ws_overlap`` pipeline) or ``ws_pingpong_n128_k3v2_r240_er``
-(``_er``: FA3's order, O rescaled under the QK^T wgmma; a trailing ``_em``: one softmax exponential in
-four computed by a polynomial on the FMA pipe).  ``CANDIDATES`` is the grid ``GRID`` less what
+(``_er``: FA3's order, O rescaled under the QK^T wgmma).  Trailing switches of ``Pipeline``: ``_em``
+one softmax exponential in four by a polynomial on the FMA pipe (``exp_emulation``); ``_sf`` the fence
+that keeps the softmax above the PV wait (``sched_fence``); ``_tm`` the row max as a tree (``tree_max``);
+``_up`` P packed by Triton's own conversion, a PRMT per register (``pack_fix=False``).  Timing with
+``--interleave N`` (one process, every candidate N times in turn) repeats within about 1%; separate
+processes per candidate (``--rounds``) drift by up to 15%.  ``CANDIDATES`` is the grid ``GRID`` less what
 ``--cpu-check --all`` rejected for sm_90 (head dim 128, fp16): too much shared memory, register spills,
 or wgmma serialized by ptxas (warning C7515).  Triton 3.6 needs power-of-two block shapes, so FA3's
 BLOCK_N = 176 is not in the grid; ``n192`` runs 192-key blocks as 128 + 64 sub-tiles.
@@ -41,7 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SEQS = (4096, 8192, 16384)
 BASELINES = ("kperf_vanilla", "sdpa_cudnn")
-NAME_RE = re.compile(r"^(?P<base>[a-z_0-9]+?)_n(?P<n>\d+)_k(?P<k>\d+)v(?P<v>\d+)_r(?P<r>\d+)(?P<er>_er)?(?P<em>_em)?$")
+NAME_RE = re.compile(r"^(?P<base>[a-z_0-9]+?)_n(?P<n>\d+)_k(?P<k>\d+)v(?P<v>\d+)_r(?P<r>\d+)"
+                     r"(?P<er>_er)?(?P<em>_em)?(?P<sf>_sf)?(?P<tm>_tm)?(?P<up>_up)?$")
 
 # The grid: (pipeline, BLOCK_N, K buffers, V buffers, consumer registers, early rescale).
 GRID = ([(base, 128, k, v, r, er) for base in ("ws_overlap", "ws_pingpong")
@@ -55,7 +60,9 @@ GRID = ([(base, 128, k, v, r, er) for base in ("ws_overlap", "ws_pingpong")
 # GRID less the candidates `--cpu-check --all` rejected (see the module docstring), in grid order.
 # All 50 BLOCK_N 64/128 points compile (fp16, d128, non-causal) without spills; the three BLOCK_N = 256
 # points spill (14 to 367 local-memory ops; the overlapped ones also serialize wgmma); the four 192 points
-# compile clean (their instrumented builds spill: see docs/fa3-walkthrough.md).  The 16 timed:
+# compile clean with Triton's own P packing (``_up``; their instrumented builds spill: see
+# docs/fa3-walkthrough.md).  Numbers measured before pack_fix became the default (commit 258327a and
+# earlier) are for what is now ``_up``.  The 16 timed:
 CANDIDATES: list[str] = [
     "ws_overlap_n128_k2v2_r240",  # = ws_overlap
     "ws_overlap_n128_k2v2_r240_er",
@@ -71,13 +78,14 @@ CANDIDATES: list[str] = [
     "ws_overlap_n64_k4v4_r240_er",
     "ws_pingpong_n64_k4v4_r240_er",
     "ws_overlap_n128_k4v2_r240_er",
-    "ws_overlap_n192_k2v2_r240",  # 128 + 64 sub-tiles; the first block padded when 192 does not divide
-    "ws_pingpong_n192_k2v2_r240",
+    "ws_overlap_n192_k2v2_r240_up",  # 128 + 64 sub-tiles; the first block padded when 192 does not divide
+    "ws_pingpong_n192_k2v2_r240_up",
 ]
 
 
 def name_of(base: str, n: int, k: int, v: int, r: int, er: bool) -> str:
-    return f"{base}_n{n}_k{k}v{v}_r{r}{'_er' if er else ''}"
+    # 192-key blocks spill with pack_fix (28 local-memory ops at head dim 128): Triton's own packing there
+    return f"{base}_n{n}_k{k}v{v}_r{r}{'_er' if er else ''}{'_up' if n == 192 else ''}"
 
 
 def load_fa3():
@@ -98,6 +106,7 @@ def pipeline(name: str):
     return dataclasses.replace(base, name=name, block_n=int(m["n"]), stages=((128, int(m["k"])),),
                                v_stages=((128, int(m["v"])),), consumer_regs=int(m["r"]),
                                early_rescale=bool(m["er"]), exp_emulation=bool(m["em"]),
+                               sched_fence=bool(m["sf"]), tree_max=bool(m["tm"]), pack_fix=not m["up"],
                                description=f"tuning candidate {name}")
 
 
@@ -167,6 +176,34 @@ def make_fn(name: str, q, k, v, causal: bool):
     return lambda: fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=p)
 
 
+def interleaved(names: list[str], seqs: list[int], causal: bool, batch: int, rounds: int, rep: float) -> dict:
+    """Time every candidate in one process, ``rounds`` times in turn per length (each a ``do_bench`` of
+    ``rep`` ms, the order rotated each round), so that the GPU's clock and power states, which drift over
+    seconds, hit all candidates alike.  Per candidate and length: median TFLOPS and every round's value."""
+    import torch
+    import triton
+    from kperf.tritonbench_ext.args import Shape, flops
+    out: dict = {n: {"name": n} for n in names}
+    for s in seqs:
+        shape = Shape(batch, 16, s, 128)
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        q, k, v = (torch.randn(shape.x_val(), device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
+        fns = {n: make_fn(n, q, k, v, causal) for n in names}
+        for n in names:  # warm-up: compile, load, first launch
+            triton.testing.do_bench(fns[n], warmup=10, rep=20, return_mode="median")
+        times: dict = {n: [] for n in names}
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for n in order:
+                times[n].append(triton.testing.do_bench(fns[n], warmup=0, rep=rep, return_mode="median"))
+        for n in names:
+            t = sorted(flops(shape, causal) / (ms * 1e-3) / 1e12 for ms in times[n])
+            ms = sorted(times[n])
+            out[n][str(s)] = {"tflops": t[len(t) // 2], "ms": ms[len(ms) // 2], "rounds": t}
+        del q, k, v, fns
+    return out
+
+
 def worker(name: str, mode: str, seqs: list[int], causal: bool, batch: int, warmup: float, rep: float) -> dict:
     import torch
     import triton
@@ -205,6 +242,8 @@ def spawn(name: str, mode: str, args, causal: bool = False, timeout: float = 120
            "--seqs", ",".join(map(str, args.seqs)), "--warmup", str(args.warmup), "--rep", str(args.rep)]
     if causal:
         cmd.append("--causal")
+    if mode == "interleave":
+        cmd += ["--interleave", str(args.interleave)]
     t0 = time.time()
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -231,6 +270,15 @@ def log(msg: str, t0=[time.time()]) -> None:
 def timed_rounds(names: list[str], args, *, causal: bool, doc: dict, save) -> dict:
     """Time ``names`` ``args.rounds`` times in turn (round-robin, one subprocess each); per candidate and
     length the median TFLOPS over the rounds, with every round's value kept under ``"rounds"``."""
+    if args.interleave:
+        r = spawn(",".join(names), "interleave", args, causal=causal, timeout=args.time_timeout * len(names))
+        if "error" in r:
+            log(f"interleaved timing failed: {r['error']}")
+            return {n: {"name": n, "error": r["error"]} for n in names}
+        doc["causal_interleaved" if causal else "interleaved"] = r
+        for n in names:
+            log(f"{'causal ' if causal else ''}{n}: " + " ".join(f"{s}: {r[n][str(s)]['tflops']:.0f}" for s in args.seqs))
+        return {n: r[n] for n in names}
     key = "causal_rounds" if causal else "rounds"
     doc[key] = []
     for i in range(args.rounds):
@@ -313,7 +361,9 @@ def drive(args) -> int:
     md = [f"# FA3 tuning on {doc['device']} ({doc['date']})", "",
           f"torch {doc['torch']}, triton {doc['triton']}; fp16, batch {args.batch}, 16 heads, head dim 128; "
           f"TFLOPS (do_bench median; with --rounds N, the median of N rounds that time every candidate in "
-          f"turn, so slow drifts of the clock hit all alike). Rounds: {args.rounds}. Command: `{doc['command']}`", "",
+          f"turn, so slow drifts of the clock hit all alike; with --interleave N, one process times all of them N "
+          f"times in turn, {args.rep:.0f} ms each). Rounds: {args.interleave or args.rounds}. "
+          f"Command: `{doc['command']}`", "",
           "### non-causal", "", table(doc["full"], list(BASELINES) + ranked, args.seqs, ref)]
     if doc["causal"]:
         md += ["", "### causal (best non-causal candidates)", "",
@@ -339,15 +389,21 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=float, default=25.0, help="do_bench warm-up, ms")
     ap.add_argument("--rep", type=float, default=100.0, help="do_bench measured time, ms")
     ap.add_argument("--rounds", type=int, default=1, help="time every candidate this many times in turn")
+    ap.add_argument("--interleave", type=int, default=0,
+                    help="time all candidates in one process, N do_bench rounds each in turn (instead of --rounds)")
     ap.add_argument("--causal-top", type=int, default=2, help="time causal for this many best candidates")
     ap.add_argument("--jobs", type=int, default=8, help="parallel compile + smoke subprocesses")
     ap.add_argument("--compile-timeout", type=float, default=240.0, help="s per compile + smoke subprocess")
     ap.add_argument("--time-timeout", type=float, default=120.0, help="s per timing subprocess")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--mode", choices=("smoke", "time"), help=argparse.SUPPRESS)
+    ap.add_argument("--mode", choices=("smoke", "time", "interleave"), help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--causal", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker and args.mode == "interleave":
+        res = interleaved(args.worker.split(","), args.seqs, args.causal, args.batch, args.interleave, args.rep)
+        pathlib.Path(args.result).write_text(json.dumps(res))
+        return 0
     if args.worker:
         res = worker(args.worker, args.mode, args.seqs, args.causal, args.batch, args.warmup, args.rep)
         pathlib.Path(args.result).write_text(json.dumps(res))

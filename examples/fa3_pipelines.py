@@ -202,12 +202,46 @@ def _exp2(x, EXP_EMU: gl.constexpr):
 
 
 @gluon.jit
-def _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N: gl.constexpr, S2_L: gl.constexpr, EXP_EMU: gl.constexpr):
+def _halve_max(x, N: gl.constexpr, TOP: gl.constexpr):
+    """[64, N] -> [64, N // 2]: the max of the column pairs that differ in the top (TOP) or lowest bit of the
+    column index; both elements of a pair sit in the same thread's registers (no shuffles)."""
+    if TOP:
+        y = gl.permute(gl.reshape(x, [WG_M, 2, N // 2]), (0, 2, 1))
+    else:
+        y = gl.reshape(x, [WG_M, N // 2, 2])
+    a, b = gl.split(y)
+    return gl.maximum(a, b)
+
+
+@gluon.jit
+def _row_max(s, N: gl.constexpr):
+    """``gl.max(s, axis=1)`` as a tree: Triton 3.6 reduces a thread's 2 x N / 8 values per row in one
+    dependent chain of FMNMX; halving pairs inside the thread first leaves log2 levels."""
+    x = _halve_max(s, N, True)
+    x = _halve_max(x, N // 2, True)
+    x = _halve_max(x, N // 4, True)
+    if N >= 128:
+        x = _halve_max(x, N // 8, True)
+    if N >= 256:
+        x = _halve_max(x, N // 16, True)
+    x = _halve_max(x, 8, False)
+    return gl.max(x, axis=1)
+
+
+@gluon.jit
+def _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N: gl.constexpr, S2_L: gl.constexpr, EXP_EMU: gl.constexpr,
+                    TREE_MAX: gl.constexpr):
     """Base-2 online softmax of one score block (``s``, and the SPLIT_N sub-tile ``s2``): new row max,
     P (fp32; ``p2`` for the sub-tile, ``p`` again without one), row-sum update, rescale factor."""
-    m_blk = gl.max(s, axis=1)
+    if TREE_MAX:
+        m_blk = gl.convert_layout(_row_max(s, s.shape[1]), m_i.type.layout)
+    else:
+        m_blk = gl.max(s, axis=1)
     if SPLIT_N > 0:
-        m_blk = gl.maximum(m_blk, gl.convert_layout(gl.max(s2, axis=1), m_i.type.layout))
+        if TREE_MAX:
+            m_blk = gl.maximum(m_blk, gl.convert_layout(_row_max(s2, SPLIT_N), m_i.type.layout))
+        else:
+            m_blk = gl.maximum(m_blk, gl.convert_layout(gl.max(s2, axis=1), m_i.type.layout))
     m_new = gl.maximum(m_i, m_blk * qk_scale)
     p = _exp2(s * qk_scale - gl.expand_dims(m_new, 1), EXP_EMU)
     alpha = gl.exp2(m_i - m_new)
@@ -219,6 +253,16 @@ def _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N: gl.constexpr, S2_L: gl.c
         p2 = p
     l_i = l_i * alpha + l_blk
     return p, p2, m_new, l_i, alpha
+
+
+@gluon.jit
+def _sched_fence(x):
+    """``x`` unchanged, behind a CTA-scope memory fence (``MEMBAR.ALL.CTA``): ptxas moves no instruction
+    across it.  Without it ptxas sinks the softmax below the wait for the previous block's PV wgmma,
+    which undoes the intra-warpgroup overlap in the plain kernel (the instrumented one keeps the order:
+    kperf's clock reads pin it)."""
+    return gl.inline_asm_elementwise("fence.acq_rel.cta;\nmov.b32 $0, $2;\nmov.b32 $1, $3;", "=r,=r,r,r", [x],
+                                     dtype=x.dtype, is_pure=False, pack=2)  # a row vector: 2 rows per thread
 
 
 @gluon.jit
@@ -267,11 +311,25 @@ def _wait_pv(acc_tok, p16, p2_16, SPLIT_N: gl.constexpr):
 
 
 @gluon.jit
-def _to_operand(p, p2, dtype: gl.constexpr, P_L: gl.constexpr, SPLIT_N: gl.constexpr):
+def _to_half(p, dtype: gl.constexpr, PACK_FIX: gl.constexpr):
+    """``p.to(dtype)``; with PACK_FIX, each pair's ``cvt.rn.*x2.f32`` puts element 0 in the low half
+    (Triton 3.6 packs the pair swapped, and ptxas then adds a PRMT per register to undo it)."""
+    if not PACK_FIX:
+        return p.to(dtype)
+    elif dtype == gl.float16:
+        return gl.inline_asm_elementwise("cvt.rn.f16x2.f32 $0, $2, $1;", "=r,r,r", [p], dtype=gl.float16,
+                                         is_pure=True, pack=2)
+    else:
+        return gl.inline_asm_elementwise("cvt.rn.bf16x2.f32 $0, $2, $1;", "=r,r,r", [p], dtype=gl.bfloat16,
+                                         is_pure=True, pack=2)
+
+
+@gluon.jit
+def _to_operand(p, p2, dtype: gl.constexpr, P_L: gl.constexpr, SPLIT_N: gl.constexpr, PACK_FIX: gl.constexpr):
     """P (and the sub-tile's P) as the register A operand of the PV wgmma."""
-    p16 = gl.convert_layout(p.to(dtype), P_L)
+    p16 = gl.convert_layout(_to_half(p, dtype, PACK_FIX), P_L)
     if SPLIT_N > 0:
-        p2_16 = gl.convert_layout(p2.to(dtype), P_L)
+        p2_16 = gl.convert_layout(_to_half(p2, dtype, PACK_FIX), P_L)
     else:
         p2_16 = p16
     return p16, p2_16
@@ -282,7 +340,8 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
                   v_empty, my_turn, other_turn, turn, q_row, first_row, n_blocks, pad, it, i, qk_scale, WG: gl.constexpr,
                   HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, STAGES: gl.constexpr,
                   CAUSAL: gl.constexpr, OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr,
-                  EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr):
+                  EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr,
+                  SCHED_FENCE: gl.constexpr, TREE_MAX: gl.constexpr, PACK_FIX: gl.constexpr):
     """One tile for consumer warpgroup WG: its 64 query rows against the tile's K/V blocks; writes its O rows.
 
     ``it``: K/V blocks this warpgroup consumed before the tile (ring index and phase: block j of the tile is
@@ -326,8 +385,8 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
         mbarrier.arrive(k_empty.index(st0), count=1)
         with kperf.scope("softmax"):
             s, s2 = _mask_block(s, s2, -pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL, True)
-            p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU)
-            p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N)
+            p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU, TREE_MAX)
+            p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N, PACK_FIX)
         for j in range(1, n_blocks):
             g = it + j
             st = g % STAGES
@@ -362,16 +421,18 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
                 # only the first block (the prologue) can reach before the head
                 s, s2 = _mask_block(s, s2, j * BLOCK_KV - pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL,
                                     False)
-                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU)
+                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU, TREE_MAX)
+                if SCHED_FENCE:  # keep the softmax above the PV wait (l_i depends on every exponential)
+                    l_i = _sched_fence(l_i)
             with kperf.scope("wait_pv"):
                 acc, p16, p2_16 = _wait_pv(acc_tok, p16, p2_16, SPLIT_N)
             mbarrier.arrive(v_empty.index(pst), count=1)
             if EARLY_RESCALE:
-                p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N)
+                p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N, PACK_FIX)
             else:
                 with kperf.scope("rescale"):
                     acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
-                    p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N)
+                    p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N, PACK_FIX)
         # every QK^T wgmma of the tile has retired: the producer may load the next tile's Q
         mbarrier.arrive(q_empty, count=1)
         # tail: PV of the last block
@@ -405,9 +466,9 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
             mbarrier.arrive(k_empty.index(st), count=1)
             with kperf.scope("softmax"):
                 s, s2 = _mask_block(s, s2, j * BLOCK_KV - pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL, True)
-                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU)
+                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU, TREE_MAX)
                 acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
-                p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N)
+                p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N, PACK_FIX)
             vst = g % V_STAGES
             with kperf.scope("wait_v"):
                 mbarrier.wait(v_ready.index(vst), (g // V_STAGES) & 1)
@@ -433,7 +494,8 @@ def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar
                  v_empty, my_turn, other_turn, n_m, n_tiles, N_CTX, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr,
                  BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                  OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr, EARLY_RESCALE: gl.constexpr,
-                 PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr):
+                 PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr, SCHED_FENCE: gl.constexpr,
+                 TREE_MAX: gl.constexpr, PACK_FIX: gl.constexpr):
     """Consumer warpgroup WG: every tile of this CTA (one without PERSISTENT), 64 query rows each."""
     if PERSISTENT:
         it = 0
@@ -445,7 +507,7 @@ def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar
                                  q_bars.index(WG), q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn,
                                  other_turn, turn, q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, pad, it, i,
                                  qk_scale, WG, HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG,
-                                 V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU)
+                                 V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)
             it += n_blocks
             i += 1
         tma.store_wait(pendings=0)
@@ -454,7 +516,8 @@ def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar
         _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, k2_smem, v2_smem, q_bars.index(WG),
                       q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, 0,
                       q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, pad, 0, 0, qk_scale, WG, HEAD_DIM, BLOCK_N,
-                      SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU)
+                      SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU,
+                      SCHED_FENCE, TREE_MAX, PACK_FIX)
 
 
 @gluon.jit
@@ -462,7 +525,8 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
                    BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
                    PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr, V_STAGES: gl.constexpr,
                    EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr = False,
-                   SPLIT_N: gl.constexpr = 0):
+                   SPLIT_N: gl.constexpr = 0, SCHED_FENCE: gl.constexpr = False, TREE_MAX: gl.constexpr = False,
+                   PACK_FIX: gl.constexpr = False):
     """1-D grid over tiles (128 query rows of one of the ``n_bh`` = Z * H heads); descriptors over the
     [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o.
 
@@ -525,11 +589,11 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
         (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready,
                         k_empty, v_ready, v_empty, turns.index(0), turns.index(1), n_m, n_tiles, N_CTX, qk_scale, 0,
                         HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE,
-                        PERSISTENT, EXP_EMU)),
+                        PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)),
         (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready,
                         k_empty, v_ready, v_empty, turns.index(1), turns.index(0), n_m, n_tiles, N_CTX, qk_scale, 1,
                         HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE,
-                        PERSISTENT, EXP_EMU)),
+                        PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)),
     ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -558,6 +622,13 @@ class Pipeline:
             finishes, and O leaves through separate buffers (2 x 64 x head dim more shared memory).
         exp_emulation: one exponential in four of the softmax on the FMA pipe (a polynomial) instead of
             the MUFU unit, which the two consumer warpgroups share.
+        sched_fence: with ``overlap``, a fence after the softmax that stops ptxas from sinking it below the
+            wait for the previous block's PV wgmma (which it does otherwise: see ``_sched_fence``).
+        tree_max: the softmax's row max as a tree inside each thread (a dependent chain of 11 instructions
+            instead of 37); measured neutral (non-causal) to +2% (causal).
+        pack_fix: P converted to fp16/bf16 with each pair in register order; Triton 3.6's own conversion
+            packs it swapped and ptxas adds a PRMT per register (32 per block and thread) to undo it,
+            right before the PV wgmma is issued.  Measured +1-2%; on by default.
     """
 
     name: str
@@ -571,6 +642,9 @@ class Pipeline:
     early_rescale: bool = False
     persistent: bool = False
     exp_emulation: bool = False
+    sched_fence: bool = False
+    tree_max: bool = False
+    pack_fix: bool = True
 
     def stages_for(self, head_dim: int) -> int:
         table = dict(self.stages)
@@ -601,7 +675,8 @@ class Pipeline:
                 "CAUSAL": bool(causal), "OVERLAP": self.overlap, "PINGPONG": self.pingpong,
                 "CONSUMER_REGS": self.consumer_regs, "V_STAGES": self.v_stages_for(head_dim),
                 "EARLY_RESCALE": self.early_rescale, "PERSISTENT": self.persistent,
-                "EXP_EMU": self.exp_emulation}
+                "EXP_EMU": self.exp_emulation, "SCHED_FENCE": self.sched_fence,
+                "TREE_MAX": self.tree_max, "PACK_FIX": self.pack_fix}
 
     @property
     def tile_n(self) -> int:

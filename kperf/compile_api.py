@@ -18,6 +18,7 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
 from kperf import sass as sass_tools
+from kperf import schedule
 from kperf import stages
 from kperf.config import ProfileConfig
 from kperf.dialect.errors import KperfError
@@ -44,13 +45,17 @@ class CompileReport:
     sass_per_record: float  # mean SASS instructions per record site
     local_memory_ops: int  # LDL/STL in the instrumented SASS (spills)
     local_memory_ops_plain: int
+    sass_plain: str = dataclasses.field(default="", repr=False)  # the same kernel compiled without kperf
+    # where ptxas placed the kernel's work differently in the two builds (kperf.schedule; None: not compared)
+    schedule_drift: schedule.ScheduleDrift | None = dataclasses.field(default=None, repr=False)
 
     def summary(self) -> str:
         return (f"{self.name}: {self.num_records} records, {len(self.scopes)} scopes; SASS "
                 f"{self.sass_instructions_plain} -> {self.sass_instructions} instructions "
                 f"({self.sass_fixed_cost} fixed + {self.sass_per_record:.1f} per record); "
                 f"spills {self.local_memory_ops_plain} -> {self.local_memory_ops}; "
-                f"{self.geometry.cta_bytes} profile bytes per CTA")
+                f"{self.geometry.cta_bytes} profile bytes per CTA"
+                + (f"\n{line}" if self.schedule_drift and (line := self.schedule_drift.headline()) else ""))
 
 
 def unwrap_jit(fn) -> JITFunction:
@@ -151,4 +156,6 @@ def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, at
         sass_instructions=n_inst, sass_instructions_plain=n_plain, sass_fixed_cost=n_fixed - n_plain,
         sass_per_record=(n_inst - n_fixed) / records if records else 0.0,
         local_memory_ops=sass_tools.local_memory_ops(sass),
-        local_memory_ops_plain=sass_tools.local_memory_ops(sass_plain))
+        local_memory_ops_plain=sass_tools.local_memory_ops(sass_plain), sass_plain=sass_plain,
+        schedule_drift=schedule.compare(sass_plain, sass, store=info.get("store", "global"),
+                                        cloned=config.samples_ctas and config.clone))

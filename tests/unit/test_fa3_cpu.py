@@ -198,7 +198,7 @@ def test_192_key_blocks_are_128_plus_64_sub_tiles(tmp_path):
     block into the 128-row buffer's two slices and the 64-row one), two wgmma per GEMM, the overlap waits
     for both QK^T groups with both PV groups in flight; no spills in the plain build, and ptxas keeps
     the wgmma async.  The sequence only needs a multiple of 128 (the first block is padded)."""
-    p = fa3_tune.pipeline("ws_pingpong_n192_k2v2_r240")
+    p = fa3_tune.pipeline("ws_pingpong_n192_k2v2_r240_up")
     cx = p.constexprs(head_dim=128, causal=False)
     assert (cx["BLOCK_N"], cx["SPLIT_N"], p.kv_box, p.seq_multiple) == (128, 64, 64, 128)
     assert fa3.signature(p)["desc_k"].startswith("tensordesc<fp16[64, 128],")
@@ -249,3 +249,36 @@ def test_tuning_candidate_causal_and_schedule(name, tmp_path):
     assert r.local_memory_ops_plain == 0
     out = _ptxas_messages(r.ptx, tmp_path)
     assert "C7515" not in out, out
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_p_packs_without_byte_permutes(dtype):
+    """pack_fix (default): P leaves the softmax as 16-bit pairs in register order.  Triton 3.6's own
+    conversion packs each pair swapped, and ptxas then spends a PRMT per register (32 per block and
+    thread) to undo it, between the turn wait and the PV wgmma."""
+    import dataclasses
+    from kperf import sass
+    base = fa3.get_pipeline("ws_overlap")
+    assert base.pack_fix
+    fixed = fa3.compile_pipeline(base, dtype=dtype, head_dim=128)
+    triton_packed = fa3.compile_pipeline(dataclasses.replace(base, pack_fix=False), dtype=dtype, head_dim=128)
+    assert sass.count_instructions(fixed.sass_plain) < sass.count_instructions(triton_packed.sass_plain)
+    assert triton_packed.sass_plain.count("PRMT") >= 2 * 32  # both consumer loops
+    assert fixed.sass_plain.count("PRMT") == 0 and fixed.local_memory_ops_plain == 0
+
+
+def test_softmax_placement_and_row_max_knobs():
+    """The plain kernel runs the softmax after the PV wait (ptxas sinks it there; the instrumented kernel
+    keeps it before, which report.schedule_drift names); sched_fence pins it above the wait.  tree_max
+    compiles without spills and leaves the exponentials alone."""
+    import dataclasses
+    wait = "WARPGROUP.DEPBAR.LE gsb0, 0x0"
+    base = fa3.get_pipeline("ws_pingpong")
+    plain_order = fa3.compile_pipeline(base, dtype="fp16", head_dim=128)
+    assert plain_order.schedule_drift.across(wait).get("MUFU.EX2") == [66, 66]
+    fenced = fa3.compile_pipeline(dataclasses.replace(base, sched_fence=True), dtype="fp16", head_dim=128)
+    assert "MUFU.EX2" not in fenced.schedule_drift.across(wait)
+    assert fenced.sass_plain.count("MEMBAR.ALL.CTA") == plain_order.sass_plain.count("MEMBAR.ALL.CTA") + 2
+    tree = fa3.compile_pipeline(dataclasses.replace(base, tree_max=True), dtype="bf16", head_dim=64, causal=True)
+    assert tree.local_memory_ops_plain == 0 and tree.local_memory_ops == 0
+    assert tree.sass_plain.count("MUFU.EX2") == plain_order.sass_plain.count("MUFU.EX2")
