@@ -63,10 +63,11 @@ def correctness(variants, tol) -> list[dict]:
     return rows
 
 
-def time_shape(variants, shape, causal: bool, warmup: float, rep: float, rounds: int = 1) -> dict:
+def time_shape(variants, shape, causal: bool, warmup: float, rep: float, rounds: int = 1,
+               rotate: bool = False) -> dict:
     """TFLOPS of every variant on one shape: ``rounds`` rounds, each timing every variant in turn (so a
-    drift of the GPU clock, e.g. power throttling, hits all alike); per variant the median round, and
-    every round's TFLOPS under ``"rounds"``."""
+    drift of the GPU clock, e.g. power throttling, hits all alike; ``rotate``: round r starts at the r-th
+    variant); per variant the median round, and every round's TFLOPS under ``"rounds"``."""
     import torch
     import triton
     from kperf.tritonbench_ext.args import flops
@@ -83,9 +84,11 @@ def time_shape(variants, shape, causal: bool, warmup: float, rep: float, rounds:
             fns.pop(var.name, None)
             torch.cuda.empty_cache()
     times: dict[str, list[float]] = {n: [] for n in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times[name].append(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+    names = list(fns)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)] if rotate and names else names
+        for name in order:
+            times[name].append(triton.testing.do_bench(fns[name], warmup=warmup, rep=rep, return_mode="median"))
     for name, ms in times.items():
         ms = sorted(ms)
         tf = [flops(shape, causal) / (m * 1e-3) / 1e12 for m in ms]

@@ -166,47 +166,33 @@ def run_cpu_check(names: list[str], causal: bool) -> list[dict]:
 
 # --- GPU worker (one candidate, one subprocess) ---------------------------------------------------------
 
-def make_fn(name: str, q, k, v, causal: bool):
-    sm_scale = q.shape[-1] ** -0.5
+def variant(name: str):
+    """A baseline of ``kperf.tritonbench_ext`` or a candidate, as a tritonbench_ext ``Variant``."""
+    from kperf.tritonbench_ext.variants import VARIANTS, Variant
     if name in BASELINES:
-        from kperf.tritonbench_ext.variants import VARIANTS
-        return VARIANTS[name].make(q, k, v, causal, sm_scale)
+        return VARIANTS[name]
     fa3 = load_fa3()
     p = pipeline(name)
-    return lambda: fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=p)
+    return Variant(name, "kperf", p.description,
+                   lambda q, k, v, causal, sm_scale: lambda: fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=p))
 
 
 def interleaved(names: list[str], seqs: list[int], causal: bool, batch: int, rounds: int, rep: float) -> dict:
     """Time every candidate in one process, ``rounds`` times in turn per length (each a ``do_bench`` of
     ``rep`` ms, the order rotated each round), so that the GPU's clock and power states, which drift over
     seconds, hit all candidates alike.  Per candidate and length: median TFLOPS and every round's value."""
-    import torch
-    import triton
-    from kperf.tritonbench_ext.args import Shape, flops
+    from fa3_sweep import time_shape
+    from kperf.tritonbench_ext.args import Shape
+    variants = [variant(n) for n in names]
     out: dict = {n: {"name": n} for n in names}
     for s in seqs:
-        shape = Shape(batch, 16, s, 128)
-        gen = torch.Generator(device="cuda").manual_seed(0)
-        q, k, v = (torch.randn(shape.x_val(), device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
-        fns = {n: make_fn(n, q, k, v, causal) for n in names}
-        for n in names:  # warm-up: compile, load, first launch
-            triton.testing.do_bench(fns[n], warmup=10, rep=20, return_mode="median")
-        times: dict = {n: [] for n in names}
-        for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for n in order:
-                times[n].append(triton.testing.do_bench(fns[n], warmup=0, rep=rep, return_mode="median"))
-        for n in names:
-            t = sorted(flops(shape, causal) / (ms * 1e-3) / 1e12 for ms in times[n])
-            ms = sorted(times[n])
-            out[n][str(s)] = {"tflops": t[len(t) // 2], "ms": ms[len(ms) // 2], "rounds": t}
-        del q, k, v, fns
+        for n, r in time_shape(variants, Shape(batch, 16, s, 128), causal, 0.0, rep, rounds, rotate=True).items():
+            out[n].update(r if "error" in r else {str(s): r})
     return out
 
 
 def worker(name: str, mode: str, seqs: list[int], causal: bool, batch: int, warmup: float, rep: float) -> dict:
     import torch
-    import triton
     out: dict = {"name": name}
     if mode == "smoke":
         fa3 = load_fa3()
@@ -214,23 +200,20 @@ def worker(name: str, mode: str, seqs: list[int], causal: bool, batch: int, warm
         q, k, v = (torch.randn((2, 4, 1024, 128), device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
         for c in (False, True):
             t0 = time.time()
-            o = make_fn(name, q, k, v, c)()
+            o = variant(name).make(q, k, v, c, q.shape[-1] ** -0.5)()
             torch.cuda.synchronize()
             err = (o.float() - fa3.sdpa_reference(q, k, v, c)).abs().max().item()
             out["causal" if c else "full"] = {"max_abs_err": err, "ok": bool(err <= 0.01),
                                               "first_call_s": round(time.time() - t0, 1)}
         out["ok"] = out["full"]["ok"] and out["causal"]["ok"]
         return out
-    from kperf.tritonbench_ext.args import Shape, flops
+    from fa3_sweep import time_shape
+    from kperf.tritonbench_ext.args import Shape
     for s in seqs:
-        shape = Shape(batch, 16, s, 128)
-        gen = torch.Generator(device="cuda").manual_seed(0)
-        q, k, v = (torch.randn(shape.x_val(), device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
-        fn = make_fn(name, q, k, v, causal)
-        fn()
-        ms = triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
-        out[str(s)] = {"ms": ms, "tflops": flops(shape, causal) / (ms * 1e-3) / 1e12}
-        del q, k, v
+        r = time_shape([variant(name)], Shape(batch, 16, s, 128), causal, warmup, rep)[name]
+        if "error" in r:
+            raise RuntimeError(r["error"])
+        out[str(s)] = r
     return out
 
 
@@ -277,7 +260,8 @@ def timed_rounds(names: list[str], args, *, causal: bool, doc: dict, save) -> di
             return {n: {"name": n, "error": r["error"]} for n in names}
         doc["causal_interleaved" if causal else "interleaved"] = r
         for n in names:
-            log(f"{'causal ' if causal else ''}{n}: " + " ".join(f"{s}: {r[n][str(s)]['tflops']:.0f}" for s in args.seqs))
+            log(f"{'causal ' if causal else ''}{n}: " + (r[n]["error"] if "error" in r[n] else " ".join(
+                f"{s}: {r[n][str(s)]['tflops']:.0f}" for s in args.seqs)))
         return {n: r[n] for n in names}
     key = "causal_rounds" if causal else "rounds"
     doc[key] = []

@@ -526,7 +526,7 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
                    PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr, V_STAGES: gl.constexpr,
                    EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr = False,
                    SPLIT_N: gl.constexpr = 0, SCHED_FENCE: gl.constexpr = False, TREE_MAX: gl.constexpr = False,
-                   PACK_FIX: gl.constexpr = False):
+                   PACK_FIX: gl.constexpr = True):
     """1-D grid over tiles (128 query rows of one of the ``n_bh`` = Z * H heads); descriptors over the
     [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o.
 
