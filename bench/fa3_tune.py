@@ -6,8 +6,9 @@
 A candidate is named ``<pipeline>_n<BLOCK_N>_k<K buffers>v<V buffers>_r<consumer regs>[_er]``, e.g.
 ``ws_overlap_n128_k2v2_r240`` (exactly the ``ws_overlap`` pipeline) or ``ws_pingpong_n128_k3v2_r240_er``
 (``_er``: FA3's order, O rescaled under the QK^T wgmma).  Trailing switches of ``Pipeline``: ``_em``
-one softmax exponential in four by a polynomial on the FMA pipe (``exp_emulation``); ``_sf`` the fence
-that keeps the softmax above the PV wait (``sched_fence``); ``_tm`` the row max as a tree (``tree_max``);
+one softmax exponential in four by a polynomial on the FMA pipe (``exp_emulation``); ``_sf`` / ``_sc`` /
+``_sn`` a CTA fence / a clock read / a 0 ns sleep that keeps the softmax above the PV wait
+(``sched_fence="membar"`` / ``"clock"`` / ``"nanosleep"``); ``_tm`` the row max as a tree (``tree_max``);
 ``_up`` P packed by Triton's own conversion, a PRMT per register (``pack_fix=False``).  Timing with
 ``--interleave N`` (one process, every candidate N times in turn) repeats within about 1%; separate
 processes per candidate (``--rounds``) drift by up to 15%.  ``CANDIDATES`` is the grid ``GRID`` less what
@@ -46,7 +47,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SEQS = (4096, 8192, 16384)
 BASELINES = ("kperf_vanilla", "sdpa_cudnn")
 NAME_RE = re.compile(r"^(?P<base>[a-z_0-9]+?)_n(?P<n>\d+)_k(?P<k>\d+)v(?P<v>\d+)_r(?P<r>\d+)"
-                     r"(?P<er>_er)?(?P<em>_em)?(?P<sf>_sf)?(?P<tm>_tm)?(?P<up>_up)?$")
+                     r"(?P<er>_er)?(?P<em>_em)?(?P<sf>_s[fcn])?(?P<tm>_tm)?(?P<up>_up)?$")
 
 # The grid: (pipeline, BLOCK_N, K buffers, V buffers, consumer registers, early rescale).
 GRID = ([(base, 128, k, v, r, er) for base in ("ws_overlap", "ws_pingpong")
@@ -56,6 +57,9 @@ GRID = ([(base, 128, k, v, r, er) for base in ("ws_overlap", "ws_pingpong")
         + [(base, 256, 2, 1, 240, er) for base in ("ws", "ws_overlap", "ws_pingpong") for er in (False, True)
            if not (er and base == "ws")]
         + [(base, 192, 2, 2, 240, er) for base in ("ws_overlap", "ws_pingpong") for er in (False, True)])
+
+# candidate suffix -> Pipeline.sched_fence
+SCHED_FENCES = {None: "", "_sf": "membar", "_sc": "clock", "_sn": "nanosleep"}
 
 # GRID less the candidates `--cpu-check --all` rejected (see the module docstring), in grid order.
 # All 50 BLOCK_N 64/128 points compile (fp16, d128, non-causal) without spills; the three BLOCK_N = 256
@@ -106,7 +110,7 @@ def pipeline(name: str):
     return dataclasses.replace(base, name=name, block_n=int(m["n"]), stages=((128, int(m["k"])),),
                                v_stages=((128, int(m["v"])),), consumer_regs=int(m["r"]),
                                early_rescale=bool(m["er"]), exp_emulation=bool(m["em"]),
-                               sched_fence=bool(m["sf"]), tree_max=bool(m["tm"]), pack_fix=not m["up"],
+                               sched_fence=SCHED_FENCES[m["sf"]], tree_max=bool(m["tm"]), pack_fix=not m["up"],
                                description=f"tuning candidate {name}")
 
 

@@ -256,13 +256,30 @@ def _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N: gl.constexpr, S2_L: gl.c
 
 
 @gluon.jit
-def _sched_fence(x):
-    """``x`` unchanged, behind a CTA-scope memory fence (``MEMBAR.ALL.CTA``): ptxas moves no instruction
-    across it.  Without it ptxas sinks the softmax below the wait for the previous block's PV wgmma,
-    which undoes the intra-warpgroup overlap in the plain kernel (the instrumented one keeps the order:
-    kperf's clock reads pin it)."""
-    return gl.inline_asm_elementwise("fence.acq_rel.cta;\nmov.b32 $0, $2;\nmov.b32 $1, $3;", "=r,=r,r,r", [x],
-                                     dtype=x.dtype, is_pure=False, pack=2)  # a row vector: 2 rows per thread
+def _sched_fence(x, MODE: gl.constexpr):
+    """``x`` (a row vector: 2 values per thread) unchanged, behind a point ptxas does not move instructions
+    across.  Without one ptxas sinks the softmax below the wait for the previous block's PV wgmma (the
+    instrumented kernel keeps it above: kperf's clock reads pin it).  MODE "membar": a CTA-scope fence
+    (``MEMBAR.ALL.CTA``); "clock": a 64-bit clock read (``CS2R``, 4 instructions in all) whose top bit,
+    masked to nothing, is or-ed into x (ptxas removes a clock read it can fold away, a 32-bit one masked
+    by ``and 0`` included, and a removed read pins nothing); "nanosleep": ``NANOSLEEP 0``."""
+    if MODE == "membar":
+        asm: gl.constexpr = "fence.acq_rel.cta;\nmov.b32 $0, $2;\nmov.b32 $1, $3;"
+    elif MODE == "clock":
+        asm: gl.constexpr = """{
+.reg .u64 t;
+.reg .u32 z;
+mov.u64 t, %clock64;
+shr.u64 t, t, 63;
+cvt.u32.u64 z, t;
+and.b32 z, z, 2;
+or.b32 $0, $2, z;
+mov.b32 $1, $3;
+}"""
+    else:
+        gl.static_assert(MODE == "nanosleep", "sched_fence must be '', 'membar', 'clock' or 'nanosleep'")
+        asm: gl.constexpr = "nanosleep.u32 0;\nmov.b32 $0, $2;\nmov.b32 $1, $3;"
+    return gl.inline_asm_elementwise(asm, "=r,=r,r,r", [x], dtype=x.dtype, is_pure=False, pack=2)
 
 
 @gluon.jit
@@ -422,8 +439,8 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
                 s, s2 = _mask_block(s, s2, j * BLOCK_KV - pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL,
                                     False)
                 p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU, TREE_MAX)
-                if SCHED_FENCE:  # keep the softmax above the PV wait (l_i depends on every exponential)
-                    l_i = _sched_fence(l_i)
+                if SCHED_FENCE != "":  # keep the softmax above the PV wait (l_i depends on every exponential)
+                    l_i = _sched_fence(l_i, SCHED_FENCE)
             with kperf.scope("wait_pv"):
                 acc, p16, p2_16 = _wait_pv(acc_tok, p16, p2_16, SPLIT_N)
             mbarrier.arrive(v_empty.index(pst), count=1)
@@ -525,7 +542,7 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
                    BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
                    PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr, V_STAGES: gl.constexpr,
                    EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr = False,
-                   SPLIT_N: gl.constexpr = 0, SCHED_FENCE: gl.constexpr = False, TREE_MAX: gl.constexpr = False,
+                   SPLIT_N: gl.constexpr = 0, SCHED_FENCE: gl.constexpr = "", TREE_MAX: gl.constexpr = False,
                    PACK_FIX: gl.constexpr = True):
     """1-D grid over tiles (128 query rows of one of the ``n_bh`` = Z * H heads); descriptors over the
     [Z * H * N_CTX, HEAD_DIM] views of q, k, v, o.
@@ -600,6 +617,10 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
 # --- the pipelines --------------------------------------------------------------------------------------
 
 
+#: ``Pipeline.sched_fence`` values (see ``_sched_fence``)
+SCHED_FENCES = ("", "membar", "clock", "nanosleep")
+
+
 @dataclasses.dataclass(frozen=True)
 class Pipeline:
     """One schedule of ``fa3_fwd_kernel``: its constexpr switches and per-head-dim buffering.
@@ -622,8 +643,11 @@ class Pipeline:
             finishes, and O leaves through separate buffers (2 x 64 x head dim more shared memory).
         exp_emulation: one exponential in four of the softmax on the FMA pipe (a polynomial) instead of
             the MUFU unit, which the two consumer warpgroups share.
-        sched_fence: with ``overlap``, a fence after the softmax that stops ptxas from sinking it below the
-            wait for the previous block's PV wgmma (which it does otherwise: see ``_sched_fence``).
+        sched_fence: with ``overlap``, what keeps ptxas from sinking the softmax below the wait for the
+            previous block's PV wgmma (which it does otherwise, so the plain kernel does not run the order the
+            trace shows): ``"membar"`` (a CTA fence), ``"clock"`` (a clock read, the cheapest) or
+            ``"nanosleep"``; ``""``: none.  Each is measured slower than ptxas's own order (see
+            ``_sched_fence`` and docs/fa3-walkthrough.md section 7).
         tree_max: the softmax's row max as a tree inside each thread (a dependent chain of 11 instructions
             instead of 37); measured neutral (non-causal) to +2% (causal).
         pack_fix: P converted to fp16/bf16 with each pair in register order; Triton 3.6's own conversion
@@ -642,7 +666,7 @@ class Pipeline:
     early_rescale: bool = False
     persistent: bool = False
     exp_emulation: bool = False
-    sched_fence: bool = False
+    sched_fence: str = ""
     tree_max: bool = False
     pack_fix: bool = True
 
@@ -666,6 +690,10 @@ class Pipeline:
         if self.early_rescale and not self.overlap:
             raise KperfError(f"pipeline {self.name!r}: early_rescale needs overlap=True",
                              fix="set overlap=True or early_rescale=False")
+        if self.sched_fence not in SCHED_FENCES:
+            raise KperfError(f"pipeline {self.name!r}: sched_fence {self.sched_fence!r} is not one of "
+                             f"{', '.join(map(repr, SCHED_FENCES))}",
+                             fix="use '' (none), 'membar', 'clock' or 'nanosleep'")
         if self.block_n not in (64, 128, 192, 256):
             raise KperfError(f"pipeline {self.name!r}: block_n {self.block_n} is not 64, 128, 192 or 256",
                              fix="Triton 3.6 block shapes (TMA boxes, wgmma tiles) must be powers of two; "

@@ -276,7 +276,7 @@ def test_softmax_placement_and_row_max_knobs():
     base = fa3.get_pipeline("ws_pingpong")
     plain_order = fa3.compile_pipeline(base, dtype="fp16", head_dim=128)
     assert plain_order.schedule_drift.across(wait).get("MUFU.EX2") == [66, 66]
-    fenced = fa3.compile_pipeline(dataclasses.replace(base, sched_fence=True), dtype="fp16", head_dim=128)
+    fenced = fa3.compile_pipeline(dataclasses.replace(base, sched_fence="membar"), dtype="fp16", head_dim=128)
     assert "MUFU.EX2" not in fenced.schedule_drift.across(wait)
     assert fenced.sass_plain.count("MEMBAR.ALL.CTA") == plain_order.sass_plain.count("MEMBAR.ALL.CTA") + 2
     tree = fa3.compile_pipeline(dataclasses.replace(base, tree_max=True), dtype="bf16", head_dim=64, causal=True)

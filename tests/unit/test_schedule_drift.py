@@ -14,6 +14,7 @@ import pytest
 import kperf
 from kperf import schedule
 from kperf.config import ProfileConfig
+from kperf.dialect.errors import KperfError
 
 import fa3_pipelines as fa3
 import matmul as mm
@@ -124,12 +125,26 @@ def test_fa3_overlap_softmax_runs_after_the_pv_wait_in_the_plain_kernel(overlap)
     assert overlap.sass_plain.count("MUFU.EX2") == overlap.sass.count("MUFU.EX2")
 
 
-def test_fa3_sched_fence_keeps_the_softmax_above_the_pv_wait():
-    p = dataclasses.replace(fa3.get_pipeline("ws_overlap"), sched_fence=True)
-    d = fa3.compile_pipeline(p, dtype="fp16", head_dim=128, causal=False).schedule_drift
+@pytest.mark.parametrize("mode, sass_op", [("membar", "MEMBAR.ALL.CTA"), ("clock", "SR_CLOCKLO"),
+                                           ("nanosleep", "NANOSLEEP")])
+def test_fa3_sched_fence_keeps_the_softmax_above_the_pv_wait(mode, sass_op):
+    """Each mode pins the order (one instruction per consumer loop, two loops); a clock read ptxas could
+    fold away would pin nothing, so the clock mode's CS2R must survive."""
+    p = dataclasses.replace(fa3.get_pipeline("ws_overlap"), sched_fence=mode)
+    r = fa3.compile_pipeline(p, dtype="fp16", head_dim=128, causal=False)
+    d = r.schedule_drift
     assert d.aligned
     assert "MUFU.EX2" not in d.across(DEPBAR_PV)
     assert not [x for x in d if x.opcode_class == "MUFU.EX2"]
+    plain = fa3.compile_pipeline("ws_overlap", dtype="fp16", head_dim=128, causal=False)
+    assert r.sass_plain.count(sass_op) == plain.sass_plain.count(sass_op) + 2
+
+
+def test_fa3_sched_fence_rejects_an_unknown_mode():
+    with pytest.raises(KperfError, match="sched_fence 'fence' is not one of") as e:
+        dataclasses.replace(fa3.get_pipeline("ws_overlap"), sched_fence="fence").constexprs(head_dim=128,
+                                                                                            causal=False)
+    assert "'clock'" in e.value.fix
 
 
 def test_gemm_epilogue_converts_before_the_barrier_in_the_plain_kernel():
