@@ -64,13 +64,14 @@ def correctness(variants, tol) -> list[dict]:
 
 
 def time_shape(variants, shape, causal: bool, warmup: float, rep: float, rounds: int = 1,
-               rotate: bool = False) -> dict:
+               rotate: bool = False, cudagraph: bool = False) -> dict:
     """TFLOPS of every variant on one shape: ``rounds`` rounds, each timing every variant in turn (so a
     drift of the GPU clock, e.g. power throttling, hits all alike; ``rotate``: round r starts at the r-th
-    variant); per variant the median round, and every round's TFLOPS under ``"rounds"``."""
+    variant); per variant the median round, and every round's TFLOPS under ``"rounds"``.  ``cudagraph``:
+    calls replayed from a CUDA graph (see ``tritonbench_ext.runner.bench_ms``)."""
     import torch
-    import triton
     from kperf.tritonbench_ext.args import flops
+    from kperf.tritonbench_ext.runner import bench_ms
     gen = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (torch.randn(shape.x_val(), device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
     out, fns = {}, {}
@@ -88,7 +89,7 @@ def time_shape(variants, shape, causal: bool, warmup: float, rep: float, rounds:
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)] if rotate and names else names
         for name in order:
-            times[name].append(triton.testing.do_bench(fns[name], warmup=warmup, rep=rep, return_mode="median"))
+            times[name].append(bench_ms(fns[name], warmup=warmup, rep=rep, cudagraph=cudagraph))
     for name, ms in times.items():
         ms = sorted(ms)
         tf = [flops(shape, causal) / (m * 1e-3) / 1e12 for m in ms]
@@ -148,6 +149,7 @@ def traces(variants_by_name, out: pathlib.Path, batch: int, trace_ctas: int, imp
 
 
 def main(argv=None) -> int:
+    from kperf.tritonbench_ext.args import int_list
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder (results.json, sweep.md, traces/)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
@@ -156,6 +158,12 @@ def main(argv=None) -> int:
     ap.add_argument("--max-tokens", type=int, default=524288, help="cap on batch * seq_len")
     ap.add_argument("--warmup", type=float, default=25.0, help="do_bench warm-up, ms")
     ap.add_argument("--rep", type=float, default=100.0, help="do_bench measured time, ms")
+    ap.add_argument("--cudagraph", action="store_true",
+                    help="time calls replayed from a CUDA graph: no host launch time (which bounds short "
+                         "sequences otherwise), L2 not flushed")
+    ap.add_argument("--seq-lens", type=int_list, default=SEQ_LENS, help="sequence lengths (LO:HI or a,b,c)")
+    ap.add_argument("--batches", type=int_list, default=BATCHES, help="batch sweep sizes (LO:HI or a,b,c)")
+    ap.add_argument("--skip-batch", action="store_true", help="leave out the batch sweep")
     ap.add_argument("--rounds", type=int, default=3,
                     help="time every variant this many times in turn per shape; report the median")
     ap.add_argument("--trace-batch", type=int, default=1, help="batch of the traced launches (S=4096, H=16)")
@@ -201,10 +209,12 @@ def main(argv=None) -> int:
     wrong = {r["variant"] for r in doc["correctness"] if not r["ok"] and r["dtype"] == "fp16" and r["d_head"] == 128}
     timed = [v for v in variants if v.name not in wrong or v.kind == "baseline"]
 
-    sweeps = {"seq_len (batch 16)": [("seq_len", Shape(16, 16, s, 128), False) for s in SEQ_LENS],
-              "batch (seq_len 4096)": [("batch", Shape(b, 16, 4096, 128), False) for b in BATCHES]}
+    sweeps = {"seq_len (batch 16)": [("seq_len", Shape(16, 16, s, 128), False) for s in args.seq_lens],
+              "batch (seq_len 4096)": [("batch", Shape(b, 16, 4096, 128), False) for b in args.batches]}
+    if args.skip_batch:
+        del sweeps["batch (seq_len 4096)"]
     if not args.skip_causal:
-        sweeps["seq_len (batch 16, causal)"] = [("seq_len", Shape(16, 16, s, 128), True) for s in SEQ_LENS]
+        sweeps["seq_len (batch 16, causal)"] = [("seq_len", Shape(16, 16, s, 128), True) for s in args.seq_lens]
     doc["sweeps"], doc["skipped_shapes"] = {}, []
     for title, items in sweeps.items():
         rows = doc["sweeps"][title] = []
@@ -212,7 +222,7 @@ def main(argv=None) -> int:
             if shape.tokens > args.max_tokens:
                 doc["skipped_shapes"].append(shape.x_val())
                 continue
-            res = time_shape(timed, shape, causal, args.warmup, args.rep, args.rounds)
+            res = time_shape(timed, shape, causal, args.warmup, args.rep, args.rounds, cudagraph=args.cudagraph)
             rows.append({key: getattr(shape, key), "shape": shape.x_val(), "causal": causal, "results": res})
             log(f"{title} {shape.tag}: " + ", ".join(f"{n} {m.get('tflops', float('nan')):.0f}"
                                                      for n, m in res.items()))
@@ -226,7 +236,9 @@ def main(argv=None) -> int:
     md = [f"# FA3 sweep on {doc['device']} ({doc['date']})", "",
           f"torch {doc['torch']}, triton {doc['triton']}, cuDNN {doc['cudnn']}; fp16, 16 heads, head dim 128; "
           f"TFLOPS (forward, causal counts half the FLOPs); per shape {args.rounds} rounds time every variant "
-          f"in turn, the table shows each variant's median round (all rounds in results.json).",
+          f"in turn, the table shows each variant's median round (all rounds in results.json); timed with "
+          + ("CUDA graphs (no host launch time, L2 not flushed)." if args.cudagraph
+             else "`triton.testing.do_bench` (L2 flushed before each call)."),
           f"Command: `{doc['command']}`", ""]
     for title, rows in doc["sweeps"].items():
         if rows:

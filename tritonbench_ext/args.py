@@ -114,6 +114,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="skip shapes whose batch * seq_len exceeds this (memory / time cap)")
     p.add_argument("--warmup", type=float, default=25.0, help="warm-up time per measurement, ms")
     p.add_argument("--rep", type=float, default=100.0, help="measured time per measurement, ms")
+    p.add_argument("--cudagraph", action="store_true",
+                   help="time calls replayed from a CUDA graph (no host launch time; L2 not flushed)")
     p.add_argument("--output-dir", default="out/tritonbench_ext",
                    help="results.json, the table, and the kperf traces/summaries go here")
     p.add_argument("--kperf-trace-ctas", type=int, default=8,

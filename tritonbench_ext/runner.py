@@ -2,7 +2,8 @@
 
 Per shape of the sweep plan: random inputs (seeded), then per variant: one call (compiles, and the
 output is checked against PyTorch SDPA in float32 when ``accuracy`` is asked for), the latency
-(``triton.testing.do_bench``: CUDA events, median), TFLOPS from tritonbench's FLOP count, speedup over
+(``bench_ms``: ``triton.testing.do_bench``, or replayed from a CUDA graph with ``--cudagraph``),
+TFLOPS from tritonbench's FLOP count, speedup over
 the baseline (``sdpa_cudnn`` when it runs, else the first variant), and the ``kperf`` metric.  A
 variant that fails at one shape gets its error in the table and the run goes on (tritonbench's
 ``--keep-going``).
@@ -23,6 +24,21 @@ from .variants import select
 TOLERANCE = {"fp16": 1e-2, "bf16": 2e-2}  # max |out - SDPA fp32| on N(0, 1) inputs
 
 
+def bench_ms(fn, *, warmup: float, rep: float, cudagraph: bool = False) -> float:
+    """Median milliseconds of one call of ``fn``.
+
+    Default: ``triton.testing.do_bench`` (CUDA events around each call, L2 flushed before it).  The flush
+    keeps the GPU busy while the host prepares the call, but a call whose host side (argument binding,
+    descriptors, launch) outlasts it is timed with part of its host time: short sequences, for the Gluon
+    pipelines.  ``cudagraph``: ``triton.testing.do_bench_cudagraph`` (tritonbench's ``--cudagraph``): the
+    calls replay from one CUDA graph, so no host time, and L2 is not flushed between them.
+    """
+    import triton
+    if cudagraph:
+        return triton.testing.do_bench_cudagraph(fn, rep=rep, return_mode="median")
+    return triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
+
+
 def _inputs(shape: cli.Shape, dtype: str, seed: int):
     import torch
     gen = torch.Generator(device="cuda").manual_seed(seed)
@@ -40,7 +56,6 @@ def _reference(q, k, v, causal: bool, sm_scale: float):
 
 def bench_shape(shape: cli.Shape, variants, args, out_dir: pathlib.Path) -> dict:
     """Every metric of every variant at one shape: ``{variant: {metric: value}}``."""
-    import triton
     sm_scale = args.sm_scale if args.sm_scale is not None else cli.default_sm_scale(shape.d_head)
     q, k, v = _inputs(shape, args.precision, seed=0)
     ref = _reference(q, k, v, args.causal, sm_scale) if "accuracy" in args.metrics else None
@@ -56,7 +71,7 @@ def bench_shape(shape: cli.Shape, variants, args, out_dir: pathlib.Path) -> dict
                 m["max_abs_err"] = err
                 m["accuracy"] = bool(err <= TOLERANCE[args.precision])
             if timed:
-                ms = triton.testing.do_bench(fn, warmup=args.warmup, rep=args.rep, return_mode="median")
+                ms = bench_ms(fn, warmup=args.warmup, rep=args.rep, cudagraph=args.cudagraph)
                 m["latency"] = ms
                 m["tflops"] = cli.flops(shape, args.causal) / (ms * 1e-3) / 1e12
             if "kperf" in args.metrics:
@@ -125,6 +140,7 @@ def run(args) -> dict:
             f"{v} {r['tflops']:.0f}" if r.get("tflops") else f"{v} {r.get('error_msg', '-')[:40]}"
             for v, r in res.items()), flush=True)
     doc = {"op": args.op, "precision": args.precision, "causal": args.causal, "metrics": args.metrics,
+           "cudagraph": args.cudagraph,
            "device": torch.cuda.get_device_name(), "torch": torch.__version__,
            "skipped_shapes": [s.x_val() for s in plan.skipped], "rows": rows}
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1, default=str))

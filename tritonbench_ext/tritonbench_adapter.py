@@ -85,6 +85,8 @@ def tritonbench_argv(args, batch: int, seq_len: int, num_inputs: int) -> list[st
         argv += ["--only", ",".join(args.only)]
     if args.causal:
         argv.append("--causal")
+    if args.cudagraph:
+        argv.append("--cudagraph")
     return argv
 
 

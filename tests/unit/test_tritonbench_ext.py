@@ -125,6 +125,9 @@ def test_tritonbench_run_grouping_and_argv():
     for flag, value in [("--batch", "16"), ("--n-heads", "16"), ("--d-head", "128"), ("--seq-len", "4096"),
                         ("--metrics", "tflops,kperf"), ("--num-inputs", "1")]:
         assert argv[argv.index(flag) + 1] == value
+    assert "--cudagraph" not in argv
+    assert "--cudagraph" in tritonbench_adapter.tritonbench_argv(cli.parse_args([*EXAMPLE, "--cudagraph"]), 16,
+                                                                 4096, 1)
 
 
 def test_register_into_real_tritonbench():
