@@ -90,7 +90,9 @@ def cmd_compile(args) -> int:
     print(report.summary())
     for s in report.scopes.scopes:
         print(f"  scope {s.id}: {s.name!r} parent={s.parent} at {s.loc}")
-    if args.emit:
+    if args.emit == "schedule":
+        print(report.schedule_drift.summary())
+    elif args.emit:
         print(getattr(report, args.emit))
     return 0
 
@@ -310,7 +312,9 @@ def main(argv=None) -> int:
     c.add_argument("--target", default="cuda:90")
     c.add_argument("--num-warps", type=int, default=4)
     c.add_argument("--num-stages", type=int, default=3)
-    c.add_argument("--emit", choices=["ttgir", "ptx", "sass"], default=None)
+    c.add_argument("--emit", choices=["ttgir", "ptx", "sass", "sass_plain", "schedule"], default=None,
+                   help="also print the instrumented TTGIR / PTX / SASS, the plain kernel's SASS, or what "
+                        "ptxas placed differently in the two (report.schedule_drift)")
     _add_config_args(c)
     c.set_defaults(func=cmd_compile)
     o = sub.add_parser("opt", help="run a kperf pass on a TTGIR or PTX file")
