@@ -149,7 +149,7 @@ def traces(variants_by_name, out: pathlib.Path, batch: int, trace_ctas: int, imp
 
 
 def main(argv=None) -> int:
-    from kperf.tritonbench_ext.args import int_list
+    from kperf.tritonbench_ext.args import Shape, int_list
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder (results.json, sweep.md, traces/)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
@@ -176,7 +176,6 @@ def main(argv=None) -> int:
     import triton
     if not torch.cuda.is_available():
         raise SystemExit("bench/fa3_sweep.py needs a CUDA GPU (Hopper); none found")
-    from kperf.tritonbench_ext.args import Shape
     from kperf.tritonbench_ext.runner import TOLERANCE
     from kperf.tritonbench_ext.variants import select
 

@@ -99,6 +99,17 @@ def _load_block(desc, row, bar, smem, smem2, BLOCK_N: gl.constexpr, SPLIT_N: gl.
 
 
 @gluon.jit
+def _load_ring(desc, row, it, empty, ready, smem, smem2, nbytes, NBUF: gl.constexpr, WAIT_SCOPE: gl.constexpr,
+               BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr):
+    """Load the ``it``-th K (or V) block into its ring entry ``it % NBUF`` once the consumers freed it."""
+    b = it % NBUF
+    with kperf.scope(WAIT_SCOPE):
+        mbarrier.wait(empty.index(b), (it // NBUF) & 1)
+    mbarrier.expect(ready.index(b), nbytes)
+    _load_block(desc, row, ready.index(b), smem.index(b), smem2.index(b), BLOCK_N, SPLIT_N)
+
+
+@gluon.jit
 def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready, k_empty,
               v_ready, v_empty, n_m, n_tiles, N_CTX, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr,
               STAGES: gl.constexpr, V_STAGES: gl.constexpr, CAUSAL: gl.constexpr):
@@ -118,18 +129,10 @@ def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, 
                 tma.async_copy_global_to_shared(desc_q, [q_row + wg * 64, 0], q_bars.index(wg), q_smem.index(wg))
         for j in range(n_blocks):
             row = kv_row + j * (BLOCK_N + SPLIT_N) - pad
-            s = it % STAGES
-            ph = (it // STAGES) & 1
-            with kperf.scope("wait_k_empty"):
-                mbarrier.wait(k_empty.index(s), ph)
-            mbarrier.expect(k_ready.index(s), kv_bytes)
-            _load_block(desc_k, row, k_ready.index(s), k_smem.index(s), k2_smem.index(s), BLOCK_N, SPLIT_N)
-            vs = it % V_STAGES
-            vph = (it // V_STAGES) & 1
-            with kperf.scope("wait_v_empty"):
-                mbarrier.wait(v_empty.index(vs), vph)
-            mbarrier.expect(v_ready.index(vs), kv_bytes)
-            _load_block(desc_v, row, v_ready.index(vs), v_smem.index(vs), v2_smem.index(vs), BLOCK_N, SPLIT_N)
+            _load_ring(desc_k, row, it, k_empty, k_ready, k_smem, k2_smem, kv_bytes, STAGES, "wait_k_empty",
+                       BLOCK_N, SPLIT_N)
+            _load_ring(desc_v, row, it, v_empty, v_ready, v_smem, v2_smem, kv_bytes, V_STAGES, "wait_v_empty",
+                       BLOCK_N, SPLIT_N)
             it += 1
         i += 1
 
