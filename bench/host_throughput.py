@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "unit"))
 from reference_encoder import bulk_buffer  # noqa: E402
 
-from kperf.layout import TAG_SCOPE_SHIFT, TAG_VALID  # noqa: E402
+from kperf.dialect.layout import TAG_SCOPE_SHIFT, TAG_VALID  # noqa: E402
 from kperf.tracing import decode, write_chrome_trace, write_perfetto_trace  # noqa: E402
 from kperf.tracing.intervals import pair_columns  # noqa: E402
 

@@ -188,7 +188,7 @@ class AttentionCase(Case):
         import torch
         import attention as at
 
-        from kperf.config import ProfileConfig
+        from kperf.dialect.options import ProfileConfig
         if "auto" not in {f.name for f in dataclasses.fields(ProfileConfig)}:
             raise RuntimeError("this checkout's ProfileConfig has no `auto` option (automatic insertion on "
                                "the final TTGIR), and source scopes cannot survive warp specialization")
@@ -241,7 +241,7 @@ def measure_case(case: Case, variants: dict, reps: int, rounds: int, proton: boo
     import torch
 
     import kperf
-    from kperf.config import ProfileConfig
+    from kperf.dialect.options import ProfileConfig
 
     extra = getattr(case, "extra_config", {})
     cap = {"capacity": 520} if case.records_per_warp and case.records_per_warp <= 512 else {}

@@ -11,7 +11,7 @@ import dataclasses
 
 from .errors import KperfError
 from .record import RecordOp
-from kperf.layout import MAX_SCOPES
+from .layout import MAX_SCOPES
 
 
 @dataclasses.dataclass(frozen=True)

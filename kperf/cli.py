@@ -30,7 +30,7 @@ from kperf.dialect.errors import KperfError
 
 
 def _config(args):
-    from kperf.config import ProfileConfig
+    from kperf.dialect.options import ProfileConfig
     return ProfileConfig(capacity=args.capacity, strategy=args.strategy, clock=args.clock)
 
 

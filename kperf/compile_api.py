@@ -20,10 +20,10 @@ from triton.runtime.jit import JITFunction
 from kperf import sass as sass_tools
 from kperf import schedule
 from kperf import stages
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
 from kperf.dialect.scope_table import ScopeTable
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 
 
 @dataclasses.dataclass
@@ -130,7 +130,7 @@ def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, at
     src = source_cls(fn, signature, constexprs, attrs)
     plain = triton.compile(src, target=gpu, options={**options, "instrumentation_mode": ""})
     inst = triton.compile(source_cls(fn, signature, constexprs, attrs), target=gpu,
-                          options={**options, "instrumentation_mode": config.to_mode()})
+                          options={**options, "instrumentation_mode": stages.instrumentation_mode(config)})
     md = inst.metadata._asdict()
     info = md.get(stages.METADATA_KEY) or {}
     if not info.get("num_records"):

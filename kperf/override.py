@@ -270,7 +270,8 @@ def insert(folder: str | os.PathLike, selectors: str, *, kernels: str | None = N
     Writes in place, or into ``out`` (same layout).  Inserted records are written as readable
     ``kperf.record start|end "name"`` lines.  Returns ``(file, records inserted)`` pairs.
     """
-    from kperf.passes.auto_insert import AutoInsertPass, parse_selectors
+    from kperf.dialect.selectors import parse_selectors
+    from kperf.passes.auto_insert import AutoInsertPass
     from kperf.passes.materialize import MaterializePass
     tokens = parse_selectors(selectors)
     if not tokens:

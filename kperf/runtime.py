@@ -31,7 +31,7 @@ from triton.runtime import _allocation
 from kperf import stages
 from kperf.dialect.errors import KperfError
 from kperf.dialect.scope_table import ScopeTable
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 
 
 @dataclasses.dataclass
@@ -58,7 +58,7 @@ class KernelInfo:
             raise KperfError(f"kernel {name}: profile buffer size {md['profile_scratch_size']} in its metadata "
                              f"does not match kperf's layout ({geometry.cta_bytes})",
                              fix="clear Triton's cache (~/.triton/cache) and recompile")
-        from kperf.config import ProfileConfig
+        from kperf.dialect.options import ProfileConfig
         record_cost = ProfileConfig.from_mode(info["config"]).record_cost if info.get("config") else 0.0
         return cls(name, hash, ScopeTable.from_json(info["scopes"]), geometry, info["strategy"],
                    int(info["num_records"]), info.get("warp_roles") or None, info.get("flows") or None,

@@ -1,6 +1,6 @@
 """kperf's place in Triton's compile pipeline: one stage-inspection hook, chained with any other.
 
-For a compile whose ``instrumentation_mode`` is a kperf mode (see ``kperf.config``):
+For a compile whose ``instrumentation_mode`` is a kperf mode (see ``kperf.dialect.options``):
 
 - after ``ttir``: count the record carriers the source produced;
 - after ``ttgir`` (the final, pipelined and warp-specialized TTGIR): ``kperf-materialize`` numbers the
@@ -16,15 +16,18 @@ Compiles in any other mode pass through untouched (carriers then cost nothing).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import pathlib
 import tempfile
 
 import triton
 from triton._C.libtriton import ir
 
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
-from kperf.layout import ALIGNMENT
+from kperf.dialect.layout import ALIGNMENT
 from kperf.passes.lower_ptx import LowerPtxPass
 from kperf import override
 from kperf.passes.auto_insert import AutoInsertPass, warp_roles
@@ -34,6 +37,24 @@ METADATA_KEY = "kperf"
 
 _previous_hook = None
 _installed = False
+
+
+@functools.lru_cache(maxsize=None)
+def code_hash() -> str:
+    """A hash of the kperf sources that shape a compiled kernel, so Triton's cache sees kperf changes."""
+    import kperf.dialect
+    import kperf.passes
+    h = hashlib.sha256()
+    for pkg in (kperf.dialect, kperf.passes):
+        for f in sorted(pathlib.Path(pkg.__file__).parent.glob("*.py")):
+            h.update(f.read_bytes())
+    h.update(pathlib.Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def instrumentation_mode(config: ProfileConfig) -> str:
+    """The ``instrumentation_mode`` Triton gets for ``config``: its options and kperf's code hash."""
+    return f"{config.to_mode()},code={code_hash()}"
 
 
 def _count_carriers(text: str) -> int:
@@ -94,7 +115,7 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source_
         from_source = result.num_records - (auto.num_records if auto else 0)
         if before is not None and overridden is None and from_source < before:
             _raise_lost(before, from_source)
-        info.update(config=config.to_mode(), scopes=result.table.to_json(), num_records=result.num_records)
+        info.update(config=instrumentation_mode(config), scopes=result.table.to_json(), num_records=result.num_records)
         if auto is not None and auto.flows:
             info["flows"] = flows_to_ids(auto.flows, result.table)
         return _reparse(result.text, mod)

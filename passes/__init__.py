@@ -13,7 +13,7 @@ class _TextPass:
         if self.name == "kperf-materialize":
             from .materialize import MaterializePass
             return MaterializePass().apply_text(text, path).text
-        from kperf.config import ProfileConfig
+        from kperf.dialect.options import ProfileConfig
         from .lower_ptx import LowerPtxPass
         opts = dict(self.options)
         num_warps = int(opts.pop("num-warps", 4))

@@ -24,77 +24,14 @@ retires it.  The pairs go into the scope table's metadata (``flows``) and
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
 
 from kperf.dialect.errors import KperfError
 from kperf.dialect.record import RecordOp
+from kperf.dialect.selectors import SELECTORS, TMA_WAITS, expand, parse_selectors
 from kperf.dialect.ttgir_text import loc_file_line, tokenize_line
 
 
-@dataclasses.dataclass(frozen=True)
-class Selector:
-    op: str  # MLIR op name
-    short: str  # scope-name prefix
-    kind: str  # "sync" (time the op), "issue" (async issue), "wait" (completion point), "loop" (body)
-    doc: str
-
-
-SELECTORS = {s.op: s for s in (
-    Selector("ttng.warp_group_dot", "wgmma", "issue", "Hopper wgmma (issue, when async)"),
-    Selector("ttng.warp_group_dot_wait", "wgmma.wait", "wait", "wait for async wgmma groups"),
-    Selector("tt.dot", "dot", "sync", "mma.sync / FMA dot (pre-Hopper or unpipelined)"),
-    Selector("ttng.async_tma_copy_global_to_local", "tma.load", "issue", "TMA load issue"),
-    Selector("ttng.async_tma_copy_local_to_global", "tma.store", "issue", "TMA store issue"),
-    Selector("ttng.async_tma_store_wait", "tma.store.wait", "wait", "wait for TMA stores"),
-    Selector("ttng.wait_barrier", "mbar.wait", "wait", "mbarrier wait (all of them)"),
-    Selector("ttng.arrive_barrier", "mbar.arrive", "sync", "mbarrier arrive"),
-    Selector("ttg.async_copy_global_to_local", "cp.async", "issue", "cp.async issue"),
-    Selector("ttg.async_wait", "cp.async.wait", "wait", "wait for cp.async groups"),
-    Selector("tt.load", "load", "sync", "global load"),
-    Selector("tt.store", "store", "sync", "global store"),
-    Selector("tt.descriptor_load", "desc.load", "sync", "tensor-descriptor load (not lowered to TMA copy)"),
-    Selector("scf.for", "loop", "loop", "the body of every scf.for loop"),
-)}
-
-#: ``tma`` adds the barrier waits that consume a TMA copy (not every ``ttng.wait_barrier``).
-TMA_WAITS = "tma-waits"
-PRESETS = {
-    "mma": ("ttng.warp_group_dot", "ttng.warp_group_dot_wait", "tt.dot"),
-    "tma": ("ttng.async_tma_copy_global_to_local", TMA_WAITS, "ttng.async_tma_copy_local_to_global",
-            "ttng.async_tma_store_wait"),
-    "waits": ("ttng.wait_barrier", "ttng.warp_group_dot_wait", "ttg.async_wait", "ttng.async_tma_store_wait"),
-    "loops": ("scf.for",),
-}
-
 _MEMDESC_VIEWS = ("ttg.memdesc_index", "ttg.memdesc_subslice", "ttg.memdesc_reinterpret", "ttg.memdesc_trans")
-
-
-def known_selectors() -> str:
-    return ", ".join([*PRESETS, *SELECTORS])
-
-
-def parse_selectors(spec: str | Iterable[str] | None) -> tuple[str, ...]:
-    """The canonical, sorted tokens of a selector spec (``"mma,tma"`` or a list); unknown ones raise."""
-    if not spec:
-        return ()
-    items = spec.replace("+", ",").split(",") if isinstance(spec, str) else list(spec)
-    out = set()
-    for raw in items:
-        tok = str(raw).strip()
-        if not tok:
-            continue
-        if tok not in PRESETS and tok not in SELECTORS:
-            raise KperfError(f"unknown auto-insertion selector {tok!r}", fix=f"use presets or op names: "
-                             f"{known_selectors()}")
-        out.add(tok)
-    return tuple(sorted(out))
-
-
-def _expand(tokens: Iterable[str]) -> set[str]:
-    ops: set[str] = set()
-    for t in tokens:
-        ops.update(PRESETS.get(t, (t,)))
-    return ops
 
 
 # -- an index of the module, built from one walk ------------------------------------------------------
@@ -225,7 +162,7 @@ class AutoInsertPass:
 
     def apply(self, mod, context, path: str = "<ttgir>") -> AutoInsertResult:
         from triton._C.libtriton import ir
-        wanted = _expand(parse_selectors(self.selectors))
+        wanted = expand(parse_selectors(self.selectors))
         builder = ir.builder(context)
         index = ModuleIndex(mod, builder)
         text_attrs = _text_attrs(mod.str())

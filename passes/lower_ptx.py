@@ -22,7 +22,7 @@ Pure text to text.  What it writes (register names all start with ``%kp_``):
   only closes the header.  Whole CTAs take one copy or the other, so CTA-wide ``.aligned``
   instructions (``bar.sync``, ``wgmma``) stay aligned.
 
-Offsets come from ``kperf.layout``; nothing here spells one.
+Offsets come from ``kperf.dialect.layout``; nothing here spells one.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
 from kperf.dialect.record import parse_carrier
-from kperf.layout import FLAG_SAMPLED_OUT, HEADER_OFFSETS, MAGIC, VERSION, Geometry, make_tag
+from kperf.dialect.layout import FLAG_SAMPLED_OUT, HEADER_OFFSETS, MAGIC, VERSION, Geometry, make_tag
 
 BEGIN_ASM = "// begin inline asm"
 END_ASM = "// end inline asm"

@@ -4,7 +4,7 @@ Pipeline: :func:`decode` (buffer bytes -> :class:`DecodedLaunch`: events as colu
 ``EVENT_DTYPE`` table), :func:`pair` / ``DecodedLaunch.pairs()`` (matched scopes), then
 :func:`write_perfetto_trace` (native Perfetto protobuf) or :func:`write_chrome_trace` (Chrome JSON),
 each of a chosen subset of CTAs for large launches (:mod:`.select`), and :func:`save_profile` /
-:func:`load_profile` (``.kperf`` files).  The buffer format is :mod:`kperf.layout`.
+:func:`load_profile` (``.kperf`` files).  The buffer format is :mod:`kperf.dialect.layout`.
 
 Units throughout: ``cycles`` are SM clock cycles (clock64 domain; globaltimer ns for
 ``clock="globaltimer"``), ``*_ns`` are nanoseconds since the launch's first CTA entry (``t0_ns``),

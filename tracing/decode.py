@@ -1,4 +1,4 @@
-"""Decode one launch's kperf profile buffer (format: :mod:`kperf.layout`) into numpy event tables.
+"""Decode one launch's kperf profile buffer (format: :mod:`kperf.dialect.layout`) into numpy event tables.
 
 Everything is vectorised over events with numpy: no Python loop runs per event, per warp or per CTA.
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from kperf.layout import (
+from kperf.dialect.layout import (
     CTA_HEADER_BYTES,
     MAGIC,
     MAX_SCOPES,
@@ -273,7 +273,7 @@ def decode(
     Args:
         buffer: the buffer's bytes: ``bytes``, ``bytearray``, ``memoryview``, a numpy array (any
             dtype, its raw bytes are used; a torch CPU tensor's ``.numpy()``) or a torch tensor.
-        geometry: the kernel's :class:`kperf.layout.Geometry` (num_warps, capacity, clock).
+        geometry: the kernel's :class:`kperf.dialect.layout.Geometry` (num_warps, capacity, clock).
         strategy: ``"keep-first"`` or ``"wrap"``, as compiled.
         n_ctas: CTAs in the launch; default ``len(buffer) // geometry.cta_bytes``.  A buffer whose
             length is not a multiple of ``cta_bytes`` or is shorter than ``n_ctas`` regions raises
@@ -291,7 +291,7 @@ def decode(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    W, C = geometry.slots, geometry.capacity  # slots: the recording warps (kperf.layout)
+    W, C = geometry.slots, geometry.capacity  # slots: the recording warps (kperf.dialect.layout)
     wrap = strategy == "wrap"
     if wrap and C & (C - 1):
         raise ValueError(f"strategy 'wrap' needs a power-of-two capacity, got {C}")

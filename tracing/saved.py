@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from kperf.dialect.errors import KperfError
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 
 from .columns import EventColumns
 from .decode import DecodedLaunch, decode

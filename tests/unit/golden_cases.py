@@ -27,7 +27,7 @@ def normalize_ptx(ptx: str) -> str:
 
 
 def _cfg(**kw):
-    from kperf.config import ProfileConfig
+    from kperf.dialect.options import ProfileConfig
     return ProfileConfig(**kw)
 
 
@@ -106,7 +106,7 @@ def build(case) -> tuple[str, str]:
     stages.install()
     src = compile_api._source_class(fn)(fn, sig, cx, attrs)
     k = triton.compile(src, target=compile_api.parse_target("cuda:90"),
-                       options={**options, "instrumentation_mode": _cfg(**cfg_kw).to_mode()})
+                       options={**options, "instrumentation_mode": stages.instrumentation_mode(_cfg(**cfg_kw))})
     return normalize_ptx(k.asm["ptx"]), disassemble(k.asm["cubin"])
 
 

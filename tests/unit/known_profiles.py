@@ -17,7 +17,7 @@ and no "wait" scope; a "softmax" scope exists only there.
 
 from __future__ import annotations
 
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 from kperf.tracing import decode
 from reference_encoder import SmClock, encode, make_cta
 

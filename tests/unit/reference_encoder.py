@@ -1,7 +1,7 @@
 """Reference encoder: the bytes a kperf-instrumented launch leaves in its profile buffer.
 
 Small and deliberately naive (one ``struct.pack_into`` per field, a Python loop per record) so that
-it is obviously right; it uses only the offsets of :mod:`kperf.layout` (``HEADER_OFFSETS``,
+it is obviously right; it uses only the offsets of :mod:`kperf.dialect.layout` (``HEADER_OFFSETS``,
 ``Geometry.counts_offset`` / ``records_offset`` / ``record_bytes`` / ``cta_bytes``), never the
 structured dtype the decoder reads through, so the two cross-check each other.
 
@@ -23,7 +23,7 @@ import struct
 
 import numpy as np
 
-from kperf.layout import (
+from kperf.dialect.layout import (
     CTA_HEADER_DTYPE,
     HEADER_OFFSETS,
     MAGIC,
@@ -199,7 +199,7 @@ def bulk_buffer(n_ctas: int, num_warps: int, capacity: int, clock: str = "clock"
     Every warp fills its capacity with properly nested scopes: record i is scope (i // 2) % n_scopes,
     start for even i, end for odd i, 100 cycles apart; SMs run at 2 GHz.
     """
-    from kperf.layout import MAGIC as _M, TAG_SCOPE_SHIFT as _S, TAG_VALID as _V, VERSION as _VER
+    from kperf.dialect.layout import MAGIC as _M, TAG_SCOPE_SHIFT as _S, TAG_VALID as _V, VERSION as _VER
 
     g = Geometry(num_warps, capacity, clock)
     a = np.zeros(n_ctas, g.cta_dtype())

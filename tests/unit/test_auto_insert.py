@@ -8,9 +8,9 @@ import triton
 import triton.language as tl
 
 import kperf
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
-from kperf.passes.auto_insert import PRESETS, SELECTORS, parse_selectors
+from kperf.dialect.selectors import PRESETS, SELECTORS, parse_selectors
 from kperf.tracing.flows import FLOW_DTYPE, compute_flows
 from kperf.tracing.decode import EVENT_DTYPE
 

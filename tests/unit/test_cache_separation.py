@@ -9,7 +9,7 @@ from triton.compiler import ASTSource
 
 from kperf import override, stages
 from kperf.compile_api import default_attrs
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 
 import matmul as mm
 
@@ -35,16 +35,16 @@ def _records(k) -> int:
 
 def test_plain_and_instrumented_alternate_without_leaking(cache):
     plain = _compile()
-    src_only = _compile(ProfileConfig().to_mode())
-    auto = _compile(ProfileConfig(auto="mma,loops").to_mode())
+    src_only = _compile(stages.instrumentation_mode(ProfileConfig()))
+    auto = _compile(stages.instrumentation_mode(ProfileConfig(auto="mma,loops")))
     assert _records(plain) == 0 and plain.metadata.profile_scratch_size == 0
     assert _records(src_only) == 6
     assert _records(auto) > 6
     assert len({plain.hash, src_only.hash, auto.hash}) == 3
     # every later compile is a cache hit of its own kind
     assert _compile().hash == plain.hash and _records(_compile()) == 0
-    assert _compile(ProfileConfig(auto="loops,mma").to_mode()).hash == auto.hash  # canonical selector order
-    assert _records(_compile(ProfileConfig().to_mode())) == 6
+    assert _compile(stages.instrumentation_mode(ProfileConfig(auto="loops,mma"))).hash == auto.hash  # canonical selector order
+    assert _records(_compile(stages.instrumentation_mode(ProfileConfig()))) == 6
 
 
 def test_override_edits_recompile_and_never_reach_plain_runs(cache):
@@ -56,12 +56,12 @@ def test_override_edits_recompile_and_never_reach_plain_runs(cache):
 
     override.insert(folder, "mma")
     with override.applied(folder, ProfileConfig()) as cfg1:
-        first = _compile(cfg1.to_mode())
+        first = _compile(stages.instrumentation_mode(cfg1))
     assert first.metadata.kperf["override_file"] == str(path)
 
     override.insert(folder, "loops")  # edit the file: more records
     with override.applied(folder, ProfileConfig()) as cfg2:
-        second = _compile(cfg2.to_mode())
+        second = _compile(stages.instrumentation_mode(cfg2))
     assert cfg1.override != cfg2.override
     assert second.hash != first.hash and _records(second) > _records(first)
 
@@ -70,12 +70,12 @@ def test_override_edits_recompile_and_never_reach_plain_runs(cache):
     assert again.hash == plain.hash and _records(again) == 0
     assert "override_file" not in (getattr(again.metadata, "kperf", None) or {})
     # and an instrumented compile without the folder does not pick up the overridden binary
-    src_only = _compile(ProfileConfig().to_mode())
+    src_only = _compile(stages.instrumentation_mode(ProfileConfig()))
     assert src_only.hash not in (first.hash, second.hash) and _records(src_only) == 6
 
 
 def test_override_mode_without_an_active_folder_is_an_error(cache):
     from kperf.dialect.errors import KperfError
     with pytest.raises(KperfError) as e:
-        _compile(ProfileConfig(override="0123456789abcdef").to_mode())
+        _compile(stages.instrumentation_mode(ProfileConfig(override="0123456789abcdef")))
     assert "no override folder is active" in str(e.value) and "kperf run --override" in str(e.value)

@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 
 import kperf
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
 
 import matmul as mm

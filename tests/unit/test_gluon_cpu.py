@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 
 gm = pytest.importorskip("gluon_matmul")
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
 from kperf.dialect.record import RecordOp
 from kperf.passes.lower_ptx import LowerPtxPass

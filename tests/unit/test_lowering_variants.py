@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import kperf
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
-from kperf.layout import FLAG_SAMPLED_OUT, Geometry
+from kperf.dialect.layout import FLAG_SAMPLED_OUT, Geometry
 from kperf.passes.lower_ptx import LowerPtxPass
 from kperf.tracing.decode import decode
 

@@ -9,7 +9,7 @@ from triton.compiler import ASTSource
 
 from kperf import override, stages
 from kperf.compile_api import default_attrs
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
 
 import attention as A
@@ -39,7 +39,7 @@ def _dump(tmp_path, fn, sig, consts, *option_sets):
 
 def _run(folder, fn, sig, consts, options, **cfg):
     with override.applied(folder, ProfileConfig(**cfg)) as config:
-        return _compile(fn, sig, consts, options, config.to_mode()), config
+        return _compile(fn, sig, consts, options, stages.instrumentation_mode(config)), config
 
 
 @pytest.mark.parametrize("example", ["gemm", "attention"])

@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 from kperf.tracing import decode
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "h100"

@@ -13,7 +13,7 @@ import pytest
 
 import kperf
 from kperf import schedule
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
 
 import fa3_pipelines as fa3

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 from kperf.tracing import decode, pair, write_chrome_trace
 from reference_encoder import CtaSpec, bulk_buffer, encode
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 from kperf.tracing import decode
 from reference_encoder import encode, make_cta
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kperf.layout import CLOCKS, MAGIC, Geometry
+from kperf.dialect.layout import CLOCKS, MAGIC, Geometry
 from kperf.tracing import CTA_DTYPE, EVENT_DTYPE, LOST_DTYPE, decode
 from reference_encoder import CtaSpec, SmClock, encode, expected_events, make_cta, raw_tag
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 from kperf.tracing import EVENT_DTYPE, INTERVAL_DTYPE, decode, describe_unmatched, pair
 from reference_encoder import CtaSpec, bulk_buffer, encode
 

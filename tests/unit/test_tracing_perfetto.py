@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 from kperf.tracing import FLOW_DTYPE, decode, write_perfetto_trace
 from reference_encoder import CtaSpec, bulk_buffer, encode
 

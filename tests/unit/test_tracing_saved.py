@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kperf.dialect.errors import KperfError
-from kperf.layout import Geometry
-from kperf.results import Profile
+from kperf.dialect.layout import Geometry
+from kperf.profile_data import Profile
 from kperf.tracing import decode, load_profile, save_profile
 from kperf.tracing.saved import SavedLaunch, read_manifest
 from reference_encoder import CtaSpec, bulk_buffer, encode

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import known_profiles as kp
 from kperf.dialect.errors import KperfError
-from kperf.layout import Geometry
+from kperf.dialect.layout import Geometry
 from kperf.tracing import decode, stats
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
@@ -196,7 +196,7 @@ def test_empty_and_misuse():
 
 def test_profile_stats_and_table():
     """kperf.Profile.stats()/table() keep their shape and now use kperf.tracing.stats."""
-    from kperf.results import STATS_DTYPE, Profile
+    from kperf.profile_data import STATS_DTYPE, Profile
 
     class Kernel:
         name = "attn"

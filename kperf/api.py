@@ -23,10 +23,11 @@ import re
 import warnings
 from typing import Callable
 
-from kperf.config import ProfileConfig
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
-from kperf.results import Profile
+from kperf.profile_data import Profile
 from kperf.runtime import DISPATCHER, Capture, mode_override
+from kperf.stages import instrumentation_mode
 
 
 def _make_config(config: ProfileConfig | None, options: dict) -> ProfileConfig:
@@ -60,7 +61,7 @@ class ProfiledKernel(Capture):
         DISPATCHER.push_kernel_capture(self)
         restore = self._patch_autotuner()
         try:
-            with mode_override(self.config.to_mode()):
+            with mode_override(instrumentation_mode(self.config)):
                 kernel = self.fn.run(*args, **kwargs)
         finally:
             restore()
@@ -70,7 +71,7 @@ class ProfiledKernel(Capture):
         return kernel
 
     def warmup(self, *args, **kwargs):
-        with mode_override(self.config.to_mode()):
+        with mode_override(instrumentation_mode(self.config)):
             DISPATCHER.activate()
             try:
                 return self.fn.warmup(*args, **kwargs)
@@ -184,7 +185,7 @@ class session(Capture, Profile):
     def __enter__(self):
         DISPATCHER.activate()
         DISPATCHER.add_session(self)
-        self._mode = mode_override(self.config.to_mode())
+        self._mode = mode_override(instrumentation_mode(self.config))
         self._mode.__enter__()
         return self
 

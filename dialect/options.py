@@ -9,29 +9,12 @@ Every option below is part of that string (docs/options.md lists them with their
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-import pathlib
 
-from kperf.dialect.errors import KperfError
-from kperf.layout import CLOCKS, GRANULARITIES, MAX_SM_ID, STORES, STRATEGIES
+from .errors import KperfError
+from .layout import CLOCKS, GRANULARITIES, MAX_SM_ID, STORES, STRATEGIES
+from .selectors import parse_selectors
 
 MODE_PREFIX = "kperf"
-
-
-@functools.lru_cache(maxsize=None)
-def code_hash() -> str:
-    """A hash of the kperf sources that shape a compiled kernel, so Triton's cache sees kperf changes."""
-    import kperf.dialect
-    import kperf.passes
-    h = hashlib.sha256()
-    for pkg in (kperf.dialect, kperf.passes):
-        root = pathlib.Path(pkg.__file__).parent
-        for f in sorted(root.glob("*.py")):
-            h.update(f.read_bytes())
-    for name in ("layout.py", "stages.py", "config.py"):
-        h.update((pathlib.Path(__file__).parent / name).read_bytes())
-    return h.hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +98,6 @@ class ProfileConfig:
             raise KperfError(f"record_cost must be >= 0 cycles, got {self.record_cost!r}")
         object.__setattr__(self, "record_cost", float(self.record_cost))
         if self.auto:
-            from kperf.passes.auto_insert import parse_selectors
             object.__setattr__(self, "auto", "+".join(parse_selectors(self.auto)))
 
     @property
@@ -135,12 +117,14 @@ class ProfileConfig:
         return warps
 
     def to_mode(self) -> str:
-        """``kperf:capacity=1024,clock=clock,...,code=<hash>`` (fields in declaration order).
+        """``kperf:capacity=1024,clock=clock,...`` (fields in declaration order).
 
-        ``code`` is a hash of kperf's lowering sources: a changed kperf never reuses old binaries.
+        The runtime appends ``,code=<hash of kperf's lowering sources>`` before it hands the string to
+        Triton (``kperf.stages.instrumentation_mode``), so a changed kperf never reuses old binaries;
+        ``from_mode`` skips that key.
         """
         items = [(f.name, _encode(getattr(self, f.name))) for f in dataclasses.fields(self)]
-        return MODE_PREFIX + ":" + ",".join(f"{k}={v}" for k, v in items) + f",code={code_hash()}"
+        return MODE_PREFIX + ":" + ",".join(f"{k}={v}" for k, v in items)
 
     @classmethod
     def from_mode(cls, mode: str) -> "ProfileConfig":
