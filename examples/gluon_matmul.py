@@ -131,7 +131,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
         raise SystemExit("examples/gluon_matmul.py needs a Hopper GPU (sm_90). Without one: "
-                         "python -c 'import gluon_matmul as g; print(g.compile_report().summary())'")
+                         "python3 -c 'from kperf.examples import gluon_matmul as g; print(g.compile_report().summary())'")
     torch.manual_seed(0)
     a = torch.randn(args.size, args.size, device="cuda", dtype=torch.float16)
     b = torch.randn(args.size, args.size, device="cuda", dtype=torch.float16)

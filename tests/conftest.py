@@ -1,12 +1,4 @@
-import pathlib
-import sys
-
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for extra in (ROOT / "examples", ROOT / "bench", ROOT / "tests" / "unit"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
 
 
 def _has_cuda() -> bool:

@@ -11,35 +11,9 @@ the ``kperf.Profile``.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import pathlib
-import sys
 from typing import Callable
 
 from kperf.dialect.errors import KperfError
-
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_example(name: str):
-    """Import ``examples/<name>.py`` of this repository (once) as module ``kperf_examples.<name>``."""
-    mod_name = f"kperf_examples.{name}"
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    path = EXAMPLES / f"{name}.py"
-    if not path.is_file():
-        raise KperfError(f"{path} not found: the kperf_* variants live in the repository's examples/",
-                         fix="install kperf from a checkout (pip install -e .) or run from the repository")
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[mod_name]
-        raise
-    return module
-
 
 def capacity_for(seq_len: int, per_block: int = 16, fixed: int = 64) -> int:
     """Record slots per warp (a power of two) for a CTA looping over ``seq_len`` keys in blocks of 64 or
@@ -74,13 +48,13 @@ class Variant:
 # --- kperf_* variants ---------------------------------------------------------------------------------
 
 def _vanilla_make(q, k, v, causal, sm_scale):
-    attention = load_example("attention")
+    from kperf.examples import attention
     return lambda: attention.attention(q, k, v, causal, sm_scale)
 
 
 def _vanilla_profile(q, k, v, causal, sm_scale):
     import kperf
-    attention = load_example("attention")
+    from kperf.examples import attention
     try:
         kernel = kperf.profile(attention.attn_fwd_kernel, auto="mma,tma", capacity=capacity_for(q.shape[2]))
     except (TypeError, KperfError) as e:
@@ -93,7 +67,7 @@ def _vanilla_profile(q, k, v, causal, sm_scale):
 
 def _gluon_make(pipeline: str):
     def make(q, k, v, causal, sm_scale):
-        fa3 = load_example("fa3_pipelines")
+        from kperf.examples import fa3_pipelines as fa3
         return lambda: fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=pipeline)
     return make
 
@@ -101,7 +75,7 @@ def _gluon_make(pipeline: str):
 def _gluon_profile(pipeline: str):
     def profile(q, k, v, causal, sm_scale):
         import kperf
-        fa3 = load_example("fa3_pipelines")
+        from kperf.examples import fa3_pipelines as fa3
         n_tiles = q.shape[0] * q.shape[1] * (q.shape[2] // fa3.BLOCK_M.value)
         # a persistent CTA loops over tiles: its warps record every tile's blocks
         tiles = -(-n_tiles // fa3.grid_ctas(fa3.get_pipeline(pipeline), q))

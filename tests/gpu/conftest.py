@@ -9,7 +9,7 @@ def profiled_gemm():
     def run(**options):
         import torch
         import kperf
-        import matmul as mm
+        from kperf.examples import matmul as mm
         torch.manual_seed(0)
         M = N = K = 1024
         a = torch.randn(M, K, device="cuda", dtype=torch.float16)

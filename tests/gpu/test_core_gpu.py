@@ -32,7 +32,7 @@ def _check_timeline(prof, n_ctas, num_warps, records_per_warp):
 
 def test_vector_add_records_and_results():
     import kperf
-    import vector_add as va
+    from kperf.examples import vector_add as va
     x = torch.rand(1 << 20, device="cuda")
     y = torch.rand(1 << 20, device="cuda")
     plain = va.add(x, y)
@@ -53,7 +53,7 @@ def test_gemm_records_monotonic_and_output_identical(clock, profiled_gemm):
 
 def test_keep_first_overflow_is_exact():
     import kperf
-    import matmul as mm
+    from kperf.examples import matmul as mm
     a = torch.randn(256, 4096, device="cuda", dtype=torch.float16)
     b = torch.randn(4096, 256, device="cuda", dtype=torch.float16)
     k = kperf.profile(mm.matmul_kernel, capacity=100)
@@ -68,7 +68,7 @@ def test_keep_first_overflow_is_exact():
 
 def test_wrap_keeps_latest():
     import kperf
-    import matmul as mm
+    from kperf.examples import matmul as mm
     a = torch.randn(256, 4096, device="cuda", dtype=torch.float16)
     b = torch.randn(4096, 256, device="cuda", dtype=torch.float16)
     k = kperf.profile(mm.matmul_kernel, capacity=128, strategy="wrap")
@@ -82,7 +82,7 @@ def test_wrap_keeps_latest():
 def test_session_writes_trace(tmp_path):
     import json
     import kperf
-    import vector_add as va
+    from kperf.examples import vector_add as va
     x = torch.rand(1 << 16, device="cuda")
     with kperf.session(tmp_path, kernels="add") as s:
         va.add(x, x)
@@ -107,7 +107,7 @@ def kernel_device_ms(fn, name: str) -> float:
 def test_trace_duration_matches_kernel_time():
     """The span from the first CTA entry to the last CTA exit equals the kernel's device time (within 5%)."""
     import kperf
-    import matmul as mm
+    from kperf.examples import matmul as mm
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
     b = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
     k = kperf.profile(mm.matmul_kernel)
@@ -130,7 +130,7 @@ def test_trace_duration_matches_kernel_time():
 def _autotuned_add():
     """A fresh autotuner (its own cache and best config) over the example's ``add_kernel``."""
     import triton
-    import vector_add
+    from kperf.examples import vector_add
     return triton.autotune(configs=[triton.Config({"BLOCK": 512}, num_warps=4),
                                     triton.Config({"BLOCK": 1024}, num_warps=4),
                                     triton.Config({"BLOCK": 2048}, num_warps=8)], key=["n"])(vector_add.add_kernel)
@@ -162,7 +162,7 @@ def test_autotuned_kernel_profiles_launches_not_timing_runs(profile_autotune):
 
 def test_launches_on_two_streams_are_each_complete():
     import kperf
-    import matmul as mm
+    from kperf.examples import matmul as mm
     torch.manual_seed(1)
     a1 = torch.randn(2048, 2048, device="cuda", dtype=torch.float16)
     b1 = torch.randn(2048, 2048, device="cuda", dtype=torch.float16)

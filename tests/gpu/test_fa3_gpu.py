@@ -84,8 +84,7 @@ def test_persistent_pipeline_with_many_tiles_per_cta(pipeline, cfg):
     """3 CTAs loop over 2 x 3 x 5 = 30 tiles: the K/V rings, the Q barriers and the ping-pong tokens run on
     across tiles of different lengths (causal), and O leaves through buffers reused one tile later."""
     _hopper()
-    from kperf.tritonbench_ext.variants import load_example
-    fa3 = load_example("fa3_pipelines")
+    from kperf.examples import fa3_pipelines as fa3
     dtype, d, causal = cfg
     q, k, v = _qkv((2, 3, 640, d), dtype, seed=5)
     ref = _reference(q, k, v, causal, d ** -0.5)
@@ -105,9 +104,8 @@ def test_192_key_blocks_pad_the_first_block(candidate, n_ctx):
     _hopper()
     import dataclasses
 
-    import fa3_tune
-    from kperf.tritonbench_ext.variants import load_example
-    fa3 = load_example("fa3_pipelines")
+    from bench import fa3_tune
+    from kperf.examples import fa3_pipelines as fa3
     p = fa3_tune.pipeline(candidate)
     p64 = dataclasses.replace(p, stages=((64, 3),), v_stages=((64, 3),))
     for dtype, d, causal in [("fp16", 128, False), ("bf16", 64, False), ("fp16", 128, True), ("bf16", 64, True)]:

@@ -20,7 +20,7 @@ CTAS, WARPS, ITERS = 64, 8, 1024 // 64
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     import kperf
-    import matmul as mm
+    from kperf.examples import matmul as mm
 
     a = torch.randn(1024, 1024, device="cuda", dtype=torch.float16)
     b = torch.randn(1024, 1024, device="cuda", dtype=torch.float16)

@@ -27,7 +27,7 @@ def _hopper():
 def attn():
     if not _hopper():
         pytest.skip("needs a Hopper GPU (sm_90)")
-    import attention
+    from kperf.examples import attention
     return attention
 
 

@@ -4,7 +4,7 @@ A refactor of the dialect, the passes or the stage hook must not change what a k
 ``test_golden.py`` compiles each case below for sm_90 and compares the PTX (debug line info removed:
 it names source lines, which move when code moves) and the SASS with the files under
 ``tests/data/golden/``.  Regenerate them only for a change that is meant to alter the lowering, and
-say so in the commit: ``python tests/unit/golden_cases.py --write``.
+say so in the commit: ``python3 tests/unit/golden_cases.py --write``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _cfg(**kw):
 
 
 def _matmul_cases() -> dict:
-    import matmul as mm
+    from kperf.examples import matmul as mm
     variants = {
         "default": {}, "check": {"fold": False}, "smem": {"store": "smem", "capacity": 520},
         "smem-fold": {"store": "smem", "capacity": 520, "fold": True}, "clock64": {"clock": "clock64"},
@@ -50,7 +50,7 @@ def _matmul_cases() -> dict:
 
 
 def _attention_cases() -> dict:
-    import attention as A
+    from kperf.examples import attention as A
     out = {}
     for name, kw in {"auto-mma-tma": {"auto": "mma,tma"}, "auto-loops": {"auto": "loops"},
                      "auto-mma-tma-warpgroup": {"auto": "mma,tma", "granularity": "warpgroup"}}.items():
@@ -59,13 +59,13 @@ def _attention_cases() -> dict:
 
 
 def _vector_add_cases() -> dict:
-    import vector_add as va
+    from kperf.examples import vector_add as va
     sig = {"x_ptr": "*fp32", "y_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"}
     return {"vector_add/default": (va.add_kernel, sig, {"BLOCK": 1024}, None, {"num_warps": 4}, {})}
 
 
 def _gluon_matmul_cases() -> dict:
-    import gluon_matmul as gm
+    from kperf.examples import gluon_matmul as gm
     import torch
     from triton.runtime.jit import mangle_type
     a = torch.empty(8192, 8192, dtype=torch.float16)
@@ -136,7 +136,6 @@ def write_all(names=None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path[:0] = [str(GOLDEN.parents[2] / "examples")]
     if "--write" not in sys.argv[1:]:
         raise SystemExit("usage: python tests/unit/golden_cases.py --write [CASE ...]")
     write_all([a for a in sys.argv[1:] if a != "--write"])

@@ -14,8 +14,8 @@ from kperf.dialect.selectors import PRESETS, SELECTORS, parse_selectors
 from kperf.tracing.flows import FLOW_DTYPE, compute_flows
 from kperf.tracing.decode import EVENT_DTYPE
 
-import attention as A
-import matmul as mm
+from kperf.examples import attention as A
+from kperf.examples import matmul as mm
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from kperf import override, stages
 from kperf.compile_api import default_attrs
 from kperf.dialect.options import ProfileConfig
 
-import matmul as mm
+from kperf.examples import matmul as mm
 
 TARGET = GPUTarget("cuda", 90, 32)
 

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-import matmul as mm
+from kperf.examples import matmul as mm
 from kperf.cli import main
 
 MATMUL = str(pathlib.Path(mm.__file__).resolve()) + ":matmul_kernel"

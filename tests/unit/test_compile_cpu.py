@@ -10,7 +10,7 @@ import kperf
 from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
 
-import matmul as mm
+from kperf.examples import matmul as mm
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from kperf.dialect.options import ProfileConfig
 
-gm = pytest.importorskip("gluon_matmul")
+from kperf.examples import gluon_matmul as gm
 
 
 @pytest.fixture(scope="module")

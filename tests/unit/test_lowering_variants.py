@@ -18,7 +18,7 @@ from kperf.tracing.decode import decode
 
 import reference_encoder as ref
 
-mm = pytest.importorskip("matmul")
+from kperf.examples import matmul as mm
 
 # (config, max SASS instructions per record site (whole kernel, epilogue scope included), max fixed)
 VARIANTS = {

@@ -12,8 +12,8 @@ from kperf.compile_api import default_attrs
 from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
 
-import attention as A
-import matmul as mm
+from kperf.examples import attention as A
+from kperf.examples import matmul as mm
 
 TARGET = GPUTarget("cuda", 90, 32)
 

@@ -17,8 +17,8 @@ from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
 
 import fa3_pipelines as fa3
-import matmul as mm
-import vector_add as va
+from kperf.examples import matmul as mm
+from kperf.examples import vector_add as va
 
 DEPBAR_PV = "WARPGROUP.DEPBAR.LE gsb0, 0x0"
 
