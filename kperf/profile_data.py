@@ -21,7 +21,11 @@ STATS_DTYPE = np.dtype([
     ("share", "<f8"),
 ])
 
-_UNITS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+# Profile.table(): the columns and their least widths (kernel and scope names are cut to 24 characters)
+_TABLE_HEADS = ("kernel", "scope", "count", "total", "mean", "p50", "p95", "max", "cycles")
+_TABLE_WIDTHS = (24, 24, 10, 12, 10, 10, 10, 10, 10)
+_TABLE_RIGHT = (False, False) + (True,) * 7
+_TABLE_TIMES = ("total_ns", "mean_ns", "p50_ns", "p95_ns", "max_ns")
 
 
 class Profile:
@@ -59,7 +63,7 @@ class Profile:
     def named(self) -> list:
         """``decoded()`` with each launch's ``kernel`` name filled in from its kernel."""
         out = []
-        for launch, dec in zip(self.launches, self.decoded()):
+        for launch, dec in zip(self.launches, self.decoded(), strict=True):
             if not getattr(dec, "kernel", None):
                 dec.kernel = launch.kernel.name
             out.append(dec)
@@ -83,24 +87,23 @@ class Profile:
 
     def table(self, sort_by: str = "total_ns", row_limit: int | None = None, time_unit: str = "us") -> str:
         """A text table of ``stats()`` plus per-launch lines (clock, lost events, problems)."""
-        if time_unit not in _UNITS:
-            raise KperfError(f"unknown time unit {time_unit!r}", fix=f"use one of {', '.join(_UNITS)}")
+        from kperf.tracing.tables import align_columns
+        from kperf.tracing.units import ns_per
+        u = ns_per(time_unit)
         st = self.stats()
         if sort_by not in STATS_DTYPE.names:
             raise KperfError(f"cannot sort by {sort_by!r}", fix=f"use one of {', '.join(STATS_DTYPE.names)}")
         st = st[np.argsort(-st[sort_by] if st.dtype[sort_by].kind in "fi" else st[sort_by], kind="stable")]
         if row_limit:
             st = st[:row_limit]
-        u = _UNITS[time_unit]
-        head = (f"{'kernel':<24} {'scope':<24} {'count':>10} {'total':>12} {'mean':>10} {'p50':>10} "
-                f"{'p95':>10} {'max':>10} {'cycles':>10}")
-        lines = [f"times in {time_unit}", head, "-" * len(head)]
-        for r in st:
-            lines.append(f"{r['kernel'][:24]:<24} {r['scope'][:24]:<24} {r['count']:>10} "
-                         f"{r['total_ns'] / u:>12.3f} {r['mean_ns'] / u:>10.3f} {r['p50_ns'] / u:>10.3f} "
-                         f"{r['p95_ns'] / u:>10.3f} {r['max_ns'] / u:>10.3f} {r['mean_cycles']:>10.1f}")
+        cells = [[k[:24] for k in st["kernel"].tolist()], [s[:24] for s in st["scope"].tolist()],
+                 [str(n) for n in st["count"].tolist()]]
+        cells += [[f"{x / u:.3f}" for x in st[c].tolist()] for c in _TABLE_TIMES]
+        cells.append([f"{x:.1f}" for x in st["mean_cycles"].tolist()])
+        lines = [f"times in {time_unit}"] + align_columns(_TABLE_HEADS, cells, _TABLE_RIGHT, sep=" ",
+                                                          min_widths=_TABLE_WIDTHS)
         lines.append("")
-        for launch, dec in zip(self.launches, self.decoded()):
+        for launch, dec in zip(self.launches, self.decoded(), strict=True):
             lines.append(f"[{launch.kernel.name}] " + dec.summary())
             if dec.lost_total:
                 need = int(dec.lost["count"].max())
@@ -161,7 +164,7 @@ class Profile:
         return {"profile": profile, "trace": trace, "summary": str(summary)}
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Profile":
+    def load(cls, path: str | os.PathLike) -> Profile:
         """A profile saved by :meth:`save` (a ``.kperf`` file, or a directory holding ``profile.kperf``)."""
         from kperf.tracing.saved import SUFFIX, SavedLaunch, load_profile
         p = pathlib.Path(path)

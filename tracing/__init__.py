@@ -6,16 +6,19 @@ Pipeline: :func:`decode` (buffer bytes -> :class:`DecodedLaunch`: events as colu
 each of a chosen subset of CTAs for large launches (:mod:`.select`), and :func:`save_profile` /
 :func:`load_profile` (``.kperf`` files).  The buffer format is :mod:`kperf.dialect.layout`.
 
+Analysis of decoded launches: :mod:`.stats` (every statistics table, :func:`~.stats.report`),
+:mod:`.diff` (two profiles compared) and :mod:`.plots` (timelines, histograms; matplotlib optional).
+
 Units throughout: ``cycles`` are SM clock cycles (clock64 domain; globaltimer ns for
 ``clock="globaltimer"``), ``*_ns`` are nanoseconds since the launch's first CTA entry (``t0_ns``),
 ``*_ghz`` are cycles per ns.
 """
 
-from ._common import FLOW_DTYPE
 from .chrome import write_chrome_trace
-from .columns import EventColumns
 from .clocks import MIN_FIT_SPAN_NS, SM_CLOCK_DTYPE, ClockFit, fit_clocks
+from .columns import EventColumns
 from .decode import CTA_DTYPE, EVENT_DTYPE, LOST_DTYPE, DecodedLaunch, decode
+from .flows import FLOW_DTYPE
 from .intervals import INTERVAL_DTYPE, Pairs, describe_unmatched, pair, pair_columns
 from .perfetto import write_perfetto_trace
 from .saved import load_profile, save_profile

@@ -1,4 +1,7 @@
-"""Helpers shared by the tracing modules: scope tables, problem-message formatting, trace files."""
+"""Helpers shared by the tracing modules: scope tables, problem-message formatting, trace files.
+
+The flow dtype lives with the flows (:mod:`kperf.tracing.flows`).
+"""
 
 from __future__ import annotations
 
@@ -91,20 +94,6 @@ def fill_columns(out: np.ndarray, columns: dict[str, Any], chunk: int = 1 << 16)
     return out
 
 
-#: A flow between two points of one CTA (e.g. an async copy issued by a producer warp and waited on
-#: by a consumer warp); writers draw an arrow from (src_warp, src_ns) to (dst_warp, dst_ns).
-FLOW_DTYPE = np.dtype(
-    [
-        ("cta", "<i8"),  # CTA index in the launch (region index)
-        ("src_warp", "<i4"),
-        ("src_ns", "<f8"),  # ns on the launch axis, as EVENT_DTYPE.time_ns
-        ("dst_warp", "<i4"),
-        ("dst_ns", "<f8"),
-        ("name", "<i4"),  # id in the kernel's scope table (the flow's name)
-    ]
-)
-
-
 @contextlib.contextmanager
 def trace_output(path: str | os.PathLike | BinaryIO, compresslevel: int) -> Iterator[BinaryIO]:
     """A buffered binary writer for a trace file.
@@ -121,8 +110,8 @@ def trace_output(path: str | os.PathLike | BinaryIO, compresslevel: int) -> Iter
     raw = open(tmp, "wb")
     ok = False
     try:
-        f: BinaryIO = (gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0)
-                       if p.endswith(".gz") else raw)
+        f: BinaryIO = (gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=compresslevel,
+                                     mtime=0) if p.endswith(".gz") else raw)
         buf = io.BufferedWriter(f, 1 << 22)
         yield buf
         buf.flush()

@@ -26,11 +26,12 @@ launch's ``warp_roles`` when it has them.
 
 Time axis: 0 is the earliest launch's first CTA entry; launches sit at their absolute ``t0_ns``
 (globaltimer), so consecutive launches appear one after the other as they ran.  Interval arrays
-given without their launch get placed one after the other, 1 us apart.
+given without their launch get placed one after the other, 1 us apart (:mod:`.placement`, shared
+with the Perfetto writer).
 
-Speed: events are formatted in chunks with numpy, as byte matrices (digits computed arithmetically,
-names gathered from a table), never one Python dict per event; the output is streamed, gzip-compressed
-when the path ends in ``.gz``.
+Speed: events are formatted in chunks with numpy, as byte matrices (:mod:`.json_rows`: digits
+computed arithmetically, names gathered from a table), never one Python dict per event; the output
+is streamed, gzip-compressed when the path ends in ``.gz``.
 """
 
 from __future__ import annotations
@@ -43,125 +44,18 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from ._common import FLOW_DTYPE, ScopesLike, plural, scope_names as _scope_names, trace_output
+from ._common import ScopesLike, plural, trace_output
+from ._common import scope_names as read_scope_names
 from .decode import EVENT_DTYPE, DecodedLaunch
+from .flows import FLOW_DTYPE, flows_per_launch
 from .intervals import INTERVAL_DTYPE, describe_unmatched, pair
+from .json_rows import FRAC, NUL, assemble, const, ints, jstr, micros, rows, rows_compact, text_table
+from .labels import role_or_warp, role_table
+from .placement import LaunchSpan, earliest, trace_offsets
 from .select import Subset, subset
 
 CHUNK = 1 << 15  # rows formatted per numpy batch
-LAUNCH_GAP_NS = 1_000  # gap between launches placed without an absolute time
 MAX_LOST_ARGS = 1_000  # per-warp entries listed in a launch's lost-records notice
-
-
-# --------------------------------------------------------------------------- vectorised formatting
-#
-# Rows are assembled from parts, each an (n, width) uint8 matrix: constants (broadcast), numbers
-# (digits computed two at a time through a lookup table), and rows gathered from small tables
-# (scope names, per-thread fragments).  Parts are copied side by side into a structured array of
-# void fields, whose bytes are the rows.  Variable-width numbers are right-aligned in their column
-# and padded with a filler byte: a space (JSON whitespace between tokens, written as is) where a
-# number stands alone, or NUL where it sits inside a string (thread names), removed by compaction.
-
-SPACE, NUL = 0x20, 0x00
-
-
-def _pair_table(pad: int) -> np.ndarray:
-    """uint16 lookup, two ASCII digits per entry: [0, 100) the leading pair of a number (tens
-    digit blank when zero), [100, 200) an inner pair, [200, 300) a pair left of the number (blank)."""
-    t = np.full((300, 2), pad, np.uint8)
-    for r in range(100):
-        t[r] = (pad if r < 10 else 48 + r // 10, 48 + r % 10)
-        t[100 + r] = (48 + r // 10, 48 + r % 10)
-    return t.view(np.uint16).ravel()
-
-
-_PAIRS = {SPACE: _pair_table(SPACE), NUL: _pair_table(NUL)}
-_FRAC = np.array([list(f".{i:03d}".encode()) for i in range(1000)], np.uint8)  # ".ddd" for ns -> us
-
-
-def _const(s: bytes | str, n: int) -> np.ndarray:
-    b = s.encode() if isinstance(s, str) else s
-    return np.broadcast_to(np.frombuffer(b, np.uint8), (n, len(b)))
-
-
-def _int(v: np.ndarray, pad: int = SPACE) -> np.ndarray:
-    """Decimal digits of integers, right-aligned and padded with ``pad``: an (n, width) uint8 matrix."""
-    v = np.asarray(v)
-    n = len(v)
-    if n == 0:
-        return np.zeros((0, 1), np.uint8)
-    neg = v < 0 if v.dtype.kind == "i" else None
-    a = np.abs(v) if neg is not None else v
-    top = int(a.max())
-    dt = np.uint32 if top < 1 << 32 else np.uint64
-    q = a.astype(dt)
-    hundred = dt(100)
-    npairs = (len(str(top)) + 1) // 2
-    out = np.empty((n, npairs), np.uint16)
-    table = _PAIRS[pad]
-    for k in range(npairs - 1, -1, -1):  # a loop over digit pairs, not over numbers
-        qa = q // hundred
-        idx = q - qa * hundred
-        idx += (qa > 0).astype(dt) * hundred
-        if k != npairs - 1:
-            idx += (q == 0).astype(dt) * dt(200)
-        np.take(table, idx, out=out[:, k])
-        q = qa
-    out8 = out.view(np.uint8)
-    if neg is not None and neg.any():
-        sign = np.where(neg, ord("-"), pad).astype(np.uint8)[:, None]
-        return np.concatenate([sign, out8], axis=1)
-    return out8
-
-
-def _us(ns: np.ndarray) -> list[np.ndarray]:
-    """Parts of microseconds with 3 decimals from int64 ns: ``1234567`` -> ``1234.567``.  The trace
-    axis starts at 0; anything earlier is clamped to 0."""
-    ns = np.maximum(np.asarray(ns, np.int64), 0)
-    whole = ns // 1000
-    return [_int(whole), np.take(_FRAC, ns - whole * 1000, axis=0)]
-
-
-def _table(strings: Sequence[bytes], pad: int = SPACE) -> np.ndarray:
-    """(k, width) uint8 matrix of byte strings, left-aligned, padded with ``pad``."""
-    width = max((len(s) for s in strings), default=0)
-    t = np.full((len(strings), max(width, 1)), pad, np.uint8)
-    for i, s in enumerate(strings):
-        t[i, : len(s)] = np.frombuffer(s, np.uint8)
-    return t
-
-
-def _assemble(parts: list[np.ndarray | list]) -> np.ndarray:
-    """The rows made of ``parts`` side by side, as an (n, width) uint8 matrix."""
-    flat: list[np.ndarray] = []
-    for p in parts:
-        flat.extend(p if isinstance(p, list) else [p])
-    n = flat[0].shape[0]
-    dt = np.dtype([(f"f{i}", f"V{p.shape[1]}") for i, p in enumerate(flat)])
-    rows = np.empty(n, dt)
-    for i, p in enumerate(flat):
-        w = p.shape[1]
-        if p.strides[0] == 0:  # a broadcast constant
-            rows[f"f{i}"] = np.frombuffer(p[0].tobytes(), f"V{w}")[0]
-        else:
-            rows[f"f{i}"] = np.ascontiguousarray(p).view(f"V{w}").ravel()
-    return rows.view(np.uint8).reshape(n, dt.itemsize)
-
-
-def _rows(parts: list) -> bytes:
-    """Rows as bytes, spaces kept."""
-    return _assemble(parts).tobytes()
-
-
-def _rows_compact(parts: list) -> bytes:
-    """Rows as bytes, NUL fillers removed."""
-    m = _assemble(parts)
-    return m[m != NUL].tobytes()
-
-
-def _jstr(s: str) -> bytes:
-    """A JSON string literal, quotes included."""
-    return orjson.dumps(s)
 
 
 # --------------------------------------------------------------------------- input normalisation
@@ -190,6 +84,17 @@ class _Launch:
     def cycles_arg(self) -> bool:
         return self.decoded is None or self.decoded.geometry.clock != "globaltimer"
 
+    @property
+    def span(self) -> LaunchSpan:
+        """What placement on the trace axis needs: absolute start, earliest and latest time written."""
+        ends = [0.0]
+        if len(self.intervals):
+            ends.append(float(np.nanmax(self.intervals["end_ns"], initial=0.0)))
+        if self.decoded is not None:
+            ends.append(self.decoded.duration_ns)
+        first = earliest(self.intervals["start_ns"], self.unmatched["time_ns"])
+        return LaunchSpan(self.t0_ns, first, max(ends))
+
 
 def _subset_arrays(d: DecodedLaunch, sub: Subset) -> tuple[np.ndarray, np.ndarray]:
     """(INTERVAL_DTYPE, unmatched EVENT_DTYPE) arrays of the part ``sub`` of ``d``."""
@@ -209,16 +114,13 @@ def _collect(data: Any, select: Any = None, flows: Any = None) -> list[_Launch]:
         data = [data]
     data = list(data)
     decoded = [x for x in data if isinstance(x, DecodedLaunch)]
-    if flows is not None:
-        from .perfetto import _flows_for
-        per = dict(zip((id(d) for d in decoded), _flows_for(flows, decoded)))
+    per = dict(zip((id(d) for d in decoded), flows_per_launch(flows, decoded), strict=True))
     out: list[_Launch] = []
     for item in data:
         if isinstance(item, DecodedLaunch):
             sub = subset(item, select)
             iv, un = _subset_arrays(item, sub)
-            out.append(_Launch(item.launch, iv, un, item.t0_ns, item, sub=sub,
-                               flows=per.get(id(item)) if flows is not None else None))
+            out.append(_Launch(item.launch, iv, un, item.t0_ns, item, sub=sub, flows=per[id(item)]))
         elif isinstance(item, np.ndarray) and item.dtype == INTERVAL_DTYPE:
             for ln in np.unique(item["launch"]):
                 out.append(_Launch(int(ln), item[item["launch"] == ln], np.zeros(0, EVENT_DTYPE), None, None))
@@ -232,32 +134,79 @@ def _collect(data: Any, select: Any = None, flows: Any = None) -> list[_Launch]:
     return out
 
 
-def _place(launches: list[_Launch]) -> None:
-    """Set every launch's offset on the trace axis (ns), with the earliest time at >= 0."""
-    known = [ln.t0_ns for ln in launches if ln.t0_ns is not None]
-    base = min(known) if known else 0
-    cursor = None
+# --------------------------------------------------------------------------- processes and threads
+
+
+@dataclasses.dataclass
+class _Threads:
+    """One launch's threads, (CTA, warp) pairs, and its processes, its SMs; with their ids."""
+
+    key: np.ndarray  # (cta << 16) | warp per thread, sorted
+    sm: np.ndarray  # each thread's SM
+    sm_ids: np.ndarray  # the SMs, sorted: process i has pid pid0 + 1 + i
+    pid0: int
+    tid0: int  # thread i has tid tid0 + i
+
+    @property
+    def pids(self) -> np.ndarray:
+        return self.pid0 + 1 + np.arange(len(self.sm_ids))
+
+    @property
+    def tids(self) -> np.ndarray:
+        return self.tid0 + np.arange(len(self.key), dtype=np.int64)
+
+    @property
+    def pid(self) -> np.ndarray:
+        """Each thread's pid."""
+        return self.pids[np.searchsorted(self.sm_ids, self.sm)] if len(self.key) else np.zeros(0, np.int64)
+
+    def index(self, cta: np.ndarray, warp: np.ndarray) -> np.ndarray:
+        """The thread of each (cta, warp)."""
+        return np.searchsorted(self.key, (cta.astype(np.int64) << 16) | warp.astype(np.int64))
+
+    def fragments(self) -> np.ndarray | None:
+        """Per thread, the part of the JSON row its events share: ``,"pid":..,"tid":..,"args":{"cta":..,
+        "warp":..`` (the args object is left open for the event's own arguments)."""
+        nt = len(self.key)
+        if not nt:
+            return None
+        return assemble([const(b',"pid":', nt), ints(self.pid), const(b',"tid":', nt), ints(self.tids),
+                         const(b',"args":{"cta":', nt), ints(self.key >> 16), const(b',"warp":', nt),
+                         ints(self.key & 0xFFFF)])
+
+
+def _plan_threads(launches: list[_Launch]) -> tuple[list[_Threads], int]:
+    """Every launch's threads and processes; pids first (one per (launch, SM), in order), then tids.
+
+    Returns the threads per launch and the first tid (every tid differs from every pid)."""
+    found = []
     for ln in launches:
-        if ln.t0_ns is not None:
-            ln.offset_ns = ln.t0_ns - base
-        else:
-            ln.offset_ns = 0 if cursor is None else cursor + LAUNCH_GAP_NS
-        ends = [float(ln.offset_ns)]
-        if len(ln.intervals):
-            ends.append(ln.offset_ns + float(np.nanmax(ln.intervals["end_ns"], initial=0.0)))
-        if ln.decoded is not None:
-            ends.append(ln.offset_ns + ln.decoded.duration_ns)
-        end = int(np.ceil(max(ends)))
-        cursor = end if cursor is None else max(cursor, end)
-    lows = []
-    for ln in launches:
-        for a in (ln.intervals["start_ns"], ln.unmatched["time_ns"]):
-            a = a[np.isfinite(a)]
-            if len(a):
-                lows.append(ln.offset_ns + float(a.min()))
-    shift = min(0, int(np.floor(min(lows)))) if lows else 0
-    for ln in launches:
-        ln.offset_ns -= shift
+        ctas = np.r_[ln.intervals["cta"], ln.unmatched["cta"]].astype(np.int64)
+        warps = np.r_[ln.intervals["warp"], ln.unmatched["warp"]].astype(np.int64)
+        sms = np.r_[ln.intervals["sm"], ln.unmatched["sm"]].astype(np.int64)
+        if ln.decoded is not None and len(ln.lost):
+            lost = ln.lost
+            ctas = np.r_[ctas, lost["cta"]]
+            warps = np.r_[warps, lost["warp"]]
+            sms = np.r_[sms, ln.decoded.ctas["sm"][lost["cta"]]]
+        tkey, first = np.unique((ctas << 16) | warps, return_index=True)
+        found.append((tkey, sms[first]))
+    tid_base = sum(len(np.unique(t_sm)) for _, t_sm in found) + 1
+    out, pid0, tid0 = [], 0, tid_base
+    for tkey, t_sm in found:
+        th = _Threads(tkey, t_sm, np.unique(t_sm), pid0, tid0)
+        out.append(th)
+        pid0 += len(th.sm_ids)
+        tid0 += len(tkey)
+    return out, tid_base
+
+
+def _warp_label_rows(roles: Any, warps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label rows (JSON-escaped, no quotes) for the warps present, and each warp's row index."""
+    uniq, idx = np.unique(warps, return_inverse=True)
+    table = role_table(roles)
+    labels = [jstr(role_or_warp(table, int(w)))[1:-1] for w in uniq]
+    return text_table(labels, NUL), idx.ravel()  # inside a string: NUL filler, compacted away
 
 
 # --------------------------------------------------------------------------- writer
@@ -283,18 +232,6 @@ class _Out:
 
     def obj(self, d: dict) -> None:
         self.rows(b",\n" + orjson.dumps(d), 1)
-
-
-def _warp_label_table(warp_names: Any, warps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Table rows (JSON-escaped, no quotes) for the warps present, and each warp's row index."""
-    uniq, idx = np.unique(warps, return_inverse=True)
-    names: dict[int, str] = {}
-    if isinstance(warp_names, Mapping):
-        names = {int(k): str(v) for k, v in warp_names.items()}
-    elif warp_names is not None:
-        names = {i: str(v) for i, v in enumerate(warp_names)}
-    labels = [_jstr(names.get(int(w), f"warp {int(w)}"))[1:-1] for w in uniq]
-    return _table(labels, NUL), idx.ravel()  # inside a string: NUL filler, compacted away
 
 
 def write_chrome_trace(
@@ -328,152 +265,34 @@ def write_chrome_trace(
         a summary dict: events written, intervals, unmatched, lost records, launches.
     """
     launches = _collect(data, select, flows)
-    _place(launches)
+    for ln, off in zip(launches, trace_offsets([ln.span for ln in launches]), strict=True):
+        ln.offset_ns = off
     with trace_output(path, compresslevel) as f:
         summary = _write(f, launches, scope_names, warp_names)
     return summary
 
 
 def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_names: Any) -> dict:
-    multi = len(launches) > 1
     f.write(b'{"displayTimeUnit":"ns","traceEvents":[\n')
     out = _Out(f)
-    # pids: one per (launch, SM), in order; tids: after all pids
-    keys_per_launch = []
-    n_pids = 0
-    for ln in launches:
-        ctas = np.r_[ln.intervals["cta"], ln.unmatched["cta"]].astype(np.int64)
-        warps = np.r_[ln.intervals["warp"], ln.unmatched["warp"]].astype(np.int64)
-        sms = np.r_[ln.intervals["sm"], ln.unmatched["sm"]].astype(np.int64)
-        if ln.decoded is not None and len(ln.lost):
-            lost = ln.lost
-            ctas = np.r_[ctas, lost["cta"]]
-            warps = np.r_[warps, lost["warp"]]
-            sms = np.r_[sms, ln.decoded.ctas["sm"][lost["cta"]]]
-        tkey, first = np.unique((ctas << 16) | warps, return_index=True)
-        t_sm = sms[first]
-        sm_ids = np.unique(t_sm)
-        keys_per_launch.append((tkey, t_sm, sm_ids, n_pids))
-        n_pids += len(sm_ids)
-    tid_base = n_pids + 1
+    threads, tid_base = _plan_threads(launches)
     summary = {"trace_events": 0, "intervals": 0, "unmatched": 0, "lost_records": 0, "launches": [],
                "dropped_no_time": 0}
     meta = []
-    t_index = 0
-    for ln, (tkey, t_sm, sm_ids, pid0) in zip(launches, keys_per_launch):
-        names = (_scope_names(scope_names) if scope_names is not None
+    for ln, th in zip(launches, threads, strict=True):
+        names = (read_scope_names(scope_names) if scope_names is not None
                  else (ln.decoded.scopes if ln.decoded is not None else None)) or {}
-        pids = pid0 + 1 + np.arange(len(sm_ids))
-        for sm, pid in zip(sm_ids.tolist(), pids.tolist()):
-            pname = f"launch {ln.launch} / SM {sm}" if multi else f"SM {sm}"
-            out.obj({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": pname}})
-            out.obj({"name": "process_sort_index", "ph": "M", "pid": pid, "args": {"sort_index": pid}})
-        # threads, vectorised: name and sort index
-        nt = len(tkey)
-        tids = tid_base + t_index + np.arange(nt, dtype=np.int64)
-        t_pid = pids[np.searchsorted(sm_ids, t_sm)] if nt else np.zeros(0, np.int64)
-        t_cta, t_warp = tkey >> 16, tkey & 0xFFFF
         roles = warp_names if warp_names is not None else (ln.decoded.warp_roles if ln.decoded else None)
-        wtab, widx = _warp_label_table(roles, t_warp)
-        for a in range(0, nt, CHUNK):
-            s = slice(a, a + CHUNK)
-            k = len(tids[s])
-            head = [_const(b',\n{"ph":"M","pid":', k), _int(t_pid[s], NUL),
-                    _const(b',"tid":', k), _int(tids[s], NUL)]
-            out.rows(_rows_compact(head + [_const(b',"name":"thread_name","args":{"name":"CTA ', k),
-                                           _int(t_cta[s], NUL), _const(b" ", k), wtab[widx[s]],
-                                           _const(b'"}}', k)]), k)
-            out.rows(_rows_compact(head + [_const(b',"name":"thread_sort_index","args":{"sort_index":', k),
-                                           _int(tids[s], NUL), _const(b"}}", k)]), k)
-        t_index += nt
-        # per-thread fragment shared by all of a thread's events
-        thread_frag = _assemble([_const(b',"pid":', nt), _int(t_pid), _const(b',"tid":', nt), _int(tids),
-                                 _const(b',"args":{"cta":', nt), _int(t_cta), _const(b',"warp":', nt),
-                                 _int(t_warp)]) if nt else None
-
-        def thread_of(cta: np.ndarray, warp: np.ndarray) -> np.ndarray:
-            return np.searchsorted(tkey, (cta.astype(np.int64) << 16) | warp.astype(np.int64))
-
-        # complete events
-        iv = ln.intervals
-        finite = np.isfinite(iv["start_ns"]) & np.isfinite(iv["end_ns"])
-        if not finite.all():
-            summary["dropped_no_time"] += int((~finite).sum())
-            iv = iv[finite]
-        sc_ids = np.unique(np.r_[iv["scope"], ln.unmatched["scope"]]).astype(np.int64)
-        sc_names = [names.get(int(s), f"scope {int(s)}") for s in sc_ids]
-        x_head = _table([b',\n{"name":' + _jstr(n) for n in sc_names])
-        x_head = np.concatenate([x_head, _const(b',"ph":"X","ts":', len(sc_ids))], axis=1)
-        sid = np.concatenate([_const(b',"scope":', len(sc_ids)), _int(sc_ids)], axis=1)
-        cyc = ln.cycles_arg
-        for a in range(0, len(iv), CHUNK):
-            c = iv[a : a + CHUNK]
-            k = len(c)
-            t0 = np.rint(c["start_ns"] + ln.offset_ns).astype(np.int64)
-            t1 = np.rint(c["end_ns"] + ln.offset_ns).astype(np.int64)
-            sr = np.searchsorted(sc_ids, c["scope"])
-            parts = [np.take(x_head, sr, axis=0), _us(t0), _const(b',"dur":', k), _us(np.maximum(t1 - t0, 0)),
-                     np.take(thread_frag, thread_of(c["cta"], c["warp"]), axis=0), np.take(sid, sr, axis=0)]
-            if cyc:
-                parts += [_const(b',"cycles":', k), _int(c["end_cycles"] - c["start_cycles"])]
-            parts.append(_const(b"}}", k))
-            out.rows(_rows(parts), k)
-        # unmatched events
-        un = ln.unmatched[np.isfinite(ln.unmatched["time_ns"])]
-        summary["dropped_no_time"] += len(ln.unmatched) - len(un)
-        if len(un):
-            u_head = _table([b',\n{"name":' + _jstr(f"{n} ({'end, no start' if e else 'start, no end'})")
-                             for n in sc_names for e in (0, 1)])
-            u_head = np.concatenate([u_head, _const(b',"ph":"i","s":"t","ts":', len(u_head))], axis=1)
-            for a in range(0, len(un), CHUNK):
-                c = un[a : a + CHUNK]
-                k = len(c)
-                sr = np.searchsorted(sc_ids, c["scope"])
-                out.rows(_rows([
-                    np.take(u_head, 2 * sr + c["is_end"], axis=0),
-                    _us(np.rint(c["time_ns"] + ln.offset_ns).astype(np.int64)),
-                    np.take(thread_frag, thread_of(c["cta"], c["warp"]), axis=0), np.take(sid, sr, axis=0),
-                    _const(b',"seq":', k), _int(c["seq"]), _const(b',"unmatched":true}}', k)]), k)
-        # lost records and problems
-        info = {"launch": ln.launch, "t0_ns": ln.t0_ns, "trace_offset_ns": ln.offset_ns,
-                "intervals": int(len(iv)), "unmatched": int(len(un))}
-        if len(ln.unmatched):
-            info["unmatched_detail"] = describe_unmatched(ln.unmatched, names)
-        launch_pid = int(pids[0]) if len(pids) else 1
-        launch_tid = int(tids[0]) if nt else tid_base
-        d = ln.decoded
-        if d is not None:
-            info.update(clock=d.geometry.clock, strategy=d.strategy, capacity=d.geometry.capacity,
-                        clock_ghz=None if not np.isfinite(d.clock_ghz) else d.clock_ghz,
-                        ctas=d.n_ctas, events=d.n_events, lost_records=d.lost_total,
-                        problems=list(d.problems), kernel=d.kernel)
-            if ln.sub is not None:
-                info["subset"] = ln.sub.meta()
-                if not ln.sub.whole:
-                    info["subset_note"] = ln.sub.note()
-            start_ts = float(ln.offset_ns) / 1000.0
-            if ln.flows is not None and len(ln.flows):
-                summary["flows"] = summary.get("flows", 0) + _flow_events(out, ln, names, tkey, tids, t_pid)
-            if d.lost_total:
-                _lost_events(out, ln, d, thread_of, thread_frag)
-                lost = d.lost
-                order = np.argsort(-lost["lost"].astype(np.int64), kind="stable")[:MAX_LOST_ARGS]
-                out.obj({"name": f"kperf: {d.lost_total} records lost", "ph": "i", "s": "g", "ts": start_ts,
-                         "pid": launch_pid, "tid": launch_tid,
-                         "args": {"lost_records": d.lost_total, "warps": int(len(lost)),
-                                  "ctas": int(len(np.unique(lost["cta"]))), "strategy": d.strategy,
-                                  "capacity": d.geometry.capacity,
-                                  "per_warp": [{"cta": int(r["cta"]), "warp": int(r["warp"]),
-                                                "lost": int(r["lost"]), "count": int(r["count"])}
-                                               for r in lost[order]],
-                                  "per_warp_truncated": max(0, len(lost) - MAX_LOST_ARGS)}})
-                summary["lost_records"] += d.lost_total
-            if d.problems:
-                out.obj({"name": f"kperf: {plural(len(d.problems), 'decode problem')}", "ph": "i", "s": "g",
-                         "ts": start_ts, "pid": launch_pid, "tid": launch_tid,
-                         "args": {"problems": list(d.problems)}})
-        summary["intervals"] += int(len(iv))
-        summary["unmatched"] += int(len(un))
+        _name_processes_and_threads(out, ln, th, roles, multi=len(launches) > 1)
+        frag = th.fragments()
+        n_iv, n_un = _scope_events(out, ln, th, frag, names, summary)
+        info = _launch_info(ln, names, n_iv, n_un)
+        if ln.decoded is not None:
+            launch_pid = int(th.pids[0]) if len(th.pids) else 1
+            launch_tid = int(th.tids[0]) if len(th.key) else tid_base
+            _launch_notices(out, ln, names, th, frag, (launch_pid, launch_tid), summary)
+        summary["intervals"] += n_iv
+        summary["unmatched"] += n_un
         meta.append(info)
     summary["trace_events"] = out.n
     summary["launches"] = meta
@@ -484,6 +303,130 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
                           "launches": meta}))
     f.write(b"}}\n")
     return summary
+
+
+def _name_processes_and_threads(out: _Out, ln: _Launch, th: _Threads, roles: Any, multi: bool) -> None:
+    """Metadata events: a name and sort index per process (SM) and per thread (CTA, warp)."""
+    for sm, pid in zip(th.sm_ids.tolist(), th.pids.tolist(), strict=True):
+        pname = f"launch {ln.launch} / SM {sm}" if multi else f"SM {sm}"
+        out.obj({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": pname}})
+        out.obj({"name": "process_sort_index", "ph": "M", "pid": pid, "args": {"sort_index": pid}})
+    nt = len(th.key)
+    tids, t_pid, t_cta = th.tids, th.pid, th.key >> 16
+    wtab, widx = _warp_label_rows(roles, th.key & 0xFFFF)
+    for a in range(0, nt, CHUNK):
+        s = slice(a, a + CHUNK)
+        k = len(tids[s])
+        head = [const(b',\n{"ph":"M","pid":', k), ints(t_pid[s], NUL), const(b',"tid":', k),
+                ints(tids[s], NUL)]
+        out.rows(rows_compact(head + [const(b',"name":"thread_name","args":{"name":"CTA ', k),
+                                      ints(t_cta[s], NUL), const(b" ", k), wtab[widx[s]],
+                                      const(b'"}}', k)]), k)
+        out.rows(rows_compact(head + [const(b',"name":"thread_sort_index","args":{"sort_index":', k),
+                                      ints(tids[s], NUL), const(b"}}", k)]), k)
+
+
+def _scope_events(out: _Out, ln: _Launch, th: _Threads, frag: np.ndarray | None, names: dict,
+                  summary: dict) -> tuple[int, int]:
+    """Complete events (intervals) and instants (unmatched records) with a time; returns their counts."""
+    iv = ln.intervals
+    finite = np.isfinite(iv["start_ns"]) & np.isfinite(iv["end_ns"])
+    if not finite.all():
+        summary["dropped_no_time"] += int((~finite).sum())
+        iv = iv[finite]
+    un = ln.unmatched[np.isfinite(ln.unmatched["time_ns"])]
+    summary["dropped_no_time"] += len(ln.unmatched) - len(un)
+    sc_ids = np.unique(np.r_[iv["scope"], ln.unmatched["scope"]]).astype(np.int64)
+    sc_names = [names.get(int(s), f"scope {int(s)}") for s in sc_ids]
+    sid = np.concatenate([const(b',"scope":', len(sc_ids)), ints(sc_ids)], axis=1)  # the scope id argument
+    _complete_events(out, ln, iv, th, frag, sc_ids, sc_names, sid)
+    if len(un):
+        _unmatched_events(out, ln, un, th, frag, sc_ids, sc_names, sid)
+    return int(len(iv)), int(len(un))
+
+
+def _complete_events(out: _Out, ln: _Launch, iv: np.ndarray, th: _Threads, frag, sc_ids: np.ndarray,
+                     sc_names: list[str], sid: np.ndarray) -> None:
+    """One ``"ph":"X"`` event per interval, its arguments cta, warp, scope and (clock64) cycles."""
+    x_head = text_table([b',\n{"name":' + jstr(n) for n in sc_names])
+    x_head = np.concatenate([x_head, const(b',"ph":"X","ts":', len(sc_ids))], axis=1)
+    for a in range(0, len(iv), CHUNK):
+        c = iv[a : a + CHUNK]
+        k = len(c)
+        t0 = np.rint(c["start_ns"] + ln.offset_ns).astype(np.int64)
+        t1 = np.rint(c["end_ns"] + ln.offset_ns).astype(np.int64)
+        sr = np.searchsorted(sc_ids, c["scope"])
+        parts = [np.take(x_head, sr, axis=0), micros(t0), const(b',"dur":', k),
+                 micros(np.maximum(t1 - t0, 0)), np.take(frag, th.index(c["cta"], c["warp"]), axis=0),
+                 np.take(sid, sr, axis=0)]
+        if ln.cycles_arg:
+            parts += [const(b',"cycles":', k), ints(c["end_cycles"] - c["start_cycles"])]
+        parts.append(const(b"}}", k))
+        out.rows(rows(parts), k)
+
+
+def _unmatched_events(out: _Out, ln: _Launch, un: np.ndarray, th: _Threads, frag, sc_ids: np.ndarray,
+                      sc_names: list[str], sid: np.ndarray) -> None:
+    """A thread instant per unmatched record: ``"<scope> (start, no end)"`` / ``"(end, no start)"``."""
+    u_head = text_table([b',\n{"name":' + jstr(f"{n} ({'end, no start' if e else 'start, no end'})")
+                         for n in sc_names for e in (0, 1)])
+    u_head = np.concatenate([u_head, const(b',"ph":"i","s":"t","ts":', len(u_head))], axis=1)
+    for a in range(0, len(un), CHUNK):
+        c = un[a : a + CHUNK]
+        k = len(c)
+        sr = np.searchsorted(sc_ids, c["scope"])
+        out.rows(rows([
+            np.take(u_head, 2 * sr + c["is_end"], axis=0),
+            micros(np.rint(c["time_ns"] + ln.offset_ns).astype(np.int64)),
+            np.take(frag, th.index(c["cta"], c["warp"]), axis=0), np.take(sid, sr, axis=0),
+            const(b',"seq":', k), ints(c["seq"]), const(b',"unmatched":true}}', k)]), k)
+
+
+def _launch_info(ln: _Launch, names: dict, n_iv: int, n_un: int) -> dict:
+    """What ``otherData.kperf.launches[i]`` says of a launch."""
+    info = {"launch": ln.launch, "t0_ns": ln.t0_ns, "trace_offset_ns": ln.offset_ns,
+            "intervals": n_iv, "unmatched": n_un}
+    if len(ln.unmatched):
+        info["unmatched_detail"] = describe_unmatched(ln.unmatched, names)
+    d = ln.decoded
+    if d is not None:
+        info.update(clock=d.geometry.clock, strategy=d.strategy, capacity=d.geometry.capacity,
+                    clock_ghz=None if not np.isfinite(d.clock_ghz) else d.clock_ghz,
+                    ctas=d.n_ctas, events=d.n_events, lost_records=d.lost_total,
+                    problems=list(d.problems), kernel=d.kernel)
+        if ln.sub is not None:
+            info["subset"] = ln.sub.meta()
+            if not ln.sub.whole:
+                info["subset_note"] = ln.sub.note()
+    return info
+
+
+def _launch_notices(out: _Out, ln: _Launch, names: dict, th: _Threads, frag, at: tuple[int, int],
+                    summary: dict) -> None:
+    """A decoded launch's flows, lost-records instants and notice, and decode-problems notice.
+
+    ``at``: the (pid, tid) that carries the launch-wide notices."""
+    d = ln.decoded
+    start_ts = float(ln.offset_ns) / 1000.0
+    if ln.flows is not None and len(ln.flows):
+        summary["flows"] = summary.get("flows", 0) + _flow_events(out, ln, names, th.key, th.tids, th.pid)
+    if d.lost_total:
+        _lost_events(out, ln, d, th.index, frag)
+        lost = d.lost
+        order = np.argsort(-lost["lost"].astype(np.int64), kind="stable")[:MAX_LOST_ARGS]
+        out.obj({"name": f"kperf: {d.lost_total} records lost", "ph": "i", "s": "g", "ts": start_ts,
+                 "pid": at[0], "tid": at[1],
+                 "args": {"lost_records": d.lost_total, "warps": int(len(lost)),
+                          "ctas": int(len(np.unique(lost["cta"]))), "strategy": d.strategy,
+                          "capacity": d.geometry.capacity,
+                          "per_warp": [{"cta": int(r["cta"]), "warp": int(r["warp"]),
+                                        "lost": int(r["lost"]), "count": int(r["count"])}
+                                       for r in lost[order]],
+                          "per_warp_truncated": max(0, len(lost) - MAX_LOST_ARGS)}})
+        summary["lost_records"] += d.lost_total
+    if d.problems:
+        out.obj({"name": f"kperf: {plural(len(d.problems), 'decode problem')}", "ph": "i", "s": "g",
+                 "ts": start_ts, "pid": at[0], "tid": at[1], "args": {"problems": list(d.problems)}})
 
 
 def _lost_events(out: _Out, ln: _Launch, d: DecodedLaunch, thread_of, thread_frag) -> None:
@@ -507,14 +450,14 @@ def _lost_events(out: _Out, ln: _Launch, d: DecodedLaunch, thread_of, thread_fra
         c = lost[a : a + CHUNK]
         k = len(c)
         ts = np.maximum(np.rint(t[a : a + CHUNK] + ln.offset_ns).astype(np.int64), 0)
-        out.rows(_rows_compact([
-            _const(b',\n{"name":"lost ', k), _int(c["lost"], NUL),
-            _const(b' records","ph":"i","s":"t","ts":', k),
-            _int(ts // 1000, NUL), np.take(_FRAC, ts % 1000, axis=0),
+        out.rows(rows_compact([
+            const(b',\n{"name":"lost ', k), ints(c["lost"], NUL),
+            const(b' records","ph":"i","s":"t","ts":', k),
+            ints(ts // 1000, NUL), np.take(FRAC, ts % 1000, axis=0),
             np.take(thread_frag, thread_of(c["cta"], c["warp"]), axis=0),
-            _const(b',"lost":', k), _int(c["lost"], NUL), _const(b',"count":', k), _int(c["count"], NUL),
-            _const(b',"kept":', k), _int(c["kept"], NUL),
-            _const(b',"where":"' + where + b' the kept records"}}', k)]), k)
+            const(b',"lost":', k), ints(c["lost"], NUL), const(b',"count":', k), ints(c["count"], NUL),
+            const(b',"kept":', k), ints(c["kept"], NUL),
+            const(b',"where":"' + where + b' the kept records"}}', k)]), k)
 
 
 def _flow_events(out: _Out, ln: _Launch, names: dict, tkey: np.ndarray, tids: np.ndarray,

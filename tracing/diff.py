@@ -20,8 +20,11 @@ import numpy as np
 
 from kperf.dialect.errors import KperfError
 
-from . import stats
-from .stats import Table, Tables
+from .balance_tables import imbalance
+from .frame import Codes, Frame, frame
+from .idle_tables import gaps, idle
+from .scope_tables import scope_stats
+from .tables import Table, Tables
 
 
 @dataclasses.dataclass
@@ -64,8 +67,8 @@ def _change(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _match(ta: Table, tb: Table, keys: list[str], values: list[str], per_launch: dict[str, tuple[int, int]],
            labels: tuple[str, str], name: str, title: str) -> Table:
     """Outer join of two tables on ``keys``; ``values`` columns get ``_a``/``_b``/change columns."""
-    ka = list(zip(*(ta[k].tolist() for k in keys))) if len(ta) else []
-    kb = list(zip(*(tb[k].tolist() for k in keys))) if len(tb) else []
+    ka = list(zip(*(ta[k].tolist() for k in keys), strict=True)) if len(ta) else []
+    kb = list(zip(*(tb[k].tolist() for k in keys), strict=True)) if len(tb) else []
     ia = {k: i for i, k in enumerate(ka)}
     ib = {k: i for i, k in enumerate(kb)}
     allk = ka + [k for k in kb if k not in ia]  # A's order first (its biggest first), then B's extras
@@ -112,57 +115,40 @@ def diff(a: Any, b: Any, *, labels: tuple[str, str] = ("A", "B"), by_kernel: boo
         labels: names for A and B in the output (e.g. file names).
         by_kernel: match scopes by (kernel, scope name) instead of scope name alone.
     """
-    fa, fb = stats.frame(a), stats.frame(b)
+    fa, fb = frame(a), frame(b)
     for f, lab in ((fa, labels[0]), (fb, labels[1])):
         if not f.launches:
             raise KperfError(f"profile {lab} holds no launches", fix="profile a kernel that has kperf scopes")
     na, nb = len(fa.launches), len(fb.launches)
     per = {v: (na, nb) for v in ("count", "total_ns", "span_ns", "busy_ns", "idle_ns")}
-    sa, sb = stats.scope_stats(fa), stats.scope_stats(fb)
-    if not by_kernel:
-        sa, sb = _merge_kernels(fa), _merge_kernels(fb)
+    # gaps and idle time are matched by role across kernels; scopes too unless by_kernel
+    oa, ob = _as_one_kernel(fa), _as_one_kernel(fb)
+    sa, sb = (scope_stats(fa), scope_stats(fb)) if by_kernel else (scope_stats(oa), scope_stats(ob))
     keys = ["kernel", "scope"] if by_kernel else ["scope"]
-    scopes = _match(sa, sb, keys, ["count", "total_ns", "mean_ns", "p50_ns", "p95_ns", "max_ns"], per, labels,
-                    "scopes", "Scopes: A -> B")
-    ga, gb = _gaps_by_role(fa), _gaps_by_role(fb)
-    gaps = _match(ga, gb, ["role", "before", "after"], ["count", "total_ns", "mean_ns", "p95_ns"], per, labels,
-                  "gaps", "Bubbles (idle gaps) by warp role and boundary: A -> B")
-    ia, ib = _idle_by_role(fa), _idle_by_role(fb)
-    idle = _match(ia, ib, ["role"], ["span_ns", "busy_ns", "idle_ns", "idle_frac"], per, labels, "idle",
-                  "Idle time by warp role: A -> B")
-    la, lb = _launch_means(fa), _launch_means(fb)
-    launch = _match(la, lb, ["metric", "unit"], ["value"], {}, labels, "launch",
-                    "Launches (mean over launches): A -> B")
-    return Diff(labels, {"scopes": scopes, "gaps": gaps, "idle": idle, "launch": launch})
+    tables = {
+        "scopes": _match(sa, sb, keys, ["count", "total_ns", "mean_ns", "p50_ns", "p95_ns", "max_ns"], per,
+                         labels, "scopes", "Scopes: A -> B"),
+        "gaps": _match(gaps(oa), gaps(ob), ["role", "before", "after"],
+                       ["count", "total_ns", "mean_ns", "p95_ns"], per, labels, "gaps",
+                       "Bubbles (idle gaps) by warp role and boundary: A -> B"),
+        "idle": _match(idle(oa), idle(ob), ["role"], ["span_ns", "busy_ns", "idle_ns", "idle_frac"], per,
+                       labels, "idle", "Idle time by warp role: A -> B"),
+        "launch": _match(_launch_means(fa), _launch_means(fb), ["metric", "unit"], ["value"], {}, labels,
+                         "launch", "Launches (mean over launches): A -> B"),
+    }
+    return Diff(labels, tables)
 
 
-def _merge_kernels(f: stats.Frame) -> Table:
-    """scope_stats over all kernels of a profile, matched by scope name only."""
-    one = dataclasses.replace(f, kernel=np.zeros_like(f.kernel), c_kernel=np.zeros_like(f.c_kernel),
-                              kernels=_single(f), declared={(0, s) for _, s in f.declared})
-    return stats.scope_stats(one)
+def _as_one_kernel(f: Frame) -> Frame:
+    """``f`` with all its kernels as one (named ``"a+b"``), so tables match rows by scope or role only."""
+    one = Codes()
+    one.code("+".join(f.kernels.names) if f.kernels.names else "kernel")
+    return dataclasses.replace(f, kernel=np.zeros_like(f.kernel), c_kernel=np.zeros_like(f.c_kernel),
+                               kernels=one, declared={(0, s) for _, s in f.declared})
 
 
-def _single(f: stats.Frame):
-    k = stats._Codes()
-    k.code("+".join(f.kernels.names) if f.kernels.names else "kernel")
-    return k
-
-
-def _gaps_by_role(f: stats.Frame) -> Table:
-    one = dataclasses.replace(f, kernel=np.zeros_like(f.kernel), c_kernel=np.zeros_like(f.c_kernel),
-                              kernels=_single(f))
-    return stats.gaps(one)
-
-
-def _idle_by_role(f: stats.Frame) -> Table:
-    one = dataclasses.replace(f, kernel=np.zeros_like(f.kernel), c_kernel=np.zeros_like(f.c_kernel),
-                              kernels=_single(f))
-    return stats.idle(one)
-
-
-def _launch_means(f: stats.Frame) -> Table:
-    im = stats.imbalance(f)
+def _launch_means(f: Frame) -> Table:
+    im = imbalance(f)
     metrics = [("kernel span", "ns", "kernel_span_ns"), ("CTA span mean", "ns", "cta_mean_ns"),
                ("CTA span max", "ns", "cta_max_ns"), ("CTA max / mean", "", "cta_max_over_mean"),
                ("tail", "ns", "tail_ns"), ("SM idle share", "%", "sm_idle_frac"), ("CTAs", "", "ctas")]

@@ -15,16 +15,29 @@ the pairs in the kernel metadata (``metadata["kperf"]["flows"]``, scope ids):
   first wait with ``issues_before_it - n > j``.  Drawn for the first warp of each warpgroup.
 
 :func:`compute_flows` is vectorised with numpy (one pass per flow spec, none per event) and returns a
-``FLOW_DTYPE`` array that the trace writers draw as arrows.
+``FLOW_DTYPE`` array that the trace writers draw as arrows; :func:`flows_per_launch` reads the forms
+in which the writers accept flows.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ._common import FLOW_DTYPE  # one arrow: cta, src_warp, src_ns, dst_warp, dst_ns, name (issue scope id)
+#: A flow between two points of one CTA (e.g. an async copy issued by a producer warp and waited on
+#: by a consumer warp); writers draw an arrow from (src_warp, src_ns) to (dst_warp, dst_ns).
+FLOW_DTYPE = np.dtype(
+    [
+        ("cta", "<i8"),  # CTA index in the launch (region index)
+        ("src_warp", "<i4"),
+        ("src_ns", "<f8"),  # ns on the launch axis, as EVENT_DTYPE.time_ns
+        ("dst_warp", "<i4"),
+        ("dst_ns", "<f8"),
+        ("name", "<i4"),  # id in the kernel's scope table (the flow's name)
+    ]
+)
 
 _SHIFT = np.int64(1) << np.int64(32)
 
@@ -108,7 +121,10 @@ def _wgmma(events: np.ndarray, spec: dict) -> list[np.ndarray]:
     before = np.cumsum(issue) - issue  # issues earlier in the whole array
     issued_in_group = before - before[starts][seg]  # issues earlier in this warp
     wait = ~issue
-    p = np.array([pend.get(int(s), 0) for s in ev["scope"][wait]], np.int64) if wait.any() else np.zeros(0, np.int64)
+    # each wait's pendings, looked up by scope id (every wait's scope is a key of pend)
+    pk = np.array(sorted(pend), np.int64)
+    pv = np.array([pend[k] for k in sorted(pend)], np.int64)
+    p = pv[np.searchsorted(pk, ev["scope"][wait].astype(np.int64))] if len(pk) else np.zeros(0, np.int64)
     # per wait: how many of this warp's issues are complete after it, as a running max per warp
     done = issued_in_group[wait] - p
     w_seg = seg[wait]
@@ -156,3 +172,29 @@ def compute_flows(data: Any, flows: Sequence[dict] | None,
 def in_flight_ns(flows: np.ndarray) -> np.ndarray:
     """Time each async operation was in flight (completion minus issue), ns."""
     return flows["dst_ns"] - flows["src_ns"]
+
+
+def flows_per_launch(flows: Any, launches: Sequence[Any]) -> list[np.ndarray | None]:
+    """One ``FLOW_DTYPE`` array (or ``None``) per launch, from the forms the trace writers accept.
+
+    Args:
+        flows: ``None``, one array (a single launch), a list (one per launch) or
+            ``{launch number: array}``.
+        launches: the ``DecodedLaunch`` objects, in the writer's order.
+    """
+    if flows is None:
+        return [None] * len(launches)
+    if isinstance(flows, np.ndarray):
+        if len(launches) != 1:
+            raise ValueError("one flows array for several launches: pass a list (one per launch) or "
+                             "a dict {launch number: flows}")
+        flows = [flows]
+    if isinstance(flows, Mapping):
+        flows = [flows.get(d.launch) for d in launches]
+    flows = list(flows)
+    if len(flows) != len(launches):
+        raise ValueError(f"{len(flows)} flow arrays for {len(launches)} launches")
+    for f in flows:
+        if f is not None and np.asarray(f).dtype != FLOW_DTYPE:
+            raise TypeError(f"flows must be FLOW_DTYPE arrays, got dtype {np.asarray(f).dtype}")
+    return flows

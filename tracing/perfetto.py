@@ -17,8 +17,9 @@ Layout of the trace:
 - a ``"kperf: ..."`` instant on each launch track with what the trace holds (subset, lost records,
   decode problems) as string annotations.
 
-Time: ns, 0 at the earliest launch's first CTA entry (as in the Chrome trace), launches at their
-absolute ``t0_ns``.  Large launches get a subset of CTAs by default (:mod:`kperf.tracing.select`).
+Time: ns, 0 at the earliest launch's first CTA entry, launches at their absolute ``t0_ns``, as in the
+Chrome trace (:mod:`.placement`).  Large launches get a subset of CTAs by default
+(:mod:`kperf.tracing.select`).
 
 Encoding: kperf's own vectorised protobuf encoder (:mod:`kperf.tracing.protowire`), one block of
 warps at a time, streamed to the file (gzip on ``.gz``), written to a temporary file and renamed at
@@ -37,9 +38,12 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import protowire as pw
-from ._common import FLOW_DTYPE, plural, trace_output
+from ._common import plural, trace_output
 from .decode import DecodedLaunch
+from .flows import flows_per_launch
 from .intervals import describe_unmatched
+from .labels import role_table, role_with_warp
+from .placement import LaunchSpan, earliest, trace_offsets
 from .select import Subset, ranges, subset
 
 BLOCK_EVENTS = 1 << 16  # events encoded per block
@@ -48,7 +52,8 @@ SEQ_ID = 1  # trusted_packet_sequence_id of every packet
 
 # field numbers (perfetto_trace.proto)
 _P_TIMESTAMP, _P_SEQ, _P_TRACK_EVENT, _P_INTERNED, _P_FLAGS, _P_DESCRIPTOR = 8, 10, 11, 12, 13, 60
-_E_ANNOT, _E_TYPE, _E_NAME_IID, _E_TRACK, _E_NAME, _E_COUNTER, _E_FLOW, _E_FLOW_END = 4, 9, 10, 11, 23, 30, 47, 48
+_E_ANNOT, _E_TYPE, _E_NAME_IID, _E_TRACK, _E_NAME = 4, 9, 10, 11, 23
+_E_COUNTER, _E_FLOW, _E_FLOW_END = 30, 47, 48
 _A_NAME_IID, _A_INT, _A_STRING, _A_NAME = 1, 4, 6, 10
 _T_UUID, _T_NAME, _T_PARENT, _T_COUNTER, _T_ORDER, _T_RANK = 1, 2, 5, 8, 11, 12
 _BEGIN, _END, _INSTANT, _COUNTER = 1, 2, 3, 4
@@ -106,39 +111,10 @@ class _Launch:
     uuid: int = 0
 
 
-def _flows_for(flows: Any, launches: list[DecodedLaunch]) -> list[np.ndarray | None]:
-    if flows is None:
-        return [None] * len(launches)
-    if isinstance(flows, np.ndarray):
-        if len(launches) != 1:
-            raise ValueError("one flows array for several launches: pass a list (one per launch) or "
-                             "a dict {launch number: flows}")
-        flows = [flows]
-    if isinstance(flows, Mapping):
-        flows = [flows.get(d.launch) for d in launches]
-    flows = list(flows)
-    if len(flows) != len(launches):
-        raise ValueError(f"{len(flows)} flow arrays for {len(launches)} launches")
-    for f in flows:
-        if f is not None and np.asarray(f).dtype != FLOW_DTYPE:
-            raise TypeError(f"flows must be FLOW_DTYPE arrays, got dtype {np.asarray(f).dtype}")
-    return flows
-
-
-def place(launches: Sequence[DecodedLaunch]) -> list[int]:
-    """Offset (ns) of each launch's time 0 on the trace axis: launches at their absolute ``t0_ns``,
-    the earliest time in the file at >= 0 (the Chrome writer places them the same way)."""
-    if not launches:
-        return []
-    base = min(d.t0_ns for d in launches)
-    offs = [d.t0_ns - base for d in launches]
-    lows = []
-    for d, off in zip(launches, offs):
-        t = d.columns["time_ns"]
-        if len(t) and np.isfinite(t).any():
-            lows.append(off + float(np.nanmin(t)))
-    shift = min(0, int(np.floor(min(lows)))) if lows else 0
-    return [o - shift for o in offs]
+def _spans(launches: Sequence[DecodedLaunch]) -> list[LaunchSpan]:
+    """What placement needs: each launch's absolute start and its earliest event (all of its events,
+    so that every subset of a launch sits at the same place)."""
+    return [LaunchSpan(d.t0_ns, earliest(d.columns["time_ns"])) for d in launches]
 
 
 def write_perfetto_trace(
@@ -173,9 +149,9 @@ def write_perfetto_trace(
     for d in decoded:
         if not isinstance(d, DecodedLaunch):
             raise TypeError(f"write_perfetto_trace takes DecodedLaunch objects, got {type(d).__name__}")
-    fl = _flows_for(flows, decoded)
-    offsets = place(decoded)
-    launches = [_Launch(d, subset(d, select), f, off) for d, f, off in zip(decoded, fl, offsets)]
+    fl = flows_per_launch(flows, decoded)
+    offsets = trace_offsets(_spans(decoded))
+    launches = [_Launch(d, subset(d, select), f, off) for d, f, off in zip(decoded, fl, offsets, strict=True)]
     with trace_output(path, compresslevel) as f:
         out = _Out(f)
         summary = _write(out, launches, counters, progress)
@@ -192,7 +168,8 @@ def _names(launches: list[_Launch]) -> tuple[list[str], int]:
         for i, s in enumerate(ln.d.scope_list):
             merged.setdefault(i, s)
     sc = [merged.get(i, f"scope {i}") for i in range(n_sc)]
-    return sc + [f"{s} (start, no end)" for s in sc] + [f"{s} (end, no start)" for s in sc] + ["lost records"], n_sc
+    unmatched = [f"{s} (start, no end)" for s in sc] + [f"{s} (end, no start)" for s in sc]
+    return sc + unmatched + ["lost records"], n_sc
 
 
 def _interned(names: list[str]) -> bytes:
@@ -264,13 +241,15 @@ def _write_launch(out: _Out, ln: _Launch, gpu: int, rank: int, ids: _Ids, n_sc: 
     cta_uuid = ids.take(len(cta_ids))
     warp_uuid = ids.take(len(segs))
     # SMs ranked after the launch's counter tracks (ranks 0..scopes-1), so those sit at the top
-    desc = [_descriptor(int(u), f"SM {int(s)}", launch_uuid, _SM_RANK0 + int(s)) for s, u in zip(sm_ids, sm_uuid)]
+    desc = [_descriptor(int(u), f"SM {int(s)}", launch_uuid, _SM_RANK0 + int(s))
+            for s, u in zip(sm_ids, sm_uuid, strict=True)]
     cta_sm = d.ctas["sm"][cta_ids].astype(np.int64)
     desc += [_descriptor(int(u), f"CTA {int(c)}", int(sm_uuid[np.searchsorted(sm_ids, s)]), int(c))
-             for c, u, s in zip(cta_ids, cta_uuid, cta_sm)]
+             for c, u, s in zip(cta_ids, cta_uuid, cta_sm, strict=True)]
     warp_parent = cta_uuid[np.searchsorted(cta_ids, s_cta)]
-    desc += [_descriptor(int(u), _warp_label(d, int(w)), int(p), int(w))
-             for u, w, p in zip(warp_uuid, s_warp, warp_parent)]
+    roles = role_table(d.warp_roles)
+    desc += [_descriptor(int(u), role_with_warp(roles, int(w)), int(p), int(w))
+             for u, w, p in zip(warp_uuid, s_warp, warp_parent, strict=True)]
     out.write(b"".join(desc))
 
     cyc = d.geometry.clock != "globaltimer"
@@ -282,7 +261,7 @@ def _write_launch(out: _Out, ln: _Launch, gpu: int, rank: int, ids: _Ids, n_sc: 
     cut = np.searchsorted(np.cumsum(seg_n), np.arange(BLOCK_EVENTS, int(seg_n.sum()), BLOCK_EVENTS))
     bounds = np.unique(np.r_[0, cut + 1, len(segs)]) if len(segs) else np.zeros(1, np.int64)
     lost_seg = _lost_segments(d, cols, segs)
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         k = np.arange(a, b)  # indices into segs
         blob, counts, times = _block(d, cols, pairs, segs[k], warp_uuid[k], k, lost_seg, off, cyc, n_sc)
         out.write(blob)
@@ -317,14 +296,9 @@ def _write_launch(out: _Out, ln: _Launch, gpu: int, rank: int, ids: _Ids, n_sc: 
         args["unmatched"] = describe_unmatched(cols.to_structured(pairs.unmatched[:10_000]), d.scopes)
     for i, p in enumerate(d.problems):
         args[f"problem {i + 1}"] = p
-    out.write(_note(off, launch_uuid, "kperf: " + ("subset of the launch" if not sub.whole else "launch"), args))
+    what = "subset of the launch" if not sub.whole else "launch"
+    out.write(_note(off, launch_uuid, f"kperf: {what}", args))
     return info
-
-
-def _warp_label(d: DecodedLaunch, w: int) -> str:
-    if d.warp_roles and 0 <= w < len(d.warp_roles):
-        return f"{d.warp_roles[w]} (warp {w})"
-    return f"warp {w}"
 
 
 def _lost_segments(d: DecodedLaunch, cols, segs: np.ndarray) -> dict:
@@ -336,7 +310,8 @@ def _lost_segments(d: DecodedLaunch, cols, segs: np.ndarray) -> dict:
     pos = np.searchsorted(skey, lkey)
     pos = np.minimum(pos, len(skey) - 1)
     hit = skey[pos] == lkey
-    return {int(p): (int(r["lost"]), int(r["count"]), int(r["kept"])) for p, r in zip(pos[hit], d.lost[hit])}
+    return {int(p): (int(r["lost"]), int(r["count"]), int(r["kept"]))
+            for p, r in zip(pos[hit], d.lost[hit], strict=True)}
 
 
 def _ts(t: np.ndarray, off: int) -> np.ndarray:
@@ -352,7 +327,8 @@ def _event(n: int, ts: np.ndarray, typ: int, track: np.ndarray, name_iid: np.nda
 
 
 def _packets(ts: np.ndarray, te: pw.Rows) -> pw.Rows:
-    pkt = (pw.Rows(te.n).f_varint(_P_TIMESTAMP, ts).f_const(_P_SEQ, SEQ_ID).f_const(_P_FLAGS, _SEQ_NEEDS_STATE)
+    pkt = (pw.Rows(te.n).f_varint(_P_TIMESTAMP, ts).f_const(_P_SEQ, SEQ_ID)
+           .f_const(_P_FLAGS, _SEQ_NEEDS_STATE)
            .f_message(_P_TRACK_EVENT, te))
     return pw.Rows(te.n).f_message(1, pkt)
 
@@ -454,7 +430,8 @@ def _counters(out: _Out, d: DecodedLaunch, ids: _Ids, parent: int, keys: np.ndar
     uuid = ids.take(len(used))
     names = d.scope_list
     out.write(b"".join(_descriptor(int(u), f"warps in {names[int(c)] if c < len(names) else f'scope {c}'}",
-                                   parent, rank=i, counter=True) for i, (u, c) in enumerate(zip(uuid, used))))
+                                   parent, rank=i, counter=True)
+                       for i, (u, c) in enumerate(zip(uuid, used, strict=True))))
     # every slice adds +1 and -1 inside its scope's run of keys, so the running sum is 0 between runs
     level = np.cumsum((keys & 1) * 2 - 1)
     t = (keys >> 1) & ((1 << _TS_BITS) - 1)

@@ -21,9 +21,11 @@ import numpy as np
 
 from kperf.dialect.errors import KperfError
 
-from .stats import as_launches, cta_bounds, kernel_name, warp_role_names
+from .frame import cta_bounds, frame
+from .labels import kernel_name, warp_role_names, warp_with_role
+from .loading import as_launches
+from .units import PLOT_UNITS, ns_per
 
-_UNITS = {"ns": 1.0, "us": 1e3, "ms": 1e6}
 MAX_LANES = 64  # lanes drawn by default: beyond a few dozen a timeline image stops being readable
 
 
@@ -93,54 +95,83 @@ def timeline(profile: Any, path: str | os.PathLike, *, launch: int = 0, ctas: Se
     if not 0 <= launch < len(launches):
         raise KperfError(f"launch {launch} is not in the profile ({len(launches)} launches)",
                          fix=f"pick a launch from 0 to {len(launches) - 1}")
-    if time_unit not in _UNITS:
-        raise KperfError(f"unknown time unit {time_unit!r}", fix=f"use one of {', '.join(_UNITS)}")
+    u = ns_per(time_unit, PLOT_UNITS)
     plt = _pyplot()
     d = launches[launch]
-    u = _UNITS[time_unit]
     iv, _ = d.intervals()
     iv = iv[np.isfinite(iv["start_ns"]) & np.isfinite(iv["end_ns"])]
     iv = iv[_select(iv["cta"], ctas) & _select(iv["warp"], warps) & _select(iv["sm"], sms)]
-    notes = []
-    lane_key = (iv["cta"].astype(np.int64) << 16) | iv["warp"].astype(np.int64)
-    lanes_all = np.unique(lane_key)
-    if len(lanes_all) > max_lanes:
-        notes.append(f"{len(lanes_all) - max_lanes} of {len(lanes_all)} (CTA, warp) lanes left out "
-                     f"(max_lanes={max_lanes}; choose lanes with ctas=/warps=/sms=)")
-        lanes_all = lanes_all[:max_lanes]
-        iv = iv[np.isin(lane_key, lanes_all)]
-        lane_key = (iv["cta"].astype(np.int64) << 16) | iv["warp"].astype(np.int64)
-    if not len(iv):
-        raise KperfError("nothing to draw: no scope interval in the chosen CTAs/warps/SMs",
-                         fix="check the CTA, warp and SM numbers (kperf report lists them)")
-    lane = np.searchsorted(lanes_all, lane_key)
+    iv, lanes_all, notes = _lanes(iv, max_lanes)
     n_lanes = len(lanes_all)
     names = dict(d.scopes or {})
     sc_ids = np.unique(iv["scope"]).tolist()
     sc_names = [names.get(s, f"scope {s}") for s in sc_ids]
-    colours = scope_colours(sc_names)
-    roles = warp_role_names(d, int(max(d.geometry.num_warps, int(iv["warp"].max()) + 1)))
+    lane_cta, lane_warp = (lanes_all >> 16).tolist(), (lanes_all & 0xFFFF).tolist()
 
-    height = max(2.5, 0.28 * n_lanes + 1.5)
-    fig, ax = plt.subplots(figsize=(width_in, height), dpi=dpi)
-    artists = []
-    # CTA spans as light bands behind the lanes
+    fig, ax = plt.subplots(figsize=(width_in, max(2.5, 0.28 * n_lanes + 1.5)), dpi=dpi)
+    _cta_bands(ax, d, lane_cta, u)
+    artists = _interval_bars(ax, iv, lanes_all, sc_ids, sc_names, u)
+    roles = warp_role_names(d, int(max(d.geometry.num_warps, int(iv["warp"].max()) + 1)))
+    ax.set_ylim(n_lanes - 0.5, -0.5)
+    ax.set_yticks(range(n_lanes))
+    ax.set_yticklabels([f"CTA {c} {warp_with_role(roles[wp] if wp < len(roles) else None, wp)}"
+                        for c, wp in zip(lane_cta, lane_warp, strict=True)], fontsize=7)
+    ax.set_xlabel(f"time ({time_unit}) since the launch's first CTA entry")
+    ax.set_title(title or f"{kernel_name(d)} launch {d.launch}: {n_lanes} warps of "
+                 f"{len(set(lane_cta))} CTAs")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8, ncols=min(len(sc_names), 6), framealpha=0.9)
+    fig.tight_layout()
+    out = _save(fig, path, dpi)
+    size = _size(fig, dpi)
+    plt.close(fig)
+    lanes = [(d.launch, c, wp) for c, wp in zip(lane_cta, lane_warp, strict=True)]
+    return PlotResult(out, size, artists, int(len(iv)), lanes, sc_names, notes)
+
+
+def _lanes(iv: np.ndarray, max_lanes: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The intervals drawn, the lanes ((cta << 16) | warp, sorted) and notes on what was left out."""
+    notes = []
+    lane_key = (iv["cta"].astype(np.int64) << 16) | iv["warp"].astype(np.int64)
+    lanes = np.unique(lane_key)
+    if len(lanes) > max_lanes:
+        notes.append(f"{len(lanes) - max_lanes} of {len(lanes)} (CTA, warp) lanes left out "
+                     f"(max_lanes={max_lanes}; choose lanes with ctas=/warps=/sms=)")
+        lanes = lanes[:max_lanes]
+        iv = iv[np.isin(lane_key, lanes)]
+    if not len(iv):
+        raise KperfError("nothing to draw: no scope interval in the chosen CTAs/warps/SMs",
+                         fix="check the CTA, warp and SM numbers (kperf report lists them)")
+    return iv, lanes, notes
+
+
+def _cta_bands(ax, d, lane_cta: list[int], u: float) -> None:
+    """Each lane's CTA span as a light band behind its bars."""
     start, end = cta_bounds(d)
-    lane_cta = (lanes_all >> 16).astype(np.int64)
-    for i, c in enumerate(lane_cta.tolist()):
+    for i, c in enumerate(lane_cta):
         if np.isfinite(start[c]) and np.isfinite(end[c]):
             ax.broken_barh([(start[c] / u, (end[c] - start[c]) / u)], (i - 0.45, 0.9),
                            facecolors="0.93", edgecolors="none", zorder=0)
+
+
+def _interval_bars(ax, iv: np.ndarray, lanes: np.ndarray, sc_ids: list[int], sc_names: list[str],
+                   u: float) -> list:
+    """A bar per interval, one ``broken_barh`` per (scope, depth, lane): nested scopes thinner and on
+    top (depth capped at 3), one legend entry per scope.  Returns the artists."""
+    n_lanes = len(lanes)
+    colours = scope_colours(sc_names)
+    lane = np.searchsorted(lanes, (iv["cta"].astype(np.int64) << 16) | iv["warp"].astype(np.int64))
     depth = np.minimum(iv["depth"].astype(np.int64), 3)
     t0 = iv["start_ns"] / u
     w = (iv["end_ns"] - iv["start_ns"]) / u
-    # one broken_barh per (scope, depth, lane): a loop over these groups, not over intervals
+    # a loop over these groups, not over intervals
     key = (np.searchsorted(sc_ids, iv["scope"]) * 4 + depth) * n_lanes + lane
     order = np.argsort(key, kind="stable")
     ks = key[order]
     cut = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
     labelled = set()
-    for a, b in zip(cut[:-1], cut[1:]):
+    artists = []
+    for a, b in zip(cut[:-1], cut[1:], strict=True):
         idx = order[a:b]
         k = int(ks[a])
         li, rest = k % n_lanes, k // n_lanes
@@ -152,26 +183,7 @@ def timeline(profile: Any, path: str | os.PathLike, *, launch: int = 0, ctas: Se
                              label=None if name in labelled else name)
         labelled.add(name)
         artists.append(col)
-    ax.set_ylim(n_lanes - 0.5, -0.5)
-    ax.set_yticks(range(n_lanes))
-    ax.set_yticklabels([f"CTA {c} {_warp_label(roles, int(wp))}" for c, wp in
-                        zip((lanes_all >> 16).tolist(), (lanes_all & 0xFFFF).tolist())], fontsize=7)
-    ax.set_xlabel(f"time ({time_unit}) since the launch's first CTA entry")
-    ax.set_title(title or f"{kernel_name(d)} launch {d.launch}: {n_lanes} warps of "
-                 f"{len(np.unique(lane_cta))} CTAs")
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8, ncols=min(len(sc_names), 6), framealpha=0.9)
-    fig.tight_layout()
-    out = _save(fig, path, dpi)
-    size = _size(fig, dpi)
-    plt.close(fig)
-    lanes = [(d.launch, int(c), int(wp)) for c, wp in zip((lanes_all >> 16).tolist(), (lanes_all & 0xFFFF).tolist())]
-    return PlotResult(out, size, artists, int(len(iv)), lanes, sc_names, notes)
-
-
-def _warp_label(roles: list[str], w: int) -> str:
-    r = roles[w] if w < len(roles) else f"warp {w}"
-    return f"warp {w}" if r in ("all warps", f"warp {w}") else f"warp {w} ({r})"
+    return artists
 
 
 def histograms(profile: Any, path: str | os.PathLike, *, scopes: Sequence[str] | None = None, bins: int = 50,
@@ -182,10 +194,7 @@ def histograms(profile: Any, path: str | os.PathLike, *, scopes: Sequence[str] |
         scopes: scope names to draw (default: all that ran), panels in this order.
         bins: bins per histogram; log: logarithmic count axis.
     """
-    from .stats import frame
-
-    if time_unit not in _UNITS:
-        raise KperfError(f"unknown time unit {time_unit!r}", fix=f"use one of {', '.join(_UNITS)}")
+    u = ns_per(time_unit, PLOT_UNITS)
     f = frame(profile)
     if not len(f.scope):
         raise KperfError("nothing to draw: the profile has no scope intervals",
@@ -197,7 +206,6 @@ def histograms(profile: Any, path: str | os.PathLike, *, scopes: Sequence[str] |
         raise KperfError(f"no intervals of scope {', '.join(map(repr, missing))} in the profile",
                          fix=f"choose among {', '.join(present)}")
     plt = _pyplot()
-    u = _UNITS[time_unit]
     n = len(chosen)
     ncol = max(1, min(cols, n))
     nrow = -(-n // ncol)

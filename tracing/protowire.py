@@ -70,31 +70,31 @@ class Rows:
         self.parts: list[tuple[str, Any, int]] = []  # (kind, data, width)
         self.width = 0
 
-    def _add(self, kind: str, data, width: int) -> "Rows":
+    def _add(self, kind: str, data, width: int) -> Rows:
         self.parts.append((kind, data, width))
         self.width += width
         return self
 
-    def raw(self, b: bytes) -> "Rows":
+    def raw(self, b: bytes) -> Rows:
         return self._add("raw", b, len(b))
 
-    def varint(self, v: np.ndarray) -> "Rows":
+    def varint(self, v: np.ndarray) -> Rows:
         v = np.asarray(v).astype(np.uint64)
         return self._add("varint", v, varint_width(v))
 
-    def fixed64(self, v: np.ndarray) -> "Rows":
+    def fixed64(self, v: np.ndarray) -> Rows:
         return self._add("fixed64", np.asarray(v).astype("<u8"), 8)
 
-    def f_varint(self, field: int, v: np.ndarray) -> "Rows":
+    def f_varint(self, field: int, v: np.ndarray) -> Rows:
         return self.raw(tag(field, WIRE_VARINT)).varint(v)
 
-    def f_fixed64(self, field: int, v: np.ndarray) -> "Rows":
+    def f_fixed64(self, field: int, v: np.ndarray) -> Rows:
         return self.raw(tag(field, WIRE_FIXED64)).fixed64(v)
 
-    def f_const(self, field: int, v: int) -> "Rows":
+    def f_const(self, field: int, v: int) -> Rows:
         return self.raw(f_varint(field, v))
 
-    def f_message(self, field: int, sub: "Rows") -> "Rows":
+    def f_message(self, field: int, sub: Rows) -> Rows:
         self.raw(tag(field, WIRE_LEN) + varint(sub.width))
         for part in sub.parts:
             self._add(*part)
@@ -125,7 +125,7 @@ class Rows:
 def interleave(rows: list[Rows], ranks: list[np.ndarray]) -> bytes:
     """The messages of several columns as one byte string, row ``i`` of ``rows[j]`` at place
     ``ranks[j][i]`` (the ranks of all rows are a permutation of ``0 .. total-1``)."""
-    rows_ranks = [(r, k) for r, k in zip(rows, ranks) if r.n]
+    rows_ranks = [(r, k) for r, k in zip(rows, ranks, strict=True) if r.n]
     if not rows_ranks:
         return b""
     total = sum(r.n for r, _ in rows_ranks)

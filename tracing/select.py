@@ -26,7 +26,7 @@ import numpy as np
 
 from kperf.dialect.errors import KperfError
 
-from ._common import plural
+from ._common import fmt_ids, plural
 
 #: A launch with more events than this gets the first wave by default.
 DEFAULT_MAX_EVENTS = 1_000_000
@@ -56,13 +56,11 @@ class Selection:
     def describe(self) -> str:
         return {"all": "every CTA", "first-wave": "the first wave (CTAs that started before the first "
                 "CTA on their SM ended)", "first": f"the first {self.n} CTAs",
-                "ctas": f"CTAs {_short(self.ids)}", "sms": f"the CTAs on SMs {_short(self.ids)}",
-                "every": f"every {self.n}th CTA", "sample": f"{self.n} CTAs sampled at random (seed {self.seed})",
+                "ctas": f"CTAs {fmt_ids(self.ids, total=len(self.ids))}",
+                "sms": f"the CTAs on SMs {fmt_ids(self.ids, total=len(self.ids))}",
+                "every": f"every {self.n}th CTA",
+                "sample": f"{self.n} CTAs sampled at random (seed {self.seed})",
                 }[self.kind]
-
-
-def _short(ids: tuple[int, ...]) -> str:
-    return ", ".join(map(str, ids[:8])) + (f", ... ({len(ids)} in all)" if len(ids) > 8 else "")
 
 
 def _ints(text: str, spec: str) -> tuple[int, ...]:
@@ -111,7 +109,8 @@ def parse_selection(spec: str | Selection | None) -> Selection | None:
         if len(parts) > (2 if kind == "sample" else 1) or n <= 0:
             raise ValueError
     except ValueError:
-        raise KperfError(f"trace selection {spec!r}: expected a positive count", fix=f"use {_SPEC_HELP}") from None
+        raise KperfError(f"trace selection {spec!r}: expected a positive count",
+                         fix=f"use {_SPEC_HELP}") from None
     return Selection(kind, n=n, seed=seed)
 
 

@@ -7,9 +7,9 @@ import json
 import threading
 import urllib.request
 
+import known_profiles as kp
 import pytest
 
-import known_profiles as kp
 from kperf.cli import main
 from kperf.tracing.saved import save_profile
 
@@ -24,7 +24,8 @@ def saved(tmp_path_factory):
 def test_report(saved, tmp_path, capsys):
     assert main(["report", saved["vanilla"], "--unit", "ns", "--csv", str(tmp_path / "csv")]) == 0
     out = capsys.readouterr().out
-    for title in ("Scopes", "Scopes per warp role", "Idle gaps", "Idle time", "Overlap", "Load imbalance", "SMs"):
+    for title in ("Scopes", "Scopes per warp role", "Idle gaps", "Idle time", "Overlap", "Load imbalance",
+                  "SMs"):
         assert title in out
     assert "12,000.000" in out and "producer" in out and "(CTA start)" in out
     rows = {r["scope"]: r for r in csv.DictReader(open(tmp_path / "csv" / "scopes.csv"))}

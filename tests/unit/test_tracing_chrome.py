@@ -8,10 +8,10 @@ import json
 import time
 
 import pytest
+from reference_encoder import CtaSpec, bulk_buffer, encode
 
 from kperf.dialect.layout import Geometry
 from kperf.tracing import decode, pair, write_chrome_trace
-from reference_encoder import CtaSpec, bulk_buffer, encode
 
 G0 = 1_700_000_000_000_000_000
 CS = 1 << 36

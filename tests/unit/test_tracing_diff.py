@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 
+import known_profiles as kp
 import numpy as np
 import pytest
 
-import known_profiles as kp
 from kperf.dialect.errors import KperfError
 from kperf.tracing.diff import diff
 

@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 import pytest
+from reference_encoder import CtaSpec, bulk_buffer, encode
 
 from kperf.dialect.layout import Geometry
 from kperf.tracing import FLOW_DTYPE, decode, write_perfetto_trace
-from reference_encoder import CtaSpec, bulk_buffer, encode
 
 pb = pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
 
@@ -72,7 +72,8 @@ class Trace:
         return te.name or self.names[te.name_iid]
 
     def args(self, te):
-        return {(a.name or self.annots[a.name_iid]): (a.string_value or a.int_value) for a in te.debug_annotations}
+        return {(a.name or self.annots[a.name_iid]): (a.string_value or a.int_value)
+                for a in te.debug_annotations}
 
     def of_type(self, typ):
         return [(ts, te) for ts, te in self.events if te.type == typ]
@@ -82,7 +83,8 @@ def test_tracks_slices_and_annotations(tmp_path):
     d = launch(kernel="mm", warp_roles=["producer", "consumer"])
     s = write_perfetto_trace(tmp_path / "t.pftrace", d)
     tr = Trace(tmp_path / "t.pftrace")
-    warp_tracks = {tr.path(u) for u, t in tr.tracks.items() if "warp " in t.name and not t.HasField("counter")}
+    warp_tracks = {tr.path(u) for u, t in tr.tracks.items()
+                   if "warp " in t.name and not t.HasField("counter")}
     assert warp_tracks == {"GPU / launch 0: mm / SM 12 / CTA 0 / producer (warp 0)",
                            "GPU / launch 0: mm / SM 12 / CTA 0 / consumer (warp 1)",
                            "GPU / launch 0: mm / SM 3 / CTA 1 / producer (warp 0)",
@@ -93,7 +95,8 @@ def test_tracks_slices_and_annotations(tmp_path):
     by_track = {}
     for ts, te in tr.events:
         if te.type in (BEGIN, END):
-            by_track.setdefault(te.track_uuid, []).append((ts, te.type, tr.name(te) if te.type == BEGIN else None))
+            name = tr.name(te) if te.type == BEGIN else None
+            by_track.setdefault(te.track_uuid, []).append((ts, te.type, name))
     for evs in by_track.values():
         assert [e[1] for e in evs] == [BEGIN, BEGIN, END, END]
         assert [e[2] for e in evs[:2]] == ["outer", "inner"]
@@ -113,7 +116,8 @@ def test_counter_tracks(tmp_path):
     tr = Trace(tmp_path / "t.pftrace")
     counters = {u: t.name for u, t in tr.tracks.items() if t.HasField("counter")}
     assert sorted(counters.values()) == ["warps in inner", "warps in outer"]
-    outer = [(ts, te.counter_value) for ts, te in tr.of_type(COUNTER) if counters[te.track_uuid] == "warps in outer"]
+    outer = [(ts, te.counter_value) for ts, te in tr.of_type(COUNTER)
+             if counters[te.track_uuid] == "warps in outer"]
     assert outer == [(5, 2), (505, 4), (1505, 2), (2005, 0)]
 
 
@@ -160,7 +164,8 @@ def test_subset_gzip_and_several_launches(tmp_path):
     launches = sorted(t.name for t in tr.tracks.values() if t.name.startswith("launch"))
     assert launches == ["launch 0", "launch 1"]
     info = s["launches"][0]
-    assert info["selection"] == "ctas:1" and info["ctas"] == 1 and info["events"] == 8 and info["events_total"] == 16
+    assert info["selection"] == "ctas:1" and info["ctas"] == 1
+    assert info["events"] == 8 and info["events_total"] == 16
 
 
 def test_default_subset_of_a_large_launch(tmp_path, capsys):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import known_profiles as kp
 import numpy as np
 import pytest
 
-import known_profiles as kp
 from kperf.dialect.errors import KperfError
 
 pytest.importorskip("matplotlib", reason="plots need matplotlib: pip install 'kperf[plot]'")

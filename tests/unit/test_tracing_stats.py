@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import pathlib
 
+import known_profiles as kp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import known_profiles as kp
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
 from kperf.tracing import decode, stats
+from kperf.tracing.saved import SUFFIX, load_profile
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
@@ -150,7 +151,8 @@ def test_several_launches_and_kernels():
 def test_report_text_csv_pandas(tmp_path):
     rep = stats.report(kp.vanilla())
     text = rep.to_text(time_unit="ns")
-    for title in ("Scopes", "Scopes per warp role", "Idle gaps", "Idle time", "Overlap", "Load imbalance", "SMs"):
+    for title in ("Scopes", "Scopes per warp role", "Idle gaps", "Idle time", "Overlap", "Load imbalance",
+                  "SMs"):
         assert title in text
     assert "12,000.000" in text and "(CTA start)" in text and "producer" in text
     files = rep.to_csv(tmp_path / "csv")
@@ -256,7 +258,7 @@ def test_union_and_covered_match_brute_force(segs, queries):
     b = a + np.array([s[2] for s in segs], np.float64)
     ug, us, ue = stats.union(g, a, b)
     cells = np.zeros((4, 300), bool)
-    for gi, ai, bi in zip(g.tolist(), a.astype(int).tolist(), b.astype(int).tolist()):
+    for gi, ai, bi in zip(g.tolist(), a.astype(int).tolist(), b.astype(int).tolist(), strict=True):
         cells[gi, ai:bi] = True
     for gi in range(4):
         assert (ue - us)[ug == gi].sum() == pytest.approx(cells[gi].sum())
@@ -266,7 +268,7 @@ def test_union_and_covered_match_brute_force(segs, queries):
     qb = qa + np.array([q[2] for q in queries], np.float64)
     got = stats.covered(ug, us, ue, qg, qa, qb)
     want = [cells[gi, ai:bi].sum() for gi, ai, bi in zip(qg.tolist(), qa.astype(int).tolist(),
-                                                         qb.astype(int).tolist())]
+                                                         qb.astype(int).tolist(), strict=True)]
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
@@ -274,33 +276,31 @@ def test_union_and_covered_match_brute_force(segs, queries):
 
 
 def _real_launches():
-    """Real profiles in tests/data: saved profiles (any file load_profile reads) and raw buffers
-    (``*.npz`` from bench/capture_real_profiles.py)."""
+    """Real profiles in tests/data: saved profiles (``*.kperf``) and raw buffers (``*.npz`` from
+    bench/capture_real_profiles.py).  These files are committed: one that no longer loads fails here
+    instead of silently dropping out of the tests."""
     found = []
     for npz in sorted(DATA.glob("**/*.npz")):
         z = np.load(npz)
-        if "buffer" not in z or "info" not in z:
-            continue
+        assert "buffer" in z and "info" in z, f"{npz} holds no raw profile buffer (keys {list(z)})"
         info = json.loads(str(z["info"]))
         g = Geometry(info["num_warps"], info["capacity"], info["clock"])
         found.append((npz.name, [decode(z["buffer"], g, strategy=info["strategy"], n_ctas=info["n_ctas"],
                                         scopes=info["scopes"])]))
-    try:
-        from kperf.tracing.saved import load_profile
-    except ImportError:
-        return found
-    for f in sorted(p for p in DATA.glob("**/*") if p.is_file() and p.suffix not in (".npz", ".json", ".md")):
-        try:
-            found.append((f.name, list(load_profile(f))))
-        except Exception:  # not a saved profile (or a deliberately bad one for 4a's tests)
-            continue
+    for f in sorted(DATA.glob(f"**/*{SUFFIX}")):
+        found.append((f.name, list(load_profile(f))))
     return found
 
 
 REAL = _real_launches()
+GEMM = DATA / "h100" / "gemm1024_clock.npz"
 
 
-@pytest.mark.skipif(not REAL, reason="no real profiles in tests/data (the lead adds them after a GPU run)")
+def test_the_real_profiles_are_there():
+    assert GEMM.name in [name for name, _ in REAL], \
+        f"{GEMM} is missing or no longer loads (bench/capture_real_profiles.py writes it)"
+
+
 @pytest.mark.parametrize("name,launches", REAL, ids=[r[0] for r in REAL])
 def test_real_profile_invariants(name, launches):
     rep = stats.report(launches)
@@ -326,10 +326,6 @@ def test_real_profile_invariants(name, launches):
     assert (im["cta_max_over_mean"] >= 1 - 1e-9).all() and (im["sm_idle_frac"] >= -1e-9).all()
 
 
-GEMM = DATA / "h100" / "gemm1024_clock.npz"
-
-
-@pytest.mark.skipif(not GEMM.exists(), reason=f"{GEMM} is not there (bench/capture_real_profiles.py writes it)")
 def test_real_h100_gemm_exact_structure():
     """examples/matmul.py, 1024^3 on an H100: 64 CTAs x 8 warps x 16 K-iterations, all events kept."""
     (_, (d,)), = [r for r in REAL if r[0] == GEMM.name]

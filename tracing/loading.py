@@ -1,0 +1,43 @@
+"""What the statistics and plots accept as a profile, turned into a list of decoded launches.
+
+A profile is given as one :class:`~kperf.tracing.decode.DecodedLaunch`, a list of them, a
+``kperf.Profile`` (anything with a ``decoded()`` method), or the path of a saved profile
+(:func:`kperf.tracing.saved.load_profile`).  Launches are recognised by their attributes, so this
+module needs nothing from the top ``kperf`` package.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+from kperf.dialect.errors import KperfError
+
+from .saved import load_profile
+
+
+def load_profile_file(path: str | os.PathLike) -> list:
+    """The launches of a saved kperf profile (:func:`kperf.tracing.saved.load_profile`)."""
+    if not pathlib.Path(path).is_file():
+        raise KperfError(f"no profile file at {path}",
+                         fix="give the path of a profile saved by `kperf run` or Profile.save()")
+    return list(load_profile(path))
+
+
+def as_launches(profile: Any) -> list:
+    """A list of DecodedLaunch from a DecodedLaunch, a list of them, a ``kperf.Profile`` or the path of
+    a saved profile."""
+    if isinstance(profile, (str, os.PathLike)):
+        return load_profile_file(profile)
+    if hasattr(profile, "events") and hasattr(profile, "ctas") and hasattr(profile, "intervals"):
+        return [profile]
+    if hasattr(profile, "decoded") and callable(profile.decoded):
+        return list(profile.decoded())
+    launches = list(profile)
+    for d in launches:
+        if not (hasattr(d, "events") and hasattr(d, "ctas")):
+            raise KperfError("expected decoded launches (kperf.tracing.DecodedLaunch), "
+                             f"got {type(d).__name__}",
+                             fix="pass kperf.tracing.saved.load_profile(path) or a kperf.Profile")
+    return launches
