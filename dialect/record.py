@@ -16,6 +16,11 @@ Carrier text, before scope ids are assigned and after::
 
     // kperf.record start "load"
     // kperf.record start "load" id=3
+
+``RecordOp`` is the one place that builds a carrier, in each form a caller needs: the asm text
+(``carrier_asm``), the TTGIR line an override file's textual record becomes (``carrier_ttgir``) and the
+arguments of Triton's ``create_inline_asm`` (``carrier_builder_args``, for ``kperf.language`` and
+automatic insertion); ``parse_carrier`` reads one back.
 """
 
 from __future__ import annotations
@@ -24,11 +29,17 @@ import dataclasses
 import json
 
 from .errors import KperfError
+from .mlir_string import encode_mlir_string
 
 KINDS = ("start", "end")
 CARRIER_PREFIX = "// kperf.record "
 CARRIER_BODY = "mov.u32 $0, 0;"
 OP_NAMES = ("kperf.record", "proton.record")
+# The carrier's ``tt.elementwise_inline_asm`` attributes: one i32 result that nothing reads ("=r"),
+# not pure (so MLIR neither drops nor hoists it), one element per asm instance.
+CARRIER_CONSTRAINTS = "=r"
+CARRIER_PURE = False
+CARRIER_PACK = 1
 
 
 def _check_name(name: str, where: str | None) -> None:
@@ -76,7 +87,21 @@ class RecordOp:
         """The inline-asm text of the carrier (what ``tt.elementwise_inline_asm`` holds)."""
         return f"{self.carrier_comment()}\n\t{CARRIER_BODY}"
 
-    def with_id(self, scope_id: int) -> "RecordOp":
+    def carrier_builder_args(self, result_type) -> tuple:
+        """The arguments of Triton's ``builder.create_inline_asm`` that build this carrier.
+
+        ``result_type`` is the builder's i32 type; the caller calls the builder (dialect does not
+        import Triton): ``builder.create_inline_asm(*op.carrier_builder_args(i32))``.
+        """
+        return self.carrier_asm(), CARRIER_CONSTRAINTS, [], [result_type], CARRIER_PURE, CARRIER_PACK
+
+    def carrier_ttgir(self, ssa: str) -> str:
+        """This carrier as the TTGIR line Triton prints for it (no indent, no location)."""
+        return (f"{ssa} = tt.elementwise_inline_asm {encode_mlir_string(self.carrier_asm())} "
+                f'{{constraints = "{CARRIER_CONSTRAINTS}", packed_element = {CARRIER_PACK} : i32, '
+                f"pure = {str(CARRIER_PURE).lower()}}} -> i32")
+
+    def with_id(self, scope_id: int) -> RecordOp:
         return dataclasses.replace(self, scope_id=scope_id)
 
 

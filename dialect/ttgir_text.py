@@ -12,46 +12,10 @@ from __future__ import annotations
 import dataclasses
 
 from .errors import KperfError
+from .mlir_string import decode_mlir_string
 from .record import OP_NAMES, RecordOp, parse_carrier
 
 INLINE_ASM_OP = "tt.elementwise_inline_asm"
-
-
-def decode_mlir_string(body: str) -> str:
-    """The value of an MLIR string literal's body (between the quotes): ``\\XX`` hex and ``\\\\``/``\\"``."""
-    out = bytearray()
-    i = 0
-    raw = body.encode("utf-8")
-    while i < len(raw):
-        c = raw[i]
-        if c == 0x5C and i + 1 < len(raw):  # backslash
-            nxt = raw[i + 1:i + 3]
-            try:
-                out.append(int(nxt.decode("ascii"), 16))
-                i += 3
-                continue
-            except (ValueError, UnicodeDecodeError):
-                simple = {ord("n"): 10, ord("t"): 9, ord("\\"): 0x5C, ord('"'): 0x22}
-                if raw[i + 1] in simple:
-                    out.append(simple[raw[i + 1]])
-                    i += 2
-                    continue
-        out.append(c)
-        i += 1
-    return out.decode("utf-8")
-
-
-def encode_mlir_string(value: str) -> str:
-    """An MLIR string literal (with quotes) for ``value``, escaping as MLIR's printer does."""
-    parts = ['"']
-    for byte in value.encode("utf-8"):
-        ch = chr(byte)
-        if ch in '"\\' or byte < 0x20 or byte >= 0x7F:
-            parts.append(f"\\{byte:02X}")
-        else:
-            parts.append(ch)
-    parts.append('"')
-    return "".join(parts)
 
 
 @dataclasses.dataclass
@@ -169,6 +133,53 @@ def _line_loc(tokens: list[Token], locs: dict[str, str]) -> str | None:
     return None
 
 
+def _textual_site(tokens: list[Token], stripped: str, lineno: int, where: str, locs: dict[str, str],
+                  block: tuple, func_info: tuple[str, bool, bool]) -> RecordSite:
+    """The record site of a textual ``kperf.record start|end "name"`` op."""
+    first = tokens[0].text
+    if len(tokens) < 3 or tokens[1].kind != "word" or tokens[2].kind != "string":
+        raise KperfError(f"malformed {first} op: {stripped.strip()!r}", where=where,
+                         fix=f'write it as: {first} start "name"   (or end)')
+    kind = tokens[1].text
+    if kind not in ("start", "end"):
+        raise KperfError(f"{first} kind must be 'start' or 'end', got {kind!r}", where=where,
+                         fix=f'write it as: {first} start "name"')
+    loc = _line_loc(tokens, locs) or where
+    return RecordSite(RecordOp(kind, tokens[2].text, None, loc), lineno, block, *func_info, textual=True)
+
+
+def _carrier_site(tokens: list[Token], lineno: int, where: str, locs: dict[str, str], block: tuple,
+                  func_info: tuple[str, bool, bool]) -> RecordSite | None:
+    """The record site of an inline-asm carrier op, or None when the asm carries no record."""
+    string = next((t for t in tokens if t.kind == "string"), None)
+    if string is None:
+        return None
+    op = parse_carrier(string.text, where=where)
+    if op is None:
+        return None
+    loc = _line_loc(tokens, locs) or where
+    op = RecordOp(op.kind, op.name, op.scope_id, loc)
+    return RecordSite(op, lineno, block, *func_info, textual=False, string_token=string)
+
+
+def _track_braces(tokens: list[Token], brace_path: list[int], block_label: list[str], serial: int,
+                  where: str) -> int:
+    """Push/pop the brace stack for the line's braces; return the new brace serial."""
+    for t in tokens:
+        if t.kind != "punct":
+            continue
+        if t.text == "{":
+            serial += 1
+            brace_path.append(serial)
+            block_label.append("")
+        elif t.text == "}":
+            if not brace_path:
+                raise KperfError("unbalanced '}'", where=where)
+            brace_path.pop()
+            block_label.pop()
+    return serial
+
+
 def scan(text: str, path: str = "<ttgir>") -> ScannedModule:
     """Find every record in a TTGIR module's text, with its block, function and source location."""
     lines = text.splitlines()
@@ -195,42 +206,16 @@ def scan(text: str, path: str = "<ttgir>") -> ScannedModule:
             func_is_kernel = "private" not in after[:2]
             func_noinline = "noinline" in words
             func_depth = len(brace_path)
-        first = tokens[0].text
-        if first in OP_NAMES:
-            where = f"{path}:{lineno}"
-            if len(tokens) < 3 or tokens[1].kind != "word" or tokens[2].kind != "string":
-                raise KperfError(f"malformed {first} op: {stripped.strip()!r}", where=where,
-                                 fix=f'write it as: {first} start "name"   (or end)')
-            kind = tokens[1].text
-            if kind not in ("start", "end"):
-                raise KperfError(f"{first} kind must be 'start' or 'end', got {kind!r}", where=where,
-                                 fix=f'write it as: {first} start "name"')
-            loc = _line_loc(tokens, locs) or where
-            sites.append(RecordSite(RecordOp(kind, tokens[2].text, None, loc), lineno,
-                                    (tuple(brace_path), block_label[-1]), func, func_is_kernel,
-                                    func_noinline, textual=True))
+        where = f"{path}:{lineno}"
+        block = (tuple(brace_path), block_label[-1])
+        func_info = (func, func_is_kernel, func_noinline)
+        if tokens[0].text in OP_NAMES:
+            sites.append(_textual_site(tokens, stripped, lineno, where, locs, block, func_info))
         elif "tt.elementwise_inline_asm" in words:
-            string = next((t for t in tokens if t.kind == "string"), None)
-            if string is not None:
-                op = parse_carrier(string.text, where=f"{path}:{lineno}")
-                if op is not None:
-                    loc = _line_loc(tokens, locs) or f"{path}:{lineno}"
-                    op = RecordOp(op.kind, op.name, op.scope_id, loc)
-                    sites.append(RecordSite(op, lineno, (tuple(brace_path), block_label[-1]), func,
-                                            func_is_kernel, func_noinline, textual=False,
-                                            string_token=string))
-        for t in tokens:
-            if t.kind != "punct":
-                continue
-            if t.text == "{":
-                serial += 1
-                brace_path.append(serial)
-                block_label.append("")
-            elif t.text == "}":
-                if not brace_path:
-                    raise KperfError("unbalanced '}'", where=f"{path}:{lineno}")
-                brace_path.pop()
-                block_label.pop()
+            site = _carrier_site(tokens, lineno, where, locs, block, func_info)
+            if site is not None:
+                sites.append(site)
+        serial = _track_braces(tokens, brace_path, block_label, serial, where)
         if func and len(brace_path) <= func_depth:  # the function's body closed on this line
             func, func_is_kernel, func_noinline, func_depth = "", False, False, -1
     return ScannedModule(lines, sites, locs, path)

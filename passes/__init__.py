@@ -1,41 +1,74 @@
-"""kperf passes and their registry: ``get_pass("kperf-lower-ptx{num-warps=8,clock=clock64}")``."""
+"""kperf's passes and their registry: ``get_pass("kperf-lower-ptx{num-warps=8,clock=clock64}")``.
+
+===================  =============================  =============================================
+pass                 apply() takes                  what it does
+===================  =============================  =============================================
+kperf-auto-insert    Triton's MLIR module (final    puts record carriers around chosen ops
+                     TTGIR), changed in place
+kperf-materialize    final TTGIR text               textual records -> carriers, scope ids, table
+kperf-lower-ptx      PTX text                       carriers -> clock reads and stores
+===================  =============================  =============================================
+
+The protocol is in :mod:`kperf.passes.pass_base`, the pipeline syntax in :mod:`kperf.passes.pipeline`.
+Each name maps to a getter that imports its module only when the pass is asked for (xDSL's
+``get_all_passes``), so ``import kperf.passes`` stays cheap.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kperf.dialect.errors import KperfError
 
-
-class _TextPass:
-    def __init__(self, name: str, options: dict[str, str]):
-        self.name, self.options = name, options
-
-    def run(self, text: str, path: str = "<input>") -> str:
-        if self.name == "kperf-materialize":
-            from .materialize import MaterializePass
-            return MaterializePass().apply_text(text, path).text
-        from kperf.dialect.options import ProfileConfig
-        from .lower_ptx import LowerPtxPass
-        opts = dict(self.options)
-        num_warps = int(opts.pop("num-warps", 4))
-        cfg = ProfileConfig(**{k: (int(v) if k == "capacity" else v) for k, v in opts.items()})
-        return LowerPtxPass(cfg, num_warps).apply_text(text).ptx
+from .pass_base import KperfPass
+from .pipeline import parse_pipeline_spec
 
 
-PASSES = ("kperf-materialize", "kperf-lower-ptx")
+def _auto_insert() -> type[KperfPass]:
+    from .auto_insert import AutoInsertPass
+    return AutoInsertPass
 
 
-def get_pass(spec: str) -> _TextPass:
-    """Parse ``name{key=value,...}`` into a runnable pass."""
-    name, _, rest = spec.partition("{")
-    if name not in PASSES:
-        raise KperfError(f"unknown pass {name!r}", fix=f"use one of {', '.join(PASSES)}")
-    options = {}
-    if rest:
-        if not rest.endswith("}"):
-            raise KperfError(f"malformed pass options in {spec!r}", fix="write name{key=value,key=value}")
-        for item in filter(None, rest[:-1].split(",")):
-            k, eq, v = item.partition("=")
-            if not eq:
-                raise KperfError(f"option {item!r} in {spec!r} has no value")
-            options[k.strip()] = v.strip()
-    return _TextPass(name, options)
+def _materialize() -> type[KperfPass]:
+    from .materialize import MaterializePass
+    return MaterializePass
+
+
+def _lower_ptx() -> type[KperfPass]:
+    from .lower_ptx import LowerPtxPass
+    return LowerPtxPass
+
+
+def get_all_passes() -> dict[str, Callable[[], type[KperfPass]]]:
+    """Every pass name with a getter of its class."""
+    return {"kperf-auto-insert": _auto_insert, "kperf-materialize": _materialize,
+            "kperf-lower-ptx": _lower_ptx}
+
+
+def parse_pipeline(spec: str) -> list[KperfPass]:
+    """The passes of ``name{key=value,...},name...``, options parsed and checked."""
+    registry = get_all_passes()
+    passes = []
+    for p in parse_pipeline_spec(spec):
+        if p.name not in registry:
+            raise KperfError(f"unknown pass {p.name!r}", fix=f"use one of {', '.join(registry)}")
+        passes.append(registry[p.name]().from_options(p.options))
+    return passes
+
+
+def get_pass(spec: str) -> KperfPass:
+    """The one pass ``name{key=value,...}`` names."""
+    passes = parse_pipeline(spec)
+    if len(passes) != 1:
+        raise KperfError(f"expected one pass, got {len(passes)} in {spec!r}", fix="use parse_pipeline")
+    return passes[0]
+
+
+def run_text_pipeline(spec: str, text: str, path: str = "<input>") -> str:
+    """``text`` through every pass of ``spec`` in turn (``kperf opt``)."""
+    for p in parse_pipeline(spec):
+        text = p.run_text(text, path)
+    return text
+
+
+__all__ = ["KperfPass", "get_all_passes", "get_pass", "parse_pipeline", "run_text_pipeline"]

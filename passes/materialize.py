@@ -4,7 +4,7 @@
 - every record is checked (balanced per block, not in a ``noinline`` function);
 - scopes are numbered and every carrier gets ``id=N`` so the PTX lowering needs no names.
 
-Pure text to text: the output parses with Triton's MLIR parser.
+TTGIR text in, text out (plus the scope table): the output parses with Triton's MLIR parser.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 
 from kperf.dialect.errors import KperfError
-from kperf.dialect.record import CARRIER_BODY, RecordOp
+from kperf.dialect.mlir_string import encode_mlir_string
+from kperf.dialect.record import RecordOp
 from kperf.dialect.scope_table import ScopeTable, build_scope_table
-from kperf.dialect.ttgir_text import ScannedModule, encode_mlir_string, scan
+from kperf.dialect.ttgir_text import ScannedModule, scan
+
+from .pass_base import KperfPass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,18 +27,15 @@ class MaterializeResult:
     num_records: int  # static count of record sites
 
 
-def _carrier_line(op: RecordOp, indent: str, ssa: str, loc_suffix: str) -> str:
-    asm = encode_mlir_string(op.carrier_asm())
-    return (f"{indent}{ssa} = tt.elementwise_inline_asm {asm} "
-            f'{{constraints = "=r", packed_element = 1 : i32, pure = false}} -> i32{loc_suffix}')
-
-
 @dataclasses.dataclass(frozen=True)
-class MaterializePass:
-    name = "kperf-materialize"
+class MaterializePass(KperfPass):
+    """Final TTGIR text in, ``MaterializeResult`` out (text with carriers, scope table).  No options."""
 
-    def apply_text(self, text: str, path: str = "<ttgir>") -> MaterializeResult:
-        mod = scan(text, path)
+    name = "kperf-materialize"
+    INPUT = "ttgir"
+
+    def apply(self, module: str, path: str = "<ttgir>") -> MaterializeResult:
+        mod = scan(module, path)
         _check_functions(mod)
         by_block: dict[tuple, list[RecordOp]] = {}
         for site in mod.sites:  # line order, so blocks come in order of their first record
@@ -49,11 +49,15 @@ class MaterializePass:
                 indent = line[:len(line) - len(line.lstrip())]
                 loc_at = line.find(" loc(")
                 loc_suffix = line[loc_at:] if loc_at >= 0 else ""
-                lines[site.lineno - 1] = _carrier_line(op, indent, f"%kperf_rec_{n}", loc_suffix)
+                lines[site.lineno - 1] = f"{indent}{op.carrier_ttgir(f'%kperf_rec_{n}')}{loc_suffix}"
             else:
                 tok = site.string_token
-                lines[site.lineno - 1] = line[:tok.start] + encode_mlir_string(op.carrier_asm()) + line[tok.end:]
+                asm = encode_mlir_string(op.carrier_asm())
+                lines[site.lineno - 1] = line[:tok.start] + asm + line[tok.end:]
         return MaterializeResult("\n".join(lines) + "\n", table, len(mod.sites))
+
+    def run_text(self, text: str, path: str = "<ttgir>") -> str:
+        return self.apply(text, path).text
 
 
 def _check_functions(mod: ScannedModule) -> None:
@@ -67,4 +71,4 @@ def _check_functions(mod: ScannedModule) -> None:
                     "move the kperf.scope into the calling kernel")
 
 
-__all__ = ["MaterializePass", "MaterializeResult", "CARRIER_BODY"]
+__all__ = ["MaterializePass", "MaterializeResult"]

@@ -3,9 +3,10 @@
 import pytest
 
 from kperf.dialect.errors import KperfError
+from kperf.dialect.mlir_string import decode_mlir_string, encode_mlir_string
 from kperf.dialect.record import RecordOp, parse_carrier
 from kperf.dialect.scope_table import build_scope_table
-from kperf.dialect.ttgir_text import decode_mlir_string, encode_mlir_string, scan
+from kperf.dialect.ttgir_text import scan
 from kperf.passes.materialize import MaterializePass
 
 
@@ -14,6 +15,13 @@ def test_record_print_and_carrier_round_trip():
     assert op.print() == 'kperf.record start "we\\"ird {name}"'
     back = parse_carrier(op.with_id(7).carrier_asm())
     assert (back.kind, back.name, back.scope_id) == ("start", 'we"ird {name}', 7)
+
+
+def test_every_carrier_form_comes_from_the_record_op():
+    op = RecordOp("start", "load")
+    assert op.carrier_ttgir("%0") + " loc(#loc3)" == TTGIR.splitlines()[3].strip()  # as Triton prints it
+    assert op.carrier_builder_args("i32") == (op.carrier_asm(), "=r", [], ["i32"], False, 1)
+    assert parse_carrier(op.carrier_asm()) == op
 
 
 def test_carrier_of_other_asm_is_none():
@@ -46,7 +54,8 @@ def _ops(*spec):
 
 
 def test_scope_table_nesting_and_order():
-    table = build_scope_table([_ops(("start", "outer"), ("start", "inner"), ("end", "inner"), ("end", "outer"))])
+    ops = _ops(("start", "outer"), ("start", "inner"), ("end", "inner"), ("end", "outer"))
+    table = build_scope_table([ops])
     assert [(s.id, s.name, s.parent) for s in table.scopes] == [(0, "outer", -1), (1, "inner", 0)]
 
 
@@ -62,19 +71,20 @@ def test_unbalanced_scopes_are_errors_with_location(spec, message):
     assert "k.py:" in str(e.value) and "fix:" in str(e.value)
 
 
+CARRIER_ATTRS = '{constraints = "=r", packed_element = 1 : i32, pure = false} -> i32'
 TTGIR = '''#loc3 = loc("/src/kern.py":12:8)
 module attributes {"ttg.num-warps" = 4 : i32} {
   tt.func public @kern(%arg0: !tt.ptr<f32>) attributes {noinline = false} {
-    %0 = tt.elementwise_inline_asm "// kperf.record start \\22load\\22\\0A\\09mov.u32 $0, 0;" {constraints = "=r", packed_element = 1 : i32, pure = false} -> i32 loc(#loc3)
+    %0 = tt.elementwise_inline_asm "// kperf.record start \\22load\\22\\0A\\09mov.u32 $0, 0;" ATTRS loc(#loc3)
     scf.for %i = %c0 to %c4 step %c1 : i32 {
       kperf.record start "inner" loc(#loc3)
       proton.record end "inner"
     }
-    %1 = tt.elementwise_inline_asm "// kperf.record end \\22load\\22\\0A\\09mov.u32 $0, 0;" {constraints = "=r", packed_element = 1 : i32, pure = false} -> i32
+    %1 = tt.elementwise_inline_asm "// kperf.record end \\22load\\22\\0A\\09mov.u32 $0, 0;" ATTRS
     tt.return
   }
 }
-'''
+'''.replace("ATTRS", CARRIER_ATTRS)
 
 
 def test_scan_finds_carriers_and_textual_records_by_block():
@@ -87,7 +97,7 @@ def test_scan_finds_carriers_and_textual_records_by_block():
 
 
 def test_materialize_numbers_scopes_and_makes_carriers():
-    res = MaterializePass().apply_text(TTGIR, "kern.ttgir")
+    res = MaterializePass().apply(TTGIR, "kern.ttgir")
     assert res.num_records == 4
     assert res.table.names() == ["load", "inner"]
     assert "kperf.record start" not in res.text.replace("// kperf.record start", "")
@@ -101,11 +111,11 @@ def test_materialize_rejects_records_in_noinline_function():
     text = TTGIR.replace("tt.func public @kern", "tt.func private @helper").replace(
         "attributes {noinline = false}", "attributes {noinline = true}")
     with pytest.raises(KperfError, match="noinline") as e:
-        MaterializePass().apply_text(text)
+        MaterializePass().apply(text)
     assert "fix:" in str(e.value)
 
 
 def test_malformed_textual_record_names_its_line():
     text = TTGIR.replace('kperf.record start "inner"', "kperf.record start inner")
     with pytest.raises(KperfError, match="kern.ttgir:6"):
-        MaterializePass().apply_text(text, "kern.ttgir")
+        MaterializePass().apply(text, "kern.ttgir")

@@ -1,11 +1,13 @@
 """kperf-lower-ptx on hand-written PTX: what it emits where, and what it rejects."""
 
 import re
+import subprocess
 
 import pytest
+from triton import knobs
 
-from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.record import RecordOp
 from kperf.passes.lower_ptx import LowerPtxPass
 
@@ -38,7 +40,7 @@ STRAIGHT = kernel("\n".join([carrier("start", "a", 0, "%r1"), "\tadd.s32 %r3, %r
 
 
 def test_straight_line_counts_are_bumped_before_finalize():
-    ptx = LowerPtxPass(ProfileConfig(fold=False), 4).apply_text(STRAIGHT).ptx
+    ptx = LowerPtxPass(ProfileConfig(fold=False), 4).apply(STRAIGHT).ptx
     bump = ptx.index("add.u32 %kp_n, %kp_n, 2;")
     final = ptx.index("kperf: finalize")
     assert bump < final < ptx.index("\tret;")
@@ -53,29 +55,30 @@ def test_straight_line_counts_are_bumped_before_finalize():
 def test_branches_and_labels_flush_the_counter():
     body = "\n".join([carrier("start", "a", 0, "%r1"), "\t@%p1 bra $L__BB0_2;",
                       carrier("end", "a", 0, "%r2"), "$L__BB0_2:", "\tret;"])
-    ptx = LowerPtxPass(ProfileConfig(), 4).apply_text(kernel(body)).ptx
+    ptx = LowerPtxPass(ProfileConfig(), 4).apply(kernel(body)).ptx
     lines = ptx.splitlines()
-    bumps = [i for i, l in enumerate(lines) if "add.u32 %kp_n, %kp_n, 1;" in l]
-    bra = next(i for i, l in enumerate(lines) if "bra $L__BB0_2" in l)
-    label = next(i for i, l in enumerate(lines) if l.startswith("$L__BB0_2:"))
+    bumps = [i for i, line in enumerate(lines) if "add.u32 %kp_n, %kp_n, 1;" in line]
+    bra = next(i for i, line in enumerate(lines) if "bra $L__BB0_2" in line)
+    label = next(i for i, line in enumerate(lines) if line.startswith("$L__BB0_2:"))
     assert len(bumps) == 2 and bumps[0] < bra and bra < bumps[1] < label
 
 
 def test_predicated_ret_gets_a_guarded_finalize():
-    body = "\n".join([carrier("start", "a", 0, "%r1"), carrier("end", "a", 0, "%r2"), "\t@%p1 ret;", "\tret;"])
-    ptx = LowerPtxPass(ProfileConfig(), 4).apply_text(kernel(body)).ptx
+    body = "\n".join([carrier("start", "a", 0, "%r1"), carrier("end", "a", 0, "%r2"), "\t@%p1 ret;",
+                      "\tret;"])
+    ptx = LowerPtxPass(ProfileConfig(), 4).apply(kernel(body)).ptx
     assert "@!%p1 bra $KP_RET_SKIP_0;" in ptx
     assert ptx.count("kperf: finalize") == 2
 
 
 def test_wrap_masks_the_slot():
-    ptx = LowerPtxPass(ProfileConfig(strategy="wrap", capacity=256), 4).apply_text(STRAIGHT).ptx
+    ptx = LowerPtxPass(ProfileConfig(strategy="wrap", capacity=256), 4).apply(STRAIGHT).ptx
     assert "and.b32 %ks, %ks, 255;" in ptx
 
 
 @pytest.mark.parametrize("clock, src", [("clock64", "%clock64"), ("globaltimer", "%globaltimer")])
 def test_64bit_clocks_use_16_byte_records(clock, src):
-    ptx = LowerPtxPass(ProfileConfig(clock=clock), 4).apply_text(STRAIGHT).ptx
+    ptx = LowerPtxPass(ProfileConfig(clock=clock), 4).apply(STRAIGHT).ptx
     assert f"mov.u64 %kc, {src};" in ptx
     assert "[%kp_ptr+16]" in ptx
 
@@ -83,24 +86,22 @@ def test_64bit_clocks_use_16_byte_records(clock, src):
 def test_record_without_id_is_rejected():
     body = "\n".join([carrier("start", "a", None, "%r1"), "\tret;"])
     with pytest.raises(KperfError, match="without a scope id"):
-        LowerPtxPass(ProfileConfig(), 4).apply_text(kernel(body))
+        LowerPtxPass(ProfileConfig(), 4).apply(kernel(body))
 
 
 def test_record_in_a_func_is_rejected():
     ptx = STRAIGHT + "\n.func helper()\n{\n" + carrier("start", "b", 1, "%r1") + "\n\tret;\n}\n"
     with pytest.raises(KperfError, match="noinline"):
-        LowerPtxPass(ProfileConfig(), 4).apply_text(ptx)
+        LowerPtxPass(ProfileConfig(), 4).apply(ptx)
 
 
 def test_no_ret_is_rejected():
     with pytest.raises(KperfError, match="ret"):
-        LowerPtxPass(ProfileConfig(), 4).apply_text(kernel(carrier("start", "a", 0, "%r1")))
+        LowerPtxPass(ProfileConfig(), 4).apply(kernel(carrier("start", "a", 0, "%r1")))
 
 
 def test_assembles_with_ptxas(tmp_path):
-    import subprocess
-    from triton import knobs
-    ptx = LowerPtxPass(ProfileConfig(), 4).apply_text(STRAIGHT).ptx
+    ptx = LowerPtxPass(ProfileConfig(), 4).apply(STRAIGHT).ptx
     src = tmp_path / "k.ptx"
     src.write_text(ptx)
     subprocess.run([knobs.nvidia.ptxas.path, "--gpu-name=sm_90a", str(src), "-o", str(tmp_path / "k.cubin")],
@@ -121,12 +122,10 @@ VARIANT_CONFIGS = [
 
 
 def _ptxas(tmp_path, ptx: str) -> bytes:
-    import subprocess
-    from triton import knobs
     src = tmp_path / "k.ptx"
     src.write_text(ptx)
-    r = subprocess.run([knobs.nvidia.ptxas.path, "--gpu-name=sm_90a", str(src), "-o", str(tmp_path / "k.cubin")],
-                       capture_output=True, text=True)
+    cmd = [knobs.nvidia.ptxas.path, "--gpu-name=sm_90a", str(src), "-o", str(tmp_path / "k.cubin")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return (tmp_path / "k.cubin").read_bytes()
 
@@ -135,7 +134,7 @@ def _ptxas(tmp_path, ptx: str) -> bytes:
 def test_variants_assemble_with_predicated_rets_and_branches(cfg, tmp_path):
     body = "\n".join([carrier("start", "a", 0, "%r1"), "\t@%p1 bra $L__BB0_2;", carrier("end", "a", 0, "%r2"),
                       "\t@%p2 ret;", "$L__BB0_2:", carrier("start", "b", 1, "%r3"), "\tret;"])
-    res = LowerPtxPass(cfg, 4, shared_bytes=0).apply_text(kernel(body))
+    res = LowerPtxPass(cfg, 4, shared_bytes=0).apply(kernel(body))
     assert res.store == ("smem" if cfg.store == "smem" else "global")
     cubin = _ptxas(tmp_path, res.ptx)
     assert cubin[:4] == b"\x7fELF"
@@ -149,7 +148,7 @@ def test_variants_assemble_with_predicated_rets_and_branches(cfg, tmp_path):
 
 
 def test_fold_clamps_once_per_block_and_sizes_the_sink():
-    res = LowerPtxPass(ProfileConfig(fold=True), 4).apply_text(STRAIGHT)
+    res = LowerPtxPass(ProfileConfig(fold=True), 4).apply(STRAIGHT)
     assert res.geometry.sink == res.max_block_records == 2
     assert "min.u32 %kp_m, %kp_n, 1024;" in res.ptx and "mad.wide.u32 %kp_ptr, %kp_m, 8, %kp_base;" in res.ptx
     assert "setp.lt" not in res.ptx.split("kperf record #0", 1)[1].split("kperf: finalize")[0]
@@ -158,4 +157,80 @@ def test_fold_clamps_once_per_block_and_sizes_the_sink():
 
 def test_smem_needs_the_shared_size():
     with pytest.raises(KperfError, match="shared memory size"):
-        LowerPtxPass(ProfileConfig(store="smem"), 4).apply_text(STRAIGHT)
+        LowerPtxPass(ProfileConfig(store="smem"), 4).apply(STRAIGHT)
+
+
+# -- exit, one-line parameter lists, PTX lowered already ----------------------------------------------
+
+PARAMS = ".param .u64 .ptr .global .align 1 k_param_{}"
+MULTI_LINE_ENTRY = "k(\n" + ",\n".join("\t" + PARAMS.format(i) for i in range(3)) + "\n)"
+ONE_LINE_ENTRY = "k(" + ", ".join(PARAMS.format(i) for i in range(3)) + ")"
+
+
+def test_exit_gets_the_epilogue_like_ret(tmp_path):
+    body = "\n".join([carrier("start", "a", 0, "%r1"), carrier("end", "a", 0, "%r2"), "\texit;"])
+    ptx = LowerPtxPass(ProfileConfig(fold=False), 4).apply(kernel(body)).ptx
+    bump, final = ptx.index("add.u32 %kp_n, %kp_n, 2;"), ptx.index("kperf: finalize")
+    assert bump < final < ptx.index("\texit;")
+    assert _ptxas(tmp_path, ptx)[:4] == b"\x7fELF"
+
+
+def test_predicated_exit_is_guarded_like_a_predicated_ret(tmp_path):
+    body = "\n".join([carrier("start", "a", 0, "%r1"), carrier("end", "a", 0, "%r2"), "\t@!%p1 exit;",
+                      "\tret;"])
+    res = LowerPtxPass(ProfileConfig(cta_stride=2), 4).apply(kernel(body))
+    main, plain = res.ptx.split("$KP_PLAIN:", 1)
+    assert "@%p1 bra $KP_RET_SKIP_0;" in main and main.count("kperf: finalize") == 2
+    assert "\texit;\n$KP_RET_SKIP_0:" in main
+    # the sampled-out copy closes its header before the exit too
+    assert "@%p1 bra $KP_PLAIN_RET_SKIP_0;" in plain and plain.count("close the header") == 2
+    assert _ptxas(tmp_path, res.ptx)[:4] == b"\x7fELF"
+
+
+def test_a_kernel_with_neither_ret_nor_exit_is_rejected():
+    with pytest.raises(KperfError, match="`ret` or `exit`"):
+        LowerPtxPass(ProfileConfig(), 4).apply(kernel(carrier("start", "a", 0, "%r1") + "\n\ttrap;"))
+
+
+def test_exit_with_operands_is_not_a_return():  # `exit` takes none: such a line ends no kernel
+    with pytest.raises(KperfError, match="`ret` or `exit`"):
+        LowerPtxPass(ProfileConfig(), 4).apply(kernel("\texit %r1;"))
+
+
+def test_one_line_parameter_list_is_read(tmp_path):
+    assert MULTI_LINE_ENTRY in STRAIGHT
+    one_line = STRAIGHT.replace(MULTI_LINE_ENTRY, ONE_LINE_ENTRY)
+    res = LowerPtxPass(ProfileConfig(), 4).apply(one_line)
+    assert "ld.param.u64 %d0, [k_param_2];" in res.ptx and res.num_records == 2
+    multi = LowerPtxPass(ProfileConfig(), 4).apply(STRAIGHT).ptx
+    assert res.ptx == multi.replace(MULTI_LINE_ENTRY, ONE_LINE_ENTRY)
+    assert _ptxas(tmp_path, res.ptx)[:4] == b"\x7fELF"
+
+
+@pytest.mark.parametrize("entry, message", [("k()", "no parameters"),
+                                            ("k(" + PARAMS.format(0), "not closed")])
+def test_bad_parameter_lists_are_rejected(entry, message):
+    ptx = STRAIGHT.replace(MULTI_LINE_ENTRY, entry)
+    if message == "not closed":
+        ptx = ptx.split(entry)[0] + entry + "\n"
+    with pytest.raises(KperfError, match=message):
+        LowerPtxPass(ProfileConfig(), 4).apply(ptx)
+
+
+def test_ptx_lowered_already_is_refused():
+    once = LowerPtxPass(ProfileConfig(), 4).apply(STRAIGHT).ptx
+    with pytest.raises(KperfError, match="lowered by kperf-lower-ptx already") as e:
+        LowerPtxPass(ProfileConfig(), 4).apply(once)
+    assert "line " in str(e.value) and "fix:" in str(e.value)
+
+
+def test_kperf_registers_alone_mark_lowered_ptx():
+    with pytest.raises(KperfError, match="already"):
+        LowerPtxPass(ProfileConfig(), 4).apply(kernel("\tmov.u32 %kp_n, 0;\n\tret;"))
+
+
+def test_record_in_a_func_with_a_return_value_names_the_function():
+    helper = "\n.func (.param .b32 func_retval0) helper(\n)\n{\n" + carrier("start", "b", 1, "%r1")
+    helper += "\n\tret;\n}\n"
+    with pytest.raises(KperfError, match="PTX function helper"):
+        LowerPtxPass(ProfileConfig(), 4).apply(STRAIGHT + helper)
