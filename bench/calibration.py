@@ -17,7 +17,7 @@ A calibration kernel (Triton DSL, 4 warps, one element per thread) runs ``--reps
 and kernel time: the trace span of a profiled 8192^3 GEMM (earliest CTA entry to latest CTA exit,
 globaltimer) against the CUPTI device time of the same launch.
 
-    python bench/calibration.py --out bench/results/calibration      # writes calibration.json
+    python3 -m bench.calibration --out bench/results/calibration      # writes calibration.json
 """
 
 from __future__ import annotations
@@ -26,19 +26,15 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
-import time
 
 import numpy as np
 import triton
 import triton.language as tl
 
 import kperf
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "bench")]
+from bench.timing import cuda_event_ms, device_times_ms, run_info
 
 NUM_WARPS = 4
 BLOCK = 32 * NUM_WARPS
@@ -58,8 +54,8 @@ def sleep_asm(ns: int) -> str:
 
 
 @triton.jit
-def calibration_kernel(out_ptr, gt_ptr, fc_ptr, x0, FMA_ASM: tl.constexpr, SLEEP_ASM: tl.constexpr, REPS: tl.constexpr,
-                       BLOCK: tl.constexpr):
+def calibration_kernel(out_ptr, gt_ptr, fc_ptr, x0, FMA_ASM: tl.constexpr, SLEEP_ASM: tl.constexpr,
+                       REPS: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offs = tl.arange(0, BLOCK)
     x = tl.zeros([BLOCK], tl.float32) + x0
@@ -100,8 +96,8 @@ def calibrate(config: dict | None = None, n_fma=(256, 1024, 4096), sleep_ns: int
         o = torch.empty(ctas * BLOCK, device="cuda", dtype=torch.float32)
         gt = torch.zeros(ctas * reps * BLOCK, device="cuda", dtype=torch.int32)
         fc = torch.zeros(ctas * reps * BLOCK, device="cuda", dtype=torch.int32)
-        k[(ctas,)](o, gt, fc, 1.0, FMA_ASM=fma_chain_asm(n), SLEEP_ASM=sleep_asm(sleep_ns), REPS=reps, BLOCK=BLOCK,
-                   num_warps=NUM_WARPS)
+        k[(ctas,)](o, gt, fc, 1.0, FMA_ASM=fma_chain_asm(n), SLEEP_ASM=sleep_asm(sleep_ns), REPS=reps,
+                   BLOCK=BLOCK, num_warps=NUM_WARPS)
         torch.cuda.synchronize()
         (dec,) = kperf.results(k).decoded()
         assert dec.lost_total == 0 and not dec.problems, dec.summary()
@@ -129,7 +125,8 @@ def calibrate(config: dict | None = None, n_fma=(256, 1024, 4096), sleep_ns: int
             out["sleep"] = {"requested_ns": sleep_ns, "globaltimer_ns_median": float(np.median(t)),
                             "kperf_ns_median": float(np.median(kperf_ns)),
                             "error_median": float(np.median(ratio) - 1),
-                            "error_p05_p95": [float(np.percentile(ratio, 5) - 1), float(np.percentile(ratio, 95) - 1)],
+                            "error_p05_p95": [float(np.percentile(ratio, 5) - 1),
+                                              float(np.percentile(ratio, 95) - 1)],
                             "clock_ghz": dec.clock_ghz}
     # the record cost: kperf's interval minus the in-asm bracket of the same work.  An empty scope
     # (end right after start) measures more: the end record's clock read waits behind the start
@@ -138,7 +135,8 @@ def calibrate(config: dict | None = None, n_fma=(256, 1024, 4096), sleep_ns: int
     out["empty_scope_cycles"] = statistics.median(back_to_back)
     for n in n_fma:
         r = out["fma"][n]
-        r["error_after_subtracting"] = (r["median_cycles"] - out["record_cost_cycles"]) / r["expected_cycles"] - 1
+        corrected = r["median_cycles"] - out["record_cost_cycles"]
+        r["error_after_subtracting"] = corrected / r["expected_cycles"] - 1
     if len(n_fma) >= 2:
         slope, icept = np.polyfit(list(n_fma), [out["fma"][n]["median_cycles"] for n in n_fma], 1)
         out["fma_fit"] = {"cycles_per_fma": float(slope), "intercept_cycles": float(icept)}
@@ -148,9 +146,8 @@ def calibrate(config: dict | None = None, n_fma=(256, 1024, 4096), sleep_ns: int
 def kernel_time(config: dict | None = None, size: int = 8192) -> dict:
     """Trace span of one profiled GEMM launch vs its CUPTI device time (and the plain kernel's)."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
-    import matmul as mm
+    from kperf.examples import matmul as mm
     cfg = kperf.ProfileConfig(**{"capacity": 520, **(config or {})})
     a = torch.randn(size, size, device="cuda", dtype=torch.float16)
     b = torch.randn(size, size, device="cuda", dtype=torch.float16)
@@ -158,22 +155,12 @@ def kernel_time(config: dict | None = None, size: int = 8192) -> dict:
     mm.matmul(a, b, kernel=k)  # compile and warm up
     torch.cuda.synchronize()
     k.reset()
-    with profile(activities=[ProfilerActivity.CUDA]) as p:
-        mm.matmul(a, b, kernel=k)
-        torch.cuda.synchronize()
-    (dev,) = [e.device_time / 1e3 for e in p.events() if e.name.startswith("matmul_kernel") and e.device_time > 0]
+    (dev,) = device_times_ms(lambda: mm.matmul(a, b, kernel=k), 1, "matmul_kernel")
     (dec,) = kperf.results(k).decoded()
     span_ms = dec.duration_ns / 1e6
     # CUDA events around the plain kernel, for reference (no profile buffer memset inside the window)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     mm.matmul(a, b)
-    ev = []
-    for _ in range(5):
-        start.record()
-        mm.matmul(a, b)
-        end.record()
-        end.synchronize()
-        ev.append(start.elapsed_time(end))
+    ev = cuda_event_ms(lambda: mm.matmul(a, b), 5)
     return {"config": cfg.to_mode().split(",code=")[0], "trace_span_ms": span_ms, "cupti_kernel_ms": dev,
             "error_vs_cupti": span_ms / dev - 1, "plain_cuda_event_ms_median": statistics.median(ev),
             "problems": dec.problems}
@@ -190,14 +177,11 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS))
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
-        raise SystemExit("bench/calibration.py needs a CUDA GPU")
-    res = {"device": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
-           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "torch": torch.__version__,
-           "triton": triton.__version__, "python": platform.python_version(),
-           "command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
-           "variants": {}}
+        raise SystemExit("bench.calibration needs a CUDA GPU")
+    res = {**run_info(argv), "capability": list(torch.cuda.get_device_capability()), "variants": {}}
     print(f"{'variant':<11} {'record cost':>11} {'empty':>6} {'cyc/FMA':>8} " +
-          " ".join(f"{'fma' + str(n):>9}" for n in (256, 1024, 4096)) + f" {'256-cost':>9} {'sleep':>8} {'span':>8}")
+          " ".join(f"{'fma' + str(n):>9}" for n in (256, 1024, 4096)) +
+          f" {'256-cost':>9} {'sleep':>8} {'span':>8}")
     for name in args.variants.split(","):
         c = calibrate(VARIANTS[name])
         kt = kernel_time(VARIANTS[name])

@@ -1,6 +1,6 @@
 """Capture small real profiles on a GPU as raw device buffers, for tests that run anywhere later.
 
-    python3 bench/capture_real_profiles.py --out DIR
+    python3 -m bench.capture_real_profiles --out DIR
 
 For each case writes ``DIR/<case>.npz`` holding the raw profile buffer exactly as the GPU wrote it
 (``buffer``, uint8) and ``info`` (JSON: kernel name, scope table, geometry, strategy, CTA count,
@@ -13,16 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
-
-import kperf  # noqa: E402
-import matmul as mm  # noqa: E402
-import vector_add as va  # noqa: E402
+import kperf
+from kperf.examples import matmul as mm
+from kperf.examples import vector_add as va
 
 
 def save(out: pathlib.Path, case: str, launch) -> None:

@@ -1,6 +1,6 @@
 """Host time per call of the FA3 wrappers at a tiny shape, where the GPU outruns the host.
 
-    python bench/fa3_host_time.py [--out DIR]        # needs a Hopper GPU
+    python3 -m bench.fa3_host_time [--out DIR]        # needs a Hopper GPU
 
 Per variant: host time per call (the loop without synchronising), wall time per call (synchronised
 at the end: the rate do_bench sees when the host is the bottleneck), and a cProfile of 200 calls (top
@@ -20,20 +20,14 @@ import pstats
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def _per_call(fn, calls: int) -> float:
-    t = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - t) / calls * 1e6
+from bench.timing import per_call_us
 
 
 def gluon_steps(q, k, v, calls: int, pipeline: str = "ws_overlap") -> dict:
     """Microseconds per call of each host step of ``fa3_attention`` (the GPU synchronised once at the end)."""
     import torch
-    import fa3_pipelines as fa3
+
+    from kperf.examples import fa3_pipelines as fa3
     p = fa3.get_pipeline(pipeline)
     Z, H, n, d = q.shape
     o = torch.empty_like(q)
@@ -44,17 +38,18 @@ def gluon_steps(q, k, v, calls: int, pipeline: str = "ws_overlap") -> dict:
     launch = lambda: fa3.fa3_fwd_kernel[grid](dq, dk, dv, do, 0.1, n, Z * H, **cx, **fa3.COMPILE_OPTIONS)  # noqa: E731
     launch()
     torch.cuda.synchronize()
-    out = {"tile_layouts": _per_call(lambda: fa3.tile_layouts("fp16", d, p.kv_box), calls),
-           "4 descriptors": _per_call(descs, calls),
-           "constexprs": _per_call(lambda: p.constexprs(head_dim=d, causal=False), calls),
-           "JIT launch": _per_call(launch, calls),
-           "whole wrapper": _per_call(lambda: fa3.fa3_attention(q, k, v, False, pipeline=p), calls)}
+    out = {"tile_layouts": per_call_us(lambda: fa3.tile_layouts("fp16", d, p.kv_box), calls),
+           "4 descriptors": per_call_us(descs, calls),
+           "constexprs": per_call_us(lambda: p.constexprs(head_dim=d, causal=False), calls),
+           "JIT launch": per_call_us(launch, calls),
+           "whole wrapper": per_call_us(lambda: fa3.fa3_attention(q, k, v, False, pipeline=p), calls)}
     torch.cuda.synchronize()
     return out
 
 
 def main(argv=None) -> int:
     import torch
+
     from kperf.tritonbench_ext.variants import VARIANTS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="kperf_vanilla,kperf_ws_overlap,kperf_ws_pingpong_persistent")
@@ -98,5 +93,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "examples"))
     sys.exit(main())

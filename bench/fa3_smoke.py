@@ -1,6 +1,6 @@
 """Run one attention variant once on a small shape and check it against SDPA; exit 0 when correct.
 
-    python bench/fa3_smoke.py VARIANT
+    python3 -m bench.fa3_smoke VARIANT
 
 Used by bench/gpu_run.sh under ``timeout`` before the sweep, so that a pipeline that deadlocks (a
 barrier protocol bug hangs the GPU until the process dies) is left out of the sweep instead of
@@ -26,8 +26,8 @@ def main() -> int:
     for causal in (False, True):
         out = variant.make(q, k, v, causal, sm_scale)()
         torch.cuda.synchronize()
-        ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal,
-                                                               scale=sm_scale)
+        ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                                               is_causal=causal, scale=sm_scale)
         err = (out.float() - ref).abs().max().item()
         print(f"{variant.name} causal={causal}: max abs error {err:.2e}")
         ok &= err < 2e-2

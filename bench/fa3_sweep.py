@@ -1,6 +1,6 @@
 """FA3 pipelines on Hopper: correctness, the reference's TFLOPS sweeps, and kperf traces, in one run.
 
-    python bench/fa3_sweep.py --out bench/results/<device>-<date>/fa3
+    python3 -m bench.fa3_sweep --out bench/results/<device>-<date>/fa3
 
 1. Correctness: every variant (kperf_vanilla, the Gluon pipelines, SDPA flash and cuDNN) against
    PyTorch SDPA (math backend) in float32, on N(0, 1) inputs, fp16 and bf16, head dim 64 and 128,
@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import platform
 import sys
-import time
+
+from bench.timing import log, run_info
 
 VARIANTS = ["kperf_vanilla", "kperf_ws", "kperf_ws_overlap", "kperf_ws_overlap_v3", "kperf_ws_pingpong",
             "kperf_ws_overlap_persistent", "kperf_ws_pingpong_persistent", "sdpa_flash", "sdpa_cudnn"]
@@ -35,12 +35,9 @@ SEQ_LENS = [128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128]
 
 
-def log(msg: str, t0=[time.time()]) -> None:
-    print(f"[{time.time() - t0[0]:7.1f}s] {msg}", flush=True)
-
-
 def correctness(variants, tol) -> list[dict]:
     import torch
+
     from kperf.tritonbench_ext.runner import _reference
     rows = []
     gen = torch.Generator(device="cuda").manual_seed(1)
@@ -70,10 +67,12 @@ def time_shape(variants, shape, causal: bool, warmup: float, rep: float, rounds:
     variant); per variant the median round, and every round's TFLOPS under ``"rounds"``.  ``cudagraph``:
     calls replayed from a CUDA graph (see ``tritonbench_ext.runner.bench_ms``)."""
     import torch
+
     from kperf.tritonbench_ext.args import flops
     from kperf.tritonbench_ext.runner import bench_ms
     gen = torch.Generator(device="cuda").manual_seed(0)
-    q, k, v = (torch.randn(shape.x_val(), device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
+    q, k, v = (torch.randn(shape.x_val(), device="cuda", dtype=torch.float16, generator=gen)
+               for _ in range(3))
     out, fns = {}, {}
     for var in variants:
         try:
@@ -148,8 +147,8 @@ def traces(variants_by_name, out: pathlib.Path, batch: int, trace_ctas: int, imp
     return info
 
 
-def main(argv=None) -> int:
-    from kperf.tritonbench_ext.args import Shape, int_list
+def parse_args(argv):
+    from kperf.tritonbench_ext.args import int_list
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder (results.json, sweep.md, traces/)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
@@ -170,50 +169,38 @@ def main(argv=None) -> int:
     ap.add_argument("--trace-ctas", type=int, default=8, help="CTAs in each Chrome trace")
     ap.add_argument("--skip-causal", action="store_true", help="leave out the causal sequence sweep")
     ap.add_argument("--traces-only", action="store_true", help="only the kperf traces, summaries and diffs")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    import torch
-    import triton
-    if not torch.cuda.is_available():
-        raise SystemExit("bench/fa3_sweep.py needs a CUDA GPU (Hopper); none found")
-    from kperf.tritonbench_ext.runner import TOLERANCE
-    from kperf.tritonbench_ext.variants import select
 
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    variants = select(args.variants.split(","))
-    doc = {"device": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
-           "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version(),
-           "cudnn": torch.backends.cudnn.version(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "command": " ".join(["python"] + sys.argv), "tolerance": TOLERANCE}
-    log(f"{doc['device']}, torch {doc['torch']}, triton {doc['triton']}")
-
-    def save():  # after every phase: a run cut short (hang, timeout) keeps what it measured
-        (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
-
-    if args.traces_only:
-        improved = [n for n in args.improved.split(",") if n in {v.name for v in variants}]
-        doc["traces"] = traces({v.name: v for v in variants}, out, args.trace_batch, args.trace_ctas, improved)
-        save()
-        log(f"wrote {out / 'results.json'} (traces only)")
-        return 0
-    doc["correctness"] = correctness(variants, TOLERANCE)
+def checked(variants, doc: dict, tolerance, save) -> list:
+    """Run the correctness phase into ``doc``; returns the variants to time."""
+    doc["correctness"] = correctness(variants, tolerance)
     save()
-    bad = sorted({r["variant"] for r in doc["correctness"] if not r["ok"]})
     for r in doc["correctness"]:
         if not r["ok"]:
             log(f"INCORRECT {r}")
-    log(f"correctness: {sum(r['ok'] for r in doc['correctness'])}/{len(doc['correctness'])} ok; failing: {bad}")
+    n_ok = sum(r["ok"] for r in doc["correctness"])
+    log(f"correctness: {n_ok}/{len(doc['correctness'])} ok; failing: {failing(doc)}")
     # timing runs fp16 / head dim 128: a kperf variant wrong there is not timed (wrong elsewhere: noted only)
-    wrong = {r["variant"] for r in doc["correctness"] if not r["ok"] and r["dtype"] == "fp16" and r["d_head"] == 128}
-    timed = [v for v in variants if v.name not in wrong or v.kind == "baseline"]
+    wrong = {r["variant"] for r in doc["correctness"]
+             if not r["ok"] and r["dtype"] == "fp16" and r["d_head"] == 128}
+    return [v for v in variants if v.name not in wrong or v.kind == "baseline"]
 
+
+def failing(doc: dict) -> list[str]:
+    return sorted({r["variant"] for r in doc["correctness"] if not r["ok"]})
+
+
+def sweep(timed, args, doc: dict, save) -> None:
+    """Time every shape of every sweep into ``doc["sweeps"]``, saving after each."""
+    from kperf.tritonbench_ext.args import Shape
     sweeps = {"seq_len (batch 16)": [("seq_len", Shape(16, 16, s, 128), False) for s in args.seq_lens],
               "batch (seq_len 4096)": [("batch", Shape(b, 16, 4096, 128), False) for b in args.batches]}
     if args.skip_batch:
         del sweeps["batch (seq_len 4096)"]
     if not args.skip_causal:
-        sweeps["seq_len (batch 16, causal)"] = [("seq_len", Shape(16, 16, s, 128), True) for s in args.seq_lens]
+        sweeps["seq_len (batch 16, causal)"] = [("seq_len", Shape(16, 16, s, 128), True)
+                                                for s in args.seq_lens]
     doc["sweeps"], doc["skipped_shapes"] = {}, []
     for title, items in sweeps.items():
         rows = doc["sweeps"][title] = []
@@ -221,21 +208,21 @@ def main(argv=None) -> int:
             if shape.tokens > args.max_tokens:
                 doc["skipped_shapes"].append(shape.x_val())
                 continue
-            res = time_shape(timed, shape, causal, args.warmup, args.rep, args.rounds, cudagraph=args.cudagraph)
+            res = time_shape(timed, shape, causal, args.warmup, args.rep, args.rounds,
+                             cudagraph=args.cudagraph)
             rows.append({key: getattr(shape, key), "shape": shape.x_val(), "causal": causal, "results": res})
             log(f"{title} {shape.tag}: " + ", ".join(f"{n} {m.get('tflops', float('nan')):.0f}"
                                                      for n, m in res.items()))
             save()
 
-    improved = [n for n in args.improved.split(",") if n in {v.name for v in timed}]
-    doc["traces"] = traces({v.name: v for v in timed}, out, args.trace_batch, args.trace_ctas, improved)
-    save()
 
-    names = [v.name for v in timed]
+def markdown(doc: dict, args, names: list[str]) -> str:
+    """sweep.md: the TFLOPS tables, the method and the correctness line."""
     md = [f"# FA3 sweep on {doc['device']} ({doc['date']})", "",
-          f"torch {doc['torch']}, triton {doc['triton']}, cuDNN {doc['cudnn']}; fp16, 16 heads, head dim 128; "
-          f"TFLOPS (forward, causal counts half the FLOPs); per shape {args.rounds} rounds time every variant "
-          f"in turn, the table shows each variant's median round (all rounds in results.json); timed with "
+          f"torch {doc['torch']}, triton {doc['triton']}, cuDNN {doc['cudnn']}; fp16, 16 heads, "
+          f"head dim 128; TFLOPS (forward, causal counts half the FLOPs); per shape {args.rounds} rounds "
+          f"time every variant in turn, the table shows each variant's median round (all rounds in "
+          f"results.json); timed with "
           + ("CUDA graphs (no host launch time, L2 not flushed)." if args.cudagraph
              else "`triton.testing.do_bench` (L2 flushed before each call)."),
           f"Command: `{doc['command']}`", ""]
@@ -243,13 +230,45 @@ def main(argv=None) -> int:
         if rows:
             key = "batch" if "batch" in rows[0] else "seq_len"
             md += [md_table(f"TFLOPS vs {title}", key, rows, names), ""]
-    md.append(f"Correctness: {sum(r['ok'] for r in doc['correctness'])}/{len(doc['correctness'])} configurations "
-              f"within tolerance {TOLERANCE} of SDPA fp32; failing variants: {bad or 'none'}.")
+    n_ok = sum(r["ok"] for r in doc["correctness"])
+    md.append(f"Correctness: {n_ok}/{len(doc['correctness'])} configurations within tolerance "
+              f"{doc['tolerance']} of SDPA fp32; failing variants: {failing(doc) or 'none'}.")
     if doc["skipped_shapes"]:
         md.append(f"Skipped over --max-tokens {args.max_tokens}: {doc['skipped_shapes']}")
-    (out / "sweep.md").write_text("\n".join(md) + "\n")
+    return "\n".join(md)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+    if not torch.cuda.is_available():
+        raise SystemExit("bench.fa3_sweep needs a CUDA GPU (Hopper); none found")
+    from kperf.tritonbench_ext.runner import TOLERANCE
+    from kperf.tritonbench_ext.variants import select
+
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = select(args.variants.split(","))
+    doc = {**run_info(argv), "capability": list(torch.cuda.get_device_capability()),
+           "cudnn": torch.backends.cudnn.version(), "tolerance": TOLERANCE}
+    log(f"{doc['device']}, torch {doc['torch']}, triton {doc['triton']}")
+
+    def save():  # after every phase: a run cut short (hang, timeout) keeps what it measured
+        (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
+
+    timed = variants if args.traces_only else checked(variants, doc, TOLERANCE, save)
+    if not args.traces_only:
+        sweep(timed, args, doc, save)
+    improved = [n for n in args.improved.split(",") if n in {v.name for v in timed}]
+    doc["traces"] = traces({v.name: v for v in timed}, out, args.trace_batch, args.trace_ctas, improved)
     save()
-    print("\n".join(md))
+    if args.traces_only:
+        log(f"wrote {out / 'results.json'} (traces only)")
+        return 0
+    md = markdown(doc, args, [v.name for v in timed])
+    (out / "sweep.md").write_text(md + "\n")
+    save()
+    print(md)
     log(f"wrote {out / 'results.json'} and {out / 'sweep.md'}")
     return 0
 

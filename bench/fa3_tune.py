@@ -1,7 +1,7 @@
 """Tune the Gluon FA3 pipeline (``examples/fa3_pipelines.py``): time configurations of ``fa3_fwd_kernel``.
 
-    python bench/fa3_tune.py --out bench/results/<device>-<date>/fa3_tune        # GPU, about 4 minutes
-    python bench/fa3_tune.py --cpu-check [--all]                                 # no GPU: compile filter
+    python3 -m bench.fa3_tune --out bench/results/<device>-<date>/fa3_tune        # GPU, about 4 minutes
+    python3 -m bench.fa3_tune --cpu-check [--all]                                 # no GPU: compile filter
 
 A candidate is named ``<pipeline>_n<BLOCK_N>_k<K buffers>v<V buffers>_r<consumer regs>[_er]``, e.g.
 ``ws_overlap_n128_k2v2_r240`` (exactly the ``ws_overlap`` pipeline) or ``ws_pingpong_n128_k3v2_r240_er``
@@ -43,7 +43,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from bench.timing import log, run_info
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent  # the workers run `python3 -m bench.fa3_tune` here
 SEQS = (4096, 8192, 16384)
 BASELINES = ("kperf_vanilla", "sdpa_cudnn")
 NAME_RE = re.compile(r"^(?P<base>[a-z_0-9]+?)_n(?P<n>\d+)_k(?P<k>\d+)v(?P<v>\d+)_r(?P<r>\d+)"
@@ -93,8 +95,7 @@ def name_of(base: str, n: int, k: int, v: int, r: int, er: bool) -> str:
 
 
 def load_fa3():
-    sys.path.insert(0, str(ROOT / "examples"))
-    import fa3_pipelines
+    from kperf.examples import fa3_pipelines
     return fa3_pipelines
 
 
@@ -104,13 +105,15 @@ def pipeline(name: str):
     m = NAME_RE.match(name)
     if not m:
         raise KperfError(f"bad candidate name {name!r}",
-                         fix="use <pipeline>_n<BLOCK_N>_k<K>v<V>_r<regs>[_er], e.g. ws_overlap_n128_k2v2_r240")
+                         fix="use <pipeline>_n<BLOCK_N>_k<K>v<V>_r<regs>[_er], "
+                             "e.g. ws_overlap_n128_k2v2_r240")
     fa3 = load_fa3()
     base = fa3.get_pipeline(m["base"])
     return dataclasses.replace(base, name=name, block_n=int(m["n"]), stages=((128, int(m["k"])),),
                                v_stages=((128, int(m["v"])),), consumer_regs=int(m["r"]),
                                early_rescale=bool(m["er"]), exp_emulation=bool(m["em"]),
-                               sched_fence=SCHED_FENCES[m["sf"]], tree_max=bool(m["tm"]), pack_fix=not m["up"],
+                               sched_fence=SCHED_FENCES[m["sf"]], tree_max=bool(m["tm"]),
+                               pack_fix=not m["up"],
                                description=f"tuning candidate {name}")
 
 
@@ -123,25 +126,28 @@ def cpu_check(name: str, causal: bool = False) -> dict:
     from triton.backends.compiler import GPUTarget
     from triton.backends.nvidia.compiler import get_ptxas
     from triton.experimental.gluon._runtime import GluonASTSource
+
     from kperf import sass
     fa3 = load_fa3()
     p = pipeline(name)
     row = {"name": name, "causal": causal, "smem_estimate": p.smem_bytes(128)}
     t0 = time.time()
     try:
-        k = triton.compile(GluonASTSource(fa3.fa3_fwd_kernel, fa3.signature(p), p.constexprs(head_dim=128, causal=causal),
-                                          {(5,): [["tt.divisibility", 16]]}),
-                           target=GPUTarget("cuda", 90, 32), options=fa3.COMPILE_OPTIONS)
+        constexprs = p.constexprs(head_dim=128, causal=causal)
+        attrs = {(5,): [["tt.divisibility", 16]]}
+        source = GluonASTSource(fa3.fa3_fwd_kernel, fa3.signature(p), constexprs, attrs)
+        k = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=fa3.COMPILE_OPTIONS)
     except Exception as e:
-        row.update(ok=False, reason=f"compile: {type(e).__name__}: {str(e).splitlines()[-1][:200] if str(e) else ''}")
+        last = str(e).splitlines()[-1][:200] if str(e) else ""
+        row.update(ok=False, reason=f"compile: {type(e).__name__}: {last}")
         return row
     row["shared"] = k.metadata.shared
     row["spill_ops"] = sass.local_memory_ops(sass.disassemble(k.asm["cubin"]))
     with tempfile.TemporaryDirectory() as tmp:
         src = pathlib.Path(tmp) / "k.ptx"
         src.write_text(k.asm["ptx"])
-        res = subprocess.run([get_ptxas(90).path, "-arch=sm_90a", "-v", str(src), "-o", str(src.with_suffix(".cubin"))],
-                             capture_output=True, text=True)
+        ptxas = [get_ptxas(90).path, "-arch=sm_90a", "-v", str(src), "-o", str(src.with_suffix(".cubin"))]
+        res = subprocess.run(ptxas, capture_output=True, text=True)
     msg = res.stdout + res.stderr
     row["serialized"] = "C7515" in msg or "serialized" in msg
     regs = re.findall(r"Used (\d+) registers", msg)
@@ -178,30 +184,34 @@ def variant(name: str):
     fa3 = load_fa3()
     p = pipeline(name)
     return Variant(name, "kperf", p.description,
-                   lambda q, k, v, causal, sm_scale: lambda: fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=p))
+                   lambda q, k, v, causal, sm_scale:
+                   lambda: fa3.fa3_attention(q, k, v, causal, sm_scale, pipeline=p))
 
 
 def interleaved(names: list[str], seqs: list[int], causal: bool, batch: int, rounds: int, rep: float) -> dict:
     """Time every candidate in one process, ``rounds`` times in turn per length (each a ``do_bench`` of
     ``rep`` ms, the order rotated each round), so that the GPU's clock and power states, which drift over
     seconds, hit all candidates alike.  Per candidate and length: median TFLOPS and every round's value."""
-    from fa3_sweep import time_shape
+    from bench.fa3_sweep import time_shape
     from kperf.tritonbench_ext.args import Shape
     variants = [variant(n) for n in names]
     out: dict = {n: {"name": n} for n in names}
     for s in seqs:
-        for n, r in time_shape(variants, Shape(batch, 16, s, 128), causal, 0.0, rep, rounds, rotate=True).items():
+        timed = time_shape(variants, Shape(batch, 16, s, 128), causal, 0.0, rep, rounds, rotate=True)
+        for n, r in timed.items():
             out[n].update(r if "error" in r else {str(s): r})
     return out
 
 
-def worker(name: str, mode: str, seqs: list[int], causal: bool, batch: int, warmup: float, rep: float) -> dict:
+def worker(name: str, mode: str, seqs: list[int], causal: bool, batch: int, warmup: float,
+           rep: float) -> dict:
     import torch
     out: dict = {"name": name}
     if mode == "smoke":
         fa3 = load_fa3()
         gen = torch.Generator(device="cuda").manual_seed(1)
-        q, k, v = (torch.randn((2, 4, 1024, 128), device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
+        q, k, v = (torch.randn((2, 4, 1024, 128), device="cuda", dtype=torch.float16, generator=gen)
+                   for _ in range(3))
         for c in (False, True):
             t0 = time.time()
             o = variant(name).make(q, k, v, c, q.shape[-1] ** -0.5)()
@@ -211,7 +221,7 @@ def worker(name: str, mode: str, seqs: list[int], causal: bool, batch: int, warm
                                               "first_call_s": round(time.time() - t0, 1)}
         out["ok"] = out["full"]["ok"] and out["causal"]["ok"]
         return out
-    from fa3_sweep import time_shape
+    from bench.fa3_sweep import time_shape
     from kperf.tritonbench_ext.args import Shape
     for s in seqs:
         r = time_shape([variant(name)], Shape(batch, 16, s, 128), causal, warmup, rep)[name]
@@ -225,15 +235,16 @@ def spawn(name: str, mode: str, args, causal: bool = False, timeout: float = 120
     """Run ``worker`` in a subprocess; a timeout, a crash or an exception becomes ``{"error": ...}``."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
-    cmd = [sys.executable, __file__, "--worker", name, "--mode", mode, "--result", path, "--batch", str(args.batch),
-           "--seqs", ",".join(map(str, args.seqs)), "--warmup", str(args.warmup), "--rep", str(args.rep)]
+    cmd = [sys.executable, "-m", "bench.fa3_tune", "--worker", name, "--mode", mode, "--result", path,
+           "--batch", str(args.batch), "--seqs", ",".join(map(str, args.seqs)), "--warmup", str(args.warmup),
+           "--rep", str(args.rep)]
     if causal:
         cmd.append("--causal")
     if mode == "interleave":
         cmd += ["--interleave", str(args.interleave)]
     t0 = time.time()
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         text = pathlib.Path(path).read_text() if os.path.getsize(path) else ""
         if res.returncode or not text:
             tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
@@ -249,10 +260,6 @@ def spawn(name: str, mode: str, args, causal: bool = False, timeout: float = 120
 
 
 # --- GPU driver ---------------------------------------------------------------------------------------
-
-def log(msg: str, t0=[time.time()]) -> None:
-    print(f"[{time.time() - t0[0]:6.1f}s] {msg}", flush=True)
-
 
 def timed_rounds(names: list[str], args, *, causal: bool, doc: dict, save) -> dict:
     """Time ``names`` ``args.rounds`` times in turn (round-robin, one subprocess each); per candidate and
@@ -275,7 +282,8 @@ def timed_rounds(names: list[str], args, *, causal: bool, doc: dict, save) -> di
             r = doc[key][i][n] = spawn(n, "time", args, causal=causal, timeout=args.time_timeout)
             save()
             log(f"{'causal ' if causal else ''}round {i + 1}/{args.rounds} {n}: "
-                + (r["error"] if "error" in r else " ".join(f"{s}: {r[str(s)]['tflops']:.0f}" for s in args.seqs))
+                + (r["error"] if "error" in r
+                   else " ".join(f"{s}: {r[str(s)]['tflops']:.0f}" for s in args.seqs))
                 + f" ({r['wall_s']} s)")
     out = {}
     for n in names:
@@ -301,25 +309,25 @@ def table(rows: dict, names: list[str], seqs, ref: dict | None) -> str:
             lines.append(f"| {n} | " + " | ".join("err" for _ in seqs) + f" | - | {r['error'][:80]} |")
             continue
         t = [r[str(s)]["tflops"] for s in seqs]
-        ratio = (" / ".join(f"{a / ref[str(s)]['tflops']:.2f}" for a, s in zip(t, seqs))
+        ratio = (" / ".join(f"{a / ref[str(s)]['tflops']:.2f}" for a, s in zip(t, seqs, strict=True))
                  if ref and "error" not in ref else "-")
-        lines.append(f"| {n} | " + " | ".join(f"{x:.0f}" for x in t) + f" | {sum(t) / len(t):.0f} | {ratio} |")
+        cells = " | ".join(f"{x:.0f}" for x in t)
+        lines.append(f"| {n} | {cells} | {sum(t) / len(t):.0f} | {ratio} |")
     return "\n".join(lines)
 
 
 def drive(args) -> int:
     import torch
-    import triton
     if not torch.cuda.is_available():
-        raise SystemExit("bench/fa3_tune.py needs a CUDA GPU (Hopper) unless --cpu-check is given")
+        raise SystemExit("bench.fa3_tune needs a CUDA GPU (Hopper) unless --cpu-check is given")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = args.candidates.split(",") if args.candidates else list(CANDIDATES)
     for n in names:
         pipeline(n)  # bad names fail here, before any GPU work
-    doc = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python"] + sys.argv),
-           "shape": {"batch": args.batch, "heads": 16, "d_head": 128, "dtype": "fp16", "seqs": list(args.seqs)},
+    doc = {**run_info(),
+           "shape": {"batch": args.batch, "heads": 16, "d_head": 128, "dtype": "fp16",
+                     "seqs": list(args.seqs)},
            "candidates": names}
     save = lambda: (out / "tune.json").write_text(json.dumps(doc, indent=1))  # noqa: E731
     log(f"{doc['device']}: {len(names)} candidates + {len(BASELINES)} baselines; smoke with {args.jobs} jobs")
@@ -332,7 +340,8 @@ def drive(args) -> int:
     good = [r["name"] for r in smoke if r.get("ok") and r["name"] not in BASELINES]
     for r in smoke:
         if not r.get("ok"):
-            log(f"smoke FAILED {r['name']}: {r.get('error') or {k: r[k] for k in ('full', 'causal') if k in r}}")
+            why = r.get("error") or {k: r[k] for k in ("full", "causal") if k in r}
+            log(f"smoke FAILED {r['name']}: {why}")
     log(f"smoke: {len(good)}/{len(names)} candidates correct")
 
     doc["full"] = timed_rounds(list(BASELINES) + good, args, causal=False, doc=doc, save=save)
@@ -349,8 +358,8 @@ def drive(args) -> int:
     md = [f"# FA3 tuning on {doc['device']} ({doc['date']})", "",
           f"torch {doc['torch']}, triton {doc['triton']}; fp16, batch {args.batch}, 16 heads, head dim 128; "
           f"TFLOPS (do_bench median; with --rounds N, the median of N rounds that time every candidate in "
-          f"turn, so slow drifts of the clock hit all alike; with --interleave N, one process times all of them N "
-          f"times in turn, {args.rep:.0f} ms each). Rounds: {args.interleave or args.rounds}. "
+          f"turn, so slow drifts of the clock hit all alike; with --interleave N, one process times all of "
+          f"them N times in turn, {args.rep:.0f} ms each). Rounds: {args.interleave or args.rounds}. "
           f"Command: `{doc['command']}`", "",
           "### non-causal", "", table(doc["full"], list(BASELINES) + ranked, args.seqs, ref)]
     if doc["causal"]:
@@ -370,7 +379,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="output folder (tune.json, tune.md)")
     ap.add_argument("--candidates", help="comma-separated candidate names (default: CANDIDATES)")
-    ap.add_argument("--cpu-check", action="store_true", help="compile candidates for sm_90 on the CPU and filter")
+    ap.add_argument("--cpu-check", action="store_true",
+                    help="compile candidates for sm_90 on the CPU and filter")
     ap.add_argument("--all", action="store_true", help="with --cpu-check: the whole GRID, not CANDIDATES")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seqs", type=lambda s: [int(x) for x in s.split(",")], default=list(SEQS))
@@ -378,7 +388,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rep", type=float, default=100.0, help="do_bench measured time, ms")
     ap.add_argument("--rounds", type=int, default=1, help="time every candidate this many times in turn")
     ap.add_argument("--interleave", type=int, default=0,
-                    help="time all candidates in one process, N do_bench rounds each in turn (instead of --rounds)")
+                    help="time all candidates in one process, N do_bench rounds each in turn "
+                         "(instead of --rounds)")
     ap.add_argument("--causal-top", type=int, default=2, help="time causal for this many best candidates")
     ap.add_argument("--jobs", type=int, default=8, help="parallel compile + smoke subprocesses")
     ap.add_argument("--compile-timeout", type=float, default=240.0, help="s per compile + smoke subprocess")
@@ -389,7 +400,8 @@ def main(argv=None) -> int:
     ap.add_argument("--causal", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker and args.mode == "interleave":
-        res = interleaved(args.worker.split(","), args.seqs, args.causal, args.batch, args.interleave, args.rep)
+        res = interleaved(args.worker.split(","), args.seqs, args.causal, args.batch, args.interleave,
+                          args.rep)
         pathlib.Path(args.result).write_text(json.dumps(res))
         return 0
     if args.worker:

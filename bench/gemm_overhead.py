@@ -7,21 +7,22 @@ semantic enabled, default mode).  Kernel-only device times come from the torch p
 the host work of either profiler between launches is not counted; medians of ``--reps`` launches,
 plain and kperf interleaved.
 
-    python bench/gemm_overhead.py --out bench/results/gemm_overhead.json
+    python3 -m bench.gemm_overhead --out bench/results/gemm_overhead.json
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
 import time
+
+from bench.kernel_source import import_source
+from bench.timing import device_times_ms, run_info
 
 TEMPLATE = '''
 import triton
@@ -60,12 +61,8 @@ def gemm_{tag}(a_ptr, b_ptr, c_ptr, M, N, K, stride_am, stride_bk, stride_cm,
 
 
 def load_kernel(tag: str, imports: str, scope: str, tmp: pathlib.Path):
-    path = tmp / f"_bench_gemm_{tag}.py"
-    path.write_text(TEMPLATE.format(tag=tag, imports=imports, scope=scope))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = mod
-    spec.loader.exec_module(mod)
+    """The GEMM kernel ``gemm_<tag>`` with ``scope`` as its scope call (``kperf.scope`` or ``pl.scope``)."""
+    mod = import_source(TEMPLATE.format(tag=tag, imports=imports, scope=scope), f"_bench_gemm_{tag}", tmp)
     return getattr(mod, f"gemm_{tag}")
 
 
@@ -76,23 +73,8 @@ def launch(kernel, a, b, c, size):
                  GROUP_M=8, num_warps=8, num_stages=3)
 
 
-def device_times_ms(fn, n: int, name: str) -> list[float]:
-    """Kernel-only device times (ms) of ``n`` calls of ``fn``, from the torch profiler."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CUDA]) as p:
-        for _ in range(n):
-            fn()
-        torch.cuda.synchronize()
-    times = [e.device_time / 1e3 for e in p.events() if name in e.name and e.device_time > 0]
-    if len(times) != n:
-        raise RuntimeError(f"expected {n} {name} kernels in the profile, found {len(times)}")
-    return times
-
-
 def main(argv=None) -> int:
     import torch
-    import triton
 
     import kperf
 
@@ -125,24 +107,8 @@ def main(argv=None) -> int:
         plain_ms += device_times_ms(lambda: launch(kperf_src, a, b, c_plain, S), args.reps, "gemm_kperf")
         kperf_ms += device_times_ms(lambda: launch(profiled, a, b, c_kperf, S), args.reps, "gemm_kperf")
 
-    # host side: decode + pair + trace of one launch
-    one = kperf.Profile([profiled.launches[-1]])
-    t0 = time.perf_counter()
-    (dec,) = one.decoded()
-    t1 = time.perf_counter()
-    iv, unmatched = dec.intervals()
-    t2 = time.perf_counter()
-    trace = pathlib.Path(tmp) / "gemm_trace.json"
-    one.to_chrome_trace(trace)
-    t3 = time.perf_counter()
-    n_ctas = (S // 128) ** 2
-    expected = n_ctas * 8 * 4 * (S // 64)
-
     result = {
-        "device": torch.cuda.get_device_name(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
-        "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version(),
+        **run_info(argv),
         "gemm": {"M": S, "N": S, "K": S, "tiles": "128x128x64", "num_warps": 8, "num_stages": 3,
                  "records_per_k_iteration": 4},
         "plain_ms_median": statistics.median(plain_ms),
@@ -150,13 +116,7 @@ def main(argv=None) -> int:
         "plain_ms_all": plain_ms, "kperf_ms_all": kperf_ms,
         "kperf_overhead": statistics.median(kperf_ms) / statistics.median(plain_ms) - 1,
         "kperf_output_identical": identical,
-        "kperf_events": int(len(dec.events)), "kperf_events_expected": expected,
-        "kperf_lost": int(dec.lost_total), "kperf_problems": dec.problems,
-        "kperf_unmatched": int(len(unmatched)),
-        "kperf_clock_ghz": dec.clock_ghz,
-        "kperf_trace_span_ms": dec.duration_ns / 1e6,
-        "host_decode_s": t1 - t0, "host_pair_s": t2 - t1, "host_chrome_trace_s": t3 - t2,
-        "chrome_trace_bytes": trace.stat().st_size,
+        **host_side(profiled.launches[-1], tmp, S),
     }
 
     if not args.no_proton:
@@ -168,10 +128,39 @@ def main(argv=None) -> int:
         result["proton_overhead"] = result["proton_ms_median"] / result["plain_ms_median"] - 1
         result["kperf_over_proton_overhead_ratio"] = result["kperf_overhead"] / result["proton_overhead"]
 
-    text = json.dumps(result, indent=2, default=float)
     if args.out:
         pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        pathlib.Path(args.out).write_text(text + "\n")
+        pathlib.Path(args.out).write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print_summary(result)
+    return 0
+
+
+def host_side(launch, tmp: pathlib.Path, S: int) -> dict:
+    """The events of one profiled launch against the expected count, and the host's decode, pair and
+    Chrome-trace times for it."""
+    import kperf
+    one = kperf.Profile([launch])
+    t0 = time.perf_counter()
+    (dec,) = one.decoded()
+    t1 = time.perf_counter()
+    iv, unmatched = dec.intervals()
+    t2 = time.perf_counter()
+    trace = pathlib.Path(tmp) / "gemm_trace.json"
+    one.to_chrome_trace(trace)
+    t3 = time.perf_counter()
+    n_ctas = (S // 128) ** 2
+    return {
+        "kperf_events": int(len(dec.events)), "kperf_events_expected": n_ctas * 8 * 4 * (S // 64),
+        "kperf_lost": int(dec.lost_total), "kperf_problems": dec.problems,
+        "kperf_unmatched": int(len(unmatched)),
+        "kperf_clock_ghz": dec.clock_ghz,
+        "kperf_trace_span_ms": dec.duration_ns / 1e6,
+        "host_decode_s": t1 - t0, "host_pair_s": t2 - t1, "host_chrome_trace_s": t3 - t2,
+        "chrome_trace_bytes": trace.stat().st_size,
+    }
+
+
+def print_summary(result: dict) -> None:
     summary = {k: v for k, v in result.items() if not k.endswith("_all")}
     print(json.dumps(summary, indent=2, default=float))
     print(f"\n{'variant':<10} {'median ms':>10} {'overhead':>9}")
@@ -179,7 +168,6 @@ def main(argv=None) -> int:
     print(f"{'kperf':<10} {result['kperf_ms_median']:>10.4f} {result['kperf_overhead']:>+9.2%}")
     if "proton_ms_median" in result:
         print(f"{'proton':<10} {result['proton_ms_median']:>10.4f} {result['proton_overhead']:>+9.2%}")
-    return 0
 
 
 def run_proton(a, b, S, n, tmp, c_ref):

@@ -9,4 +9,4 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/device.txt"
 python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log"
 python3 examples/matmul.py --size 4096 --out "$OUT/matmul" 2>&1 | tee "$OUT/matmul_example.log"
-python3 bench/gemm_overhead.py --reps 15 --rounds 3 --out "$OUT/gemm_overhead.json" 2>&1 | tee "$OUT/gemm_overhead.log"
+python3 -m bench.gemm_overhead --reps 15 --rounds 3 --out "$OUT/gemm_overhead.json" 2>&1 | tee "$OUT/gemm_overhead.log"

@@ -21,19 +21,19 @@ for part in "$@"; do
     tests)
       KPERF_OUT="$d/ws_trace" timeout 330 python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider \
           --ignore=tests/gpu/test_fa3_gpu.py -rfEs >"$d/gpu_tests.log" 2>&1
-      timeout 120 python3 bench/capture_real_profiles.py --out "$d/real" >"$d/capture.log" 2>&1
+      timeout 120 python3 -m bench.capture_real_profiles --out "$d/real" >"$d/capture.log" 2>&1
       (cd "$d" && tar czf real.tgz real && rm -rf real)
       tail -25 "$d/gpu_tests.log"; cat "$d/capture.log" ;;
     overhead)
-      timeout 380 python3 bench/overhead.py --quick --out "$d" >"$d/overhead.log" 2>&1
-      timeout 150 python3 bench/calibration.py --out "$d/calibration" >"$d/calibration.log" 2>&1
+      timeout 380 python3 -m bench.overhead --quick --out "$d" >"$d/overhead.log" 2>&1
+      timeout 150 python3 -m bench.calibration --out "$d/calibration" >"$d/calibration.log" 2>&1
       tail -30 "$d/overhead.log"; tail -15 "$d/calibration.log" ;;
     fa3)
       ok=()  # a variant that hangs or is wrong on a small shape stays out of the sweep
       vars=(kperf_vanilla kperf_ws kperf_ws_overlap kperf_ws_overlap_v3 kperf_ws_pingpong
             kperf_ws_overlap_persistent kperf_ws_pingpong_persistent)
       for v in "${vars[@]}"; do  # in parallel: the compiles dominate, and a hang costs only its own process
-        (timeout 150 python3 bench/fa3_smoke.py "$v" >"$d/smoke_$v.log" 2>&1; echo $? >"$d/smoke_$v.rc") &
+        (timeout 150 python3 -m bench.fa3_smoke "$v" >"$d/smoke_$v.log" 2>&1; echo $? >"$d/smoke_$v.rc") &
       done
       wait
       for v in "${vars[@]}"; do
@@ -41,14 +41,14 @@ for part in "$@"; do
         if [ "$rc" = 0 ]; then ok+=("$v"); else echo "$v: failed or hung (rc $rc)" | tee -a "$d/smoke.log"; fi
       done
       vs=$(IFS=,; echo "${ok[*]}"),sdpa_flash,sdpa_cudnn
-      timeout 450 python3 bench/fa3_sweep.py --out "$d" --variants "$vs" >"$d/run.log" 2>&1
+      timeout 450 python3 -m bench.fa3_sweep --out "$d" --variants "$vs" >"$d/run.log" 2>&1
       [ -d "$d/traces" ] && (cd "$d" && tar czf traces.tgz traces && rm -rf traces)  # too deep to come back as files
       cat "$d/smoke.log"; tail -40 "$d/run.log" ;;
     fa3tests)
       timeout 300 python3 -m pytest -q -m gpu tests/gpu/test_fa3_gpu.py -p no:cacheprovider -rfEs >"$d/gpu_tests.log" 2>&1
       tail -30 "$d/gpu_tests.log" ;;
     fa3traces)
-      timeout 200 python3 bench/fa3_sweep.py --out "$d" --traces-only \
+      timeout 200 python3 -m bench.fa3_sweep --out "$d" --traces-only \
           --variants kperf_vanilla,kperf_ws,kperf_ws_overlap,kperf_ws_pingpong_persistent >"$d/run.log" 2>&1
       (cd "$d" && tar czf traces.tgz traces && rm -rf traces)
       tail -5 "$d/run.log" ;;

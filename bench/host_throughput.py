@@ -7,7 +7,7 @@ trace (first wave) in Perfetto and Chrome form; the same with an outer scope aro
 (so pairing takes its general, sorting path); and the perfetto package's Python protos are timed on a
 few thousand slices for comparison with kperf's own encoder.
 
-    python bench/host_throughput.py --out bench/results/cpu-<date>
+    python3 -m bench.host_throughput --out bench/results/cpu-<date>
 
 Writes ``host_throughput.json`` (every timing, the machine, the command) and prints a table.
 Timings: ``first`` is the first run in the process (fresh memory: page faults included), ``best``
@@ -28,27 +28,17 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "unit"))
-from reference_encoder import bulk_buffer  # noqa: E402
-
-from kperf.dialect.layout import TAG_SCOPE_SHIFT, TAG_VALID  # noqa: E402
-from kperf.tracing import decode, write_chrome_trace, write_perfetto_trace  # noqa: E402
-from kperf.tracing.intervals import pair_columns  # noqa: E402
+from bench.timing import command_name, first_and_best
+from kperf.dialect.layout import TAG_SCOPE_SHIFT, TAG_VALID
+from kperf.tracing import decode, write_chrome_trace, write_perfetto_trace
+from kperf.tracing.intervals import pair_columns
+from tests.unit.reference_encoder import bulk_buffer  # the tests' independent encoder (run from the root)
 
 SCOPES = ["load", "mma", "epilogue", "store", "kloop"]
 
 
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def timed(fn, repeat: int) -> tuple[float, float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return times[0], min(times), out
 
 
 def nested_buffer(g, raw: bytes) -> bytes:
@@ -96,6 +86,103 @@ def python_protos_rate(n_slices: int = 5000) -> float | None:
     return n_slices / dt
 
 
+def decoder(g):
+    """The decode every measurement uses: keep-first, the GEMM's scope names."""
+    return lambda buf: decode(buf, g, strategy="keep-first", scopes=SCOPES, kernel="matmul")
+
+
+def measure_decode_pair(dec, raw, E: int, repeat: int, res: dict):
+    """Decode and pair the launch; returns the decoded launch and its pairs (kept: they count in peak RSS)."""
+    first, best, d = first_and_best(lambda: dec(raw), repeat)
+    res["decode_s"] = {"first": first, "best": best}
+    fp, bp, p = first_and_best(lambda: pair_columns(d.columns), repeat)
+    res["pair_s"] = {"first": fp, "best": bp}
+    assert len(p) == E // 2 and not d.problems
+    res["decode_pair_events_per_s"] = {"first": E / (first + fp), "best": E / (best + bp)}
+    res["rss_mb_after_decode_pair"] = rss_mb()
+    return d, p
+
+
+def measure_default_trace(dec, raw, kind: str, path: str, repeat: int) -> dict:
+    """The default trace of the launch (first wave), written from a fresh decode: write alone, and
+    decode + pair + write."""
+    writer = write_perfetto_trace if kind == "perfetto" else write_chrome_trace
+    d1 = dec(raw)
+    t = time.perf_counter()
+    s = writer(path, d1)
+    w_first = time.perf_counter() - t
+    _, w_best, _ = first_and_best(lambda: writer(path, d1), repeat)
+    e2e = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        writer(path, dec(raw))
+        e2e.append(time.perf_counter() - t)
+    info = s["launches"][0]
+    subset = info.get("subset", {})
+    return {"write_s": {"first": w_first, "best": w_best},
+            "decode_pair_write_s": {"first": e2e[0], "best": min(e2e)},
+            "bytes": os.path.getsize(path), "selection": info.get("selection", subset.get("selection")),
+            "events_in_trace": info.get("events", subset.get("events")),
+            "slices": s.get("slices", s.get("intervals"))}
+
+
+def measure_traces(dec, raw, d, repeat: int, res: dict) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, name in (("perfetto", "t.pftrace"), ("chrome", "t.json")):
+            path = os.path.join(tmp, name)
+            res[f"default_trace_{kind}"] = measure_default_trace(dec, raw, kind, path, repeat)
+        # the whole launch as a Perfetto trace (select="all")
+        path = os.path.join(tmp, "all.pftrace")
+        t = time.perf_counter()
+        s = write_perfetto_trace(path, d, select="all", progress=False)
+        res["all_events_perfetto"] = {"write_s": time.perf_counter() - t, "bytes": os.path.getsize(path),
+                                      "slices": s["slices"]}
+    res["rss_mb_after_traces"] = rss_mb()  # peak so far: decode + pair + every trace above
+
+
+def measure_align(g, raw, d, E: int, repeat: int) -> tuple[float, float]:
+    """The clock map applied to every event alone (part of decode): first and best seconds."""
+    from kperf.tracing.clocks import fit_clocks
+    cta = np.repeat(d.columns.seg["cta"], d.columns.seg["n"])
+    h = np.frombuffer(raw, g.cta_dtype())["header"]
+
+    def i64(field):
+        return h[field].astype(np.int64)
+
+    def align():
+        fit = fit_clocks(clock="clock", sm_start=i64("smid_start"), sm_end=i64("smid_end"),
+                         gtime_start=i64("gtime_start"), clock_start=i64("clock_start"),
+                         gtime_end=i64("gtime_end"), clock_end=i64("clock_end"),
+                         ok=np.ones(len(h), bool), end_ok=np.ones(len(h), bool))
+        cyc = d.columns["cycles"]
+        for a in range(0, E, 1 << 16):
+            fit.to_ns(cta[a : a + (1 << 16)], cyc[a : a + (1 << 16)])
+    fa, ba, _ = first_and_best(align, repeat)
+    return fa, ba
+
+
+def measure_nested(dec, raw2, E: int, repeat: int) -> dict:
+    """The general pairing path: an outer scope around every warp's records."""
+    f2, b2, d2 = first_and_best(lambda: dec(raw2), repeat)
+    fp2, bp2, p2 = first_and_best(lambda: pair_columns(d2.columns), repeat)
+    assert len(p2) == E // 2 and int(p2.depth.max()) == 1
+    return {"decode_s": {"first": f2, "best": b2}, "pair_s": {"first": fp2, "best": bp2},
+            "decode_pair_events_per_s": E / (b2 + bp2)}
+
+
+def machine() -> dict:
+    out = {"cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count(),
+           "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+           "python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
+           "load_avg": os.getloadavg()}
+    try:
+        out["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="directory for host_throughput.json")
@@ -109,94 +196,29 @@ def main(argv=None) -> int:
     g, raw = bulk_buffer(args.ctas, args.warps, args.capacity)
     E = args.ctas * args.warps * args.capacity
     res: dict = {"events": E, "buffer_mb": len(raw) / 1e6, "rss_mb_start": rss_mb()}
-
-    def dec(buf):
-        return decode(buf, g, strategy="keep-first", scopes=SCOPES, kernel="matmul")
-
-    first, best, d = timed(lambda: dec(raw), args.repeat)
-    res["decode_s"] = {"first": first, "best": best}
-    fp, bp, p = timed(lambda: pair_columns(d.columns), args.repeat)
-    res["pair_s"] = {"first": fp, "best": bp}
-    assert len(p) == E // 2 and not d.problems
-    res["decode_pair_events_per_s"] = {"first": E / (first + fp), "best": E / (best + bp)}
-    res["rss_mb_after_decode_pair"] = rss_mb()
-
-    # default traces of the launch (first wave), from a fresh decode each time: decode + pair + write
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind, writer, name in (("perfetto", write_perfetto_trace, "t.pftrace"),
-                                   ("chrome", write_chrome_trace, "t.json")):
-            path = os.path.join(tmp, name)
-            d1 = dec(raw)
-            t = time.perf_counter()
-            s = writer(path, d1) if kind == "perfetto" else writer(path, d1)
-            w_first = time.perf_counter() - t
-            _, w_best, _ = timed(lambda: writer(path, d1), args.repeat)
-            e2e = []
-            for _ in range(args.repeat):
-                t = time.perf_counter()
-                writer(path, dec(raw))
-                e2e.append(time.perf_counter() - t)
-            del d1
-            info = s["launches"][0]
-            res[f"default_trace_{kind}"] = {
-                "write_s": {"first": w_first, "best": w_best}, "decode_pair_write_s": {"first": e2e[0], "best": min(e2e)},
-                "bytes": os.path.getsize(path), "selection": info.get("selection", info.get("subset", {}).get("selection")),
-                "events_in_trace": info.get("events", info.get("subset", {}).get("events")),
-                "slices": s.get("slices", s.get("intervals")),
-            }
-        # the whole launch as a Perfetto trace (select="all")
-        path = os.path.join(tmp, "all.pftrace")
-        t = time.perf_counter()
-        s = write_perfetto_trace(path, d, select="all", progress=False)
-        res["all_events_perfetto"] = {"write_s": time.perf_counter() - t, "bytes": os.path.getsize(path),
-                                      "slices": s["slices"]}
-    res["rss_mb_after_traces"] = rss_mb()  # peak so far: decode + pair + every trace above
-    # alignment alone: the clock map applied to every event (part of decode above)
-    cta = np.repeat(d.columns.seg["cta"], d.columns.seg["n"])
-    from kperf.tracing.clocks import fit_clocks
-    h = np.frombuffer(raw, g.cta_dtype())["header"]
-    i64 = lambda f: h[f].astype(np.int64)  # noqa: E731
-
-    def align():
-        fit = fit_clocks(clock="clock", sm_start=i64("smid_start"), sm_end=i64("smid_end"),
-                         gtime_start=i64("gtime_start"), clock_start=i64("clock_start"),
-                         gtime_end=i64("gtime_end"), clock_end=i64("clock_end"),
-                         ok=np.ones(len(h), bool), end_ok=np.ones(len(h), bool))
-        cyc = d.columns["cycles"]
-        for a in range(0, E, 1 << 16):
-            fit.to_ns(cta[a : a + (1 << 16)], cyc[a : a + (1 << 16)])
-    fa, ba, _ = timed(align, args.repeat)
+    dec = decoder(g)
+    d, p = measure_decode_pair(dec, raw, E, args.repeat, res)
+    measure_traces(dec, raw, d, args.repeat, res)
+    fa, ba = measure_align(g, raw, d, E, args.repeat)
     res["align_only_s"] = {"first": fa, "best": ba, "events_per_s": E / ba}
-    del cta
-
-    # general pairing path: an outer scope around every warp's records
     raw2 = nested_buffer(g, raw)
     del d, p
-    f2, b2, d2 = timed(lambda: dec(raw2), args.repeat)
-    fp2, bp2, p2 = timed(lambda: pair_columns(d2.columns), args.repeat)
-    assert len(p2) == E // 2 and int(p2.depth.max()) == 1
-    res["nested"] = {"decode_s": {"first": f2, "best": b2}, "pair_s": {"first": fp2, "best": bp2},
-                     "decode_pair_events_per_s": E / (b2 + bp2)}
+    res["nested"] = measure_nested(dec, raw2, E, args.repeat)
     rate = python_protos_rate()
     if rate:
         res["python_protos_slices_per_s"] = rate
         per = res["all_events_perfetto"]
         res["kperf_encoder_slices_per_s"] = per["slices"] / per["write_s"]
-
-    res["machine"] = {"cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count(),
-                      "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                      "python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
-                      "load_avg": os.getloadavg()}
-    try:
-        res["machine"]["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                           if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    res["machine"] = machine()
     res["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    res["command"] = "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))
+    res["command"] = "python3 " + " ".join([command_name()] + (argv if argv is not None else sys.argv[1:]))
     with open(os.path.join(args.out, "host_throughput.json"), "w") as f:
         json.dump(res, f, indent=1)
+    print_table(res, E)
+    return 0
 
+
+def print_table(res: dict, E: int) -> None:
     M = 1e6
     rows = [
         ("decode (unwrap + align), 16.7M events", res["decode_s"]),
@@ -207,7 +229,9 @@ def main(argv=None) -> int:
         print(f"{label:<44} {r['first']:>8.3f} {r['best']:>8.3f} {E / r['best'] / M:>18.1f}")
     r = res["decode_pair_events_per_s"]
     print(f"{'decode + pair':<44} {E / r['first']:>8.3f} {E / r['best']:>8.3f} {r['best'] / M:>18.1f}")
-    print(f"{'align only (clock map on every event)':<44} {fa:>8.3f} {ba:>8.3f} {E / ba / M:>18.1f}")
+    a = res["align_only_s"]
+    print(f"{'align only (clock map on every event)':<44} {a['first']:>8.3f} {a['best']:>8.3f} "
+          f"{a['events_per_s'] / M:>18.1f}")
     n = res["nested"]
     print(f"{'nested scopes: decode + pair':<44} {n['decode_s']['first'] + n['pair_s']['first']:>8.3f} "
           f"{n['decode_s']['best'] + n['pair_s']['best']:>8.3f} {n['decode_pair_events_per_s'] / M:>18.1f}")
@@ -218,13 +242,14 @@ def main(argv=None) -> int:
         print(f"{'  decode + pair + write':<44} {t['decode_pair_write_s']['first']:>8.3f} "
               f"{t['decode_pair_write_s']['best']:>8.3f}")
     a = res["all_events_perfetto"]
-    print(f"{'whole launch, perfetto (select=all)':<44} {a['write_s']:>8.3f} {'':>8}   {a['bytes'] / M:.1f} MB")
-    if rate:
+    print(f"{'whole launch, perfetto (select=all)':<44} {a['write_s']:>8.3f} {'':>8}   "
+          f"{a['bytes'] / M:.1f} MB")
+    if "python_protos_slices_per_s" in res:
         print(f"perfetto encoders: kperf {res['kperf_encoder_slices_per_s'] / M:.2f} M slices/s, "
-              f"perfetto package protos {rate / M:.3f} M slices/s")
-    print(f"peak RSS: {res['rss_mb_start']:.0f} MB with the buffer built, {res['rss_mb_after_decode_pair']:.0f} MB "
-          f"after decode + pair, {res['rss_mb_after_traces']:.0f} MB after the traces (buffer {res['buffer_mb']:.0f} MB)")
-    return 0
+              f"perfetto package protos {res['python_protos_slices_per_s'] / M:.3f} M slices/s")
+    print(f"peak RSS: {res['rss_mb_start']:.0f} MB with the buffer built, "
+          f"{res['rss_mb_after_decode_pair']:.0f} MB after decode + pair, "
+          f"{res['rss_mb_after_traces']:.0f} MB after the traces (buffer {res['buffer_mb']:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -21,27 +21,23 @@ order per round; overhead = median(variant) / median(plain) - 1, with the IQR of
 per-round overheads.  Correctness first: each variant's output must equal the plain output bit for
 bit, and each variant's events are counted against what its sampling should keep.
 
-    python bench/overhead.py --out bench/results/overhead            # full
-    python bench/overhead.py --quick --out /tmp/overhead              # about 5 minutes on an H100
+    python3 -m bench.overhead --out bench/results/overhead          # full
+    python3 -m bench.overhead --quick --out /tmp/overhead            # about 5 minutes on an H100
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
 import time
 
-import numpy as np
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "bench")]
+from bench.kernel_source import twin_of
+from bench.timing import against_plain, device_times_ms, iqr, run_info
 
 # name -> ProfileConfig keywords.  Capacity 520 holds the 8192^3 GEMM's 514 records per warp.
 VARIANTS = {
@@ -57,39 +53,6 @@ VARIANTS = {
     "sms-1-in-8": {"sms": tuple(range(0, 132, 8)), "fold": True},
 }
 QUICK_VARIANTS = ("check", "default", "smem-fold", "warpgroup-fold", "cta-stride-4-fold")
-
-
-def device_times_ms(fn, n: int, name: str) -> list[float]:
-    """Kernel-only device times (ms) of ``n`` calls of ``fn``, from the torch profiler."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CUDA]) as p:
-        for _ in range(n):
-            fn()
-        torch.cuda.synchronize()
-    times = [e.device_time / 1e3 for e in p.events() if e.name.startswith(name) and e.device_time > 0]
-    if len(times) != n:
-        raise RuntimeError(f"expected {n} {name} kernels in the profile, found {len(times)}")
-    return times
-
-
-def iqr(xs) -> float:
-    q1, q3 = np.percentile(xs, [25, 75])
-    return float(q3 - q1)
-
-
-def _load_variant_source(path: pathlib.Path, replace: dict[str, str], tag: str):
-    """Import a copy of ``path`` with text replacements (the Proton twin of a kperf example)."""
-    text = path.read_text()
-    for a, b in replace.items():
-        text = text.replace(a, b)
-    out = pathlib.Path(tempfile.mkdtemp(prefix="kperf_bench_")) / f"_{tag}.py"
-    out.write_text(text)
-    spec = importlib.util.spec_from_file_location(out.stem, out)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[out.stem] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ------------------------------------------------------------------------------------------ cases
@@ -120,7 +83,8 @@ class GemmCase(Case):
 
     def __init__(self, size: int):
         import torch
-        import gemm_overhead as go
+
+        from bench import gemm_overhead as go
         self.go, self.S = go, size
         tmp = pathlib.Path(tempfile.mkdtemp(prefix="kperf_bench_"))
         self.kernel = go.load_kernel("kperf", "import kperf", "kperf.scope", tmp)
@@ -152,7 +116,8 @@ class GluonCase(Case):
 
     def __init__(self, size: int):
         import torch
-        import gluon_matmul as gm
+
+        from kperf.examples import gluon_matmul as gm
         self.gm, self.S = gm, size
         self.kernel_name = "gluon_matmul_kernel"
         torch.manual_seed(0)
@@ -168,10 +133,10 @@ class GluonCase(Case):
         return self.gm.gluon_matmul_kernel
 
     def proton_kernel(self):
-        mod = _load_variant_source(ROOT / "examples" / "gluon_matmul.py",
-                                   {"import kperf\n": "import kperf\nimport triton.profiler.language as pl\n",
-                                    "kperf.scope(": "pl.scope(", "def gluon_matmul_kernel(": "def gluon_proton_kernel(",
-                                    "kernel=gluon_matmul_kernel": "kernel=gluon_proton_kernel"}, "gluon_proton")
+        mod = twin_of(self.gm, {"import kperf\n": "import kperf\nimport triton.profiler.language as pl\n",
+                                "kperf.scope(": "pl.scope(",
+                                "def gluon_matmul_kernel(": "def gluon_proton_kernel(",
+                                "kernel=gluon_matmul_kernel": "kernel=gluon_proton_kernel"}, "_gluon_proton")
         self.gm_proton = mod
         return mod.gluon_proton_kernel, "gluon_proton_kernel"
 
@@ -186,9 +151,9 @@ class AttentionCase(Case):
         import dataclasses
 
         import torch
-        import attention as at
 
         from kperf.dialect.options import ProfileConfig
+        from kperf.examples import attention as at
         if "auto" not in {f.name for f in dataclasses.fields(ProfileConfig)}:
             raise RuntimeError("this checkout's ProfileConfig has no `auto` option (automatic insertion on "
                                "the final TTGIR), and source scopes cannot survive warp specialization")
@@ -196,7 +161,8 @@ class AttentionCase(Case):
         self.kernel_name = "attn_fwd_kernel"
         torch.manual_seed(0)
         z, h, d = 4, 16, 128
-        self.q, self.k, self.v = (torch.randn(z, h, n_ctx, d, device="cuda", dtype=torch.float16) for _ in range(3))
+        self.q, self.k, self.v = (torch.randn(z, h, n_ctx, d, device="cuda", dtype=torch.float16)
+                                  for _ in range(3))
         self.n_ctas = None  # counted from the decode (auto insertion decides the records)
         self.grid_ctas = (n_ctx // 128) * z * h
         self.extra_config = {"auto": "mma,tma"}
@@ -212,9 +178,10 @@ class AttentionCase(Case):
 
     def measure_proton(self, n: int, ref, plain_ms: float) -> dict:
         """Proton at kperf's auto-inserted sites, through a TTGIR override (bench/proton_override.py)."""
-        import proton_override as po
+        from bench import proton_override as po
         try:
-            folders = po.prepare_for_case(tempfile.mkdtemp(prefix="kperf_proton_ovr_"), self.at.attn_fwd_kernel)
+            folder = tempfile.mkdtemp(prefix="kperf_proton_ovr_")
+            folders = po.prepare_for_case(folder, self.at.attn_fwd_kernel)
             r = po.measure(self.run, self.at.attn_fwd_kernel, ref, n, self.kernel_name, folders["proton_dir"],
                            plain_ms, n_ctas=self.grid_ctas, expected_records=folders["records"])
         except Exception as e:  # Proton's dialect or runtime may refuse the records: say why
@@ -258,7 +225,8 @@ def measure_case(case: Case, variants: dict, reps: int, rounds: int, proton: boo
         out = case.run(k)
         torch.cuda.synchronize()
         (dec,) = kperf.results(k).decoded()
-        entry = {"config": cfg.to_mode().split(",code=")[0], "compile_and_first_launch_s": time.perf_counter() - t0,
+        entry = {"config": cfg.to_mode().split(",code=")[0],
+                 "compile_and_first_launch_s": time.perf_counter() - t0,
                  "output_identical": bool(torch.equal(out, ref)), "events": int(dec.n_events),
                  "events_expected": expected_events(case, cfg, dec), "lost": int(dec.lost_total),
                  "problems": dec.problems, "sampled_out_ctas": int(dec.ctas["sampled_out"].sum()),
@@ -282,10 +250,9 @@ def measure_case(case: Case, variants: dict, reps: int, rounds: int, proton: boo
     plain = statistics.median(times["plain"])
     res["plain_ms_median"], res["plain_ms_iqr"] = plain, iqr(times["plain"])
     for n, entry in res["variants"].items():
-        entry["ms_median"] = statistics.median(times[n])
-        entry["ms_iqr"] = iqr(times[n])
-        entry["overhead"] = entry["ms_median"] / plain - 1
-        entry["overhead_per_round"] = [v / p - 1 for v, p in zip(per_round[n], per_round["plain"])]
+        entry.update(against_plain(times[n], plain))
+        pairs = zip(per_round[n], per_round["plain"], strict=True)
+        entry["overhead_per_round"] = [v / p - 1 for v, p in pairs]
     res["all_ms"] = times
     if proton:
         res.update(measure_proton(case, reps * rounds, ref, plain))
@@ -310,9 +277,8 @@ def measure_proton(case: Case, n: int, ref, plain_ms: float) -> dict:
         times = device_times_ms(lambda: run(kernel), n, name)
     finally:
         proton.finalize()
-    med = statistics.median(times)
-    return {"proton_ms_median": med, "proton_ms_iqr": iqr(times), "proton_overhead": med / plain_ms - 1,
-            "proton_output_identical": identical, "proton_ms_all": times}
+    return {**against_plain(times, plain_ms, "proton_"), "proton_output_identical": identical,
+            "proton_ms_all": times}
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -320,7 +286,6 @@ def measure_proton(case: Case, n: int, ref, plain_ms: float) -> dict:
 
 def main(argv=None) -> int:
     import torch
-    import triton
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", default="gemm,gluon,attention")
@@ -330,12 +295,13 @@ def main(argv=None) -> int:
     p.add_argument("--n-ctx", type=int, default=8192, help="attention sequence length")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help=f"variants {','.join(QUICK_VARIANTS)}, 10 reps x 2 rounds")
+    p.add_argument("--quick", action="store_true",
+                   help=f"variants {','.join(QUICK_VARIANTS)}, 10 reps x 2 rounds")
     p.add_argument("--no-proton", action="store_true")
     p.add_argument("--out", required=True, help="output directory (overhead.json)")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
-        raise SystemExit("bench/overhead.py needs a CUDA GPU")
+        raise SystemExit("bench.overhead needs a CUDA GPU")
     names = args.variants.split(",") if args.variants else list(QUICK_VARIANTS if args.quick else VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
@@ -344,12 +310,7 @@ def main(argv=None) -> int:
     reps, rounds = (10, 2) if args.quick else (args.reps, args.rounds)
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {
-        "device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
-        "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version(),
-        "reps": reps, "rounds": rounds, "cases": {},
-    }
+    result = {**run_info(argv), "reps": reps, "rounds": rounds, "cases": {}}
     makers = {"gemm": lambda: GemmCase(args.size), "gluon": lambda: GluonCase(args.size),
               "attention": lambda: AttentionCase(args.n_ctx)}
     for cname in (args.only or args.cases).split(","):
@@ -386,7 +347,8 @@ def print_case(name: str, r: dict) -> None:
         ratio = f"{e['overhead'] / pov:9.2f}" if pov else f"{'-':>9}"
         rounds = "/".join(f"{x:+.1%}" for x in e["overhead_per_round"])
         ok = e["output_identical"] and not e["problems"] and (e["events_expected"] in (None, e["events"]))
-        print(f"  {v:<20} {e['ms_median']:8.4f} {e['ms_iqr']:7.4f} {e['overhead']:+9.2%} {rounds:>17} {ratio} "
+        print(f"  {v:<20} {e['ms_median']:8.4f} {e['ms_iqr']:7.4f} {e['overhead']:+9.2%} {rounds:>17} "
+              f"{ratio} "
               f"{e['events']:>10} {str(e['events_expected']):>10} {e['lost']:>5} {'yes' if ok else 'NO'}")
         for prob in e["problems"]:
             print(f"      problem: {prob}")

@@ -13,17 +13,17 @@ Proton does accept TTGIR override files holding ``proton.record start|end "name"
 3. ``to_proton``: the same lines, op keyword ``kperf.record`` -> ``proton.record`` (same positions, same
    names), in a third folder, rewritten token-exact with kperf's TTGIR tokenizer;
 4. ``measure`` (GPU): plain vs Proton-with-override kernel times from the torch profiler (CUPTI), the
-   same kernel-only method as bench/overhead.py; the Proton output must equal the plain output bit for
-   bit, the compiled kernel must hold the override's records, and the events Proton kept and dropped
-   are read from its per-CTA buffer headers.
+   same kernel-only method as bench.overhead (``bench.timing``); the Proton output must equal the
+   plain output bit for bit, the compiled kernel must hold the override's records, and the events
+   Proton kept and dropped are read from its per-CTA buffer headers.
 
 ``cpu_instrumentation`` registers Proton's real lowering passes with Triton's NVIDIA backend exactly as
 ``triton.profiler``'s ``InstrumentationHook.activate`` (Triton 3.6) does, minus the two device queries
 (maximum shared memory, backend), so the proton-syntax folder can be compiled to a cubin on a machine
 without a GPU (tests/unit/test_proton_override.py).
 
-    python bench/proton_override.py --out /tmp/proton_attn            # GPU: folders + timing
-    python bench/proton_override.py --out /tmp/proton_attn --cpu      # folders + sm_90 compile only
+    python3 -m bench.proton_override --out /tmp/proton_attn            # GPU: folders + timing
+    python3 -m bench.proton_override --out /tmp/proton_attn --cpu      # folders + sm_90 compile only
 """
 
 from __future__ import annotations
@@ -39,14 +39,11 @@ import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (str(ROOT / "examples"), str(ROOT / "bench")):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from kperf import override  # noqa: E402
-from kperf.dialect.errors import KperfError  # noqa: E402
-from kperf.dialect.ttgir_text import scan, tokenize_line  # noqa: E402
+from bench.timing import against_plain, device_times_ms, iqr
+from kperf import override
+from kperf.dialect.errors import KperfError
+from kperf.dialect.ttgir_text import scan, tokenize_line
+from kperf.examples import attention as A
 
 KERNEL = "attn_fwd_kernel"
 SELECTORS = "mma,tma"
@@ -63,7 +60,6 @@ def attention_source(n_ctx: int = 8192, head_dim: int = 128):
     The JIT marks pointers and integers divisible by 16 as ``tt.divisibility = 16``; ``Z = 4`` is not, so
     it gets no attribute (the attributes enter Triton's folder hash, which must match the launch's).
     """
-    import attention as A
     from triton.compiler import ASTSource
     sig = A.signature("fp16")
     names = list(A.attn_fwd_kernel.arg_names)
@@ -79,8 +75,6 @@ def jit_source(fn, instrumentation_mode: str = "", options: dict | None = None):
     ``metadata.num_warps`` counts the warp-specialized partitions' warps too (12, not the 4 asked
     for), and Triton refuses a num_warps that is not a power of two."""
     import torch
-
-    import attention as A
     caches = fn.device_caches[torch.cuda.current_device()][0]
     for k in caches.values():
         if getattr(k.metadata, "instrumentation_mode", "") == instrumentation_mode:
@@ -90,11 +84,10 @@ def jit_source(fn, instrumentation_mode: str = "", options: dict | None = None):
 
 
 def dump(folder, src=None, options=None, target=None) -> pathlib.Path:
-    """Write the final TTGIR of ``src`` (default: ``attention_source()``) into ``folder``; returns the file."""
+    """Write the final TTGIR of ``src`` (default: ``attention_source()``) into ``folder``; return the file."""
     import triton
     from triton.backends.compiler import GPUTarget
 
-    import attention as A
     from kperf import stages
     src = src if src is not None else attention_source()
     options = dict(options or A.COMPILE_OPTIONS)
@@ -226,8 +219,6 @@ def compile_with_proton(proton_dir, src=None, options=None, target=None, mode_sp
     """Compile through Triton's override of ``proton_dir`` with Proton's lowering, no GPU needed."""
     import triton
     from triton.backends.compiler import GPUTarget
-
-    import attention as A
     src = src if src is not None else attention_source()
     options = dict(options or A.COMPILE_OPTIONS)
     with cpu_instrumentation(mode_spec) as mode, triton_override(proton_dir):
@@ -235,7 +226,7 @@ def compile_with_proton(proton_dir, src=None, options=None, target=None, mode_sp
                               options={**options, "instrumentation_mode": mode})
 
 
-# -- Proton's buffer: events kept and dropped -----------------------------------------------------------------
+# -- Proton's buffer: events kept and dropped -------------------------------------------------------------
 
 def proton_event_counts(buffer: np.ndarray, scratch_bytes: int, n_ctas: int, n_warps: int) -> dict:
     """Events each warp recorded vs what Proton's circular per-CTA buffer kept (vectorised).
@@ -245,7 +236,8 @@ def proton_event_counts(buffer: np.ndarray, scratch_bytes: int, n_ctas: int, n_w
     recorded more than its share keeps the last ones (Proton's parser warns "first N events are
     dropped").
     """
-    words = np.frombuffer(buffer, dtype=np.uint32)[:n_ctas * scratch_bytes // 4].reshape(n_ctas, scratch_bytes // 4)
+    cta_words = scratch_bytes // 4
+    words = np.frombuffer(buffer, dtype=np.uint32)[:n_ctas * cta_words].reshape(n_ctas, cta_words)
     ok = words[:, 0] == PROTON_PREAMBLE
     counts = words[:, PROTON_CTA_HEADER_WORDS:PROTON_CTA_HEADER_WORDS + n_warps].astype(np.int64)
     cap = (words[:, 3].astype(np.int64) // n_warps // 8)[:, None]
@@ -283,8 +275,7 @@ def measure(run, kernel, ref, n: int, kernel_name: str, proton_dir, plain_ms: fl
     from triton.profiler.hooks.hook import HookManager
     from triton.profiler.hooks.instrumentation import InstrumentationHook
 
-    from kperf.passes.auto_insert import warp_roles
-    from overhead import device_times_ms, iqr
+    from kperf.passes.warp_roles import warp_roles
 
     tmp = tempfile.mkdtemp(prefix="kperf_proton_ovr_")
     proton.start(os.path.join(tmp, "proton_attention"), backend="instrumentation", mode=mode_spec)
@@ -308,9 +299,8 @@ def measure(run, kernel, ref, n: int, kernel_name: str, proton_dir, plain_ms: fl
         times = device_times_ms(lambda: run(kernel), n, kernel_name)
     finally:
         proton.finalize()
-    med = statistics.median(times)
-    return {"proton_ms_median": med, "proton_ms_iqr": iqr(times), "proton_overhead": med / plain_ms - 1,
-            "proton_output_identical": identical, "proton_ms_all": times, "proton_mode": mode_spec,
+    return {**against_plain(times, plain_ms, "proton_"), "proton_output_identical": identical,
+            "proton_ms_all": times, "proton_mode": mode_spec,
             "proton_records": records, "proton_profile_scratch_bytes": scratch,
             "proton_shared_bytes": int(compiled.metadata.shared), "proton_events": events,
             "proton_method": "TTGIR override (Triton TRITON_KERNEL_OVERRIDE) with kperf auto-inserted "
@@ -320,7 +310,8 @@ def measure(run, kernel, ref, n: int, kernel_name: str, proton_dir, plain_ms: fl
 def jit_kernel(fn, instrumentation_mode: str):
     import torch
     caches = fn.device_caches[torch.cuda.current_device()][0]
-    found = [k for k in caches.values() if getattr(k.metadata, "instrumentation_mode", "") == instrumentation_mode]
+    found = [k for k in caches.values()
+             if getattr(k.metadata, "instrumentation_mode", "") == instrumentation_mode]
     if not found:
         raise KperfError(f"no {fn.__name__} compiled with Proton's mode {instrumentation_mode!r}")
     return found[-1]
@@ -352,25 +343,26 @@ def main(argv=None) -> int:
         info = build_folders(out, attention_source(args.n_ctx))
         k = compile_with_proton(info["proton_dir"], attention_source(args.n_ctx), mode_spec=args.mode)
         info.update(compiled_records=k.asm["ttgir"].count("proton.record"),
-                    profile_scratch_bytes=int(k.metadata.profile_scratch_size), shared_bytes=int(k.metadata.shared),
+                    profile_scratch_bytes=int(k.metadata.profile_scratch_size),
+                    shared_bytes=int(k.metadata.shared),
                     cubin_bytes=len(k.asm["cubin"]))
         print(json.dumps(info, indent=1))
         (out / "proton_override.json").write_text(json.dumps(info, indent=1) + "\n")
         return 0
     import torch
-
-    import attention as at
-    from overhead import device_times_ms, iqr
     if not torch.cuda.is_available():
         raise SystemExit("timing needs a CUDA GPU; use --cpu to build and compile only")
     torch.manual_seed(0)
     q, k, v = (torch.randn(4, 16, args.n_ctx, 128, device="cuda", dtype=torch.float16) for _ in range(3))
-    run = (lambda kern: at.attention(q, k, v, kernel=kern))
-    ref = run(at.attn_fwd_kernel).clone()
-    info = prepare_for_case(out, at.attn_fwd_kernel)
-    plain = device_times_ms(lambda: run(at.attn_fwd_kernel), args.reps, KERNEL)
+
+    def run(kern):
+        return A.attention(q, k, v, kernel=kern)
+
+    ref = run(A.attn_fwd_kernel).clone()
+    info = prepare_for_case(out, A.attn_fwd_kernel)
+    plain = device_times_ms(lambda: run(A.attn_fwd_kernel), args.reps, KERNEL)
     pm = statistics.median(plain)
-    res = measure(run, at.attn_fwd_kernel, ref, args.reps, KERNEL, info["proton_dir"], pm,
+    res = measure(run, A.attn_fwd_kernel, ref, args.reps, KERNEL, info["proton_dir"], pm,
                   n_ctas=(args.n_ctx // 128) * 64, expected_records=info["records"], mode_spec=args.mode)
     res.update(info, plain_ms_median=pm, plain_ms_iqr=iqr(plain), device=torch.cuda.get_device_name())
     (out / "proton_override.json").write_text(json.dumps(res, indent=1, default=float) + "\n")

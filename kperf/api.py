@@ -21,10 +21,10 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
-from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
+from kperf.dialect.options import ProfileConfig
 from kperf.profile_data import Profile
 from kperf.runtime import DISPATCHER, Capture, mode_override
 from kperf.stages import instrumentation_mode

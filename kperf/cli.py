@@ -10,8 +10,8 @@
         insert records around ops of those TTGIR files (in place, or into DIR2)
     kperf run --override DIR script.py / kperf run --auto mma,tma script.py
         profile with the override files' records / with records inserted automatically
-    kperf opt -p PASS FILE
-        run one kperf pass on a file: kperf-materialize (TTGIR) or kperf-lower-ptx (PTX)
+    kperf opt -p PIPELINE FILE
+        run kperf's text passes on a file: kperf-materialize (TTGIR), kperf-lower-ptx{num-warps=8} (PTX)
     kperf report PROFILE [--csv DIR]      statistics tables of a saved profile
     kperf view TRACE_OR_PROFILE           offline Perfetto UI on 127.0.0.1
     kperf diff A B                        compare two saved profiles scope by scope
@@ -45,7 +45,8 @@ def cmd_run(args) -> int:
     sys.argv = [args.script, *args.args]
     from kperf import override
     config = _config(args)
-    with override.applied(getattr(args, "override", None), config, auto=getattr(args, "auto", None)) as config:
+    folder, auto = getattr(args, "override", None), getattr(args, "auto", None)
+    with override.applied(folder, config, auto=auto) as config:
         with kperf.session(args.out, kernels=args.kernels, config=config) as s:
             runpy.run_path(args.script, run_name="__main__")
     if not s.launches:
@@ -98,9 +99,9 @@ def cmd_compile(args) -> int:
 
 
 def cmd_opt(args) -> int:
-    from kperf.passes import get_pass
+    from kperf.passes import run_text_pipeline
     text = open(args.file).read() if args.file != "-" else sys.stdin.read()
-    sys.stdout.write(get_pass(args.pass_pipeline).run(text, args.file))
+    sys.stdout.write(run_text_pipeline(args.pass_pipeline, text, args.file))
     return 0
 
 
@@ -115,7 +116,8 @@ def _int_list(text: str) -> list[int]:
             a, _, b = part.partition("-")
             out += list(range(int(a), int(b) + 1)) if b else [int(a)]
     except ValueError:
-        raise KperfError(f"cannot read the number list {text!r}", fix="write numbers and ranges, e.g. 0,3,8-11")
+        raise KperfError(f"cannot read the number list {text!r}",
+                         fix="write numbers and ranges, e.g. 0,3,8-11") from None
     return out
 
 
@@ -123,7 +125,8 @@ def _load(path: str) -> list:
     from kperf.tracing.stats import load_profile_file
     launches = load_profile_file(path)
     if not launches:
-        raise KperfError(f"{path} holds no launches", fix="profile a kernel that has kperf scopes (kperf run)")
+        raise KperfError(f"{path} holds no launches",
+                         fix="profile a kernel that has kperf scopes (kperf run)")
     return launches
 
 
@@ -151,6 +154,7 @@ def cmd_view(args) -> int:
 
 def cmd_diff(args) -> int:
     import pathlib
+
     from kperf.tracing.diff import diff
     labels = (args.label_a or pathlib.Path(args.a).name, args.label_b or pathlib.Path(args.b).name)
     d = diff(_load(args.a), _load(args.b), labels=labels, by_kernel=args.by_kernel)
@@ -189,12 +193,14 @@ def cmd_export(args) -> int:
     path = out if out.name.endswith((".json", ".json.gz", ".pftrace", ".pftrace.gz", ".perfetto-trace")) \
         else out / f"trace{suffix}"
     write_trace(launches, path, args.format, select=select)
-    print(f"kperf: trace written to {path} ({path.stat().st_size / 1e6:.1f} MB); see it with: kperf view {path}")
+    print(f"kperf: trace written to {path} ({path.stat().st_size / 1e6:.1f} MB); "
+          f"see it with: kperf view {path}")
     return 0
 
 
 def cmd_plot(args) -> int:
     import pathlib
+
     from kperf.tracing.plots import histograms, timeline
     launches = _load(args.profile)
     out = pathlib.Path(args.out)
@@ -258,7 +264,8 @@ def _add_report_commands(sub) -> None:
     e.add_argument("--format", required=True, choices=["chrome", "perfetto", "csv"])
     e.add_argument("--out", required=True, help="trace file (.json, .json.gz, .pftrace) or folder")
     e.add_argument("--select", metavar="SPEC", help="which CTAs the trace holds: all, first-wave, first:N, "
-                   "ctas:0-15,37, sms:0,1, every:K, sample:N[:SEED] (default: all up to 1M events per launch, "
+                   "ctas:0-15,37, sms:0,1, every:K, sample:N[:SEED] (default: all up to 1M events per "
+                   "launch, "
                    "else the first wave)")
     e.add_argument("--ctas", help="only these CTAs in the trace, e.g. 0,3,8-11 (= --select ctas:...)")
     e.add_argument("--sms", help="only CTAs that started on these SMs, e.g. 0-3 (= --select sms:...)")
@@ -281,20 +288,21 @@ def _add_report_commands(sub) -> None:
     pl.set_defaults(func=cmd_plot)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="kperf", description="Intra-kernel profiler for Triton kernels.")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def _add_compile_commands(sub) -> None:
+    """run, dump, insert, compile, opt: the commands that compile kernels through kperf."""
     r = sub.add_parser("run", help="run a script and profile its instrumented kernels")
     r.add_argument("--out", default="kperf_out", help="output folder (default kperf_out)")
     r.add_argument("--kernels", default=None, help="profile only kernels whose name matches this regex")
     _add_config_args(r)
     r.add_argument("--override", default=None, metavar="DIR",
                    help="compile kernels from the TTGIR files in DIR (kperf dump / kperf insert)")
-    r.add_argument("--auto", default=None, help="insert records around these ops (mma,tma,waits,loops or op names)")
+    r.add_argument("--auto", default=None,
+                   help="insert records around these ops (mma,tma,waits,loops or op names)")
     r.add_argument("script")
     r.add_argument("args", nargs=argparse.REMAINDER)
     r.set_defaults(func=cmd_run)
-    d = sub.add_parser("dump", help="run a script and write the final TTGIR of its kernels to an override folder")
+    d = sub.add_parser("dump",
+                       help="run a script and write the final TTGIR of its kernels to an override folder")
     d.add_argument("--out", required=True, metavar="DIR")
     d.add_argument("script")
     d.add_argument("args", nargs=argparse.REMAINDER)
@@ -319,9 +327,15 @@ def main(argv=None) -> int:
     c.set_defaults(func=cmd_compile)
     o = sub.add_parser("opt", help="run a kperf pass on a TTGIR or PTX file")
     o.add_argument("-p", dest="pass_pipeline", required=True,
-                   help="kperf-materialize | kperf-lower-ptx{num-warps=8,capacity=1024,...}")
+                   help="comma-separated passes: kperf-materialize | kperf-lower-ptx{num-warps=8,...}")
     o.add_argument("file")
     o.set_defaults(func=cmd_opt)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="kperf", description="Intra-kernel profiler for Triton kernels.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_compile_commands(sub)
     _add_report_commands(sub)
     args = p.parse_args(argv)
     try:

@@ -18,12 +18,11 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
 from kperf import sass as sass_tools
-from kperf import schedule
-from kperf import stages
-from kperf.dialect.options import ProfileConfig
+from kperf import schedule, stages
 from kperf.dialect.errors import KperfError
-from kperf.dialect.scope_table import ScopeTable
 from kperf.dialect.layout import Geometry
+from kperf.dialect.options import ProfileConfig
+from kperf.dialect.scope_table import ScopeTable
 
 
 @dataclasses.dataclass
@@ -74,7 +73,8 @@ def parse_target(target) -> GPUTarget:
     else:
         backend, _, arch = str(target).partition(":")
         if backend != "cuda" or not arch.isdigit():
-            raise KperfError(f"unsupported target {target!r}", fix="use 'cuda:90' (Hopper) or 'cuda:80' (Ampere)")
+            raise KperfError(f"unsupported target {target!r}",
+                             fix="use 'cuda:90' (Hopper) or 'cuda:80' (Ampere)")
         t = GPUTarget("cuda", int(arch), 32)
     if t.backend != "cuda" or int(t.arch) < 70:
         raise KperfError(f"kperf lowers records to PTX for NVIDIA GPUs (sm_70+), not {t}",
@@ -139,11 +139,12 @@ def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, at
     num_warps = int(info["num_warps"])
     geometry = Geometry.from_json(info["geometry"])
     plain_md = {**plain.metadata._asdict(), "num_warps": num_warps}
-    fixed = stages.lower_pass(config, plain_md, records=False).apply_text(plain.asm["ptx"]).ptx
+    fixed = stages.lower_pass(config, plain_md, records=False).apply(plain.asm["ptx"]).ptx
     from triton.backends.nvidia.compiler import CUDABackend
     backend = CUDABackend(gpu)
     opts = backend.parse_options(dict(options))
-    fixed_cubin = backend.make_cubin(fixed, {}, opts, backend._parse_arch(opts.arch) if opts.arch else gpu.arch)
+    arch = backend._parse_arch(opts.arch) if opts.arch else gpu.arch
+    fixed_cubin = backend.make_cubin(fixed, {}, opts, arch)
     sass = sass_tools.disassemble(inst.asm["cubin"])
     sass_plain = sass_tools.disassemble(plain.asm["cubin"])
     n_inst = sass_tools.count_instructions(sass)

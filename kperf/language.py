@@ -23,7 +23,7 @@ def _emit(kind: str, name, _semantic) -> None:
                          fix='pass a string literal: kperf.scope("load")')
     op = RecordOp(kind, name)
     builder = _semantic.builder
-    builder.create_inline_asm(op.carrier_asm(), "=r", [], [tl.int32.to_ir(builder)], False, 1)
+    builder.create_inline_asm(*op.carrier_builder_args(tl.int32.to_ir(builder)))
 
 
 @tl.builtin

@@ -23,15 +23,15 @@ import json
 import threading
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import triton
 from triton.runtime import _allocation
 
 from kperf import stages
 from kperf.dialect.errors import KperfError
-from kperf.dialect.scope_table import ScopeTable
 from kperf.dialect.layout import Geometry
+from kperf.dialect.scope_table import ScopeTable
 
 
 @dataclasses.dataclass
@@ -49,14 +49,14 @@ class KernelInfo:
     record_cost: float = 0.0  # cycles subtracted per record (ProfileConfig.record_cost, kperf.accuracy)
 
     @classmethod
-    def from_metadata(cls, name: str, hash: str, md: dict) -> "KernelInfo | None":
+    def from_metadata(cls, name: str, hash: str, md: dict) -> KernelInfo | None:
         info = md.get(stages.METADATA_KEY) or {}
         if not info.get("num_records") or not md.get("profile_scratch_size"):
             return None
         geometry = Geometry.from_json(info.get("geometry") or info)
         if geometry.cta_bytes != int(md["profile_scratch_size"]):
-            raise KperfError(f"kernel {name}: profile buffer size {md['profile_scratch_size']} in its metadata "
-                             f"does not match kperf's layout ({geometry.cta_bytes})",
+            raise KperfError(f"kernel {name}: profile buffer size {md['profile_scratch_size']} in its "
+                             f"metadata does not match kperf's layout ({geometry.cta_bytes})",
                              fix="clear Triton's cache (~/.triton/cache) and recompile")
         from kperf.dialect.options import ProfileConfig
         record_cost = ProfileConfig.from_mode(info["config"]).record_cost if info.get("config") else 0.0

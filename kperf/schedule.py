@@ -23,8 +23,8 @@ compares the SASS of the two builds of one kernel:
 
 A segment holding an unmatched barrier, fence or wait (ptxas placed a block elsewhere) is not
 compared: it is listed in ``ScheduleDrift.unaligned``.  When more than 10% (and more than one) of
-either build's barriers, fences and waits find no partner, or the instrumented body is cloned (CTA sampling with
-``clone=True``), nothing is compared and ``aligned`` is False with a ``note`` saying why.
+either build's barriers, fences and waits find no partner, or the instrumented body is cloned (CTA
+sampling with ``clone=True``), nothing is compared and ``aligned`` is False with a ``note`` saying why.
 
 Examples:
     >>> report = kperf.compile(kernel, signature=..., constexprs=...)
@@ -308,7 +308,7 @@ def compare(plain: str, instrumented: str, *, store: str = "global", cloned: boo
     n = len(names)
     totals_a = np.bincount(cls_a[cls_a >= 0], minlength=n)
     totals_b = np.bincount(cls_b[cls_b >= 0], minlength=n)
-    totals = {c: (int(x), int(y)) for c, x, y in zip(names, totals_a, totals_b) if x != y}
+    totals = {c: (int(x), int(y)) for c, x, y in zip(names, totals_a, totals_b, strict=True) if x != y}
     sm = difflib.SequenceMatcher(None, a.tokens, b.tokens, autojunk=False)
     blocks = [blk for blk in sm.get_matching_blocks() if blk.size]
     ia = np.concatenate([np.arange(blk.a, blk.a + blk.size) for blk in blocks] or [np.zeros(0, np.int64)])
@@ -340,10 +340,10 @@ def compare(plain: str, instrumented: str, *, store: str = "global", cloned: boo
 
     drifts = tuple(Drift(int(k), label(k - 1), label(k), names[c], int(ca[k, c]), int(cb[k, c]),
                          _span(a, bounds_a, k), _span(b, bounds_b, k))
-                   for k, c in zip(*np.nonzero((ca != cb) & ~bad[:, None])))
+                   for k, c in zip(*np.nonzero((ca != cb) & ~bad[:, None]), strict=True))
     flow = np.cumsum(np.where(bad[:, None], 0, cb - ca), axis=0)[:-1]  # net work above anchor k
     crossings = tuple(Crossing(int(k), b.tokens[ib[k]], names[c], int(flow[k, c]),
                                int(b.addr[bounds_b[k]]), int(a.addr[bounds_a[k]]))
-                      for k, c in zip(*np.nonzero(flow)))
+                      for k, c in zip(*np.nonzero(flow), strict=True))
     unaligned = tuple((int(k), label(k - 1), label(k)) for k in np.flatnonzero(bad))
     return ScheduleDrift(drifts, crossings, True, "", sync_points, unaligned, totals)

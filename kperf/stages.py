@@ -12,34 +12,34 @@ For a compile whose ``instrumentation_mode`` is a kperf mode (see ``kperf.dialec
   profile allocator for it.
 
 Compiles in any other mode pass through untouched (carriers then cost nothing).
+
+The hook is one object, ``HOOK`` (a ``StageHook``): installed once, chained with whatever hook was
+there, and holding the override folders in use (``kperf.override_folder.Overrides``), which
+``kperf dump`` and ``kperf run --override`` swap in for the duration of a run.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import pathlib
-import tempfile
 
 import triton
-from triton._C.libtriton import ir
 
-from kperf.dialect.options import ProfileConfig
+from kperf import ttgir_module
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import ALIGNMENT
+from kperf.dialect.options import ProfileConfig
+from kperf.override_folder import Overrides, source_key
+from kperf.passes.auto_insert import AutoInsertPass
 from kperf.passes.lower_ptx import LowerPtxPass
-from kperf import override
-from kperf.passes.auto_insert import AutoInsertPass, warp_roles
 from kperf.passes.materialize import MaterializePass
+from kperf.passes.warp_roles import warp_roles
 
 METADATA_KEY = "kperf"
 
-_previous_hook = None
-_installed = False
 
-
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_hash() -> str:
     """A hash of the kperf sources that shape a compiled kernel, so Triton's cache sees kperf changes."""
     import kperf.dialect
@@ -61,24 +61,18 @@ def _count_carriers(text: str) -> int:
     return text.count("kperf.record start") + text.count("kperf.record end")
 
 
-def _reparse(text: str, like) -> object:
-    fd, path = tempfile.mkstemp(suffix=".ttgir", prefix="kperf_")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        mod = ir.parse_mlir_module(path, like.context)
-        mod.context = like.context
-        return mod
-    finally:
-        os.unlink(path)
-
-
 def _name_of(metadata: dict) -> str:
     return metadata.get("name") or "kernel"
 
 
-def instrument_stages(stages: dict, config: ProfileConfig, options=None, source_key=None) -> None:
-    """Wrap ``stages['ttir'|'ttgir'|'ptx']`` in place so they build an instrumented kernel."""
+def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=None,
+                      overrides: Overrides | None = None) -> None:
+    """Wrap ``stages['ttir'|'ttgir'|'ptx']`` in place so they build an instrumented kernel.
+
+    ``source`` is the kernel's override key (``override_folder.source_key()``) and ``overrides`` the
+    folders in use; both matter only when ``config.override`` asks for an override file.
+    """
+    overrides = overrides or Overrides()
     ttir, ttgir, ptx = stages.get("ttir"), stages["ttgir"], stages["ptx"]
 
     if ttir is not None:
@@ -93,12 +87,12 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source_
         info = metadata.setdefault(METADATA_KEY, {})
         overridden = None
         if config.override:  # an override file replaces the final TTGIR (kperf.override)
-            replaced, overridden = override.load(override.active_dir(config.override), source_key, options, mod)
+            replaced, overridden = overrides.load(config.override, source, options, mod)
             mod = replaced or mod
         auto = None
         if config.auto:  # records around ops of the final TTGIR (kperf.passes.auto_insert)
-            auto = AutoInsertPass(tuple(config.auto.split("+"))).apply(mod, mod.context,
-                                                                       path=f"{_name_of(metadata)}.ttgir")
+            selectors = tuple(config.auto.split("+"))
+            auto = AutoInsertPass(selectors).apply(mod, path=f"{_name_of(metadata)}.ttgir")
         text = mod.str()
         roles = warp_roles(text)
         if roles:
@@ -110,22 +104,23 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source_
             if info.get("ttir_records") and overridden is None:
                 _raise_lost(info["ttir_records"], 0)
             return mod
-        result = MaterializePass().apply_text(text, path=str(overridden or f"{_name_of(metadata)}.ttgir"))
+        result = MaterializePass().apply(text, path=str(overridden or f"{_name_of(metadata)}.ttgir"))
         before = info.get("ttir_records")
         from_source = result.num_records - (auto.num_records if auto else 0)
         if before is not None and overridden is None and from_source < before:
             _raise_lost(before, from_source)
-        info.update(config=instrumentation_mode(config), scopes=result.table.to_json(), num_records=result.num_records)
+        info.update(config=instrumentation_mode(config), scopes=result.table.to_json(),
+                    num_records=result.num_records)
         if auto is not None and auto.flows:
             info["flows"] = flows_to_ids(auto.flows, result.table)
-        return _reparse(result.text, mod)
+        return ttgir_module.parse(result.text, mod.context)
 
     def ptx_stage(src, metadata):
         text = ptx(src, metadata)
         info = metadata.setdefault(METADATA_KEY, {})
         if not info.get("num_records"):
             return text
-        lowered = lower_pass(config, metadata).apply_text(text)
+        lowered = lower_pass(config, metadata).apply(text)
         g = lowered.geometry
         metadata["profile_scratch_size"] = g.cta_bytes
         metadata["profile_scratch_align"] = ALIGNMENT
@@ -148,12 +143,12 @@ def lower_pass(config: ProfileConfig, metadata: dict, records: bool = True) -> L
                         shared_bytes=int(metadata.get("shared") or 0), capability=capability)
 
 
-def _dump_stage(stages: dict, options, source) -> None:
+def _dump_stage(stages: dict, overrides: Overrides, options, source) -> None:
     ttgir = stages["ttgir"]
 
     def ttgir_stage(src, metadata):
         mod = ttgir(src, metadata)
-        override.dump_module(mod.str(), options, source)
+        overrides.dump(mod.str(), options, source)
         return mod
     stages["ttgir"] = ttgir_stage
 
@@ -178,38 +173,52 @@ def _raise_lost(before: int, after: int) -> None:
             "(TTGIR override files or automatic insertion)")
 
 
-def _hook(backend, stages, options, language, capability):
-    if _previous_hook is not None:
-        _previous_hook(backend, stages, options, language, capability)
-    if override.dumping():  # kperf dump: write each kernel's final TTGIR (before any instrumentation)
-        _dump_stage(stages, options, override.source_key())
-    mode = getattr(options, "instrumentation_mode", "")
-    if not ProfileConfig.is_kperf_mode(mode):
-        return
-    target = getattr(backend, "target", None)
-    if target is not None and (target.backend != "cuda" or int(target.arch) < 70):
-        raise KperfError(f"kperf supports NVIDIA GPUs of compute capability 7.0 and newer, not {target}",
-                         fix="run on a CUDA GPU, or compile for GPUTarget('cuda', 90, 32)")
-    instrument_stages(stages, ProfileConfig.from_mode(mode), options, override.source_key())
+class StageHook:
+    """kperf's stage-inspection hook as installed in Triton: what it chains, and the override folders.
+
+    ``overrides`` is read when a compile starts (``kperf.override`` swaps it for a dump or an override
+    run); everything else a compile needs comes from its options.
+    """
+
+    def __init__(self):
+        self.overrides = Overrides()
+        self._previous = None
+        self._installed = False
+
+    def __call__(self, backend, stages, options, language, capability):
+        if self._previous is not None:
+            self._previous(backend, stages, options, language, capability)
+        overrides = self.overrides
+        if overrides.dump_dir is not None:  # kperf dump: the final TTGIR, before any instrumentation
+            _dump_stage(stages, overrides, options, source_key())
+        mode = getattr(options, "instrumentation_mode", "")
+        if not ProfileConfig.is_kperf_mode(mode):
+            return
+        target = getattr(backend, "target", None)
+        if target is not None and (target.backend != "cuda" or int(target.arch) < 70):
+            raise KperfError(f"kperf supports NVIDIA GPUs of compute capability 7.0 and newer, not {target}",
+                             fix="run on a CUDA GPU, or compile for GPUTarget('cuda', 90, 32)")
+        instrument_stages(stages, ProfileConfig.from_mode(mode), options, source_key(), overrides)
+
+    def install(self) -> None:
+        """Install the hook once, chaining whatever hook was there."""
+        if self._installed:
+            return
+        current = triton.knobs.runtime.add_stages_inspection_hook
+        self._previous = current if current is not self else None
+        triton.knobs.runtime.add_stages_inspection_hook = self
+        self._installed = True
+
+    def uninstall(self) -> None:
+        """Put back the hook that was installed before kperf's."""
+        if not self._installed:
+            return
+        if triton.knobs.runtime.add_stages_inspection_hook is self:
+            triton.knobs.runtime.add_stages_inspection_hook = self._previous
+        self._previous = None
+        self._installed = False
 
 
-def install() -> None:
-    """Install kperf's stage hook once, chaining whatever hook was there."""
-    global _previous_hook, _installed
-    if _installed:
-        return
-    current = triton.knobs.runtime.add_stages_inspection_hook
-    _previous_hook = current if current is not _hook else None
-    triton.knobs.runtime.add_stages_inspection_hook = _hook
-    _installed = True
-
-
-def uninstall() -> None:
-    """Put back the hook that was installed before kperf's."""
-    global _previous_hook, _installed
-    if not _installed:
-        return
-    if triton.knobs.runtime.add_stages_inspection_hook is _hook:
-        triton.knobs.runtime.add_stages_inspection_hook = _previous_hook
-    _previous_hook = None
-    _installed = False
+HOOK = StageHook()
+install = HOOK.install
+uninstall = HOOK.uninstall

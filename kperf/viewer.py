@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import webbrowser
-from typing import Callable
+from collections.abc import Callable
 
 from kperf.dialect.errors import KperfError
 
@@ -62,7 +62,7 @@ def is_trace_file(path: str | os.PathLike) -> bool:
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
                       ".wasm": "application/wasm", ".js": "text/javascript", ".json": "application/json"}
 
@@ -158,7 +158,7 @@ class TraceServer:
         """The UI URL with the trace named in it (for UIs that do not ask /vizviewer_info)."""
         return f"{self.url}#!/?url={self.trace_url}"
 
-    def start(self) -> "TraceServer":
+    def start(self) -> TraceServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="kperf-viewer", daemon=True)
         self._thread.start()
         return self
@@ -173,7 +173,7 @@ class TraceServer:
         """Wait until the UI has fetched the trace."""
         return self.httpd.trace_served.wait(timeout)
 
-    def __enter__(self) -> "TraceServer":
+    def __enter__(self) -> TraceServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -193,9 +193,10 @@ def trace_for(path: str | os.PathLike, tmp_dir: str | os.PathLike) -> pathlib.Pa
     try:
         launches = load_profile_file(p)
     except KperfError as e:
-        raise KperfError(f"{path} is neither a trace (Chrome JSON, Perfetto protobuf) nor a saved kperf profile; "
-                         f"as a profile: {str(e).splitlines()[0]}",
-                         fix="give a .json/.json.gz/.pftrace trace or a .kperf profile (kperf run writes both)") from e
+        raise KperfError(
+            f"{path} is neither a trace (Chrome JSON, Perfetto protobuf) nor a saved kperf profile; "
+            f"as a profile: {str(e).splitlines()[0]}",
+            fix="give a .json/.json.gz/.pftrace trace or a .kperf profile (kperf run writes both)") from e
     return write_trace(launches, pathlib.Path(tmp_dir) / "trace.pftrace")
 
 

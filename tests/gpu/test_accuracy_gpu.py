@@ -1,5 +1,5 @@
 """GPU checks of the lowering variants (results unchanged, the right events kept, nothing lost) and
-of timing accuracy (bench/calibration.py): work of known length within 2%, kernel time within 2%."""
+of timing accuracy (bench.calibration): work of known length within 2%, kernel time within 2%."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")
+@pytest.mark.parametrize("kw", VARIANTS,
+                         ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")
 def test_variant_output_identical_and_events_exact(kw, profiled_gemm):
     import kperf
     prof, n_ctas, per_warp = profiled_gemm(**kw)
@@ -45,7 +46,7 @@ def test_variant_output_identical_and_events_exact(kw, profiled_gemm):
 
 @pytest.fixture(scope="module")
 def calibration():
-    import calibration as cal
+    from bench import calibration as cal
     return cal.calibrate({})
 
 
@@ -71,8 +72,8 @@ def test_record_cost_is_small_and_subtracting_it_helps(calibration):
 
 
 def test_record_cost_option_shifts_intervals():
-    import calibration as cal
     import kperf
+    from bench import calibration as cal
     base = cal.calibrate({}, n_fma=(256,), reps=4, ctas=132)
     sub = cal.calibrate({"record_cost": base["record_cost_cycles"]}, n_fma=(256,), reps=4, ctas=132)
     assert abs(sub["record_cost_cycles"]) < 0.25 * base["record_cost_cycles"] + 1
@@ -81,6 +82,6 @@ def test_record_cost_option_shifts_intervals():
 
 
 def test_kernel_time_from_the_trace_within_2_percent():
-    import calibration as cal
+    from bench import calibration as cal
     r = cal.kernel_time({})
     assert abs(r["error_vs_cupti"]) < 0.02, r

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.timing import device_times_ms
+
 pytestmark = pytest.mark.gpu
 
 torch = pytest.importorskip("torch")
@@ -81,6 +83,7 @@ def test_wrap_keeps_latest():
 
 def test_session_writes_trace(tmp_path):
     import json
+
     import kperf
     from kperf.examples import vector_add as va
     x = torch.rand(1 << 16, device="cuda")
@@ -93,17 +96,6 @@ def test_session_writes_trace(tmp_path):
     assert (tmp_path / "summary.txt").exists()
 
 
-def kernel_device_ms(fn, name: str) -> float:
-    """Device time of the one kernel called ``name`` that ``fn`` launches, from the torch profiler (CUPTI)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CUDA]) as p:
-        fn()
-        torch.cuda.synchronize()
-    times = [e.device_time for e in p.events() if name in e.name]
-    assert len(times) == 1, [e.name for e in p.events()]
-    return times[0] / 1e3
-
-
 def test_trace_duration_matches_kernel_time():
     """The span from the first CTA entry to the last CTA exit equals the kernel's device time (within 5%)."""
     import kperf
@@ -114,7 +106,7 @@ def test_trace_duration_matches_kernel_time():
     mm.matmul(a, b, kernel=k)  # compile + warm up
     torch.cuda.synchronize()
     k.reset()
-    ms = kernel_device_ms(lambda: mm.matmul(a, b, kernel=k), "matmul_kernel")
+    (ms,) = device_times_ms(lambda: mm.matmul(a, b, kernel=k), 1, "matmul_kernel")  # CUPTI, kernel only
     (dec,) = kperf.results(k).decoded()
     trace_ms = dec.duration_ns / 1e6
     assert abs(trace_ms - ms) / ms < 0.05, (trace_ms, ms)
@@ -130,15 +122,18 @@ def test_trace_duration_matches_kernel_time():
 def _autotuned_add():
     """A fresh autotuner (its own cache and best config) over the example's ``add_kernel``."""
     import triton
+
     from kperf.examples import vector_add
     return triton.autotune(configs=[triton.Config({"BLOCK": 512}, num_warps=4),
                                     triton.Config({"BLOCK": 1024}, num_warps=4),
-                                    triton.Config({"BLOCK": 2048}, num_warps=8)], key=["n"])(vector_add.add_kernel)
+                                    triton.Config({"BLOCK": 2048}, num_warps=8)],
+                           key=["n"])(vector_add.add_kernel)
 
 
 @pytest.mark.parametrize("profile_autotune", [False, True])
 def test_autotuned_kernel_profiles_launches_not_timing_runs(profile_autotune):
     import triton
+
     import kperf
     k = kperf.profile(_autotuned_add(), profile_autotune=profile_autotune)
     n = 1 << 22

@@ -60,7 +60,8 @@ def test_cli_on_real_profile(saved, tmp_path, capsys):
     assert main(["report", saved, "--csv", str(tmp_path / "csv")]) == 0
     assert main(["diff", saved, saved]) == 0
     assert "only A" not in capsys.readouterr().out
-    assert main(["export", saved, "--format", "perfetto", "--first-wave", "--out", str(tmp_path / "t.pftrace")]) == 0
+    out = str(tmp_path / "t.pftrace")
+    assert main(["export", saved, "--format", "perfetto", "--first-wave", "--out", out]) == 0
     pytest.importorskip("matplotlib")
     assert main(["plot", saved, "--out", str(tmp_path / "plots"), "--ctas", "0-1"]) == 0
     assert (tmp_path / "plots" / "timeline.png").stat().st_size > 10_000

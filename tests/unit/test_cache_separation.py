@@ -10,7 +10,6 @@ from triton.compiler import ASTSource
 from kperf import override, stages
 from kperf.compile_api import default_attrs
 from kperf.dialect.options import ProfileConfig
-
 from kperf.examples import matmul as mm
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -25,7 +24,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def _compile(mode=""):
-    src = ASTSource(mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, default_attrs(mm.SIGNATURE, mm.matmul_kernel))
+    attrs = default_attrs(mm.SIGNATURE, mm.matmul_kernel)
+    src = ASTSource(mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, attrs)
     return triton.compile(src, target=TARGET, options={**mm.COMPILE_OPTIONS, "instrumentation_mode": mode})
 
 
@@ -43,7 +43,8 @@ def test_plain_and_instrumented_alternate_without_leaking(cache):
     assert len({plain.hash, src_only.hash, auto.hash}) == 3
     # every later compile is a cache hit of its own kind
     assert _compile().hash == plain.hash and _records(_compile()) == 0
-    assert _compile(stages.instrumentation_mode(ProfileConfig(auto="loops,mma"))).hash == auto.hash  # canonical selector order
+    # selectors are put in a canonical order
+    assert _compile(stages.instrumentation_mode(ProfileConfig(auto="loops,mma"))).hash == auto.hash
     assert _records(_compile(stages.instrumentation_mode(ProfileConfig()))) == 6
 
 

@@ -7,12 +7,13 @@ import pathlib
 
 import pytest
 
-from kperf.examples import matmul as mm
 from kperf.cli import main
+from kperf.examples import matmul as mm
 
 MATMUL = str(pathlib.Path(mm.__file__).resolve()) + ":matmul_kernel"
 ARGS = ["compile", MATMUL, "--signature", json.dumps(mm.SIGNATURE), "--constexprs", json.dumps(mm.CONSTEXPRS),
-        "--num-warps", str(mm.COMPILE_OPTIONS["num_warps"]), "--num-stages", str(mm.COMPILE_OPTIONS["num_stages"])]
+        "--num-warps", str(mm.COMPILE_OPTIONS["num_warps"]),
+        "--num-stages", str(mm.COMPILE_OPTIONS["num_stages"])]
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ from triton.compiler import ASTSource
 
 from kperf import override, stages
 from kperf.compile_api import default_attrs
-from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
-
+from kperf.dialect.options import ProfileConfig
 from kperf.examples import attention as A
 from kperf.examples import matmul as mm
 
@@ -73,9 +72,10 @@ def test_proton_syntax_file_compiles(tmp_path):
     path = pathlib.Path(written[0])
     lines = path.read_text().splitlines()
     # a file written for Proton: records around the tt.return's predecessor ... and around the loop's dot
-    dot = next(i for i, l in enumerate(lines) if "ttng.warp_group_dot " in l)
+    dot = next(i for i, line in enumerate(lines) if "ttng.warp_group_dot " in line)
     indent = lines[dot][:len(lines[dot]) - len(lines[dot].lstrip())]
-    lines[dot:dot + 1] = [f'{indent}proton.record start "dot"', lines[dot], f'{indent}proton.record end "dot"']
+    lines[dot:dot + 1] = [f'{indent}proton.record start "dot"', lines[dot],
+                          f'{indent}proton.record end "dot"']
     path.write_text("\n".join(lines) + "\n")
     k, _ = _run(folder, mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, mm.COMPILE_OPTIONS)
     names = [s["name"] for s in k.metadata.kperf["scopes"]]
@@ -89,7 +89,7 @@ def _override_error(tmp_path, line: str):
     folder, written = _dump(tmp_path, mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, mm.COMPILE_OPTIONS)
     path = pathlib.Path(written[0])
     lines = path.read_text().splitlines()
-    at = next(i for i, l in enumerate(lines) if "scf.for" in l) + 1
+    at = next(i for i, line in enumerate(lines) if "scf.for" in line) + 1
     lines.insert(at, line)
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(KperfError) as e:
@@ -117,7 +117,7 @@ def test_two_configs_of_one_kernel_share_a_folder(tmp_path):
     assert {p.name for p in paths} == {"matmul_kernel.ttgir", "matmul_kernel.1.ttgir"}
     # records in the num_warps=8 file only: the 4-warp compile keeps the source scopes, the 8-warp one adds
     p8 = next(p for p in paths if "num_warps=8" in p.read_text().splitlines()[
-        next(i for i, l in enumerate(p.read_text().splitlines()) if l.startswith("module"))])
+        next(i for i, line in enumerate(p.read_text().splitlines()) if line.startswith("module"))])
     override.insert(folder, "mma", kernels="matmul")  # both files
     k4, _ = _run(folder, mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, o4)
     k8, _ = _run(folder, mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, o8)
@@ -146,3 +146,24 @@ def test_cli_insert_writes_a_new_folder(tmp_path):
     new = list(out.glob("*/matmul_kernel.ttgir"))
     assert len(new) == 1 and "kperf.record start" in new[0].read_text()
     assert main(["insert", str(folder), "--auto", "wgmma"]) == 2  # unknown selector: error, exit code 2
+
+
+def test_override_state_is_the_hooks_and_is_put_back(tmp_path):
+    """The folders in use live in the stage hook's ``Overrides``; every context manager restores it."""
+    before = stages.HOOK.overrides
+    folder = tmp_path / "ovr"
+    with override.dumped(folder) as written:
+        assert stages.HOOK.overrides.dump_dir == str(folder) and stages.HOOK.overrides.written is written
+        with override.applied(folder, ProfileConfig()) as cfg:
+            assert stages.HOOK.overrides.folder == str(folder)
+            assert stages.HOOK.overrides.dump_dir == str(folder)  # nested: both apply
+            assert cfg.override == override.digest(folder)
+            assert override.active_dir(cfg.override) == str(folder)
+        assert stages.HOOK.overrides.folder is None
+    assert stages.HOOK.overrides == before
+    digest = override.activate(folder)
+    try:
+        assert override.active_dir(digest) == str(folder)
+    finally:
+        override.deactivate()
+    assert stages.HOOK.overrides == before

@@ -1,8 +1,9 @@
 """Proton at kperf's record sites on the warp-specialized attention kernel, on CPU (sm_90 target).
 
-bench/proton_override.py: dump -> kperf auto insertion (mma,tma) -> proton.record lines -> Triton's
+bench.proton_override: dump -> kperf auto insertion (mma,tma) -> proton.record lines -> Triton's
 own override with Proton's real lowering passes.  Everything up to the cubin runs without a GPU; the
-timing and the event counts from Proton's runtime buffer need one (bench/overhead.py --only attention).
+timing and the event counts from Proton's runtime buffer need one
+(``python3 -m bench.overhead --only attention``).
 """
 
 import pathlib
@@ -12,10 +13,9 @@ import pytest
 import triton
 from triton.runtime.cache import _base32
 
-
-import proton_override as po  # noqa: E402
-from kperf.dialect.errors import KperfError  # noqa: E402
-from kperf.dialect.ttgir_text import scan  # noqa: E402
+from bench import proton_override as po
+from kperf.dialect.errors import KperfError
+from kperf.dialect.ttgir_text import scan
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_proton_lines_match_kperf_lines(folders):
     p_text = _only(info["proton_dir"]).read_text()
     k_lines, p_lines = k_text.splitlines(), p_text.splitlines()
     assert len(k_lines) == len(p_lines)
-    changed = [(a, b) for a, b in zip(k_lines, p_lines) if a != b]
+    changed = [(a, b) for a, b in zip(k_lines, p_lines, strict=True) if a != b]
     assert len(changed) == info["records"] == 36
     for a, b in changed:  # only the op keyword differs
         assert b == a.replace("kperf.record", "proton.record", 1)
@@ -78,7 +78,7 @@ def test_tritons_override_compiles_with_protons_lowering(folders):
 def test_carriers_are_refused(folders):
     tmp, _, info, _, _ = folders
     from kperf.passes.materialize import MaterializePass
-    carriers = MaterializePass().apply_text(_only(info["kperf_dir"]).read_text()).text
+    carriers = MaterializePass().apply(_only(info["kperf_dir"]).read_text()).text
     with pytest.raises(KperfError, match="no Proton equivalent"):
         po.proton_text(carriers)
 

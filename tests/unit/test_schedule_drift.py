@@ -13,10 +13,9 @@ import pytest
 
 import kperf
 from kperf import schedule
-from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
-
-import fa3_pipelines as fa3
+from kperf.dialect.options import ProfileConfig
+from kperf.examples import fa3_pipelines as fa3
 from kperf.examples import matmul as mm
 from kperf.examples import vector_add as va
 
