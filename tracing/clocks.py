@@ -8,12 +8,12 @@ line per SM).  So for every SM the host builds a piecewise-linear map ``globalti
 through knots: the SM's pairs are binned by globaltimer into bins ``KNOT_SPAN_NS`` (and at least
 ``KNOT_SPAN_STEPS`` globaltimer steps) wide, each bin's pairs are averaged into one knot, and knots
 closer than half a bin are skipped, so the globaltimer's quantisation moves a segment's rate by about
-1 % at worst and a knot's position by less than one step.  Before the first and after the last knot the end segments are
-extended.  An SM with fewer than two knots (a short launch) uses one straight line instead: its own
-least-squares fit over its pairs when they span enough time for a reliable rate (at least two distinct
-clock values, a globaltimer span of ``MIN_FIT_SPAN_NS`` and of ``MIN_FIT_SPAN_STEPS`` steps, a
-plausible rate), else the launch-wide rate (the median of the well-measured SMs' rates or, when there
-are none, the pooled within-SM fit) with its own offset.
+1 % at worst and a knot's position by less than one step.  Before the first and after the last knot the
+end segments are extended.  An SM with fewer than two knots (a short launch) uses one straight line
+instead: its own least-squares fit over its pairs when they span enough time for a reliable rate (at
+least two distinct clock values, a globaltimer span of ``MIN_FIT_SPAN_NS`` and of
+``MIN_FIT_SPAN_STEPS`` steps, a plausible rate), else the launch-wide rate (the median of the
+well-measured SMs' rates or, when there are none, the pooled within-SM fit) with its own offset.
 
 A CTA's events are then mapped by the straight line through ``Y_sm(clock_start)`` and
 ``Y_sm(clock_end)`` (its own average rate over its lifetime, exact at both ends; the map's local rate
@@ -122,27 +122,92 @@ def fit_clocks(
     n = len(ok)
     ok = np.asarray(ok, bool)
     end_ok = np.asarray(end_ok, bool) & ok
-    problems: list[str] = []
-    gs, cs, ge, ce = _i64(gtime_start), _i64(clock_start), _i64(gtime_end), _i64(clock_end)
-    sm_start = _i64(sm_start)
-    sm_end = _i64(sm_end)
-
+    ctas = _Ctas(ok, end_ok, _i64(sm_start), _i64(sm_end), _i64(gtime_start), _i64(clock_start),
+                 _i64(gtime_end), _i64(clock_end))
     nan = np.full(n, np.nan)
-    ref = cs.copy() if clock != "globaltimer" else gs.copy()
-    empty = ClockFit(0, 0, float("nan"), np.zeros(0, SM_CLOCK_DTYPE), nan.copy(), nan.copy(), ref,
-                     np.zeros(n, bool), problems)
+    ref = ctas.cs.copy() if clock != "globaltimer" else ctas.gs.copy()
     if not ok.any():
-        return empty
-    t0 = int(gs[ok].min())
+        return ClockFit(0, 0, float("nan"), np.zeros(0, SM_CLOCK_DTYPE), nan.copy(), nan.copy(), ref,
+                        np.zeros(n, bool), [])
+    t0 = int(ctas.gs[ok].min())
+    pts = _points(ctas)
+    n_distinct, span = _spread(pts)
+    gaps = np.diff(np.unique(pts.y))
+    step = int(gaps.min()) if gaps.size else 0
+    min_span = max(float(min_span_ns), MIN_FIT_SPAN_STEPS * step)
+    rates, problems = _rates(pts, n_distinct, span, min_span, clock)
+    pieces: list[tuple[np.ndarray, np.ndarray] | None] = [None] * pts.k
+    if clock != "globaltimer" and np.isfinite(rates.launch):
+        knot_span = max(float(KNOT_SPAN_NS), KNOT_SPAN_STEPS * step)
+        pieces = _piecewise_knots(pts.s, pts.dx, pts.dy, pts.k, knot_span, *_PLAUSIBLE_NS_PER_CYCLE)
+    cmap = _ClockMap(pts.k, pts.mx, pts.my, rates.used, pieces)
+    cta_sm = np.full(n, -1, np.int64)  # per CTA: its entry SM's index in pts.sm_ids
+    cta_sm[ok] = np.searchsorted(pts.sm_ids, ctas.sm_start[ok])
+    sms, wobbly = _sm_table(pts, span, rates, cmap, cta_sm[ok], clock)
+    ns_per_cycle, offset, own = nan.copy(), nan.copy(), np.zeros(n, bool)
+    if clock == "globaltimer":
+        ns_per_cycle[ok] = 1.0
+        offset[ok] = (ctas.gs[ok] - t0).astype(np.float64)
+    else:
+        ns_per_cycle[ok], offset[ok] = _cta_lines(ctas, pts, cmap, cta_sm[ok], t0)
+        own[ok] = sms["own_rate"][cta_sm[ok]]
+    ghz = 1.0 / rates.launch if np.isfinite(rates.launch) else float("nan")
+    return ClockFit(t0, step, ghz, sms, ns_per_cycle, offset, ref, own, problems + wobbly)
 
-    # -- points: (sm, clock, gtime) of every valid pair
-    p_sm = np.concatenate([sm_start[ok], sm_end[end_ok]])
-    p_x = np.concatenate([cs[ok], ce[end_ok]])
-    p_y = np.concatenate([gs[ok], ge[end_ok]])
+
+#: the plausible clock rates as ns per cycle: (lowest, highest)
+_PLAUSIBLE_NS_PER_CYCLE = (1.0 / PLAUSIBLE_GHZ[1], 1.0 / PLAUSIBLE_GHZ[0])
+
+
+@dataclasses.dataclass
+class _Ctas:
+    """The per-CTA inputs of :func:`fit_clocks`, as int64 (bool for the masks)."""
+
+    ok: np.ndarray
+    end_ok: np.ndarray  # implies ok
+    sm_start: np.ndarray
+    sm_end: np.ndarray
+    gs: np.ndarray  # globaltimer ns and clock64 cycles at entry ...
+    cs: np.ndarray
+    ge: np.ndarray  # ... and at exit
+    ce: np.ndarray
+
+
+@dataclasses.dataclass
+class _Points:
+    """Every valid (clock64, globaltimer) pair of the launch, grouped by SM, with least-squares sums.
+
+    ``dx``, ``dy`` are a pair's cycles and ns after its SM's reference pair (its first one, ``xref``,
+    ``yref``), so float64 only ever sees small differences; the per-SM sums are over those.
+    """
+
+    sm_ids: np.ndarray  # the SMs that have pairs, increasing
+    s: np.ndarray  # per pair: its SM's index in sm_ids
+    x: np.ndarray  # per pair: clock64 cycles and globaltimer ns (int64)
+    y: np.ndarray
+    xref: np.ndarray  # per SM: its reference pair
+    yref: np.ndarray
+    dx: np.ndarray  # per pair, float
+    dy: np.ndarray
+    cnt: np.ndarray  # per SM: pairs (float)
+    mx: np.ndarray  # per SM: mean dx, mean dy
+    my: np.ndarray
+    sxx: np.ndarray  # per SM: sum of centred dx * dx and dx * dy
+    sxy: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return len(self.sm_ids)
+
+
+def _points(c: _Ctas) -> _Points:
+    """The pairs: every good CTA's entry pair on its entry SM, every usable exit pair on its exit SM."""
+    p_sm = np.concatenate([c.sm_start[c.ok], c.sm_end[c.end_ok]])
+    p_x = np.concatenate([c.cs[c.ok], c.ce[c.end_ok]])
+    p_y = np.concatenate([c.gs[c.ok], c.ge[c.end_ok]])
     sm_ids, first, p_s = np.unique(p_sm, return_index=True, return_inverse=True)
     p_s = p_s.ravel()
     k = len(sm_ids)
-    # reference point per SM (its first point), so float64 only sees small differences
     xref, yref = p_x[first], p_y[first]
     dx = (p_x - xref[p_s]).astype(np.float64)
     dy = (p_y - yref[p_s]).astype(np.float64)
@@ -150,41 +215,54 @@ def fit_clocks(
     mx = np.bincount(p_s, dx, k) / cnt
     my = np.bincount(p_s, dy, k) / cnt
     cx, cy = dx - mx[p_s], dy - my[p_s]
-    sxx = np.bincount(p_s, cx * cx, k)
-    sxy = np.bincount(p_s, cx * cy, k)
+    return _Points(sm_ids, p_s, p_x, p_y, xref, yref, dx, dy, cnt, mx, my,
+                   sxx=np.bincount(p_s, cx * cx, k), sxy=np.bincount(p_s, cx * cy, k))
 
-    # distinct clock values and globaltimer span per SM
-    order = np.lexsort((p_x, p_s))
-    s_sorted, x_sorted = p_s[order], p_x[order]
+
+def _spread(pts: _Points) -> tuple[np.ndarray, np.ndarray]:
+    """Per SM: distinct clock values among its pairs, and the globaltimer span of its pairs (ns)."""
+    order = np.lexsort((pts.x, pts.s))
+    s_sorted, x_sorted = pts.s[order], pts.x[order]
     new = np.ones(len(order), bool)
     new[1:] = (s_sorted[1:] != s_sorted[:-1]) | (x_sorted[1:] != x_sorted[:-1])
-    n_distinct = np.bincount(s_sorted[new], minlength=k)
+    n_distinct = np.bincount(s_sorted[new], minlength=pts.k)
     starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-    y_sorted = dy[order]
+    y_sorted = pts.dy[order]
     span = np.maximum.reduceat(y_sorted, starts) - np.minimum.reduceat(y_sorted, starts)
+    return n_distinct, span
 
-    gaps = np.diff(np.unique(p_y))
-    step = int(gaps.min()) if gaps.size else 0
-    min_span = max(float(min_span_ns), MIN_FIT_SPAN_STEPS * step)
 
+@dataclasses.dataclass
+class _Rates:
+    """Clock rates as ns per cycle."""
+
+    own: np.ndarray  # per SM: its own least-squares rate (NaN when not measurable)
+    good: np.ndarray  # per SM: its own rate is reliable (enough distinct values and span, plausible)
+    launch: float  # the launch-wide rate (NaN when not measurable)
+    used: np.ndarray  # per SM: its own rate where good, else the launch-wide one
+
+
+def _rates(pts: _Points, n_distinct: np.ndarray, span: np.ndarray, min_span: float,
+           clock: str) -> tuple[_Rates, list[str]]:
+    """Each SM's rate and the launch-wide rate (see the module docstring), and the problems found."""
+    problems = []
     with np.errstate(divide="ignore", invalid="ignore"):
-        b_own = np.where(sxx > 0, sxy / sxx, np.nan)  # ns per cycle
-    lo, hi = 1.0 / PLAUSIBLE_GHZ[1], 1.0 / PLAUSIBLE_GHZ[0]
+        b_own = np.where(pts.sxx > 0, pts.sxy / pts.sxx, np.nan)  # ns per cycle
+    lo, hi = _PLAUSIBLE_NS_PER_CYCLE
     plausible = np.isfinite(b_own) & (b_own >= lo) & (b_own <= hi)
     good = (n_distinct >= 2) & (span >= min_span) & plausible
     bad_rate = (n_distinct >= 2) & (span >= min_span) & ~plausible
     if bad_rate.any():
         problems.append(
             f"implausible clock rate measured on {plural(int(bad_rate.sum()), 'SM')} "
-            f"(SM {fmt_ids(sm_ids[bad_rate])}: "
+            f"(SM {fmt_ids(pts.sm_ids[bad_rate])}: "
             f"{fmt_ids([f'{1 / b:.3g} GHz' if b else 'inf' for b in b_own[bad_rate]])}); "
             "used the launch-wide rate there"
         )
-
     if good.any():
         b_launch = float(np.median(b_own[good]))
-    else:
-        tot_xx, tot_xy = float(sxx.sum()), float(sxy.sum())
+    else:  # no SM measured well on its own: the pooled within-SM fit
+        tot_xx, tot_xy = float(pts.sxx.sum()), float(pts.sxy.sum())
         b_launch = tot_xy / tot_xx if tot_xx > 0 else float("nan")
         if not (np.isfinite(b_launch) and lo <= b_launch <= hi):
             b_launch = float("nan")
@@ -193,47 +271,56 @@ def fit_clocks(
             "cannot measure the SM clock rate: the CTA headers' (globaltimer, clock64) pairs span "
             "no measurable time; event times are NaN (cycles are still exact)"
         )
-    b = np.where(good, b_own, b_launch)
+    return _Rates(b_own, good, b_launch, np.where(good, b_own, b_launch)), problems
 
-    # -- the map per SM: piecewise-linear through knots where the pairs allow it, else one line
-    pieces: list[tuple[np.ndarray, np.ndarray] | None] = [None] * k
-    if clock != "globaltimer" and np.isfinite(b_launch):
-        knot_span = max(float(KNOT_SPAN_NS), KNOT_SPAN_STEPS * step)
-        pieces = _piecewise_knots(p_s, dx, dy, k, knot_span, lo, hi)
 
-    def line(s_idx: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return my[s_idx] + b[s_idx] * (x - mx[s_idx]), b[s_idx]
+@dataclasses.dataclass
+class _ClockMap:
+    """Per SM, ns after its reference pair as a function of cycles after it: piecewise-linear through
+    the SM's knots where it has them (``pieces``), else the straight line of rate ``b`` through the
+    SM's mean pair."""
 
-    def evaluate(s_idx: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ns since the SM's reference pair, local ns per cycle) at ``x`` cycles after it."""
-        y, slope = line(s_idx, x)
+    k: int
+    mx: np.ndarray  # per SM: mean dx, mean dy
+    my: np.ndarray
+    b: np.ndarray  # per SM: ns per cycle of the straight line
+    pieces: list[tuple[np.ndarray, np.ndarray] | None]  # per SM: knots (x, y), or None
+
+    def evaluate(self, s_idx: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ns since the SM's reference pair, local ns per cycle) at ``x`` cycles after it, for points
+        on the SMs ``s_idx``."""
+        y, slope = self.my[s_idx] + self.b[s_idx] * (x - self.mx[s_idx]), self.b[s_idx]
         order = np.argsort(s_idx, kind="stable")  # the points of SM i: order[bounds[i]:bounds[i + 1]]
-        bounds = np.searchsorted(s_idx[order], np.arange(k + 1))
-        for sm in np.flatnonzero([pc is not None for pc in pieces]):  # a loop over SMs
+        bounds = np.searchsorted(s_idx[order], np.arange(self.k + 1))
+        for sm in np.flatnonzero([pc is not None for pc in self.pieces]):  # a loop over SMs
             sel = order[bounds[sm]:bounds[sm + 1]]
             if len(sel):
-                y[sel], slope[sel] = _interp(*pieces[sm], x[sel])
+                y[sel], slope[sel] = _interp(*self.pieces[sm], x[sel])
         return y, slope
 
-    resid = dy - evaluate(p_s, dx)[0]  # NaN where no rate is known
-    rms = np.sqrt(np.bincount(p_s, resid * resid, k) / cnt)
+
+def _sm_table(pts: _Points, span: np.ndarray, rates: _Rates, cmap: _ClockMap, good_cta_sm: np.ndarray,
+              clock: str) -> tuple[np.ndarray, list[str]]:
+    """The ``SM_CLOCK_DTYPE`` table (``good_cta_sm``: the SM index of each good CTA), and a problem
+    when the map leaves large residuals."""
+    k = pts.k
+    resid = pts.dy - cmap.evaluate(pts.s, pts.dx)[0]  # NaN where no rate is known
+    rms = np.sqrt(np.bincount(pts.s, resid * resid, k) / pts.cnt)
     max_res = np.zeros(k)
     with np.errstate(invalid="ignore"):
-        np.fmax.at(max_res, p_s, np.abs(resid))
+        np.fmax.at(max_res, pts.s, np.abs(resid))
     max_res[~np.isfinite(rms)] = np.nan
 
     sms = np.zeros(k, SM_CLOCK_DTYPE)
-    sms["sm"] = sm_ids
-    cta_s = np.full(n, -1, np.int64)
-    cta_s[ok] = np.searchsorted(sm_ids, sm_start[ok])
-    sms["n_ctas"] = np.bincount(cta_s[ok], minlength=k)
-    sms["n_points"] = cnt
+    sms["sm"] = pts.sm_ids
+    sms["n_ctas"] = np.bincount(good_cta_sm, minlength=k)
+    sms["n_points"] = pts.cnt
     sms["span_ns"] = span
-    sms["ghz"] = 1.0 / b
-    sms["own_rate"] = good
+    sms["ghz"] = 1.0 / rates.used
+    sms["own_rate"] = rates.good
     sms["n_segments"] = 1
-    sms["ghz_min"] = sms["ghz_max"] = 1.0 / b
-    for sm, pc in enumerate(pieces):
+    sms["ghz_min"] = sms["ghz_max"] = 1.0 / rates.used
+    for sm, pc in enumerate(cmap.pieces):  # a loop over SMs
         if pc is not None:
             kx, ky = pc
             seg_ghz = np.diff(kx) / np.diff(ky)
@@ -241,38 +328,32 @@ def fit_clocks(
             sms["ghz_min"][sm], sms["ghz_max"][sm] = seg_ghz.min(), seg_ghz.max()
             sms["own_rate"][sm] = True
     with np.errstate(divide="ignore", invalid="ignore"):
-        sms["fit_ghz"] = np.where(b_own > 0, 1.0 / b_own, np.nan)
+        sms["fit_ghz"] = np.where(rates.own > 0, 1.0 / rates.own, np.nan)
     sms["rms_ns"] = rms
     sms["max_residual_ns"] = max_res
-    if clock != "globaltimer":
-        wobbly = np.isfinite(max_res) & (max_res > RESIDUAL_WARN_NS)
-        if wobbly.any():
-            problems.append(
-                f"clock map residual above {RESIDUAL_WARN_NS:g} ns on {plural(int(wobbly.sum()), 'SM')} "
-                f"(SM {fmt_ids(sm_ids[wobbly])}; worst {float(max_res[wobbly].max()):.0f} ns): "
-                "the SM clock rate changed faster than the CTA headers can follow; times there are approximate"
-            )
+    wobbly = np.isfinite(max_res) & (max_res > RESIDUAL_WARN_NS)
+    if clock == "globaltimer" or not wobbly.any():
+        return sms, []
+    return sms, [
+        f"clock map residual above {RESIDUAL_WARN_NS:g} ns on {plural(int(wobbly.sum()), 'SM')} "
+        f"(SM {fmt_ids(pts.sm_ids[wobbly])}; worst {float(max_res[wobbly].max()):.0f} ns): "
+        "the SM clock rate changed faster than the CTA headers can follow; times there are approximate"
+    ]
 
-    ns_per_cycle = nan.copy()
-    offset = nan.copy()
-    own = np.zeros(n, bool)
-    s = cta_s[ok]
-    if clock == "globaltimer":
-        ns_per_cycle[ok] = 1.0
-        offset[ok] = (gs[ok] - t0).astype(np.float64)
-    else:
-        x0 = (cs[ok] - xref[s]).astype(np.float64)
-        y0, rate = evaluate(s, x0)
-        # a CTA with an exit pair on the same SM: the line through the map at its entry and exit
-        same = end_ok[ok] & (sm_end[ok] == sm_start[ok]) & (ce[ok] > cs[ok])
-        x1 = (ce[ok] - xref[s]).astype(np.float64)
-        y1, _ = evaluate(s[same], x1[same])
-        rate[same] = (y1 - y0[same]) / (x1[same] - x0[same])
-        ns_per_cycle[ok] = rate
-        offset[ok] = (yref[s] - t0).astype(np.float64) + y0
-        own[ok] = sms["own_rate"][s]
-    ghz = 1.0 / b_launch if np.isfinite(b_launch) else float("nan")
-    return ClockFit(t0, step, ghz, sms, ns_per_cycle, offset, ref, own, problems)
+
+def _cta_lines(c: _Ctas, pts: _Points, cmap: _ClockMap, s: np.ndarray,
+               t0: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ns per cycle, offset ns on the launch axis) of every good CTA (on SM index ``s``): the line
+    through the map at its entry and, when it has an exit pair on the same SM, its exit; else the
+    map's local rate at its entry."""
+    ok = c.ok
+    x0 = (c.cs[ok] - pts.xref[s]).astype(np.float64)
+    y0, rate = cmap.evaluate(s, x0)
+    same = c.end_ok[ok] & (c.sm_end[ok] == c.sm_start[ok]) & (c.ce[ok] > c.cs[ok])
+    x1 = (c.ce[ok] - pts.xref[s]).astype(np.float64)
+    y1, _ = cmap.evaluate(s[same], x1[same])
+    rate[same] = (y1 - y0[same]) / (x1[same] - x0[same])
+    return rate, (pts.yref[s] - t0).astype(np.float64) + y0
 
 
 def _piecewise_knots(p_s: np.ndarray, dx: np.ndarray, dy: np.ndarray, k: int, span: float,

@@ -121,7 +121,7 @@ class EventColumns:
         return out
 
     @classmethod
-    def from_structured(cls, events: np.ndarray) -> "EventColumns":
+    def from_structured(cls, events: np.ndarray) -> EventColumns:
         """Columns of an ``EVENT_DTYPE`` array sorted by (launch, cta, warp, seq)."""
         e = events
         E = len(e)

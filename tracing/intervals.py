@@ -23,6 +23,7 @@ import numpy as np
 
 from ._common import ScopesLike, fmt_ids, in_table, plural, scope_id_array
 from .columns import EVENT_DTYPE, EventColumns
+from .parallel import map_blocks
 
 #: One matched (start, end) pair.  Sorted by (launch, cta, warp, start seq).
 INTERVAL_DTYPE = np.dtype(
@@ -111,8 +112,6 @@ class Pairs:
 def pair_columns(cols: EventColumns, scopes: ScopesLike = None, threads: int | None = None) -> Pairs:
     """Match scope starts and ends of ``cols`` (see the module docstring); events whose scope id is
     not in ``scopes`` (when given) are never paired."""
-    from .decode import _map
-
     ids = scope_id_array(scopes) if scopes is not None else None
     E = len(cols)
     scope, is_end, start = cols["scope"], cols["is_end"], cols.start
@@ -124,7 +123,7 @@ def pair_columns(cols: EventColumns, scopes: ScopesLike = None, threads: int | N
         ea, eb = int(start[sa]), int(start[sb])
         return _pair_block(scope[ea:eb], is_end[ea:eb], start[sa:sb] - ea, ids, ea)
 
-    parts = _map(block, list(zip(bounds[:-1], bounds[1:])), E, threads) if E else []
+    parts = map_blocks(block, list(zip(bounds[:-1], bounds[1:], strict=True)), E, threads) if E else []
     if not parts:
         z = np.zeros(0, np.int64)
         return Pairs(z, z.copy(), np.zeros(0, np.uint16), z.copy())

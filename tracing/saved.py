@@ -28,15 +28,18 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
 
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
+from kperf.dialect.scope_table import Scope, ScopeTable
 
 from .columns import EventColumns
-from .decode import DecodedLaunch, decode
+from .decode import decode
+from .launch import DecodedLaunch
 
 FORMAT = "kperf-profile"
 VERSION = 1
@@ -49,7 +52,6 @@ _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # zip local file header
 
 def kperf_version() -> str:
     try:
-        from importlib.metadata import version
         return version("kperf")
     except Exception:  # not installed as a distribution (running from a checkout)
         return "0+unknown"
@@ -73,7 +75,8 @@ def _launch_manifest(i: int, d: DecodedLaunch, payload: str) -> dict:
         "geometry": _geometry_json(d.geometry), "strategy": d.strategy,
         "scopes": None if d.scopes is None else [[int(k), v] for k, v in sorted(d.scopes.items())],
         "warp_roles": d.warp_roles, "clock_ghz": d.clock_ghz if np.isfinite(d.clock_ghz) else None,
-        "sm_clocks_ghz": {str(int(r["sm"])): float(r["ghz"]) for r in d.sm_clocks} if len(d.sm_clocks) else {},
+        "sm_clocks_ghz": ({str(int(r["sm"])): float(r["ghz"]) for r in d.sm_clocks}
+                          if len(d.sm_clocks) else {}),
         "t0_ns": int(d.t0_ns), "gtime_step_ns": int(d.gtime_step_ns), "n_events": d.n_events,
         "lost_total": int(d.lost_total), "problems": list(d.problems), "payload": payload,
     }
@@ -129,7 +132,9 @@ def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, 
             z.writestr(MANIFEST, json.dumps(manifest, indent=1))
             for name, data in members:
                 with z.open(name, "w", force_zip64=True) as w:
-                    w.write(memoryview(np.ascontiguousarray(data)).cast("B") if isinstance(data, np.ndarray) else data)
+                    if isinstance(data, np.ndarray):
+                        data = memoryview(np.ascontiguousarray(data)).cast("B")
+                    w.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -143,7 +148,8 @@ def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, 
 
 def _damaged(path: str, cause: str) -> KperfError:
     return KperfError(f"{path} is not a readable kperf profile: {cause}",
-                      fix="the file is damaged or truncated (an interrupted save or copy?); save or copy it again")
+                      fix="the file is damaged or truncated (an interrupted save or copy?); "
+                          "save or copy it again")
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
@@ -155,7 +161,8 @@ def read_manifest(path: str | os.PathLike) -> dict:
 
 def _open(path: str) -> zipfile.ZipFile:
     if not os.path.exists(path):
-        raise KperfError(f"no saved profile at {path}", fix="check the path; Profile.save() writes .kperf files")
+        raise KperfError(f"no saved profile at {path}",
+                         fix="check the path; Profile.save() writes .kperf files")
     if os.path.isdir(path):
         cand = [f for f in sorted(os.listdir(path)) if f.endswith(SUFFIX)]
         raise KperfError(f"{path} is a directory, not a .kperf file",
@@ -174,14 +181,16 @@ def _manifest(path: str, z: zipfile.ZipFile) -> dict:
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
         raise _damaged(path, f"cannot read {MANIFEST} ({e})") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise KperfError(f"{path} is a zip file but not a kperf profile (format {m.get('format') if isinstance(m, dict) else None!r})",
+        found = m.get("format") if isinstance(m, dict) else None
+        raise KperfError(f"{path} is a zip file but not a kperf profile (format {found!r})",
                          fix="pass a file written by Profile.save() or kperf.tracing.saved.save_profile()")
     v = m.get("version")
     if not isinstance(v, int) or v > VERSION or v < 1:
         raise KperfError(f"{path} is a kperf profile of format version {v!r}; this kperf "
                          f"({kperf_version()}) reads versions 1 to {VERSION}",
-                         fix="upgrade kperf to read it (pip install -U kperf)" if isinstance(v, int) and v > VERSION
-                         else "the manifest is damaged; save the profile again")
+                         fix=("upgrade kperf to read it (pip install -U kperf)"
+                              if isinstance(v, int) and v > VERSION
+                              else "the manifest is damaged; save the profile again"))
     if not m.get("launches"):
         raise KperfError(f"{path} holds no launches", fix="save a profile that captured at least one launch")
     return m
@@ -239,7 +248,8 @@ def load_profile(path: str | os.PathLike, *, threads: int | None = None) -> list
             except KperfError:
                 raise
             except (KeyError, TypeError, ValueError) as err:
-                raise _damaged(path, f"launch {e.get('index') if isinstance(e, dict) else '?'}: {err}") from None
+                index = e.get("index") if isinstance(e, dict) else "?"
+                raise _damaged(path, f"launch {index}: {err}") from None
     return out
 
 
@@ -266,8 +276,8 @@ def _load_launch(path, z, mm, e: dict, threads) -> DecodedLaunch:
     cols = EventColumns(seg, rd("scope"), rd("is_end"), rd("cycles"), rd("time_ns"), seq=seq)
     ghz = e.get("clock_ghz")
     return DecodedLaunch(
-        launch=e["launch"], geometry=g, strategy=e["strategy"], columns=cols, ctas=rd("ctas"), lost=rd("lost"),
-        lost_total=int(e["lost_total"]), problems=list(e["problems"]), t0_ns=int(e["t0_ns"]),
+        launch=e["launch"], geometry=g, strategy=e["strategy"], columns=cols, ctas=rd("ctas"),
+        lost=rd("lost"), lost_total=int(e["lost_total"]), problems=list(e["problems"]), t0_ns=int(e["t0_ns"]),
         clock_ghz=float("nan") if ghz is None else float(ghz), sm_clocks=rd("sm_clocks"), scopes=scopes,
         gtime_step_ns=int(e.get("gtime_step_ns", 0)), **meta)
 
@@ -277,7 +287,7 @@ class SavedKernel:
     """What a saved launch tells of its kernel (the fields of ``kperf.runtime.KernelInfo`` reports use)."""
 
     name: str
-    scopes: Any  # a kperf.dialect.scope_table.ScopeTable
+    scopes: ScopeTable
     geometry: Geometry
     strategy: str
 
@@ -286,8 +296,6 @@ class SavedLaunch:
     """A launch loaded from a ``.kperf`` file, shaped like ``kperf.runtime.LaunchRecord`` for ``Profile``."""
 
     def __init__(self, d: DecodedLaunch):
-        from kperf.dialect.scope_table import Scope, ScopeTable
-
         self._decoded = d
         self.index = d.launch
         self.n_ctas = d.n_ctas

@@ -17,9 +17,10 @@ and no "wait" scope; a "softmax" scope exists only there.
 
 from __future__ import annotations
 
+from reference_encoder import SmClock, encode, make_cta
+
 from kperf.dialect.layout import Geometry
 from kperf.tracing import decode
-from reference_encoder import SmClock, encode, make_cta
 
 G0 = 1_700_000_000_000_000_000
 GHZ = 2.0

@@ -25,14 +25,14 @@ import numpy as np
 
 from kperf.dialect.layout import (
     CTA_HEADER_DTYPE,
+    FLAG_SAMPLED_OUT,
     HEADER_OFFSETS,
     MAGIC,
+    SUPPORTED_VERSIONS,
     TAG_END,
     TAG_SCOPE_SHIFT,
     TAG_VALID,
-    SUPPORTED_VERSIONS,
     VERSION,
-    FLAG_SAMPLED_OUT,
     Geometry,
 )
 
@@ -114,7 +114,8 @@ def encode(geometry: Geometry, strategy: str, ctas: list[CtaSpec], *,
                 if slot >= cap and geometry.sink:  # fold: records past capacity land in the sink
                     slot = cap + (count - cap) % geometry.sink
                 if slot < cap + geometry.sink:
-                    off = base + geometry.records_offset + w * geometry.warp_bytes + slot * geometry.record_bytes
+                    off = (base + geometry.records_offset + w * geometry.warp_bytes
+                           + slot * geometry.record_bytes)
                     tag = c.raw_tags.get((w, k), raw_tag(scope, is_end))
                     struct.pack_into("<I", buf, off, tag)
                     value = t & 0xFFFFFFFF if geometry.clock == "clock" else t & _U64
@@ -199,12 +200,10 @@ def bulk_buffer(n_ctas: int, num_warps: int, capacity: int, clock: str = "clock"
     Every warp fills its capacity with properly nested scopes: record i is scope (i // 2) % n_scopes,
     start for even i, end for odd i, 100 cycles apart; SMs run at 2 GHz.
     """
-    from kperf.dialect.layout import MAGIC as _M, TAG_SCOPE_SHIFT as _S, TAG_VALID as _V, VERSION as _VER
-
     g = Geometry(num_warps, capacity, clock)
     a = np.zeros(n_ctas, g.cta_dtype())
     h = a["header"]
-    h["magic"], h["version"], h["num_warps"] = _M, _VER, num_warps
+    h["magic"], h["version"], h["num_warps"] = MAGIC, VERSION, num_warps
     cta = np.arange(n_ctas)
     sm = cta % n_sms
     start_ns = cta // n_sms * 50_000
@@ -216,7 +215,7 @@ def bulk_buffer(n_ctas: int, num_warps: int, capacity: int, clock: str = "clock"
     h["ctaid_x"] = cta
     a["counts"] = capacity
     i = np.arange(capacity)
-    a["records"]["tag"] = _V | (((i // 2) % n_scopes) << _S) | (i & 1)
+    a["records"]["tag"] = TAG_VALID | (((i // 2) % n_scopes) << TAG_SCOPE_SHIFT) | (i & 1)
     t = clock_start[:, None, None] + 10 + i * 100
     a["records"]["time"] = (t & 0xFFFFFFFF) if clock == "clock" else t
     return g, a.tobytes()

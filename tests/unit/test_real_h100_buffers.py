@@ -47,7 +47,8 @@ def test_gemm_every_record_present_and_sane():
     assert (iv["end_ns"] >= iv["start_ns"]).all()
 
 
-@pytest.mark.parametrize("case,strategy", [("gemm1024_overflow64", "keep-first"), ("gemm1024_wrap64", "wrap")])
+@pytest.mark.parametrize("case,strategy",
+                         [("gemm1024_overflow64", "keep-first"), ("gemm1024_wrap64", "wrap")])
 def test_small_buffer_loses_an_exact_count(case, strategy):
     info, d = load(case)
     assert info["strategy"] == strategy and info["capacity"] == 64

@@ -6,10 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
+from reference_encoder import encode, make_cta
 
 from kperf.dialect.layout import Geometry
 from kperf.tracing import decode
-from reference_encoder import encode, make_cta
 
 G0 = 1_700_000_000_000_000_000
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_encoder import CtaSpec, SmClock, bulk_buffer, encode, expected_events, make_cta, raw_tag
 
 from kperf.dialect.layout import CLOCKS, MAGIC, Geometry
 from kperf.tracing import CTA_DTYPE, EVENT_DTYPE, LOST_DTYPE, decode
-from reference_encoder import CtaSpec, SmClock, encode, expected_events, make_cta, raw_tag
+from kperf.tracing.parallel import PARALLEL_MIN_EVENTS
 
 G0 = 1_700_000_000_000_000_000  # a realistic absolute globaltimer value, ns
 
@@ -20,7 +21,7 @@ G0 = 1_700_000_000_000_000_000  # a realistic absolute globaltimer value, ns
 def got(d):
     e = d.events
     return list(zip(e["cta"].tolist(), e["warp"].tolist(), e["seq"].tolist(), e["scope"].tolist(),
-                    e["is_end"].tolist(), e["cycles"].tolist()))
+                    e["is_end"].tolist(), e["cycles"].tolist(), strict=True))
 
 
 def simple_cta(warps, *, cs=10_000_000, span=1_000_000, sm=0, ctaid=(0, 0, 0), gs=G0, **kw):
@@ -421,3 +422,23 @@ def test_property_encode_decode_round_trip(case):
                       for i, c in enumerate(ctas) for w, r in enumerate(c.warps) if len(r) > cap)
     assert sorted(d.lost.tolist()) == exp_lost
     assert d.lost_total == sum(x[4] for x in exp_lost)
+
+
+# --------------------------------------------------------------------------- the thread pool
+
+
+@pytest.mark.parametrize("clock", ["clock", "globaltimer"])
+def test_threads_change_nothing(clock):
+    """A launch large enough for the thread pool (kperf.tracing.parallel) decodes and pairs exactly as on
+    one thread, dropped records included (their gaps are closed across blocks)."""
+    g, buf = bulk_buffer(1100, 4, 128, clock=clock)  # 563,200 events: over PARALLEL_MIN_EVENTS
+    a = np.frombuffer(buf, g.cta_dtype()).copy()
+    a["records"]["tag"][[3, 500, 1099], [0, 2, 3], [5, 0, 127]] = 0  # unwritten slots in three blocks
+    one, many = (decode(a, g, strategy="keep-first", threads=t) for t in (1, 4))
+    assert len(one.events) == 1100 * 4 * 128 - 3 >= PARALLEL_MIN_EVENTS
+    for f in EVENT_DTYPE.names:
+        np.testing.assert_array_equal(one.events[f], many.events[f])
+    assert one.problems == many.problems and "3 records with an invalid tag" in one.problems[0]
+    for x, y in zip(one.intervals(), many.intervals(), strict=True):
+        for f in x.dtype.names:
+            np.testing.assert_array_equal(x[f], y[f])

@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 import pytest
+from reference_encoder import CtaSpec, bulk_buffer, encode
 
 from kperf.dialect.layout import Geometry
 from kperf.tracing import EVENT_DTYPE, INTERVAL_DTYPE, decode, describe_unmatched, pair
-from reference_encoder import CtaSpec, bulk_buffer, encode
 
 G0 = 1_700_000_000_000_000_000
 CS = 10_000_000
@@ -155,5 +155,5 @@ def test_pairing_matches_the_rule_on_random_sequences(seed):
         scopes = None if trial % 3 else [f"s{i}" for i in range(max(ns - 1, 1))]
         iv, un = pair(ev, scopes)
         want = reference_pairs(ev, scopes)
-        assert [(int(a), int(b)) for a, b in zip(iv["start_cycles"], iv["end_cycles"])] == want
+        assert [(int(a), int(b)) for a, b in zip(iv["start_cycles"], iv["end_cycles"], strict=True)] == want
         assert len(un) == E - 2 * len(want)

@@ -7,13 +7,13 @@ import zipfile
 
 import numpy as np
 import pytest
+from reference_encoder import CtaSpec, bulk_buffer, encode
 
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
 from kperf.profile_data import Profile
 from kperf.tracing import decode, load_profile, save_profile
 from kperf.tracing.saved import SavedLaunch, read_manifest
-from reference_encoder import CtaSpec, bulk_buffer, encode
 
 G0 = 1_700_000_000_000_000_000
 

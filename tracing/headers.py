@@ -1,0 +1,143 @@
+"""Check the CTA headers of a launch's buffer (format: :mod:`kperf.dialect.layout`).
+
+A CTA region is *good* (``ok``) when its header was written (not all zero) and has the right magic,
+a supported version and the geometry's ``num_warps``; only good CTAs are decoded into events.  Its
+exit pair (``gtime_end``, ``clock_end``) is usable (``end_ok``) when it was written and does not lie
+before the entry pair (the clocks are only compared when the CTA ended on the SM it started on).
+
+Nothing here raises: each kind of bad header becomes one sentence in :attr:`CtaHeaders.problems`,
+naming the CTAs (a few, then a count) and what the decoder does about them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from kperf.dialect.layout import CTA_HEADER_BYTES, MAGIC, SUPPORTED_VERSIONS, Geometry
+
+from ._common import fmt_ids, plural
+
+
+@dataclasses.dataclass
+class CtaHeaders:
+    """The headers of a launch's CTA regions, checked; per-CTA arrays (int64 for the readings)."""
+
+    fields: np.ndarray  # the raw headers (CTA_HEADER_DTYPE), one per region
+    ok: np.ndarray  # bool: a good header (see the module docstring)
+    end_ok: np.ndarray  # bool: good, and the exit pair is usable
+    sm_start: np.ndarray  # %smid at entry ...
+    sm_end: np.ndarray  # ... and before ret
+    gtime_start: np.ndarray  # (globaltimer ns, clock64 cycles) at entry ...
+    clock_start: np.ndarray
+    gtime_end: np.ndarray  # ... and before ret (0, 0 when never written)
+    clock_end: np.ndarray
+    problems: list[str]
+
+
+def check_headers(regions: np.ndarray, raw: np.ndarray, geometry: Geometry) -> CtaHeaders:
+    """Check the headers of ``regions`` (``geometry.cta_dtype()`` array; ``raw``: the same bytes as a
+    ``(n_ctas, cta_bytes)`` uint8 array) and say what is wrong with them."""
+    hdr = regions["header"]
+    written = raw[:, :CTA_HEADER_BYTES].any(axis=1)
+    valid, field_problems = _check_fields(hdr, written, geometry)
+    h = CtaHeaders(
+        fields=hdr, ok=written & valid, end_ok=np.zeros(len(hdr), bool),
+        sm_start=hdr["smid_start"].astype(np.int64), sm_end=hdr["smid_end"].astype(np.int64),
+        gtime_start=hdr["gtime_start"].astype(np.int64), clock_start=hdr["clock_start"].astype(np.int64),
+        gtime_end=hdr["gtime_end"].astype(np.int64), clock_end=hdr["clock_end"].astype(np.int64),
+        problems=_never_written_problems(raw, written) + field_problems,
+    )
+    h.end_ok, exit_problems = _check_exit_pairs(h)
+    h.problems += exit_problems + _check_ctaids(h)
+    return h
+
+
+def _never_written_problems(raw: np.ndarray, written: np.ndarray) -> list[str]:
+    """CTAs whose header is all zero (did not run, or another launch's buffer)."""
+    never = np.flatnonzero(~written)
+    if not never.size:
+        return []
+    with_data = never[raw[never, CTA_HEADER_BYTES:].any(axis=1)]
+    msg = (f"{plural(never.size, 'CTA')} never wrote {'its' if never.size == 1 else 'their'} header "
+           "(all-zero header: the CTA did not run, "
+           f"or the buffer is not this launch's): CTA {fmt_ids(never)}")
+    if with_data.size:
+        msg += (f"; yet {plural(with_data.size, 'of them has', 'of them have')} record data: "
+                f"CTA {fmt_ids(with_data)}")
+    return [msg + "; left out of the events"]
+
+
+def _check_fields(hdr: np.ndarray, written: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, list[str]]:
+    """Whether magic, version and num_warps are right, per CTA; and the problems of the written CTAs
+    where one is not, each reported by the first field that is wrong."""
+    problems = []
+    magic, version, nwarps = hdr["magic"], hdr["version"], hdr["num_warps"]
+    magic_ok = magic == MAGIC
+    version_ok = np.isin(version, SUPPORTED_VERSIONS)
+    nw_ok = nwarps == geometry.num_warps
+    bad = np.flatnonzero(written & ~magic_ok)
+    if bad.size:
+        problems.append(
+            f"{plural(bad.size, 'CTA')} with a bad magic (expected 0x{MAGIC:08X}): "
+            + fmt_ids([f"CTA {c} (0x{int(magic[c]):08X})" for c in bad[:8]], total=bad.size)
+            + "; left out of the events"
+        )
+    bad = np.flatnonzero(written & magic_ok & ~version_ok)
+    if bad.size:
+        problems.append(
+            f"{plural(bad.size, 'CTA')} with format version "
+            f"{fmt_ids(np.unique(version[bad]))}, this decoder reads version {fmt_ids(SUPPORTED_VERSIONS)}: "
+            f"CTA {fmt_ids(bad)}; left out of the events"
+        )
+    bad = np.flatnonzero(written & magic_ok & version_ok & ~nw_ok)
+    if bad.size:
+        problems.append(
+            f"{plural(bad.size, 'CTA')} whose header says num_warps "
+            f"{fmt_ids(np.unique(nwarps[bad]))} but the geometry has {geometry.num_warps} (wrong geometry?): "
+            f"CTA {fmt_ids(bad)}; left out of the events"
+        )
+    return magic_ok & version_ok & nw_ok, problems
+
+
+def _check_exit_pairs(h: CtaHeaders) -> tuple[np.ndarray, list[str]]:
+    """``end_ok`` per CTA, and the problems: exit pairs never written, running backwards, or read on
+    another SM than the entry pair."""
+    problems = []
+    ok, gs, cs, ge, ce = h.ok, h.gtime_start, h.clock_start, h.gtime_end, h.clock_end
+    end_written = (ge != 0) | (ce != 0)
+    same_sm = h.sm_start == h.sm_end
+    end_ok = ok & end_written & (ge >= gs) & (~same_sm | (ce >= cs))
+    bad = np.flatnonzero(ok & ~end_written)
+    if bad.size:
+        problems.append(f"{plural(bad.size, 'CTA')} never wrote exit timestamps (did not reach ret?): "
+                          f"CTA {fmt_ids(bad)}")
+    bad = np.flatnonzero(ok & end_written & ~end_ok)
+    if bad.size:
+        problems.append(f"{plural(bad.size, 'CTA')} with exit timestamps before entry timestamps: "
+                          f"CTA {fmt_ids(bad)}; exit pair not used for the clock fit")
+    bad = np.flatnonzero(ok & ~same_sm & end_written)
+    if bad.size:
+        problems.append(f"{plural(bad.size, 'CTA')} ended on another SM than it started on (migrated?): "
+                          f"CTA {fmt_ids(bad)}; their events are placed with the entry SM's clock")
+    return end_ok, problems
+
+
+def _check_ctaids(h: CtaHeaders) -> list[str]:
+    """The buffer is laid out by linear CTA id: regions holding another CTA's ctaid, checked when every
+    header is good and the grid they imply has exactly one CTA per region."""
+    hdr, ok = h.fields, h.ok
+    n = len(ok)
+    if not (ok.all() and n):
+        return []
+    gx, gy, gz = (int(hdr[f][ok].max()) + 1 for f in ("ctaid_x", "ctaid_y", "ctaid_z"))
+    if gx * gy * gz != n:
+        return []
+    cx, cy, cz = (hdr[f].astype(np.int64) for f in ("ctaid_x", "ctaid_y", "ctaid_z"))
+    lin = cx + gx * (cy + gy * cz)
+    bad = np.flatnonzero(lin != np.arange(n))
+    if not bad.size:
+        return []
+    return [f"{plural(bad.size, 'CTA region')} holding another CTA's ctaid "
+            f"(grid {gx}x{gy}x{gz}): region {fmt_ids(bad)}"]
