@@ -210,7 +210,7 @@ def main(argv=None) -> int:
         per = res["all_events_perfetto"]
         res["kperf_encoder_slices_per_s"] = per["slices"] / per["write_s"]
     res["machine"] = machine()
-    res["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    res["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     res["command"] = "python3 " + " ".join([command_name()] + (argv if argv is not None else sys.argv[1:]))
     with open(os.path.join(args.out, "host_throughput.json"), "w") as f:
         json.dump(res, f, indent=1)

@@ -153,7 +153,9 @@ class Geometry:
     @property
     def slot_warps(self) -> np.ndarray:
         """The warp index of each slot (int64 array of length ``slots``)."""
-        return np.arange(self.num_warps, dtype=np.int64) if self.warps is None else np.array(self.warps, np.int64)
+        if self.warps is None:
+            return np.arange(self.num_warps, dtype=np.int64)
+        return np.array(self.warps, np.int64)
 
     @property
     def record_bytes(self) -> int:
@@ -186,7 +188,7 @@ class Geometry:
                 "warps": None if self.warps is None else list(self.warps), "sink": self.sink}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Geometry":
+    def from_json(cls, d: dict) -> Geometry:
         warps = d.get("warps")
         return cls(int(d["num_warps"]), int(d["capacity"]), d.get("clock", "clock"),
                    None if warps is None else tuple(warps), int(d.get("sink", 0)))

@@ -127,7 +127,7 @@ class ProfileConfig:
         return MODE_PREFIX + ":" + ",".join(f"{k}={v}" for k, v in items)
 
     @classmethod
-    def from_mode(cls, mode: str) -> "ProfileConfig":
+    def from_mode(cls, mode: str) -> ProfileConfig:
         prefix, _, body = mode.partition(":")
         if prefix != MODE_PREFIX:
             raise KperfError(f"not a kperf instrumentation mode: {mode!r}")

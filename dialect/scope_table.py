@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 from .errors import KperfError
-from .record import RecordOp
 from .layout import MAX_SCOPES
+from .record import RecordOp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ScopeTable:
         return [dataclasses.asdict(s) for s in self.scopes]
 
     @classmethod
-    def from_json(cls, data: list[dict]) -> "ScopeTable":
+    def from_json(cls, data: list[dict]) -> ScopeTable:
         return cls([Scope(int(d["id"]), str(d["name"]), int(d["parent"]), d.get("loc")) for d in data])
 
     def __len__(self) -> int:
@@ -61,7 +61,8 @@ def build_scope_table(blocks: list[list[RecordOp]]) -> ScopeTable:
             if op.is_start:
                 if any(s.name == op.name for s in stack):
                     raise KperfError(f'scope "{op.name}" opens inside itself', where=op.loc,
-                                     fix="close it before opening it again, or give the inner one another name")
+                                     fix="close it before opening it again, "
+                                         "or give the inner one another name")
                 if op.name not in by_name:
                     if len(table.scopes) >= MAX_SCOPES:
                         raise KperfError(f"more than {MAX_SCOPES} scopes in one kernel", where=op.loc)

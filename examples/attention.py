@@ -113,7 +113,8 @@ def signature(dtype: str = "fp16") -> dict[str, str]:
     """Triton signature of ``attn_fwd_kernel`` for ``dtype`` in ``("fp16", "bf16")``."""
     return {"sm_scale": "fp32", "M": "*fp32", "Z": "i32", "H": "i32", "Q": f"*{dtype}", "K": f"*{dtype}",
             "V": f"*{dtype}", "Out": f"*{dtype}", "N_CTX": "constexpr", "HEAD_DIM": "constexpr",
-            "BLOCK_M": "constexpr", "BLOCK_N": "constexpr", "CAUSAL": "constexpr", "WARP_SPECIALIZE": "constexpr"}
+            "BLOCK_M": "constexpr", "BLOCK_N": "constexpr", "CAUSAL": "constexpr",
+            "WARP_SPECIALIZE": "constexpr"}
 
 
 def constexprs(*, n_ctx: int = 4096, head_dim: int = 128, causal: bool = False, block_m: int = 128,

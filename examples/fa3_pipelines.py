@@ -25,10 +25,10 @@ express it:
   producer loads the next tile's Q (once both consumers released it) and K/V while the consumers finish
   the last PV and store O through their own buffers: no per-CTA pipeline fill and drain.
 
-Scopes (per warp, in the kperf trace): producer ``wait_q_empty``, ``load_q``, ``wait_k_empty``, ``wait_v_empty``;
-consumers ``wait_q``, ``wait_k`` / ``wait_v`` (TMA data not yet there), ``turn`` (ping-pong: waiting
-for the other warpgroup's GEMMs), ``qk`` / ``pv`` (serial: issue and wait), ``issue`` and ``wait_qk`` /
-``wait_pv`` (overlapped), ``softmax``, ``epilogue``.
+Scopes (per warp, in the kperf trace): producer ``wait_q_empty``, ``load_q``, ``wait_k_empty``,
+``wait_v_empty``; consumers ``wait_q``, ``wait_k`` / ``wait_v`` (TMA data not yet there), ``turn``
+(ping-pong: waiting for the other warpgroup's GEMMs), ``qk`` / ``pv`` (serial: issue and wait),
+``issue`` and ``wait_qk`` / ``wait_pv`` (overlapped), ``softmax``, ``epilogue``.
 
 Run it (needs a Hopper GPU): ``python examples/fa3_pipelines.py --out out/fa3`` checks every pipeline
 against PyTorch SDPA (fp32) and writes a kperf trace and summary per pipeline.  Compile-only:
@@ -45,8 +45,13 @@ import pathlib
 
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma,
-                                                                 warpgroup_mma, warpgroup_mma_wait)
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared,
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
 
 import kperf
 from kperf.dialect.errors import KperfError
@@ -92,7 +97,8 @@ def _load_block(desc, row, bar, smem, smem2, BLOCK_N: gl.constexpr, SPLIT_N: gl.
     (SPLIT_N) boxes of SPLIT_N rows into the slices of ``smem`` and into ``smem2``, all behind ``bar``."""
     if SPLIT_N > 0:
         for h in gl.static_range(BLOCK_N // SPLIT_N):
-            tma.async_copy_global_to_shared(desc, [row + h * SPLIT_N, 0], bar, smem.slice(h * SPLIT_N, SPLIT_N))
+            tma.async_copy_global_to_shared(desc, [row + h * SPLIT_N, 0], bar,
+                                            smem.slice(h * SPLIT_N, SPLIT_N))
         tma.async_copy_global_to_shared(desc, [row + BLOCK_N, 0], bar, smem2)
     else:
         tma.async_copy_global_to_shared(desc, [row, 0], bar, smem)
@@ -110,8 +116,8 @@ def _load_ring(desc, row, it, empty, ready, smem, smem2, nbytes, NBUF: gl.conste
 
 
 @gluon.jit
-def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready, k_empty,
-              v_ready, v_empty, n_m, n_tiles, N_CTX, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr,
+def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready,
+              k_empty, v_ready, v_empty, n_m, n_tiles, N_CTX, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr,
               STAGES: gl.constexpr, V_STAGES: gl.constexpr, CAUSAL: gl.constexpr):
     """Producer partition: per tile, Q once (one 64-row half per consumer, when the consumers have released
     the previous tile's Q), then K_j and V_j into their rings (with SPLIT_N, as boxes of SPLIT_N rows behind
@@ -126,7 +132,8 @@ def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, 
                 mbarrier.wait(q_empty.index(wg), i & 1)
             with kperf.scope("load_q"):
                 mbarrier.expect(q_bars.index(wg), desc_q.block_type.nbytes)
-                tma.async_copy_global_to_shared(desc_q, [q_row + wg * 64, 0], q_bars.index(wg), q_smem.index(wg))
+                tma.async_copy_global_to_shared(desc_q, [q_row + wg * 64, 0], q_bars.index(wg),
+                                                q_smem.index(wg))
         for j in range(n_blocks):
             row = kv_row + j * (BLOCK_N + SPLIT_N) - pad
             _load_ring(desc_k, row, it, k_empty, k_ready, k_smem, k2_smem, kv_bytes, STAGES, "wait_k_empty",
@@ -232,8 +239,8 @@ def _row_max(s, N: gl.constexpr):
 
 
 @gluon.jit
-def _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N: gl.constexpr, S2_L: gl.constexpr, EXP_EMU: gl.constexpr,
-                    TREE_MAX: gl.constexpr):
+def _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N: gl.constexpr, S2_L: gl.constexpr,
+                    EXP_EMU: gl.constexpr, TREE_MAX: gl.constexpr):
     """Base-2 online softmax of one score block (``s``, and the SPLIT_N sub-tile ``s2``): new row max,
     P (fp32; ``p2`` for the sub-tile, ``p`` again without one), row-sum update, rescale factor."""
     if TREE_MAX:
@@ -250,7 +257,8 @@ def _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N: gl.constexpr, S2_L: gl.c
     alpha = gl.exp2(m_i - m_new)
     l_blk = gl.sum(p, axis=1)
     if SPLIT_N > 0:
-        p2 = _exp2(s2 * qk_scale - gl.expand_dims(gl.convert_layout(m_new, gl.SliceLayout(1, S2_L)), 1), EXP_EMU)
+        p2 = _exp2(s2 * qk_scale - gl.expand_dims(gl.convert_layout(m_new, gl.SliceLayout(1, S2_L)), 1),
+                   EXP_EMU)
         l_blk = l_blk + gl.convert_layout(gl.sum(p2, axis=1), m_i.type.layout)
     else:
         p2 = p
@@ -292,8 +300,8 @@ def _issue_qk(q, k_smem, k2_smem, st, BLOCK_N: gl.constexpr, SPLIT_N: gl.constex
     s_tok = warpgroup_mma(q, k_smem.index(st).permute((1, 0)), gl.zeros([WG_M, BLOCK_N], gl.float32, S_L),
                           use_acc=False, is_async=True)
     if SPLIT_N > 0:
-        s2_tok = warpgroup_mma(q, k2_smem.index(st).permute((1, 0)), gl.zeros([WG_M, SPLIT_N], gl.float32, S2_L),
-                               use_acc=False, is_async=True)
+        s2_tok = warpgroup_mma(q, k2_smem.index(st).permute((1, 0)),
+                               gl.zeros([WG_M, SPLIT_N], gl.float32, S2_L), use_acc=False, is_async=True)
     else:
         s2_tok = s_tok
     return s_tok, s2_tok
@@ -312,7 +320,8 @@ def _wait_qk(s_tok, s2_tok, PV_PENDING: gl.constexpr, SPLIT_N: gl.constexpr):
 
 @gluon.jit
 def _issue_pv(p16, p2_16, v_smem, v2_smem, vst, acc, SPLIT_N: gl.constexpr):
-    """Issue O += P V for V ring entry ``vst`` (P from registers; the sub-tile's wgmma chains on the first)."""
+    """Issue O += P V for V ring entry ``vst`` (P from registers; the sub-tile's wgmma chains on the
+    first)."""
     acc_tok = warpgroup_mma(p16, v_smem.index(vst), acc, is_async=True)
     if SPLIT_N > 0:
         acc_tok = warpgroup_mma(p2_16, v2_smem.index(vst), acc_tok, is_async=True)
@@ -356,12 +365,13 @@ def _to_operand(p, p2, dtype: gl.constexpr, P_L: gl.constexpr, SPLIT_N: gl.const
 
 
 @gluon.jit
-def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_empty, k_ready, k_empty, v_ready,
-                  v_empty, my_turn, other_turn, turn, q_row, first_row, n_blocks, pad, it, i, qk_scale, WG: gl.constexpr,
-                  HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, STAGES: gl.constexpr,
-                  CAUSAL: gl.constexpr, OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr,
-                  EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr,
-                  SCHED_FENCE: gl.constexpr, TREE_MAX: gl.constexpr, PACK_FIX: gl.constexpr):
+def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_empty,  # noqa: C901
+                  k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, turn, q_row, first_row, n_blocks,
+                  pad, it, i, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr,
+                  SPLIT_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, OVERLAP: gl.constexpr,
+                  PINGPONG: gl.constexpr, V_STAGES: gl.constexpr, EARLY_RESCALE: gl.constexpr,
+                  PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr, SCHED_FENCE: gl.constexpr,
+                  TREE_MAX: gl.constexpr, PACK_FIX: gl.constexpr):
     """One tile for consumer warpgroup WG: its 64 query rows against the tile's K/V blocks; writes its O rows.
 
     ``it``: K/V blocks this warpgroup consumed before the tile (ring index and phase: block j of the tile is
@@ -405,7 +415,8 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
         mbarrier.arrive(k_empty.index(st0), count=1)
         with kperf.scope("softmax"):
             s, s2 = _mask_block(s, s2, -pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL, True)
-            p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU, TREE_MAX)
+            p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU,
+                                                     TREE_MAX)
             p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N, PACK_FIX)
         for j in range(1, n_blocks):
             g = it + j
@@ -441,7 +452,8 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
                 # only the first block (the prologue) can reach before the head
                 s, s2 = _mask_block(s, s2, j * BLOCK_KV - pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL,
                                     False)
-                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU, TREE_MAX)
+                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU,
+                                                         TREE_MAX)
                 if SCHED_FENCE != "":  # keep the softmax above the PV wait (l_i depends on every exponential)
                     l_i = _sched_fence(l_i, SCHED_FENCE)
             with kperf.scope("wait_pv"):
@@ -485,8 +497,10 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
                 s, s2 = _wait_qk(s_tok, s2_tok, False, SPLIT_N)
             mbarrier.arrive(k_empty.index(st), count=1)
             with kperf.scope("softmax"):
-                s, s2 = _mask_block(s, s2, j * BLOCK_KV - pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL, True)
-                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU, TREE_MAX)
+                s, s2 = _mask_block(s, s2, j * BLOCK_KV - pad, first_row, BLOCK_N, SPLIT_N, S_L, S2_L, CAUSAL,
+                                    True)
+                p, p2, m_i, l_i, alpha = _online_softmax(s, s2, m_i, l_i, qk_scale, SPLIT_N, S2_L, EXP_EMU,
+                                                         TREE_MAX)
                 acc = acc * gl.expand_dims(gl.convert_layout(alpha, OROW_L), 1)
                 p16, p2_16 = _to_operand(p, p2, dtype, P_L, SPLIT_N, PACK_FIX)
             vst = g % V_STAGES
@@ -510,12 +524,12 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
 
 
 @gluon.jit
-def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready, k_empty, v_ready,
-                 v_empty, my_turn, other_turn, n_m, n_tiles, N_CTX, qk_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr,
-                 BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                 OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr, EARLY_RESCALE: gl.constexpr,
-                 PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr, SCHED_FENCE: gl.constexpr,
-                 TREE_MAX: gl.constexpr, PACK_FIX: gl.constexpr):
+def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready, k_empty,
+                 v_ready, v_empty, my_turn, other_turn, n_m, n_tiles, N_CTX, qk_scale, WG: gl.constexpr,
+                 HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, SPLIT_N: gl.constexpr, STAGES: gl.constexpr,
+                 CAUSAL: gl.constexpr, OVERLAP: gl.constexpr, PINGPONG: gl.constexpr, V_STAGES: gl.constexpr,
+                 EARLY_RESCALE: gl.constexpr, PERSISTENT: gl.constexpr, EXP_EMU: gl.constexpr,
+                 SCHED_FENCE: gl.constexpr, TREE_MAX: gl.constexpr, PACK_FIX: gl.constexpr):
     """Consumer warpgroup WG: every tile of this CTA (one without PERSISTENT), 64 query rows each."""
     if PERSISTENT:
         it = 0
@@ -523,21 +537,23 @@ def _fa3_consume(desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar
         turn = 0
         for tile in range(gl.program_id(0), n_tiles, gl.num_programs(0)):
             q_row, kv_row, first_row, n_blocks, pad = _tile(tile, n_m, N_CTX, BLOCK_N, SPLIT_N, CAUSAL)
-            turn = _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, k2_smem, v2_smem,
-                                 q_bars.index(WG), q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn,
-                                 other_turn, turn, q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, pad, it, i,
-                                 qk_scale, WG, HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG,
-                                 V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)
+            turn = _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, k2_smem,
+                                 v2_smem, q_bars.index(WG), q_empty.index(WG), k_ready, k_empty, v_ready,
+                                 v_empty, my_turn, other_turn, turn, q_row + WG * WG_M,
+                                 first_row + WG * WG_M, n_blocks, pad, it, i, qk_scale, WG, HEAD_DIM, BLOCK_N,
+                                 SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE,
+                                 PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)
             it += n_blocks
             i += 1
         tma.store_wait(pendings=0)
     else:  # one tile: no loop, so no loop-carried counters compete for registers
-        q_row, kv_row, first_row, n_blocks, pad = _tile(gl.program_id(0), n_m, N_CTX, BLOCK_N, SPLIT_N, CAUSAL)
-        _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, k2_smem, v2_smem, q_bars.index(WG),
-                      q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn, other_turn, 0,
-                      q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, pad, 0, 0, qk_scale, WG, HEAD_DIM, BLOCK_N,
-                      SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU,
-                      SCHED_FENCE, TREE_MAX, PACK_FIX)
+        q_row, kv_row, first_row, n_blocks, pad = _tile(gl.program_id(0), n_m, N_CTX, BLOCK_N, SPLIT_N,
+                                                        CAUSAL)
+        _consume_tile(desc_o, q_smem.index(WG), o_smem.index(WG), k_smem, v_smem, k2_smem, v2_smem,
+                      q_bars.index(WG), q_empty.index(WG), k_ready, k_empty, v_ready, v_empty, my_turn,
+                      other_turn, 0, q_row + WG * WG_M, first_row + WG * WG_M, n_blocks, pad, 0, 0, qk_scale,
+                      WG, HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES,
+                      EARLY_RESCALE, PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)
 
 
 @gluon.jit
@@ -560,7 +576,8 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
     """
     gl.static_assert(HEAD_DIM == 64 or HEAD_DIM == 128, "HEAD_DIM must be 64 or 128")
     gl.static_assert(BLOCK_N == 64 or BLOCK_N == 128 or BLOCK_N == 256, "BLOCK_N must be 64, 128 or 256")
-    gl.static_assert(SPLIT_N == 0 or (SPLIT_N == 64 and BLOCK_N == 128), "SPLIT_N must be 0, or 64 with BLOCK_N 128")
+    gl.static_assert(SPLIT_N == 0 or (SPLIT_N == 64 and BLOCK_N == 128),
+                     "SPLIT_N must be 0, or 64 with BLOCK_N 128")
     n_m = N_CTX // BLOCK_M
     n_tiles = n_m * n_bh
     dtype: gl.constexpr = desc_q.dtype
@@ -604,16 +621,17 @@ def fa3_fwd_kernel(desc_q, desc_k, desc_v, desc_o, qk_scale, N_CTX, n_bh, HEAD_D
         mbarrier.arrive(v_empty.index(i), count=2)
     mbarrier.arrive(turns.index(0), count=1)  # warpgroup 0 issues first
     gl.warp_specialize([
-        (_fa3_load, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready,
-                     k_empty, v_ready, v_empty, n_m, n_tiles, N_CTX, BLOCK_N, SPLIT_N, STAGES, V_STAGES, CAUSAL)),
-        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready,
-                        k_empty, v_ready, v_empty, turns.index(0), turns.index(1), n_m, n_tiles, N_CTX, qk_scale, 0,
-                        HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE,
-                        PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)),
-        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty, k_ready,
-                        k_empty, v_ready, v_empty, turns.index(1), turns.index(0), n_m, n_tiles, N_CTX, qk_scale, 1,
-                        HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG, V_STAGES, EARLY_RESCALE,
-                        PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)),
+        (_fa3_load, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty,
+                     k_ready, k_empty, v_ready, v_empty, n_m, n_tiles, N_CTX, BLOCK_N, SPLIT_N, STAGES,
+                     V_STAGES, CAUSAL)),
+        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty,
+                        k_ready, k_empty, v_ready, v_empty, turns.index(0), turns.index(1), n_m, n_tiles,
+                        N_CTX, qk_scale, 0, HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG,
+                        V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)),
+        (_fa3_consume, (desc_o, q_smem, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bars, q_empty,
+                        k_ready, k_empty, v_ready, v_empty, turns.index(1), turns.index(0), n_m, n_tiles,
+                        N_CTX, qk_scale, 1, HEAD_DIM, BLOCK_N, SPLIT_N, STAGES, CAUSAL, OVERLAP, PINGPONG,
+                        V_STAGES, EARLY_RESCALE, PERSISTENT, EXP_EMU, SCHED_FENCE, TREE_MAX, PACK_FIX)),
     ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -736,7 +754,8 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
              description="producer warp + 2 consumer warpgroups, QK^T -> softmax -> PV in sequence"),
     Pipeline("ws_overlap", overlap=True, pingpong=False,
              description="+ intra-warpgroup overlap: softmax(j) under PV(j-1)"),
-    Pipeline("ws_overlap_v3", overlap=True, pingpong=False, stages=((64, 3), (128, 2)), v_stages=((64, 4), (128, 3)),
+    Pipeline("ws_overlap_v3", overlap=True, pingpong=False, stages=((64, 3), (128, 2)),
+             v_stages=((64, 4), (128, 3)),
              description="ws_overlap with one more V buffer (the producer waited on V buffers, not K)"),
     Pipeline("ws_pingpong", overlap=True, pingpong=True,
              description="+ ping-pong: the two consumer warpgroups take turns on the tensor cores"),
@@ -763,7 +782,7 @@ def _gl_dtype(dtype: str):
     return getattr(gl, DTYPES[dtype])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tile_layouts(dtype: str, head_dim: int, block_n: int):
     """The NVMMA shared layouts of the Q/O tiles ([64, d]) and the K/V tiles ([block_n, d]); cached: building
     them took a fifth of the wrapper's host time per call."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (
@@ -119,7 +118,8 @@ def compile_report(size: int = 8192, config=None, target="cuda:90"):
     descs = descriptors(a, a, a)
     sig = {"a_desc": mangle_type(descs[0]), "b_desc": mangle_type(descs[1]), "c_desc": mangle_type(descs[2]),
            "STAGES": "constexpr", "num_warps": "constexpr"}
-    return kperf.compile(gluon_matmul_kernel, signature=sig, constexprs={"STAGES": STAGES, "num_warps": NUM_WARPS},
+    return kperf.compile(gluon_matmul_kernel, signature=sig,
+                         constexprs={"STAGES": STAGES, "num_warps": NUM_WARPS},
                          attrs={}, target=target, config=config, num_warps=NUM_WARPS)
 
 
@@ -131,7 +131,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
         raise SystemExit("examples/gluon_matmul.py needs a Hopper GPU (sm_90). Without one: "
-                         "python3 -c 'from kperf.examples import gluon_matmul as g; print(g.compile_report().summary())'")
+                         "python3 -c 'from kperf.examples import gluon_matmul as g; "
+                         "print(g.compile_report().summary())'")
     torch.manual_seed(0)
     a = torch.randn(args.size, args.size, device="cuda", dtype=torch.float16)
     b = torch.randn(args.size, args.size, device="cuda", dtype=torch.float16)

@@ -61,8 +61,8 @@ def matmul(a, b, kernel=matmul_kernel, BM=128, BN=128, BK=64, num_warps=8, num_s
     _, N = b.shape
     c = torch.empty((M, N), device=a.device, dtype=torch.float16)
     grid = (triton.cdiv(M, BM) * triton.cdiv(N, BN),)
-    kernel[grid](a, b, c, M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
-                 BM=BM, BN=BN, BK=BK, GROUP_M=8, num_warps=num_warps, num_stages=num_stages)
+    kernel[grid](a, b, c, M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0),
+                 c.stride(1), BM=BM, BN=BN, BK=BK, GROUP_M=8, num_warps=num_warps, num_stages=num_stages)
     return c
 
 

@@ -107,7 +107,7 @@ def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, 
                              fix="pass profile.decoded() or the result of kperf.tracing.decode")
     path = os.fspath(path)
     manifest = {"format": FORMAT, "version": VERSION, "kperf_version": kperf_version(),
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "device": device, "launches": []}
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     tmp = f"{path}.tmp-{os.getpid()}"

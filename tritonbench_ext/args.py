@@ -73,7 +73,8 @@ def int_list(text: str) -> list[int]:
             return out
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of positive ints or a range LO:HI, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a comma list of positive ints or a range LO:HI, got {text!r}") from None
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"expected positive ints, got {text!r}")
     return values
@@ -125,7 +126,8 @@ def get_parser() -> argparse.ArgumentParser:
                         "at a smaller batch (said in the summary)")
     p.add_argument("--standalone", action="store_true",
                    help="use this package's loop even when the tritonbench package is importable")
-    p.add_argument("--csv", action="store_true", help="print the table as CSV (';'-separated, as tritonbench)")
+    p.add_argument("--csv", action="store_true",
+                   help="print the table as CSV (';'-separated, as tritonbench)")
     return p
 
 
@@ -136,7 +138,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise KperfError(f"unknown --op {args.op!r}", fix=f"use --op {' or '.join(OPS)}")
     unknown = [m for m in args.metrics if m not in METRICS]
     if unknown:
-        raise KperfError(f"unknown metric(s) {', '.join(unknown)}", fix=f"use --metrics from {', '.join(METRICS)}")
+        raise KperfError(f"unknown metric(s) {', '.join(unknown)}",
+                         fix=f"use --metrics from {', '.join(METRICS)}")
     if args.d_head not in (64, 128):
         raise KperfError(f"--d-head {args.d_head} is not supported", fix="use --d-head 64 or 128")
     for flag in ("batch", "n_heads", "num_inputs", "max_tokens", "seq_len"):

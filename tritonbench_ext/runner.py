@@ -86,7 +86,8 @@ def bench_shape(shape: cli.Shape, variants, args, out_dir: pathlib.Path) -> dict
                     m["kperf"] = "n/a (not a Triton kernel)"
         except Exception as e:  # one failing variant must not stop the sweep; its error goes in the table
             import torch
-            m["error_msg"] = "CUDA OOM" if isinstance(e, torch.cuda.OutOfMemoryError) else f"{type(e).__name__}: {e}"
+            oom = isinstance(e, torch.cuda.OutOfMemoryError)
+            m["error_msg"] = "CUDA OOM" if oom else f"{type(e).__name__}: {e}"
         results[var.name] = m
     if "speedup" in args.metrics:
         base = "sdpa_cudnn" if "sdpa_cudnn" in results else variants[0].name
@@ -118,11 +119,12 @@ def format_table(rows: list[dict], metrics: list[str], csv: bool = False) -> str
     if csv:
         return "\n".join(";".join(r) for r in [headers] + body)
     widths = [max(len(r[i]) for r in [headers] + body) for i in range(len(headers))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [headers] + body)
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [headers] + body)
 
 
 def run(args) -> dict:
-    """Run the plan; write ``results.json`` and ``table.txt`` under ``args.output_dir``; return the results."""
+    """Run the plan; write ``results.json`` and ``table.txt`` under ``args.output_dir``; return the
+    results."""
     import torch
     if not torch.cuda.is_available():
         raise KperfError("the benchmark needs a CUDA GPU (none found)",
@@ -136,9 +138,11 @@ def run(args) -> dict:
     for shape in plan.shapes:
         res = bench_shape(shape, variants, args, out_dir)
         rows.append({"x_val": list(shape.x_val()), "causal": args.causal, "results": res})
-        print(f"[{time.time() - t0:7.1f}s] {shape.tag}" + ("_causal" if args.causal else "") + ": " + ", ".join(
+        summary = ", ".join(
             f"{v} {r['tflops']:.0f}" if r.get("tflops") else f"{v} {r.get('error_msg', '-')[:40]}"
-            for v, r in res.items()), flush=True)
+            for v, r in res.items())
+        print(f"[{time.time() - t0:7.1f}s] {shape.tag}" + ("_causal" if args.causal else "") + ": " + summary,
+              flush=True)
     doc = {"op": args.op, "precision": args.precision, "causal": args.causal, "metrics": args.metrics,
            "cudagraph": args.cudagraph,
            "device": torch.cuda.get_device_name(), "torch": torch.__version__,

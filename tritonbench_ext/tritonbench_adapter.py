@@ -22,7 +22,8 @@ from .kperf_metric import profile_variant
 from .variants import VARIANTS
 
 OP = "flash_attention"
-_state = {"out_dir": pathlib.Path("out/tritonbench_ext"), "trace_ctas": 8, "max_mb": 1024, "registered": False}
+_state = {"out_dir": pathlib.Path("out/tritonbench_ext"), "trace_ctas": 8, "max_mb": 1024,
+          "registered": False}
 
 
 def available() -> bool:
@@ -108,7 +109,8 @@ def _runs(args, shapes: tuple[Shape, ...]):
 def run(args, shapes: tuple[Shape, ...]):
     """Run the sweep through tritonbench's own operator loop; prints tritonbench's tables."""
     from tritonbench.utils.parser import get_parser
-    operator_cls = register(out_dir=args.output_dir, trace_ctas=args.kperf_trace_ctas, max_mb=args.kperf_max_mb)
+    operator_cls = register(out_dir=args.output_dir, trace_ctas=args.kperf_trace_ctas,
+                            max_mb=args.kperf_max_mb)
     outputs = []
     for batch, seq_len, n in _runs(args, shapes):
         tb_args, extra = get_parser().parse_known_args(tritonbench_argv(args, batch, seq_len, n))

@@ -11,9 +11,10 @@ the ``kperf.Profile``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from kperf.dialect.errors import KperfError
+
 
 def capacity_for(seq_len: int, per_block: int = 16, fixed: int = 64) -> int:
     """Record slots per warp (a power of two) for a CTA looping over ``seq_len`` keys in blocks of 64 or
@@ -60,7 +61,8 @@ def _vanilla_profile(q, k, v, causal, sm_scale):
     except (TypeError, KperfError) as e:
         raise KperfError(f"kperf_vanilla has no kperf scopes in its source and this kperf cannot insert "
                          f"them automatically ({e})",
-                         fix="profile it once automatic insertion (@kperf.profile(auto=...)) is available")
+                         fix="profile it once automatic insertion (@kperf.profile(auto=...)) "
+                             "is available") from e
     out = attention.attention(q, k, v, causal, sm_scale, kernel=kernel)
     return out, kperf.results(kernel)
 
@@ -95,17 +97,20 @@ def _sdpa_make(backend_name: str):
 
         def run():
             with sdpa_kernel([backend]):
-                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=sm_scale)
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                                                        scale=sm_scale)
         return run
     return make
 
 
 def _build() -> dict[str, Variant]:
     out = {"kperf_vanilla": Variant(
-        "kperf_vanilla", "kperf", "Triton tutorial kernel, TMA + warp_specialize=True (examples/attention.py)",
+        "kperf_vanilla", "kperf",
+        "Triton tutorial kernel, TMA + warp_specialize=True (examples/attention.py)",
         _vanilla_make, _vanilla_profile)}
     for name, desc in GLUON_PIPELINES.items():
-        out[f"kperf_{name}"] = Variant(f"kperf_{name}", "kperf", desc, _gluon_make(name), _gluon_profile(name))
+        out[f"kperf_{name}"] = Variant(f"kperf_{name}", "kperf", desc, _gluon_make(name),
+                                       _gluon_profile(name))
     out["sdpa_flash"] = Variant("sdpa_flash", "baseline", "PyTorch SDPA, flash backend",
                                 _sdpa_make("FLASH_ATTENTION"))
     out["sdpa_cudnn"] = Variant("sdpa_cudnn", "baseline", "PyTorch SDPA, cuDNN backend",
@@ -132,5 +137,6 @@ def select(only: list[str] | None, skip: list[str] = ()) -> list[Variant]:
     names = list(only) if only else list(VARIANTS)
     unknown = [n for n in list(names) + list(skip) if n not in VARIANTS]
     if unknown:
-        raise KperfError(f"unknown variant(s) {', '.join(unknown)}", fix=f"use names from {', '.join(VARIANTS)}")
+        raise KperfError(f"unknown variant(s) {', '.join(unknown)}",
+                         fix=f"use names from {', '.join(VARIANTS)}")
     return [VARIANTS[n] for n in names if n not in skip]

@@ -163,7 +163,7 @@ class Browser:
                 pass
         self._stderr.close()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -24,7 +24,6 @@ import sys
 import time
 
 import pytest
-
 from cdp import CHROMIUM, Browser
 
 pytestmark = [
@@ -53,10 +52,10 @@ def keep(shot: pathlib.Path) -> pathlib.Path:
 def query(b: Browser, sql: str, spec: str) -> list[dict]:
     """Run SQL in the UI's trace processor; ``spec`` maps columns to the UI's type markers
     (0 = number, 'str' = string, 'str_null' = string or null)."""
-    js = ("(async () => { const r = await app.trace.engine.query(%r); const out = [];"
-          " for (const it = r.iter(%s); it.valid(); it.next()) {"
-          " const row = {}; for (const k of Object.keys(%s)) row[k] = it[k]; out.push(row); }"
-          " return out; })()") % (sql, spec, spec)
+    js = (f"(async () => {{ const r = await app.trace.engine.query({sql!r}); const out = [];"
+          f" for (const it = r.iter({spec}); it.valid(); it.next()) {{"
+          f" const row = {{}}; for (const k of Object.keys({spec})) row[k] = it[k]; out.push(row); }}"
+          " return out; })()")
     return b.evaluate(js, timeout=30)
 
 
@@ -90,9 +89,9 @@ def screenshot(b: Browser, name: str) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory):
     import known_profiles as kp
-    from kperf.viewer import write_trace
 
     from kperf.tracing.saved import save_profile
+    from kperf.viewer import write_trace
 
     d = tmp_path_factory.mktemp("traces")
     launch = kp.vanilla()
@@ -111,8 +110,8 @@ def test_kperf_view_shows_saved_profile(browser, traces):
     """`kperf view PROFILE --no-browser` writes a Perfetto trace and serves it with the UI; the UI shows
     the tracks and slices."""
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "kperf.cli", "view", str(traces["profile"]), "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    cmd = [sys.executable, "-m", "kperf.cli", "view", str(traces["profile"]), "--no-browser"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     try:
         line = proc.stdout.readline()
         m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
@@ -125,9 +124,11 @@ def test_kperf_view_shows_saved_profile(browser, traces):
             assert name in tracks, (name, tracks)
         assert tracks.count("producer (warp 0)") == 3  # one per CTA
         # CTA 1 ran on SM 1, CTAs 0 and 2 on SM 0: the track tree says so
-        parents = query(browser, "select p.name as sm, t.name as cta from track t join track p on t.parent_id = p.id "
+        parents = query(browser, "select p.name as sm, t.name as cta from track t "
+                                 "join track p on t.parent_id = p.id "
                                  "where t.name like 'CTA %' order by t.name", "{sm: 'str', cta: 'str'}")
-        assert [(r["cta"], r["sm"]) for r in parents] == [("CTA 0", "SM 0"), ("CTA 1", "SM 1"), ("CTA 2", "SM 0")]
+        assert [(r["cta"], r["sm"]) for r in parents] == [("CTA 0", "SM 0"), ("CTA 1", "SM 1"),
+                                                          ("CTA 2", "SM 0")]
         screenshot(browser, "perfetto_trace.png")
     finally:
         proc.terminate()

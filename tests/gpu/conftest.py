@@ -8,6 +8,7 @@ def profiled_gemm():
     number of CTAs and the records each warp writes (4 per K-iteration of 64, plus 2)."""
     def run(**options):
         import torch
+
         import kperf
         from kperf.examples import matmul as mm
         torch.manual_seed(0)

@@ -108,12 +108,14 @@ def test_192_key_blocks_pad_the_first_block(candidate, n_ctx):
     from kperf.examples import fa3_pipelines as fa3
     p = fa3_tune.pipeline(candidate)
     p64 = dataclasses.replace(p, stages=((64, 3),), v_stages=((64, 3),))
-    for dtype, d, causal in [("fp16", 128, False), ("bf16", 64, False), ("fp16", 128, True), ("bf16", 64, True)]:
+    for dtype, d, causal in [("fp16", 128, False), ("bf16", 64, False), ("fp16", 128, True),
+                             ("bf16", 64, True)]:
         q, k, v = _qkv((2, 3, n_ctx, d), dtype, seed=n_ctx)
         ref = _reference(q, k, v, causal, d ** -0.5)
         out = fa3.fa3_attention(q, k, v, causal, d ** -0.5, pipeline=p if d == 128 else p64)
         err = (out.float() - ref).abs().max().item()
-        assert err <= TOLERANCE[dtype], f"{candidate} n_ctx={n_ctx} {dtype} d{d} causal={causal}: |err| {err:.3e}"
+        assert err <= TOLERANCE[dtype], (f"{candidate} n_ctx={n_ctx} {dtype} d{d} causal={causal}: "
+                                         f"|err| {err:.3e}")
 
 
 @pytest.mark.parametrize("name", ["kperf_ws_overlap_persistent", "kperf_ws_pingpong_persistent"])
@@ -166,8 +168,9 @@ def test_tritonbench_ext_runs_end_to_end(tmp_path):
     _hopper()
     from kperf.tritonbench_ext.__main__ import main
     rc = main(["--op", "flash_attention", "--only", "kperf_ws_pingpong,sdpa_flash", "--metrics",
-               "tflops,accuracy,kperf", "--batch", "2", "--n-heads", "4", "--d-head", "128", "--seq-len", "1024",
-               "--causal", "--standalone", "--output-dir", str(tmp_path), "--rep", "20", "--warmup", "5"])
+               "tflops,accuracy,kperf", "--batch", "2", "--n-heads", "4", "--d-head", "128",
+               "--seq-len", "1024", "--causal", "--standalone", "--output-dir", str(tmp_path), "--rep", "20",
+               "--warmup", "5"])
     assert rc == 0
     import json
     doc = json.loads((tmp_path / "results.json").read_text())

@@ -99,7 +99,8 @@ def test_trace_shows_producer_and_consumers_with_tma_waits_and_wgmma(attn):
             "device": torch.cuda.get_device_name(), "shape": [4, 16, 4096, 128], "dtype": "fp16",
             "auto": "mma,tma", "outputs_identical": True, "events": int(len(ev)), "ctas": int(d.n_ctas),
             "clock_ghz": float(d.clock_ghz), "warp_roles": roles, "flows": int(len(flows)),
-            "tma_in_flight_ns": {"median": float(np.median(in_flight)), "p95": float(np.percentile(in_flight, 95))},
+            "tma_in_flight_ns": {"median": float(np.median(in_flight)),
+                                 "p95": float(np.percentile(in_flight, 95))},
             "scopes": per_scope,
         }
         (out / "ws_attention_summary.json").write_text(json.dumps(summary, indent=1))

@@ -65,9 +65,10 @@ def _vector_add_cases() -> dict:
 
 
 def _gluon_matmul_cases() -> dict:
-    from kperf.examples import gluon_matmul as gm
     import torch
     from triton.runtime.jit import mangle_type
+
+    from kperf.examples import gluon_matmul as gm
     a = torch.empty(8192, 8192, dtype=torch.float16)
     descs = gm.descriptors(a, a, a)
     sig = {"a_desc": mangle_type(descs[0]), "b_desc": mangle_type(descs[1]), "c_desc": mangle_type(descs[2]),
@@ -78,7 +79,7 @@ def _gluon_matmul_cases() -> dict:
 
 
 def _fa3_cases() -> dict:
-    import fa3_pipelines as fa3
+    from kperf.examples import fa3_pipelines as fa3
     out = {}
     shapes = [(name, "fp16", 128, False) for name in fa3.PIPELINES]
     shapes += [("ws_pingpong", "fp16", 128, True), ("ws_overlap", "bf16", 64, False)]
@@ -98,6 +99,7 @@ def cases() -> dict:
 def build(case) -> tuple[str, str]:
     """(normalized PTX, SASS) of one case's instrumented kernel, compiled for sm_90 through kperf."""
     import triton
+
     from kperf import compile_api, stages
     from kperf.sass import disassemble
     fn, sig, cx, attrs, options, cfg_kw = case
@@ -105,8 +107,9 @@ def build(case) -> tuple[str, str]:
     attrs = compile_api.default_attrs(sig, fn) if attrs is None else attrs
     stages.install()
     src = compile_api._source_class(fn)(fn, sig, cx, attrs)
+    mode = stages.instrumentation_mode(_cfg(**cfg_kw))
     k = triton.compile(src, target=compile_api.parse_target("cuda:90"),
-                       options={**options, "instrumentation_mode": stages.instrumentation_mode(_cfg(**cfg_kw))})
+                       options={**options, "instrumentation_mode": mode})
     return normalize_ptx(k.asm["ptx"]), disassemble(k.asm["cubin"])
 
 

@@ -8,14 +8,13 @@ import triton
 import triton.language as tl
 
 import kperf
-from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
+from kperf.dialect.options import ProfileConfig
 from kperf.dialect.selectors import PRESETS, SELECTORS, parse_selectors
-from kperf.tracing.flows import FLOW_DTYPE, compute_flows
-from kperf.tracing.decode import EVENT_DTYPE
-
 from kperf.examples import attention as A
 from kperf.examples import matmul as mm
+from kperf.tracing.decode import EVENT_DTYPE
+from kperf.tracing.flows import FLOW_DTYPE, compute_flows
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +85,10 @@ def test_warp_roles_match_the_partition_table_in_ptx(ws_report):
     roles = ws_report.metadata["kperf"]["warp_roles"]
     assert len(roles) == 12
     assert roles[:4] == ["default (producer, TMA)"] * 4
-    assert roles[4].startswith("partition0 (consumer wg0, MMA") and roles[8].startswith("partition1 (consumer wg1")
-    # PTX: the default warps write one state byte per partition warp (warps 4..11): 0 = partition0, 1 = partition1
+    assert roles[4].startswith("partition0 (consumer wg0, MMA")
+    assert roles[8].startswith("partition1 (consumer wg1")
+    # PTX: the default warps write one state byte per partition warp (warps 4..11):
+    # 0 = partition0, 1 = partition1
     m = re.search(r"st\.shared\.v2\.b32\s+\[global_smem\+\d+\], \{(\d+), (\d+)\};", ws_report.ptx)
     states = np.frombuffer(np.array([int(m.group(1)), int(m.group(2))], "<u4").tobytes(), np.uint8)
     assert [int(p[len("partition")]) for p in (roles[w].split()[0] for w in range(4, 12))] == list(states)
@@ -160,9 +161,11 @@ def test_compute_flows_tma_pairs_kth_issue_with_kth_wait_per_consumer_group():
     for cta in range(2):
         for k in range(3):
             for w in range(4):  # producer warps 0..3 all record the issue
-                rows += [(cta, w, 0, False, 2 * k, 100 * k + w), (cta, w, 0, True, 2 * k + 1, 100 * k + 1 + w)]
+                rows += [(cta, w, 0, False, 2 * k, 100 * k + w),
+                         (cta, w, 0, True, 2 * k + 1, 100 * k + 1 + w)]
             for w in range(4, 12):  # two consumer groups wait
-                rows += [(cta, w, 1, False, 2 * k, 100 * k + 10), (cta, w, 1, True, 2 * k + 1, 100 * k + 50 + w)]
+                rows += [(cta, w, 1, False, 2 * k, 100 * k + 10),
+                         (cta, w, 1, True, 2 * k + 1, 100 * k + 50 + w)]
     roles = ["producer"] * 4 + ["consumer0"] * 4 + ["consumer1"] * 4
     f = compute_flows(_events(rows), [{"kind": "tma", "issue": [0], "complete": [1]}], roles)
     assert f.dtype == FLOW_DTYPE and len(f) == 2 * 3 * 2
@@ -179,4 +182,4 @@ def test_compute_flows_wgmma_completion_respects_pendings():
     spec = [{"kind": "wgmma", "issue": [2], "complete": [3, 4], "pendings": {"3": 1, "4": 0}}]
     f = compute_flows(_events(rows), spec)
     # issue 0 (t=0) completes at the second wait(1) (t=70), issue 1 (t=40) and 2 (t=80) at wait(0) (t=110)
-    assert list(zip(f["src_ns"], f["dst_ns"])) == [(0.0, 70.0), (40.0, 110.0), (80.0, 110.0)]
+    assert list(zip(f["src_ns"], f["dst_ns"], strict=True)) == [(0.0, 70.0), (40.0, 110.0), (80.0, 110.0)]

@@ -7,9 +7,8 @@ import triton
 import triton.language as tl
 
 import kperf
-from kperf.dialect.options import ProfileConfig
 from kperf.dialect.errors import KperfError
-
+from kperf.dialect.options import ProfileConfig
 from kperf.examples import matmul as mm
 
 
@@ -67,6 +66,7 @@ def test_plain_compile_is_unchanged_by_carriers():
 
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
+
     from kperf.sass import disassemble, instructions
     sig = {"x_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"}
     attrs = {(0,): [["tt.divisibility", 16]]}

@@ -11,9 +11,9 @@ import pytest
 import triton
 from triton.backends.compiler import GPUTarget
 
-import fa3_pipelines as fa3
-import fa3_tune
+from bench import fa3_tune
 from kperf.dialect.errors import KperfError
+from kperf.examples import fa3_pipelines as fa3
 
 CONFIGS = list(itertools.product(("fp16", "bf16"), (64, 128), (False, True)))
 PRODUCER_SCOPES = {"wait_q_empty", "load_q", "wait_k_empty", "wait_v_empty"}
@@ -78,7 +78,8 @@ def test_overlap_keeps_one_wgmma_group_in_flight(pipeline, cfg):
     waits = set(re.findall(r"wgmma\.wait_group\.sync\.aligned (\d+);", r.ptx))
     assert ("1" in waits) == pipeline.overlap
     # the P operand of the PV wgmma comes from registers (no shared-memory round trip)
-    assert re.search(r"wgmma\.mma_async\.sync\.aligned\.m64n\d+k16\.f32\.(f16|bf16)\.(f16|bf16) \{[^}]*\}, \{", r.ptx)
+    assert re.search(r"wgmma\.mma_async\.sync\.aligned\.m64n\d+k16\.f32\.(f16|bf16)\.(f16|bf16) "
+                     r"\{[^}]*\}, \{", r.ptx)
 
 
 def _ptxas_messages(ptx: str, tmp_path) -> str:
@@ -107,7 +108,8 @@ def test_plain_compile_of_every_pipeline_is_free_of_kperf_records():
     """Without profiling, scopes are PTX comments only: the plain cubin has no clock reads of kperf's."""
     from triton.experimental.gluon._runtime import GluonASTSource
     p = fa3.get_pipeline("ws_pingpong")
-    k = triton.compile(GluonASTSource(fa3.fa3_fwd_kernel, fa3.signature(p), p.constexprs(head_dim=128, causal=False),
+    k = triton.compile(GluonASTSource(fa3.fa3_fwd_kernel, fa3.signature(p),
+                                      p.constexprs(head_dim=128, causal=False),
                                       {(5,): [["tt.divisibility", 16]]}),
                        target=GPUTarget("cuda", 90, 32), options=fa3.COMPILE_OPTIONS)
     assert "kperf.record start" in k.asm["ptx"]  # carriers are comments...
@@ -120,7 +122,8 @@ def test_pipeline_registry_and_errors():
                                    "ws_overlap_persistent", "ws_pingpong_persistent"]
     assert fa3.get_pipeline("ws_overlap_v3").constexprs(head_dim=128, causal=False) == \
         fa3_tune.pipeline("ws_overlap_n128_k2v3_r240").constexprs(head_dim=128, causal=False)
-    assert fa3.get_pipeline("ws_overlap_persistent").smem_bytes(128) == (2 + 2) * 128 * 128 * 2 + 4 * 64 * 128 * 2
+    assert (fa3.get_pipeline("ws_overlap_persistent").smem_bytes(128)
+            == (2 + 2) * 128 * 128 * 2 + 4 * 64 * 128 * 2)
     assert all(p.overlap for p in fa3.PIPELINES.values() if p.pingpong)  # ping-pong builds on the overlap
     assert fa3.get_pipeline("ws_pingpong_s3").stages_for(128) == 3
     with pytest.raises(KperfError, match="unknown FA3 pipeline"):
@@ -160,9 +163,9 @@ def test_vanilla_kernel_compiles_for_sm90():
     from kperf.examples import attention
     for dtype, d, causal in CONFIGS:
         cx = attention.constexprs(n_ctx=1024, head_dim=d, causal=causal)
-        k = triton.compile(triton.compiler.ASTSource(attention.attn_fwd_kernel, attention.signature(dtype), cx,
-                                                     {(i,): [["tt.divisibility", 16]] for i in range(1, 8)}),
-                           target=GPUTarget("cuda", 90, 32), options=attention.COMPILE_OPTIONS)
+        src = triton.compiler.ASTSource(attention.attn_fwd_kernel, attention.signature(dtype), cx,
+                                        {(i,): [["tt.divisibility", 16]] for i in range(1, 8)})
+        k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=attention.COMPILE_OPTIONS)
         assert k.asm["cubin"]
         from kperf import sass
         assert sass.local_memory_ops(sass.disassemble(k.asm["cubin"])) == 0, (dtype, d, causal)
@@ -180,11 +183,11 @@ def test_tuning_knobs_keep_every_pipeline_unchanged():
     assert fa3.get_pipeline("ws_pingpong_s3").smem_bytes(128) == (3 + 3) * 128 * 128 * 2 + 2 * 64 * 128 * 2
     tune = fa3_tune
     p = tune.pipeline("ws_pingpong_n64_k6v4_r232_er")
-    assert (p.block_n, p.stages_for(128), p.v_stages_for(128), p.consumer_regs, p.early_rescale, p.pingpong) == \
-        (64, 6, 4, 232, True, True)
+    assert (p.block_n, p.stages_for(128), p.v_stages_for(128), p.consumer_regs, p.early_rescale,
+            p.pingpong) == (64, 6, 4, 232, True, True)
     base = tune.pipeline("ws_overlap_n128_k2v2_r240")
-    assert base.constexprs(head_dim=128, causal=True) == fa3.get_pipeline("ws_overlap").constexprs(head_dim=128,
-                                                                                                   causal=True)
+    assert base.constexprs(head_dim=128, causal=True) == \
+        fa3.get_pipeline("ws_overlap").constexprs(head_dim=128, causal=True)
     with pytest.raises(KperfError, match="bad candidate name"):
         tune.pipeline("ws_overlap_n176")
     with pytest.raises(KperfError, match="powers of two"):
@@ -205,8 +208,10 @@ def test_192_key_blocks_are_128_plus_64_sub_tiles(tmp_path):
     assert p.smem_bytes(128) == (2 + 2) * 192 * 128 * 2 + 2 * 64 * 128 * 2
     r = fa3.compile_pipeline(p, dtype="fp16", head_dim=128, causal=True)
     assert r.local_memory_ops_plain == 0
-    assert len(re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global", r.ptx)) == 2 + 3 + 3  # Q, K, V
-    assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m64n\d+k16)", r.ptx)) == {"m64n128k16", "m64n64k16"}
+    loads = re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global", r.ptx)
+    assert len(loads) == 2 + 3 + 3  # Q, K, V
+    shapes = set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m64n\d+k16)", r.ptx))
+    assert shapes == {"m64n128k16", "m64n64k16"}
     assert set(re.findall(r"wgmma\.wait_group\.sync\.aligned (\d+);", r.ptx)) == {"0", "2"}
     assert "C7515" not in _ptxas_messages(r.ptx, tmp_path)
     # the knob leaves the power-of-two pipelines as they were
@@ -257,6 +262,7 @@ def test_p_packs_without_byte_permutes(dtype):
     conversion packs each pair swapped, and ptxas then spends a PRMT per register (32 per block and
     thread) to undo it, between the turn wait and the PV wgmma."""
     import dataclasses
+
     from kperf import sass
     base = fa3.get_pipeline("ws_overlap")
     assert base.pack_fix
@@ -279,6 +285,7 @@ def test_softmax_placement_and_row_max_knobs():
     fenced = fa3.compile_pipeline(dataclasses.replace(base, sched_fence="membar"), dtype="fp16", head_dim=128)
     assert "MUFU.EX2" not in fenced.schedule_drift.across(wait)
     assert fenced.sass_plain.count("MEMBAR.ALL.CTA") == plain_order.sass_plain.count("MEMBAR.ALL.CTA") + 2
-    tree = fa3.compile_pipeline(dataclasses.replace(base, tree_max=True), dtype="bf16", head_dim=64, causal=True)
+    tree = fa3.compile_pipeline(dataclasses.replace(base, tree_max=True), dtype="bf16", head_dim=64,
+                                causal=True)
     assert tree.local_memory_ops_plain == 0 and tree.local_memory_ops == 0
     assert tree.sass_plain.count("MUFU.EX2") == plain_order.sass_plain.count("MUFU.EX2")

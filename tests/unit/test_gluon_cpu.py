@@ -9,7 +9,6 @@ import re
 import pytest
 
 from kperf.dialect.options import ProfileConfig
-
 from kperf.examples import gluon_matmul as gm
 
 

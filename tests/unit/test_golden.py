@@ -7,9 +7,8 @@ import difflib
 import gzip
 import json
 
-import pytest
-
 import golden_cases as gc
+import pytest
 
 INDEX = json.loads((gc.GOLDEN / "index.json").read_text())
 CASES = gc.cases()

@@ -8,17 +8,15 @@ import re
 
 import numpy as np
 import pytest
-
-import kperf
-from kperf.dialect.options import ProfileConfig
-from kperf.dialect.errors import KperfError
-from kperf.dialect.layout import FLAG_SAMPLED_OUT, Geometry
-from kperf.passes.lower_ptx import LowerPtxPass
-from kperf.tracing.decode import decode
-
 import reference_encoder as ref
 
+import kperf
+from kperf.dialect.errors import KperfError
+from kperf.dialect.layout import FLAG_SAMPLED_OUT, Geometry
+from kperf.dialect.options import ProfileConfig
 from kperf.examples import matmul as mm
+from kperf.passes.lower_ptx import LowerPtxPass
+from kperf.tracing.decode import decode
 
 # (config, max SASS instructions per record site (whole kernel, epilogue scope included), max fixed)
 VARIANTS = {
@@ -61,9 +59,11 @@ def plain_k_loop():
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
+
     from kperf.compile_api import default_attrs
     from kperf.sass import disassemble
-    src = ASTSource(mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, default_attrs(mm.SIGNATURE, mm.matmul_kernel))
+    src = ASTSource(mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS,
+                    default_attrs(mm.SIGNATURE, mm.matmul_kernel))
     k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={**mm.COMPILE_OPTIONS})
     (n,) = _loops(disassemble(k.asm["cubin"]))
     return n
@@ -120,7 +120,8 @@ def test_sampling_clones_the_body_for_sampled_out_ctas():
 
 
 def test_granularity_leaves_slots_for_recording_warps_only():
-    for cfg, warps in ((ProfileConfig(granularity="warpgroup"), (0, 4)), (ProfileConfig(granularity="cta"), (0,)),
+    for cfg, warps in ((ProfileConfig(granularity="warpgroup"), (0, 4)),
+                       (ProfileConfig(granularity="cta"), (0,)),
                        (ProfileConfig(warp_mask=0b110), (1, 2))):
         r = _compile(cfg)
         assert r.geometry.warps == warps
@@ -179,7 +180,7 @@ def test_v1_buffers_still_decode():
 
 def test_lowering_writes_version_2_and_the_sampled_out_flag():
     from test_lower_ptx import STRAIGHT
-    ptx = LowerPtxPass(ProfileConfig(cta_stride=3), 4).apply_text(STRAIGHT).ptx
+    ptx = LowerPtxPass(ProfileConfig(cta_stride=3), 4).apply(STRAIGHT).ptx
     assert f"selp.u32 %t10, 2, {2 | FLAG_SAMPLED_OUT << 16}, %kp_s;" in ptx
     assert np.dtype(ref.CTA_HEADER_DTYPE)["flags"] == np.dtype("<u2")
 
@@ -189,12 +190,13 @@ def test_record_cost_subtraction_shrinks_each_interval_by_its_records():
     g = Geometry(2, 16)
     # warp 0: a(start) b(start) b(end) a(end): 100 cycles apart at 1 GHz
     recs = [(0, False, 0), (1, False, 100), (1, True, 200), (0, True, 300)]
-    spec = ref.make_cta("clock", ref.SmClock(1.0, 5000), 0, 0, 1000, [[(s, e, 10 + t) for s, e, t in recs]] * 2)
+    spec = ref.make_cta("clock", ref.SmClock(1.0, 5000), 0, 0, 1000,
+                        [[(s, e, 10 + t) for s, e, t in recs]] * 2)
     dec = decode(ref.encode(g, "keep-first", [spec]), g, strategy="keep-first", scopes=["a", "b"])
     subtract_record_cost(dec, 10.0)
     iv, unmatched = dec.intervals()
     assert len(unmatched) == 0
-    d = dict(zip(iv["scope"].tolist(), (iv["end_cycles"] - iv["start_cycles"]).tolist()))
+    d = dict(zip(iv["scope"].tolist(), (iv["end_cycles"] - iv["start_cycles"]).tolist(), strict=True))
     assert d == {0: 300 - 3 * 10, 1: 100 - 10}
     dur_ns = (iv["end_ns"] - iv["start_ns"])[iv["scope"] == 1]
     assert np.allclose(dur_ns, 90.0, atol=1.0)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from kperf.examples import fa3_pipelines
 from kperf.dialect.errors import KperfError
+from kperf.examples import fa3_pipelines
 from kperf.tritonbench_ext import args as cli
 from kperf.tritonbench_ext import kperf_metric, runner, tritonbench_adapter, variants
 from kperf.tritonbench_ext.__main__ import main
 
 EXAMPLE = ["--op", "flash_attention", "--only", "kperf_vanilla,kperf_ws_pingpong,sdpa_flash,sdpa_cudnn",
-           "--metrics", "tflops,kperf", "--batch", "16", "--n-heads", "16", "--d-head", "128", "--seq-len", "4096",
-           "--causal"]
+           "--metrics", "tflops,kperf", "--batch", "16", "--n-heads", "16", "--d-head", "128",
+           "--seq-len", "4096", "--causal"]
 
 
 def test_issue_command_line_parses():
@@ -43,7 +43,8 @@ def test_sweeps_ranges_lists_and_token_cap():
     assert [s.batch for s in plan.skipped] == [128]
     assert "skipped over --max-tokens: b128_" in plan.describe()
     a = cli.parse_args(["--batches", "3,5", "--seq-lens", "256,512"])
-    assert [(s.batch, s.seq_len) for s in cli.sweep_plan(a).shapes] == [(3, 256), (3, 512), (5, 256), (5, 512)]
+    assert [(s.batch, s.seq_len) for s in cli.sweep_plan(a).shapes] == [(3, 256), (3, 512), (5, 256),
+                                                                         (5, 512)]
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -124,8 +125,8 @@ def test_tritonbench_run_grouping_and_argv():
                         ("--metrics", "tflops,kperf"), ("--num-inputs", "1")]:
         assert argv[argv.index(flag) + 1] == value
     assert "--cudagraph" not in argv
-    assert "--cudagraph" in tritonbench_adapter.tritonbench_argv(cli.parse_args([*EXAMPLE, "--cudagraph"]), 16,
-                                                                 4096, 1)
+    with_graphs = cli.parse_args([*EXAMPLE, "--cudagraph"])
+    assert "--cudagraph" in tritonbench_adapter.tritonbench_argv(with_graphs, 16, 4096, 1)
 
 
 def test_register_into_real_tritonbench():
