@@ -16,8 +16,10 @@ Layout of the trace:
   in its args) and a thread instant event ``"lost N records"`` on every warp that overflowed, where
   the loss happened (after its last kept record for keep-first, before its first for wrap);
 - decode problems as a global instant event per launch, and everything in ``otherData.kperf``;
-- flows (``FLOW_DTYPE``, optional) as flow events (``"ph":"s"`` on the source warp, ``"ph":"f"``
-  binding to the enclosing slice on the destination warp).
+- flows (``FLOW_DTYPE``, optional) as flow v1 events with numeric ids, unique in the file:
+  ``"ph":"s"`` on the source warp at the issue, ``"ph":"f"`` with ``"bp":"e"`` (bound to the enclosing
+  slice) on the destination warp at the completion, 1 ns before it when it ends a slice (see
+  :func:`_flow_events`); Perfetto and chrome://tracing draw each as an arrow.
 
 Large launches: a ``DecodedLaunch`` is written as the subset of CTAs that ``select`` picks (by default
 the first wave of a launch of more than 1M events, with a printed note and the details in
@@ -409,7 +411,8 @@ def _launch_notices(out: _Out, ln: _Launch, names: dict, th: _Threads, frag, at:
     d = ln.decoded
     start_ts = float(ln.offset_ns) / 1000.0
     if ln.flows is not None and len(ln.flows):
-        summary["flows"] = summary.get("flows", 0) + _flow_events(out, ln, names, th.key, th.tids, th.pid)
+        done = summary.get("flows", 0)
+        summary["flows"] = done + _flow_events(out, ln, names, th, done + 1)
     if d.lost_total:
         _lost_events(out, ln, d, th.index, frag)
         lost = d.lost
@@ -460,25 +463,64 @@ def _lost_events(out: _Out, ln: _Launch, d: DecodedLaunch, thread_of, thread_fra
             const(b',"where":"' + where + b' the kept records"}}', k)]), k)
 
 
-def _flow_events(out: _Out, ln: _Launch, names: dict, tkey: np.ndarray, tids: np.ndarray,
-                 t_pid: np.ndarray) -> int:
-    """Chrome flow events: ``"s"`` on the source warp, ``"f"`` (binding to the enclosing slice) on the
-    destination warp.  Flows whose warps are not in the trace are left out."""
+def _flow_events(out: _Out, ln: _Launch, names: dict, th: _Threads, first_id: int) -> int:
+    """Chrome flow events (flow v1): ``"s"`` on the source warp, ``"f"`` (``"bp":"e"``: bound to the
+    enclosing slice) on the destination warp; returns how many flows were written.
+
+    Ids are numbers (Perfetto's JSON importer reads a string id as hexadecimal), ``first_id`` on,
+    unique in the file.  Perfetto binds a flow event to the innermost slice open on its thread when
+    it reads the event, so a completion that falls on the end of a slice is written 1 ns before it:
+    at the end itself a slice starting there (the next scope) would take the arrow.  All ``"s"``
+    events precede the ``"f"`` events (equal times are read in file order).  Flows whose warps are
+    not in the trace are left out."""
     f = np.asarray(ln.flows)
     if f.dtype != FLOW_DTYPE:
         raise TypeError(f"flows must be FLOW_DTYPE arrays, got dtype {f.dtype}")
-    n = 0
-    for cta, sw, s_ns, dw, d_ns, name in f.tolist():  # a loop over flows (a trace's subset: few)
-        ks = np.searchsorted(tkey, (cta << 16) | sw)
-        kd = np.searchsorted(tkey, (cta << 16) | dw)
-        if (ks >= len(tkey) or kd >= len(tkey) or tkey[ks] != (cta << 16) | sw or tkey[kd] != (cta << 16) | dw
-                or not (np.isfinite(s_ns) and np.isfinite(d_ns))):
-            continue
-        n += 1
-        label = names.get(int(name), f"scope {name}")
-        fid = f"{ln.launch}:{n}"
-        out.obj({"name": label, "cat": "flow", "ph": "s", "id": fid, "ts": round(s_ns + ln.offset_ns) / 1000,
-                 "pid": int(t_pid[ks]), "tid": int(tids[ks])})
-        out.obj({"name": label, "cat": "flow", "ph": "f", "bp": "e", "id": fid,
-                 "ts": round(d_ns + ln.offset_ns) / 1000, "pid": int(t_pid[kd]), "tid": int(tids[kd])})
+    tkey = th.key
+    if not len(tkey) or not len(f):
+        return 0
+    cta = f["cta"].astype(np.int64) << 16
+    ks = np.minimum(np.searchsorted(tkey, cta | f["src_warp"].astype(np.int64)), len(tkey) - 1)
+    kd = np.minimum(np.searchsorted(tkey, cta | f["dst_warp"].astype(np.int64)), len(tkey) - 1)
+    ok = ((tkey[ks] == (cta | f["src_warp"])) & (tkey[kd] == (cta | f["dst_warp"]))
+          & np.isfinite(f["src_ns"]) & np.isfinite(f["dst_ns"]))
+    f, ks, kd = f[ok], ks[ok], kd[ok]
+    n = len(f)
+    if not n:
+        return 0
+    t_src = np.rint(f["src_ns"] + ln.offset_ns).astype(np.int64)
+    t_dst = np.maximum(_inside_ending_slice(ln, th, kd, np.rint(f["dst_ns"] + ln.offset_ns).astype(np.int64)),
+                       t_src)
+    ids = first_id + np.arange(n, dtype=np.int64)
+    label_ids = np.unique(f["name"].astype(np.int64))
+    labels = text_table([b',\n{"name":' + jstr(names.get(int(i), f"scope {int(i)}")) for i in label_ids])
+    label = np.take(labels, np.searchsorted(label_ids, f["name"].astype(np.int64)), axis=0)
+    pid, tid = th.pid, th.tids
+    for a in range(0, n, CHUNK):
+        c = slice(a, a + CHUNK)
+        m = len(ids[c])
+        for ph, t, k in ((b's","id":', t_src[c], ks[c]), (b'f","bp":"e","id":', t_dst[c], kd[c])):
+            out.rows(rows([label[c], const(b',"cat":"flow","ph":"' + ph, m), ints(ids[c]),
+                           const(b',"ts":', m), micros(t), const(b',"pid":', m), ints(pid[k]),
+                           const(b',"tid":', m), ints(tid[k]), const(b"}", m)]), m)
     return n
+
+
+def _inside_ending_slice(ln: _Launch, th: _Threads, thread: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``t - 1`` where ``t`` (trace ns) is the end of a slice of positive length on ``thread``, else ``t``."""
+    iv = ln.intervals
+    iv = iv[np.isfinite(iv["start_ns"]) & np.isfinite(iv["end_ns"])]
+    if not len(iv):
+        return t
+    t0 = np.rint(iv["start_ns"] + ln.offset_ns).astype(np.int64)
+    t1 = np.rint(iv["end_ns"] + ln.offset_ns).astype(np.int64)
+    _, rank = np.unique(np.r_[t1, t], return_inverse=True)  # end times as dense ranks: keys fit int64
+    rank = rank.ravel().astype(np.int64)
+    key = (th.index(iv["cta"], iv["warp"]).astype(np.int64) << 32) | rank[: len(t1)]
+    q = (thread.astype(np.int64) << 32) | rank[len(t1):]
+    order = np.lexsort((t0, key))  # by (thread, end), the latest start (innermost slice) last
+    skey = key[order]
+    pos = np.searchsorted(skey, q, side="right") - 1
+    pos_c = np.maximum(pos, 0)
+    hit = (pos >= 0) & (skey[pos_c] == q) & (t0[order][pos_c] < t)
+    return np.where(hit, t - 1, t)

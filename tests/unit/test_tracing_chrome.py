@@ -7,11 +7,13 @@ import io
 import json
 import time
 
+import numpy as np
 import pytest
 from reference_encoder import CtaSpec, bulk_buffer, encode
 
 from kperf.dialect.layout import Geometry
 from kperf.tracing import decode, pair, write_chrome_trace
+from kperf.tracing.flows import FLOW_DTYPE
 
 G0 = 1_700_000_000_000_000_000
 CS = 1 << 36
@@ -219,3 +221,92 @@ def test_chrome_write_throughput(tmp_path):
     xs = by_ph(tr, "X")
     assert len(xs) == len(iv)
     check_ids(tr)
+
+
+# --------------------------------------------------------------------------- flows
+
+
+def innermost(xs, pid, tid, ts):
+    """The slice that a flow event at ``ts`` on (pid, tid) binds to: of the slices open there
+    (start <= ts < end, a slice ending at ts is over), the one that started last, as Perfetto's
+    importer and chrome://tracing read it."""
+    open_ = [e for e in xs if (e["pid"], e["tid"]) == (pid, tid) and e["ts"] <= ts < e["ts"] + e["dur"]]
+    return max(open_, key=lambda e: (e["ts"], -e["dur"]), default=None)
+
+
+def check_flows(tr, n):
+    """Flow v1 events that Perfetto and chrome://tracing read: numeric ids, unique, one "s" and one
+    "f" (bound to its enclosing slice) per id, "s" no later than "f", each inside the slice it binds
+    to: an issue (tma.load, wgmma) for "s", the completion that waited for it for "f", same CTA."""
+    starts, finishes = by_ph(tr, "s"), by_ph(tr, "f")
+    assert len(starts) == len(finishes) == n
+    for e in starts + finishes:
+        assert type(e["id"]) is int and e["cat"] == "flow"
+    assert len({e["id"] for e in starts}) == n and {e["id"] for e in starts} == {e["id"] for e in finishes}
+    assert all(e["bp"] == "e" for e in finishes)
+    xs = by_ph(tr, "X")
+    fin = {e["id"]: e for e in finishes}
+    complete = {"tma.load": "tma.wait", "wgmma": "wgmma.wait"}
+    for s in starts:
+        f = fin[s["id"]]
+        assert s["name"] == f["name"] and s["ts"] <= f["ts"]
+        src, dst = innermost(xs, s["pid"], s["tid"], s["ts"]), innermost(xs, f["pid"], f["tid"], f["ts"])
+        assert src is not None and dst is not None, (s, f)
+        assert src["name"] == s["name"] and src["ts"] == s["ts"]  # "s" at the issue slice's start
+        assert dst["name"] == complete[s["name"]]
+        assert dst["ts"] + dst["dur"] - f["ts"] == pytest.approx(0.001, abs=1e-9)  # 1 ns before its end
+        assert src["args"]["cta"] == dst["args"]["cta"]
+    return starts, finishes
+
+
+def test_flows_bind_to_issue_and_completion(tmp_path):
+    import known_profiles as kp
+
+    d, flows = kp.with_flows()
+    summary = write_chrome_trace(tmp_path / "t.json", d, flows=flows)
+    tr = load(tmp_path / "t.json")
+    assert summary["flows"] == len(flows) == 15
+    starts, finishes = check_flows(tr, 15)
+    # 4 of each CTA's 5 completions end where the next scope starts: "f" is 1 ns inside its own slice
+    xs = by_ph(tr, "X")
+    starts_at = {(e["tid"], round(e["ts"] * 1000)) for e in xs}  # (thread, start ns)
+    abutted = [f for f in finishes if (f["tid"], round(f["ts"] * 1000) + 1) in starts_at]
+    assert len(abutted) == 12
+    # the issue and completion times are those of the flows (CTA 0 enters at 0)
+    cta0_threads = {k for k, a in meta(tr, "thread_name").items() if a["name"].startswith("CTA 0 ")}
+    fin = {f["id"]: f["ts"] for f in finishes}
+    cta0 = sorted((s["ts"], fin[s["id"]]) for s in starts if (s["pid"], s["tid"]) in cta0_threads)
+    assert cta0 == pytest.approx([(0.1, 0.399), (0.3, 0.599), (0.4, 0.799), (0.5, 0.899), (0.6, 0.799)],
+                                 abs=1e-9)
+
+
+def test_flow_ids_are_unique_across_launches_and_follow_the_subset(tmp_path):
+    import known_profiles as kp
+
+    (a, fa), (b, fb) = kp.with_flows(launch=0), kp.with_flows(launch=1)
+    path = tmp_path / "t.json"
+    assert write_chrome_trace(path, [a, b], flows={0: fa, 1: fb})["flows"] == 30
+    starts, _ = check_flows(load(path), 30)
+    assert sorted(e["id"] for e in starts) == list(range(1, 31))
+    # a subset of the CTAs keeps the flows of those CTAs only
+    summary = write_chrome_trace(path, [a, b], flows=[fa, fb], select="ctas:1")
+    tr = load(path)
+    assert summary["flows"] == 10
+    starts, _ = check_flows(tr, 10)
+    threads = meta(tr, "thread_name")
+    assert {threads[(e["pid"], e["tid"])]["name"] for e in starts} == {"CTA 1 producer", "CTA 1 consumer"}
+
+
+def test_flows_outside_the_trace_are_left_out(tmp_path):
+    d = launch()
+    flows = np.zeros(3, FLOW_DTYPE)
+    flows[0] = (0, 0, 5.0, 1, 1505.0, 1)  # warp 0's outer starts at 5 ns, warp 1's outer ends at 1505
+    flows[1] = (7, 0, 1.0, 1, 2.0, 0)  # a CTA not in the launch
+    flows[2] = (1, 0, np.nan, 1, 2.0, 0)  # no time
+    buf = io.BytesIO()
+    assert write_chrome_trace(buf, d, flows=flows)["flows"] == 1
+    tr = json.loads(buf.getvalue())
+    [s], [f] = by_ph(tr, "s"), by_ph(tr, "f")
+    assert (s["id"], s["name"], s["ts"]) == (1, "inner", 0.005)
+    assert f["id"] == 1 and f["ts"] == pytest.approx(1.504, abs=1e-9)  # 1 ns inside outer, which ends there
+    assert innermost(by_ph(tr, "X"), f["pid"], f["tid"], f["ts"])["name"] == "outer"

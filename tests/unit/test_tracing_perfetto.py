@@ -155,6 +155,20 @@ def test_flows(tmp_path):
                         (1000, "GPU / launch 0 / SM 12 / CTA 0 / warp 1"))
 
 
+def test_flows_of_a_warp_specialised_kernel(tmp_path):
+    """Every flow that automatic insertion pairs is written, each id once, across launches."""
+    import known_profiles as kp
+
+    (a, fa), (b, fb) = kp.with_flows(launch=0), kp.with_flows(launch=1)
+    s = write_perfetto_trace(tmp_path / "t.pftrace", [a, b], flows=[fa, fb])
+    assert s["flows"] == 30 and s["flows_skipped"] == 0
+    tr = Trace(tmp_path / "t.pftrace")
+    src = [te.flow_ids[0] for _, te in tr.events if te.flow_ids]
+    dst = [te.terminating_flow_ids[0] for _, te in tr.events if te.terminating_flow_ids]
+    assert len(set(src)) == len(src) == 30 and sorted(src) == sorted(dst)
+    assert {tr.name(te) for _, te in tr.events if te.flow_ids} == {"tma.load", "wgmma"}
+
+
 def test_subset_gzip_and_several_launches(tmp_path):
     a, b = launch(launch=0), launch(launch=1)
     s = write_perfetto_trace(tmp_path / "t.pftrace.gz", [a, b], select="ctas:1")
