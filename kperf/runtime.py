@@ -81,7 +81,10 @@ class LaunchRecord:
     def host_bytes(self):
         """The raw buffer as a numpy uint8 array (waits for the copy)."""
         if self._event is not None:
-            self._event.synchronize()
+            try:
+                self._event.synchronize()
+            except RuntimeError as e:  # torch's CUDA errors: the launch (or one before it) faulted
+                raise _lost_to_a_fault(self, e) from e
             self._event = None
             self._device = None
         return self._host.numpy()
@@ -102,6 +105,16 @@ class LaunchRecord:
                 subtract_record_cost(self._decoded, self.kernel.record_cost)
             self._host = None
         return self._decoded
+
+
+def _lost_to_a_fault(record: LaunchRecord, error: Exception) -> KperfError:
+    cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return KperfError(
+        f"launch {record.index} of {record.kernel.name}: its profile buffer cannot be read because the GPU "
+        f"reported an error before the copy finished ({cause}); this launch's records are lost",
+        fix="the kernel, or one launched before it on this device, faulted: CUDA errors such as an illegal "
+            "address are sticky, so this process can no longer use the GPU; find the fault with "
+            "compute-sanitizer or CUDA_LAUNCH_BLOCKING=1 and run again")
 
 
 class Capture:
