@@ -5,7 +5,14 @@ Textual syntax in TTGIR (one op per line, no results)::
     kperf.record start "load" loc(#loc12)
     kperf.record end "load"
 
-Upstream Proton's ``proton.record start "name"`` is accepted as the same op.
+Upstream Proton's ``proton.record start "name"`` is accepted as the same op, and so are the forms older
+Proton releases wrote, which name a numbered region instead of a scope (the scope is named ``region N``)::
+
+    proton.record() {isStart = true, regionId = 1 : i32}      # Proton before named scopes
+    tt.proton_record <1, "start", "cycle", "warpgroup">        # an early prototype (triton_gpu dialect era)
+
+Only a ``loc(...)`` may follow the record on its line (``parse_record_line``); kperf times every warp,
+whatever granularity an old Proton record names.
 
 Triton cannot compile an unknown op, so a record travels through Triton's pipeline as its *carrier*:
 a side-effecting, zero-operand ``tt.elementwise_inline_asm`` whose PTX body is a comment naming the
@@ -35,6 +42,10 @@ KINDS = ("start", "end")
 CARRIER_PREFIX = "// kperf.record "
 CARRIER_BODY = "mov.u32 $0, 0;"
 OP_NAMES = ("kperf.record", "proton.record")
+LEGACY_OP_NAMES = ("tt.proton_record",)  # an early Proton prototype's op (positional attributes)
+TEXTUAL_OP_NAMES = OP_NAMES + LEGACY_OP_NAMES  # what a textual record line starts with
+REGION_SCOPE = "region {}"  # the scope name of an old Proton record's region id
+_LEGACY_ATTRS = ("isStart", "regionId", "metric", "granularity", "useDeviceBuffer")
 # The carrier's ``tt.elementwise_inline_asm`` attributes: one i32 result that nothing reads ("=r"),
 # not pure (so MLIR neither drops nor hoists it), one element per asm instance.
 CARRIER_CONSTRAINTS = "=r"
@@ -138,6 +149,123 @@ def _parse_json_string(text: str, where: str | None, line: str) -> tuple[str, in
     if not isinstance(value, str):
         raise KperfError(f"expected a quoted scope name in {line!r}", where=where)
     return value, end
+
+
+# -- textual record lines (override files) -------------------------------------------------------------
+
+def parse_record_line(line: str, tokens: list, where: str) -> tuple[RecordOp, int | None]:
+    """The record a textual record line holds, and the index of the token opening its ``loc(...)``.
+
+    ``tokens`` are the line's tokens (``kperf.dialect.ttgir_text.tokenize_line``: objects with ``kind``,
+    ``text``, ``start``) and start with one of ``TEXTUAL_OP_NAMES``.  Anything after the record but one
+    trailing ``loc(...)`` is an error: it would vanish when the line becomes a carrier.
+    """
+    first = tokens[0]
+    if first.kind == "string":
+        raise KperfError(f"the generic form of {first.text} is not read: {line.strip()!r}", where=where,
+                         fix=f'write it as: {first.text} start "name"   (or end)')
+    if first.text in LEGACY_OP_NAMES:
+        kind, name, end = _legacy_positional(line, tokens, where)
+    elif len(tokens) > 1 and tokens[1].text == "(":
+        kind, name, end = _legacy_attributes(line, tokens, where)
+    else:
+        kind, name, end = _current(line, tokens, where)
+    return RecordOp(kind, name, None, where), _loc_index(line, tokens, end, where)
+
+
+def _current(line: str, tokens: list, where: str) -> tuple[str, str, int]:
+    """``kperf.record start "name"`` / ``proton.record end "name"``."""
+    op = tokens[0].text
+    fix = f'write it as: {op} start "name"   (or end)'
+    if len(tokens) < 3 or tokens[1].kind != "word" or tokens[2].kind != "string":
+        hint = ""
+        if len(tokens) >= 3 and tokens[2].text.startswith("%"):
+            hint = f" (a scope value such as {tokens[2].text} from proton.init_scope is not read)"
+        raise KperfError(f"malformed {op} op: {line.strip()!r}{hint}", where=where, fix=fix)
+    kind = tokens[1].text
+    if kind not in KINDS:
+        raise KperfError(f"{op} kind must be 'start' or 'end', got {kind!r}", where=where,
+                         fix=f'write it as: {op} start "name"')
+    return kind, tokens[2].text, 3
+
+
+def _legacy_positional(line: str, tokens: list, where: str) -> tuple[str, str, int]:
+    """``tt.proton_record <REGION, "start"|"end", "cycle", "warpgroup">``: scope ``region REGION``."""
+    op = tokens[0].text
+    close = _closing(tokens, 1)
+    parts = _split_commas(tokens[2:close]) if close is not None else []
+    if (len(parts) < 2 or len(parts[0]) != 1 or not parts[0][0].text.isdigit() or len(parts[1]) != 1
+            or parts[1][0].kind != "string" or parts[1][0].text not in KINDS):
+        raise KperfError(f"malformed {op} op: {line.strip()!r}", where=where,
+                         fix=f'write it as: {op} <REGION, "start", "cycle", "warpgroup">  (or "end"), '
+                             'or in the current syntax: kperf.record start "name"')
+    return parts[1][0].text, REGION_SCOPE.format(int(parts[0][0].text)), close + 1
+
+
+def _legacy_attributes(line: str, tokens: list, where: str) -> tuple[str, str, int]:
+    """``proton.record() {isStart = true, regionId = 1 : i32}``: scope ``region 1``."""
+    op = tokens[0].text
+    fix = f'write it as: {op}() {{isStart = true, regionId = 1 : i32}}  (isStart = false ends it), or in ' \
+          'the current syntax: kperf.record start "name"'
+    close = _closing(tokens, 3) if len(tokens) > 3 and tokens[2].text == ")" else None
+    if close is None:
+        raise KperfError(f"malformed {op} op: {line.strip()!r}", where=where, fix=fix)
+    attrs = {}
+    for part in _split_commas(tokens[4:close]):
+        if len(part) < 3 or part[1].text != "=" or part[0].text not in _LEGACY_ATTRS:
+            raise KperfError(f"{op}() attribute {' '.join(t.text for t in part)!r} is not one of "
+                             f"{', '.join(_LEGACY_ATTRS)}", where=where, fix=fix)
+        attrs[part[0].text] = part[2]
+    start, region = attrs.get("isStart"), attrs.get("regionId")
+    if start is None or start.text not in ("true", "false") or region is None or not region.text.isdigit():
+        raise KperfError(f"{op}() needs isStart = true|false and regionId = N: {line.strip()!r}", where=where,
+                         fix=fix)
+    return "start" if start.text == "true" else "end", REGION_SCOPE.format(int(region.text)), close + 1
+
+
+_OPEN, _CLOSE = "([{<", ")]}>"
+
+
+def _closing(tokens: list, at: int) -> int | None:
+    """Index of the bracket closing the one at ``tokens[at]`` (None: unclosed, or no bracket there)."""
+    if at >= len(tokens) or tokens[at].kind != "punct" or tokens[at].text not in _OPEN:
+        return None
+    depth = 0
+    for k in range(at, len(tokens)):
+        t = tokens[k]
+        if t.kind == "punct" and t.text in _OPEN:
+            depth += 1
+        elif t.kind == "punct" and t.text in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return k
+    return None
+
+
+def _split_commas(tokens: list) -> list[list]:
+    """``tokens`` split at the commas outside brackets."""
+    parts: list[list] = [[]]
+    depth = 0
+    for t in tokens:
+        if t.kind == "punct" and t.text == "," and depth == 0:
+            parts.append([])
+            continue
+        if t.kind == "punct":
+            depth += (t.text in _OPEN) - (t.text in _CLOSE)
+        parts[-1].append(t)
+    return [p for p in parts if p]
+
+
+def _loc_index(line: str, tokens: list, end: int, where: str) -> int | None:
+    """Index of the trailing ``loc(...)`` after the record's last token ``end - 1``; other text raises."""
+    if end >= len(tokens):
+        return None
+    if (tokens[end].text == "loc" and end + 1 < len(tokens) and tokens[end + 1].text == "("
+            and _closing(tokens, end + 1) == len(tokens) - 1):
+        return end
+    raise KperfError(f"unexpected text after the record: {line[tokens[end].start:].strip()!r}", where=where,
+                     fix="a record line holds one record and at most a trailing loc(...): put that text on a "
+                         "line of its own, or delete it")
 
 
 DIALECT = [RecordOp]

@@ -4,7 +4,8 @@ Not a general MLIR parser.  It tokenizes string literals properly (so braces and
 strings never confuse it), tracks region nesting and block labels, knows which ``tt.func`` it is in,
 resolves ``#locN`` aliases to ``file:line``, and finds every record: carriers
 (``tt.elementwise_inline_asm`` whose text is a kperf record) and textual ``kperf.record`` /
-``proton.record`` ops written into override files.
+``proton.record`` ops written into override files (``kperf.dialect.record.parse_record_line`` reads
+them, older Proton forms included).  ``kernel_signatures`` reads each kernel's name and argument types.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 
 from .errors import KperfError
-from .mlir_string import decode_mlir_string
-from .record import OP_NAMES, RecordOp, parse_carrier
+from .mlir_string import decode_mlir_string, encode_mlir_string
+from .record import TEXTUAL_OP_NAMES, RecordOp, parse_carrier, parse_record_line
 
 INLINE_ASM_OP = "tt.elementwise_inline_asm"
 
@@ -69,6 +70,7 @@ class RecordSite:
     func_noinline: bool
     textual: bool  # a kperf.record / proton.record line (not yet a carrier)
     string_token: Token | None = None  # the carrier's asm string, for rewriting
+    loc_start: int | None = None  # column of a textual record's trailing ``loc(...)``
 
 
 @dataclasses.dataclass
@@ -133,19 +135,13 @@ def _line_loc(tokens: list[Token], locs: dict[str, str]) -> str | None:
     return None
 
 
-def _textual_site(tokens: list[Token], stripped: str, lineno: int, where: str, locs: dict[str, str],
+def _textual_site(tokens: list[Token], line: str, lineno: int, where: str, locs: dict[str, str],
                   block: tuple, func_info: tuple[str, bool, bool]) -> RecordSite:
-    """The record site of a textual ``kperf.record start|end "name"`` op."""
-    first = tokens[0].text
-    if len(tokens) < 3 or tokens[1].kind != "word" or tokens[2].kind != "string":
-        raise KperfError(f"malformed {first} op: {stripped.strip()!r}", where=where,
-                         fix=f'write it as: {first} start "name"   (or end)')
-    kind = tokens[1].text
-    if kind not in ("start", "end"):
-        raise KperfError(f"{first} kind must be 'start' or 'end', got {kind!r}", where=where,
-                         fix=f'write it as: {first} start "name"')
-    loc = _line_loc(tokens, locs) or where
-    return RecordSite(RecordOp(kind, tokens[2].text, None, loc), lineno, block, *func_info, textual=True)
+    """The record site of a textual ``kperf.record start|end "name"`` op (or an older Proton form)."""
+    op, loc_at = parse_record_line(line, tokens, where)
+    loc = (_line_loc(tokens[loc_at:], locs) if loc_at is not None else None) or where
+    return RecordSite(RecordOp(op.kind, op.name, None, loc), lineno, block, *func_info, textual=True,
+                      loc_start=tokens[loc_at].start if loc_at is not None else None)
 
 
 def _carrier_site(tokens: list[Token], lineno: int, where: str, locs: dict[str, str], block: tuple,
@@ -209,8 +205,8 @@ def scan(text: str, path: str = "<ttgir>") -> ScannedModule:
         where = f"{path}:{lineno}"
         block = (tuple(brace_path), block_label[-1])
         func_info = (func, func_is_kernel, func_noinline)
-        if tokens[0].text in OP_NAMES:
-            sites.append(_textual_site(tokens, stripped, lineno, where, locs, block, func_info))
+        if tokens[0].text in TEXTUAL_OP_NAMES:
+            sites.append(_textual_site(tokens, line, lineno, where, locs, block, func_info))
         elif "tt.elementwise_inline_asm" in words:
             site = _carrier_site(tokens, lineno, where, locs, block, func_info)
             if site is not None:
@@ -219,3 +215,111 @@ def scan(text: str, path: str = "<ttgir>") -> ScannedModule:
         if func and len(brace_path) <= func_depth:  # the function's body closed on this line
             func, func_is_kernel, func_noinline, func_depth = "", False, False, -1
     return ScannedModule(lines, sites, locs, path)
+
+
+def kernel_signatures(text: str, path: str = "<ttgir>") -> list[tuple[str, list[str], int]]:
+    """``(name, argument types, line)`` of every ``tt.func`` that is not private, in module order.
+
+    Argument types are printed without attributes or locations (``!tt.ptr<f16>``, ``i32``), so a file
+    Triton printed and one edited by hand compare equal when their types do.
+    """
+    lines = text.splitlines()
+    out = []
+    for idx, line in enumerate(lines):
+        if "tt.func" not in line or line.lstrip().startswith(("//", "#")):
+            continue
+        tokens = tokenize_line(line, idx + 1, path)
+        words = [t.text for t in tokens if t.kind == "word"]
+        if "tt.func" not in words or "private" in words[words.index("tt.func") + 1:][:1]:
+            continue
+        k = next((k for k, t in enumerate(tokens) if t.kind == "word" and t.text.startswith("@")), None)
+        if k is None:
+            continue
+        for extra in lines[idx + 1:idx + 200]:  # a hand-wrapped argument list continues on later lines
+            if _args_closed(tokens, k + 1):
+                break
+            tokens += tokenize_line(extra, 0, path)
+        out.append((tokens[k].text[1:], _arg_types(tokens, k + 1), idx + 1))
+    return out
+
+
+def _args_closed(tokens: list[Token], at: int) -> bool:
+    depth = 0
+    for t in tokens[at:]:
+        if t.kind == "punct" and t.text in "([{<":
+            depth += 1
+        elif t.kind == "punct" and t.text in ")]}>":
+            depth -= 1
+            if depth == 0:
+                return True
+    return False
+
+
+def _arg_types(tokens: list[Token], at: int) -> list[str]:
+    """The types of the argument list opening at ``tokens[at]`` (``(%a: T {attrs} loc(..), ...)``)."""
+    types: list[str] = []
+    depth, current, in_type = 0, [], False
+    for t in tokens[at:]:
+        punct = t.kind == "punct"
+        if depth == 1 and punct and t.text in ",)":  # one argument ends
+            if current:
+                types.append(_type_text(current))
+            current, in_type = [], False
+            if t.text == ")":
+                break
+            continue
+        if depth == 1 and punct and t.text == ":":
+            in_type = True
+            continue
+        if depth == 1 and (t.text == "{" or t.text == "loc"):
+            in_type = False  # the argument's attributes and location follow its type
+        if punct and t.text in "([{<":
+            depth += 1
+        elif punct and t.text in ")]}>":
+            depth -= 1
+        if in_type:
+            current.append(t)
+    return types
+
+
+def _type_text(tokens: list[Token]) -> str:
+    out = ""
+    for t in tokens:
+        out += f'"{t.text}"' if t.kind == "string" else t.text
+        if t.text == ",":
+            out += " "
+    return out
+
+
+def locations_to_lines(text: str, file: str) -> str:
+    """``text`` with each inline ``loc(...)`` replaced by ``loc("file":LINE:COL)`` of its own line.
+
+    MLIR names a verifier error by the op's location; after this it names the op's line in the text,
+    which is how ``kperf.ttgir_module`` points such an error at ``file:line``.  ``#locN = ...`` lines stay.
+    """
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.startswith("#loc") and "loc(" in line:
+            for start, end in reversed(_loc_spans(tokenize_line(line, lineno))):
+                col = len(line) - len(line.lstrip()) + 1
+                line = f"{line[:start]}loc({encode_mlir_string(file)}:{lineno}:{col}){line[end:]}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _loc_spans(tokens: list[Token]) -> list[tuple[int, int]]:
+    """Column spans of the ``loc(...)`` attributes among a line's tokens."""
+    spans, k = [], 0
+    while k < len(tokens) - 1:
+        if tokens[k].kind == "word" and tokens[k].text == "loc" and tokens[k + 1].text == "(":
+            depth, close = 0, len(tokens) - 1
+            for j in range(k + 1, len(tokens)):
+                if tokens[j].kind == "punct" and tokens[j].text in "()":
+                    depth += 1 if tokens[j].text == "(" else -1
+                if depth == 0:
+                    close = j
+                    break
+            spans.append((tokens[k].start, tokens[close].end))
+            k = close
+        k += 1
+    return spans

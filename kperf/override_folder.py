@@ -12,6 +12,12 @@ file carries a module attribute ``"kperf.options" = "num_warps=4,num_stages=2,nu
 matched to the compile by it.  A file without that attribute (written by Triton's own dump or by
 hand) is used when it is the only candidate and its ``ttg.num-warps`` matches.
 
+Nothing in a folder is passed over in silence: a file must be non-empty UTF-8 text (``read_ttgir``) and
+its kernel's name and argument types must be those of the kernel being compiled (``check_signature``);
+a compile that finds no file although the folder holds files of its kernel name (in another hash folder,
+or for other configurations) warns why (``why_unmatched``), and ``Overrides.used`` collects the files
+that were used, so ``kperf.override.applied`` can name the ones no kernel used.
+
 ``Overrides`` is what the stage hook (``kperf.stages``) knows of override folders during a compile:
 the folder to dump into and the one to read from.  It is a value the hook holds, swapped in and back
 by ``kperf.override``'s context managers, so nothing here keeps state of its own.
@@ -25,16 +31,20 @@ import os
 import pathlib
 import re
 import sys
+import types
+import warnings
 
 from kperf import ttgir_module
 from kperf.dialect.errors import KperfError
 from kperf.dialect.mlir_string import encode_mlir_string
-from kperf.dialect.ttgir_text import tokenize_line
+from kperf.dialect.options import ProfileConfig
+from kperf.dialect.ttgir_text import kernel_signatures, tokenize_line
 from kperf.passes.materialize import MaterializePass
 
 OPTIONS_ATTR = "kperf.options"
 ENV_DIR = "KPERF_OVERRIDE_DIR"
 SUFFIX = ".ttgir"
+REDUMP = "dump the kernel again with `kperf dump --out DIR script.py` (and redo the edits), or delete it"
 
 
 # -- folder identity --------------------------------------------------------------------------------------
@@ -69,16 +79,21 @@ def source_key() -> tuple[str, str] | None:
     (Triton 3.6): the folder is ``_base32(src.hash())`` and the file name ``src.name``, exactly as
     Triton's own dump and override managers use them.
     """
-    from triton.runtime.cache import _base32
     frame = sys._getframe(1)
     while frame is not None:
         code, module = frame.f_code.co_name, frame.f_globals.get("__name__")
         if code == "compile" and module == "triton.compiler.compiler":
             src = frame.f_locals.get("src")
             if src is not None and hasattr(src, "hash"):
-                return _base32(src.hash()), str(src.name)[:150]
+                return key_of(src)
         frame = frame.f_back
     return None
+
+
+def key_of(src) -> tuple[str, str]:
+    """``(folder, file name)`` of a Triton compile source (``ASTSource``), as Triton's dump uses them."""
+    from triton.runtime.cache import _base32
+    return _base32(src.hash()), str(src.name)[:150]
 
 
 # -- reading and writing module attributes ----------------------------------------------------------------
@@ -116,6 +131,20 @@ def stamp_options(text: str, tag: str) -> str:
 
 # -- the files of a folder --------------------------------------------------------------------------------
 
+def read_ttgir(path: str | os.PathLike) -> str:
+    """The text of an override file; an empty, blank or non-UTF-8 file is an error naming it."""
+    data = pathlib.Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise KperfError(f"override file is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})",
+                         where=os.fspath(path), fix=REDUMP) from None
+    if not text.strip():
+        raise KperfError("override file is empty" if not text else "override file holds only whitespace",
+                         where=os.fspath(path), fix=REDUMP)
+    return text
+
+
 def candidates(folder: pathlib.Path, name: str) -> list[pathlib.Path]:
     """The files of kernel ``name`` in one hash folder: ``name.ttgir``, then ``name.1.ttgir``, ..."""
     pat = re.compile(re.escape(name) + r"(\.\d+)?" + re.escape(SUFFIX))
@@ -130,10 +159,15 @@ def kernel_files(folder: str | os.PathLike, kernels: str | None = None) -> list[
     pat = re.compile(kernels) if kernels else None
     out = []
     for f in sorted(root.glob(f"*/*{SUFFIX}")):
-        name = f.name[:-len(SUFFIX)].split(".")[0]
+        name = kernel_name(f)
         if pat is None or pat.search(name):
             out.append(f)
     return out
+
+
+def kernel_name(path: pathlib.Path) -> str:
+    """The kernel an override file is named for (``k.ttgir`` and ``k.1.ttgir`` are both kernel ``k``)."""
+    return path.name[:-len(SUFFIX)].split(".")[0]
 
 
 def find(folder: str | os.PathLike, source: tuple[str, str] | None, options) -> pathlib.Path | None:
@@ -145,7 +179,7 @@ def find(folder: str | os.PathLike, source: tuple[str, str] | None, options) -> 
     if not files:
         return None
     tag = options_tag(options)
-    tagged = {p: module_attrs(p.read_text()).get(OPTIONS_ATTR) for p in files}
+    tagged = {p: module_attrs(read_ttgir(p)).get(OPTIONS_ATTR) for p in files}
     exact = [p for p, t in tagged.items() if t == tag]
     if len(exact) == 1:
         return exact[0]
@@ -165,7 +199,7 @@ def find(folder: str | os.PathLike, source: tuple[str, str] | None, options) -> 
 
 def _check_warps(path: pathlib.Path, options, tag: str) -> None:
     """An untagged file is for this compile only if its ``ttg.num-warps`` agrees."""
-    warps = module_attrs(path.read_text()).get("ttg.num-warps")
+    warps = module_attrs(read_ttgir(path)).get("ttg.num-warps")
     if warps is not None and int(warps) != int(options.num_warps):
         raise KperfError(f"override file {path} is for num_warps={warps}, the kernel compiles "
                          f"with num_warps={options.num_warps}",
@@ -173,18 +207,73 @@ def _check_warps(path: pathlib.Path, options, tag: str) -> None:
                              f'"{OPTIONS_ATTR}" = "{tag}" to the file\'s module attributes')
 
 
+def why_unmatched(folder: str | os.PathLike, source: tuple[str, str] | None, options) -> str | None:
+    """Why no file of ``folder`` is for this compile though the folder holds files of its kernel name.
+
+    None when it holds none (the kernel is not overridden, as meant).  The text names the files, the
+    hash folder or configuration this compile wanted, and the fix.
+    """
+    if source is None:
+        return None
+    key, name = source
+    here = pathlib.Path(folder, key)
+    tag = options_tag(options)
+    files = candidates(here, name)
+    if files:
+        listed = ", ".join(f"{p} ({module_attrs(read_ttgir(p)).get(OPTIONS_ATTR) or 'untagged'})"
+                           for p in files)
+        return (f"no override file for kernel {name} with {tag}: {here} holds only files for other "
+                f"configurations: {listed}.  Fix: dump this configuration with `kperf dump`, or set "
+                f'"{OPTIONS_ATTR}" = "{tag}" in the module attributes of the file meant for it')
+    others = [p for p in kernel_files(folder) if kernel_name(p) == name and p.parent.name != key]
+    if not others:
+        return None
+    return (f"override file{'s' if len(others) > 1 else ''} for kernel {name} not used: "
+            f"{', '.join(map(str, others[:4]))}{' ...' if len(others) > 4 else ''} "
+            f"{'are' if len(others) > 1 else 'is'} in another hash folder than this compile's {here} "
+            "(Triton's hash of the kernel's source, signature and constexprs: one of them differs from the "
+            f"dumped kernel's).  Fix: dump the kernel again with `kperf dump --out {os.fspath(folder)}` and "
+            "redo the edits in the new file")
+
+
+def check_signature(path: pathlib.Path, text: str, like_text: str) -> None:
+    """The file's kernel must have the compiled kernel's name and argument types (count and each type)."""
+    expected = kernel_signatures(like_text)
+    found = kernel_signatures(text, str(path))
+    if [s[:2] for s in found] == [s[:2] for s in expected]:
+        return
+    fix = "dump the kernel again with `kperf dump` and redo the edits (the kernel changed since the dump)"
+    if not found:
+        raise KperfError("override file holds no kernel (`tt.func public @name(...)`)", where=str(path),
+                         fix=fix)
+    (f_name, f_types, line), (e_name, e_types) = found[0], (expected[0][:2] if expected else ("?", []))
+    where = f"{path}:{line}"
+    if f_name != e_name:
+        raise KperfError(f"override file is for another kernel: expected @{e_name} (the kernel being "
+                         f"compiled), found @{f_name}", where=where, fix=fix)
+    if len(f_types) != len(e_types):
+        raise KperfError(f"kernel @{f_name} in the override file takes {len(f_types)} arguments, the kernel "
+                         f"being compiled {len(e_types)}: expected ({', '.join(e_types)}), found "
+                         f"({', '.join(f_types)})", where=where, fix=fix)
+    diff = [f"argument {k}: expected {e}, found {f}"
+            for k, (e, f) in enumerate(zip(e_types, f_types, strict=True)) if e != f]
+    raise KperfError(f"kernel @{f_name} in the override file has other argument types than the kernel being "
+                     f"compiled: {'; '.join(diff) or 'another kernel list'}", where=where, fix=fix)
+
+
 def load(folder, source, options, like):
     """The overriding module (records materialized to carriers) and its file, or (None, None)."""
     path = find(folder, source, options)
     if path is None:
         return None, None
-    result = MaterializePass().apply(path.read_text(), path=str(path))
-    try:
-        return ttgir_module.parse(result.text, like.context), path
-    except RuntimeError as e:
-        raise KperfError(f"override file does not parse as TTGIR ({e}); MLIR's diagnostic above names the "
-                         "line (line numbers are those of the file)", where=str(path),
-                         fix="fix the line, or dump the kernel again with `kperf dump`") from None
+    text = read_ttgir(path)
+    check_signature(path, text, like.str())
+    result = MaterializePass().apply(text, path=str(path))
+    module = ttgir_module.parse(result.text, like.context, path=str(path),
+                                fix="fix the line (a record line becomes an op where it stands: inside a "
+                                    "function's body, before its block's terminator), or dump the kernel "
+                                    "again with `kperf dump`")
+    return module, path
 
 
 def write_dump(folder: str | os.PathLike, text: str, options, source: tuple[str, str]) -> str:
@@ -194,7 +283,7 @@ def write_dump(folder: str | os.PathLike, text: str, options, source: tuple[str,
     hash_folder.mkdir(parents=True, exist_ok=True)
     tag = options_tag(options)
     files = candidates(hash_folder, name)
-    path = next((p for p in files if module_attrs(p.read_text()).get(OPTIONS_ATTR) == tag), None)
+    path = next((p for p in files if module_attrs(read_ttgir(p)).get(OPTIONS_ATTR) == tag), None)
     if path is None:
         path = hash_folder / (f"{name}{SUFFIX}" if not files else f"{name}.{len(files)}{SUFFIX}")
     path.write_text(stamp_options(text, tag))
@@ -211,11 +300,13 @@ class Overrides:
         dump_dir: write each kernel's final TTGIR here (``kperf dump``); None: no dump.
         written: the list the dumped paths are appended to (the caller's, for reporting them).
         folder: read override files from here (``kperf run --override``); None: ``$KPERF_OVERRIDE_DIR``.
+        used: the set the resolved paths of the files compiles used are added to (None: not collected).
     """
 
     dump_dir: str | None = None
     written: list[str] | None = None
     folder: str | None = None
+    used: set[pathlib.Path] | None = None
 
     def dump(self, text: str, options, source: tuple[str, str] | None) -> str | None:
         """Write one kernel's final TTGIR into the dump folder; returns the path (None when not dumping)."""
@@ -239,5 +330,37 @@ class Overrides:
         return folder
 
     def load(self, expected: str, source, options, like):
-        """``load`` from the active folder, whose digest must be ``expected``."""
-        return load(self.active_dir(expected), source, options, like)
+        """``load`` from the active folder, whose digest must be ``expected``; notes the file used."""
+        folder = self.active_dir(expected)
+        module, path = load(folder, source, options, like)
+        self.note(folder, source, options, path)
+        return module, path
+
+    def note(self, folder, source, options, path: pathlib.Path | None) -> None:
+        """Note the file a compile used; when it used none, warn if a file of its kernel was passed over."""
+        if path is not None:
+            if self.used is not None:
+                self.used.add(path.resolve())
+            return
+        reason = why_unmatched(folder, source, options)
+        if reason:
+            warnings.warn(f"kperf: {reason}", stacklevel=2)
+
+    def note_cached(self, src, metadata: dict, expected: str) -> None:
+        """A kernel Triton took from its cache (no stage ran): ``note`` the file its compile would use.
+
+        Only a kperf compile that read this folder, whose digest is ``expected``, counts.
+        """
+        mode = metadata.get("instrumentation_mode") or ""
+        if not ProfileConfig.is_kperf_mode(mode) or ProfileConfig.from_mode(mode).override != expected:
+            return
+        folder = self.folder or os.environ.get(ENV_DIR)
+        options = types.SimpleNamespace(**{k: metadata.get(k) for k in ("num_warps", "num_stages", "num_ctas",
+                                                                        "maxnreg")})
+        source = key_of(src)
+        self.note(folder, source, options, find(folder, source, options))
+
+
+def unused_files(folder: str | os.PathLike, used: set[pathlib.Path]) -> list[pathlib.Path]:
+    """The ``*.ttgir`` files under ``folder`` (at any depth) that are not in ``used``."""
+    return [p for p in sorted(pathlib.Path(folder).rglob(f"*{SUFFIX}")) if p.resolve() not in used]

@@ -3,7 +3,8 @@
 Each file is parsed (records already in it become carriers first), ``kperf-auto-insert`` places the
 records, and the result is written back with every record as a readable ``kperf.record start|end
 "name"`` line, so the files stay editable by hand and ``kperf run --override`` reads them like any
-other.
+other.  A file that is empty, not UTF-8 or not TTGIR is an error naming it (and ``file:line`` where MLIR
+names one), and no file is written unless every file was read and took its records.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from kperf import ttgir_module
 from kperf.dialect.errors import KperfError
 from kperf.dialect.selectors import parse_selectors
 from kperf.dialect.ttgir_text import scan
-from kperf.override_folder import kernel_files
+from kperf.override_folder import kernel_files, read_ttgir
 from kperf.passes.auto_insert import AutoInsertPass
 from kperf.passes.materialize import MaterializePass
 
@@ -35,21 +36,20 @@ def insert(folder: str | os.PathLike, selectors: str, *, kernels: str | None = N
         raise KperfError(f"no TTGIR files{' for kernels matching ' + repr(kernels) if kernels else ''} "
                          f"under {os.fspath(folder)!r}",
                          fix="dump them first: kperf dump script.py --out DIR")
-    done = []
+    new_texts = []
     for f in files:
         # records already in the file become carriers, which the insertion pass sees as ops
-        text = MaterializePass().apply(f.read_text(), path=str(f)).text
-        try:
-            mod = ttgir_module.parse(text, ttgir_module.sm90_context())
-        except RuntimeError as e:
-            raise KperfError(f"does not parse as TTGIR ({e})", where=str(f),
-                             fix="fix the line MLIR's diagnostic names, or dump the kernel again") from None
+        text = MaterializePass().apply(read_ttgir(f), path=str(f)).text
+        mod = ttgir_module.parse(text, ttgir_module.sm90_context(), path=str(f),
+                                 fix="fix that line, or dump the kernel again with `kperf dump`")
         result = AutoInsertPass(tokens).apply(mod, path=f.name)
-        new = textual_records(mod.str(), str(f))
+        new_texts.append((f, textual_records(mod.str(), str(f)), result.num_records))
+    done = []
+    for f, new, n in new_texts:  # every file was read and instrumented: write them
         dest = f if out is None else pathlib.Path(out, f.parent.name, f.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(new)
-        done.append((dest, result.num_records))
+        done.append((dest, n))
     return done
 
 

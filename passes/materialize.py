@@ -1,6 +1,7 @@
 """``kperf-materialize``: on the final TTGIR, turn records into numbered carriers and build the scope table.
 
-- textual ``kperf.record`` / ``proton.record`` lines (override files) become carrier ops;
+- textual ``kperf.record`` / ``proton.record`` lines (override files, older Proton forms included) become
+  carrier ops, keeping their ``loc(...)``;
 - every record is checked (balanced per block, not in a ``noinline`` function);
 - scopes are numbered and every carrier gets ``id=N`` so the PTX lowering needs no names.
 
@@ -47,8 +48,7 @@ class MaterializePass(KperfPass):
             line = lines[site.lineno - 1]
             if site.textual:
                 indent = line[:len(line) - len(line.lstrip())]
-                loc_at = line.find(" loc(")
-                loc_suffix = line[loc_at:] if loc_at >= 0 else ""
+                loc_suffix = " " + line[site.loc_start:] if site.loc_start is not None else ""
                 lines[site.lineno - 1] = f"{indent}{op.carrier_ttgir(f'%kperf_rec_{n}')}{loc_suffix}"
             else:
                 tok = site.string_token

@@ -119,3 +119,70 @@ def test_malformed_textual_record_names_its_line():
     text = TTGIR.replace('kperf.record start "inner"', "kperf.record start inner")
     with pytest.raises(KperfError, match="kern.ttgir:6"):
         MaterializePass().apply(text, "kern.ttgir")
+
+
+def _one_line(line: str) -> str:
+    """TTGIR with ``line`` as the scf.for body's only record lines' first line (others removed)."""
+    return TTGIR.replace('      kperf.record start "inner" loc(#loc3)\n      proton.record end "inner"\n',
+                         line + "\n")
+
+
+@pytest.mark.parametrize("lines, kinds, name", [
+    (['tt.proton_record <0, "start", "cycle", "warpgroup">', 'tt.proton_record <0, "end", "cycle", "warp">'],
+     ["start", "end"], "region 0"),
+    (["proton.record() {isStart = true, regionId = 7 : i32}",
+      "proton.record() {isStart = false, regionId = 7 : i32, metric = \"cycle\"} loc(#loc3)"],
+     ["start", "end"], "region 7"),
+])
+def test_older_proton_record_forms_are_read(lines, kinds, name):
+    res = MaterializePass().apply(_one_line("\n".join("      " + ln for ln in lines)), "kern.ttgir")
+    sites = [s for s in scan(res.text).sites if s.op.name == name]
+    assert [s.op.kind for s in sites] == kinds and res.table.names() == ["load", name]
+    assert "proton" not in res.text and "isStart" not in res.text
+
+
+@pytest.mark.parametrize("line, said", [
+    ('tt.proton_record <0, "begin", "cycle", "warpgroup">', 'kperf.record start "name"'),
+    ("tt.proton_record <x>", "tt.proton_record <REGION"),
+    ("proton.record() {isStart = true}", "regionId = N"),
+    ("proton.record() {isStart = maybe, regionId = 1 : i32}", "isStart = true|false"),
+    ("proton.record() {isStart = true, region = 1 : i32}", "not one of isStart, regionId"),
+    ("proton.record start %0", "proton.init_scope is not read"),
+    ('"proton.record"() <{isStart = true, name = "x"}> : () -> ()', "generic form"),
+])
+def test_malformed_proton_records_show_the_syntax(line, said):
+    with pytest.raises(KperfError) as e:
+        scan(_one_line("      " + line), "kern.ttgir")
+    assert said in str(e.value) and "kern.ttgir:6" in str(e.value) and "fix:" in str(e.value)
+
+
+@pytest.mark.parametrize("tail", ["garbage", 'loc(#loc3) extra', '"second"', "{x = 1}", "loc(#loc3"])
+def test_text_after_a_record_is_an_error(tail):
+    with pytest.raises(KperfError, match="kern.ttgir:6: unexpected text after the record") as e:
+        scan(_one_line(f'      kperf.record start "x" {tail}\n      kperf.record end "x"'), "kern.ttgir")
+    assert "fix:" in str(e.value)
+
+
+def test_record_location_and_comment_are_kept_and_names_may_hold_loc():
+    text = _one_line('      kperf.record start "a loc(b)"  loc(#loc3) // note\n'
+                     '      kperf.record end "a loc(b)"')
+    res = MaterializePass().apply(text, "kern.ttgir")
+    line = res.text.splitlines()[5]
+    assert line.startswith("      %kperf_rec_1 = tt.elementwise_inline_asm")
+    assert line.endswith("pure = false} -> i32 loc(#loc3) // note")
+    assert res.text.splitlines()[6].endswith("-> i32")  # no location: none made up from the name
+    sites = scan(text, "kern.ttgir").sites
+    assert sites[1].op.loc == "kern.py:12" and sites[2].op.loc == "kern.ttgir:7"
+
+
+def test_kernel_signatures_and_line_locations():
+    from kperf.dialect.ttgir_text import kernel_signatures, locations_to_lines
+    text = ('tt.func private @helper(%x: i32) {\n'
+            '  tt.func public @k(%a: tensor<4x4xf16, #blocked> {tt.d = 1} loc("a"(#loc)),\n'
+            '    %b: !tt.tensordesc<tensor<64x64xf16>> loc(#loc2)) -> i32 {\n')
+    types = ["tensor<4x4xf16, #blocked>", "!tt.tensordesc<tensor<64x64xf16>>"]
+    assert kernel_signatures(text) == [("k", types, 2)]
+    moved = locations_to_lines(TTGIR, "f")
+    assert moved.splitlines()[3].endswith('loc("f":4:5)')
+    assert moved.splitlines()[0] == TTGIR.splitlines()[0]  # the #loc alias lines stay
+    assert len(moved.splitlines()) == len(TTGIR.splitlines())
