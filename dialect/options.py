@@ -9,6 +9,9 @@ Every option below is part of that string (docs/options.md lists them with their
 from __future__ import annotations
 
 import dataclasses
+import math
+
+import numpy as np
 
 from .errors import KperfError
 from .layout import CLOCKS, GRANULARITIES, MAX_SM_ID, STORES, STRATEGIES
@@ -16,16 +19,33 @@ from .selectors import parse_selectors
 
 MODE_PREFIX = "kperf"
 
+#: Warps in a CTA at most (CUDA's 1024 threads per block).
+MAX_WARPS = 32
+#: The largest ``capacity``.  The lowering handles every byte count of a CTA region in 32 bits: it
+#: multiplies the CTA id by ``Geometry.cta_bytes`` and the slot by ``Geometry.warp_bytes`` with
+#: ``mul.wide.u32`` immediates and compares the record counter with ``capacity`` in ``u32``
+#: (``passes/ptx_snippets.py``).  With 16-byte records (``clock64``/``globaltimer``) and 32 recording
+#: warps, 2**22 records per warp make a 2 GiB region, which leaves room in 32 bits for the header, the
+#: counts and a ``fold`` sink as large again; more would overflow.
+MAX_CAPACITY = 1 << 22
+_CAPACITY_FIX = (f"the lowering computes each CTA's buffer region (capacity x 16-byte records x up to "
+                 f"{MAX_WARPS} warps) in 32 bits, so capacity is at most {MAX_CAPACITY} = 2**22; record "
+                 f"fewer warps (granularity, warp_mask) or use strategy='wrap' to keep the latest records")
+
 
 @dataclasses.dataclass(frozen=True)
 class ProfileConfig:
     """How records are lowered and stored.
 
+    Every option is checked when the config is made: a value of the wrong type (a string for ``sms``,
+    a bool for ``capacity``) or out of range raises :class:`OptionError`, which names the option.
+
     Args:
         capacity: record slots per warp (8 bytes each with ``clock="clock"``, 16 otherwise). A warp
             that records more than this loses the excess (``keep-first``) or its oldest records
             (``wrap``); either way the count is exact and reported.  1024 holds a 128-iteration
-            K loop with 4 records per iteration and an outer scope with room to spare.
+            K loop with 4 records per iteration and an outer scope with room to spare.  At most
+            ``MAX_CAPACITY`` (2**22), so that every byte count of the buffer fits the lowering's 32 bits.
         strategy: ``"keep-first"`` (keep the first ``capacity`` records) or ``"wrap"`` (ring buffer:
             keep the latest; ``capacity`` must then be a power of two).
         clock: ``"clock"`` (32-bit SM cycles, unwrapped on the host; cheapest), ``"clock64"``
@@ -65,40 +85,47 @@ class ProfileConfig:
     granularity: str = "warp"
     warp_mask: int = 0
     cta_stride: int = 1
-    sms: tuple = ()
+    sms: tuple[int, ...] = ()
     clone: bool = True
     record_cost: float = 0.0
     auto: str = ""
     override: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.capacity, int) or self.capacity <= 0:
-            raise KperfError(f"capacity must be a positive int (records per warp), got {self.capacity!r}")
-        _one_of("strategy", self.strategy, STRATEGIES)
-        _one_of("clock", self.clock, CLOCKS)
-        _one_of("store", self.store, STORES)
-        _one_of("granularity", self.granularity, GRANULARITIES)
+        _check_int("capacity", self.capacity, 1, MAX_CAPACITY, "record slots per warp", _CAPACITY_FIX)
+        object.__setattr__(self, "capacity", int(self.capacity))
+        for name, allowed in (("strategy", STRATEGIES), ("clock", CLOCKS), ("store", STORES),
+                              ("granularity", GRANULARITIES)):
+            _one_of(name, getattr(self, name), allowed)
         if self.strategy == "wrap" and self.capacity & (self.capacity - 1):
-            raise KperfError(f"strategy='wrap' needs a power-of-two capacity, got {self.capacity}",
-                             fix=f"use capacity={1 << self.capacity.bit_length()}")
+            raise OptionError("capacity", self.capacity, "strategy='wrap' needs a power-of-two capacity, "
+                                                         f"got {self.capacity}",
+                              fix=f"use capacity={1 << self.capacity.bit_length()}")
+        if self.fold is not None:
+            _check_bool("fold", self.fold)
         if self.fold is None:
             object.__setattr__(self, "fold", self.strategy == "keep-first")
         if self.fold and self.strategy != "keep-first":
-            raise KperfError("fold=True applies to strategy='keep-first' only (wrap indexes every record)",
-                             fix="drop fold=True or use strategy='keep-first'")
-        if not isinstance(self.warp_mask, int) or not 0 <= self.warp_mask < 1 << 32:
-            raise KperfError(f"warp_mask must be a 32-bit mask (bit w = warp w), got {self.warp_mask!r}")
-        if not isinstance(self.cta_stride, int) or self.cta_stride < 1:
-            raise KperfError(f"cta_stride must be an int >= 1, got {self.cta_stride!r}")
-        sms = tuple(sorted(set(int(s) for s in self.sms)))
-        if any(not 0 <= s <= MAX_SM_ID for s in sms):
-            raise KperfError(f"sms must be SM ids in [0, {MAX_SM_ID}], got {self.sms!r}")
-        object.__setattr__(self, "sms", sms)
-        if not self.record_cost >= 0:
-            raise KperfError(f"record_cost must be >= 0 cycles, got {self.record_cost!r}")
+            raise OptionError("fold", self.fold, "fold=True applies to strategy='keep-first' only "
+                              "(wrap indexes every record)",
+                              fix="drop fold=True or use strategy='keep-first'")
+        _check_int("warp_mask", self.warp_mask, 0, (1 << 32) - 1, "a 32-bit mask (bit w = warp w)")
+        _check_int("cta_stride", self.cta_stride, 1, (1 << 32) - 1, "record CTAs whose 32-bit id it divides")
+        for name in ("warp_mask", "cta_stride"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        object.__setattr__(self, "sms", _check_sms(self.sms))
+        _check_bool("clone", self.clone)
+        _check_record_cost(self.record_cost)
         object.__setattr__(self, "record_cost", float(self.record_cost))
+        for name in ("auto", "override"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise OptionError(name, value, f"must be a string, got {type(value).__name__} {value!r}")
         if self.auto:
-            object.__setattr__(self, "auto", "+".join(parse_selectors(self.auto)))
+            try:
+                object.__setattr__(self, "auto", "+".join(parse_selectors(self.auto)))
+            except KperfError as e:
+                raise OptionError("auto", self.auto, str(e).split("\n")[0], fix=e.fix) from None
 
     @property
     def samples_ctas(self) -> bool:
@@ -148,9 +175,63 @@ class ProfileConfig:
         return bool(mode) and mode.split(":", 1)[0] == MODE_PREFIX
 
 
+class OptionError(KperfError):
+    """A refused ``ProfileConfig`` option: ``option`` names the field, ``reason`` says what is wrong.
+
+    ``renamed`` gives the same error under another name for the option, e.g. the command line's
+    ``--capacity``.
+    """
+
+    def __init__(self, option: str, value, reason: str, *, fix: str | None = None):
+        self.option, self.value, self.reason = option, value, reason
+        super().__init__(f"option {option}: {reason}", fix=fix)
+
+    def renamed(self, name: str) -> KperfError:
+        """This error with the option called ``name`` (a command-line flag, a keyword of another API)."""
+        return KperfError(f"{name}: {self.reason}", fix=self.fix)
+
+
+def _is_int(value) -> bool:
+    """An int or a numpy integer, but not a bool (``True`` is an int in Python)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_int(name: str, value, lo: int, hi: int, what: str, fix: str | None = None) -> None:
+    if not _is_int(value):
+        raise OptionError(name, value, f"must be an int ({what}), got {type(value).__name__} {value!r}")
+    if not lo <= int(value) <= hi:
+        raise OptionError(name, value, f"must be in [{lo}, {hi}] ({what}), got {value!r}", fix=fix)
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise OptionError(name, value, f"must be True or False, got {type(value).__name__} {value!r}")
+
+
+def _check_sms(sms) -> tuple[int, ...]:
+    """``sms`` as a sorted tuple of distinct SM ids; a string, a number or a bad id is refused."""
+    if not isinstance(sms, (tuple, list, set, frozenset, range)):
+        raise OptionError("sms", sms, f"must be a tuple of SM ids such as (0, 1), got {type(sms).__name__} "
+                                      f"{sms!r}")
+    bad = [s for s in sms if not _is_int(s) or not 0 <= int(s) <= MAX_SM_ID]
+    if bad:
+        raise OptionError("sms", sms, f"SM ids are ints in [0, {MAX_SM_ID}], got {bad[0]!r} in {sms!r}")
+    return tuple(sorted({int(s) for s in sms}))
+
+
+def _check_record_cost(cost) -> None:
+    if not (_is_int(cost) or isinstance(cost, (float, np.floating))):
+        raise OptionError("record_cost", cost, f"must be a number of cycles, got {type(cost).__name__} "
+                                               f"{cost!r}")
+    if not math.isfinite(cost) or cost < 0:
+        raise OptionError("record_cost", cost, f"must be a finite number of cycles >= 0 (0: off), "
+                                               f"got {cost!r}",
+                          fix="measure it with bench/calibration.py (docs/accuracy.md)")
+
+
 def _one_of(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise KperfError(f"unknown {name} {value!r}", fix=f"use one of {', '.join(allowed)}")
+    if not isinstance(value, str) or value not in allowed:
+        raise OptionError(name, value, f"unknown {name} {value!r}", fix=f"use one of {', '.join(allowed)}")
 
 
 def _encode(value) -> str:

@@ -18,22 +18,45 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import warnings
 from collections.abc import Callable
 
+from kperf.compile_api import compile_failure, kperf_cause, unwrap_jit
 from kperf.dialect.errors import KperfError
-from kperf.dialect.options import ProfileConfig
+from kperf.dialect.options import OptionError, ProfileConfig
 from kperf.profile_data import Profile
 from kperf.runtime import DISPATCHER, Capture, mode_override
 from kperf.stages import instrumentation_mode
 
 
-def _make_config(config: ProfileConfig | None, options: dict) -> ProfileConfig:
+def _make_config(config: ProfileConfig | None, options: dict, api: str) -> ProfileConfig:
+    """The ``ProfileConfig`` of ``kperf.profile`` / ``kperf.session``: ``config`` or the option keywords."""
     if config is not None and options:
-        raise KperfError("pass either config= or individual options, not both")
-    return config if config is not None else ProfileConfig(**options)
+        raise KperfError(f"{api}: pass either config= or individual options, not both",
+                         fix=f"put {', '.join(options)} into the ProfileConfig")
+    if config is not None:
+        if not isinstance(config, ProfileConfig):
+            raise KperfError(f"{api}: config must be a ProfileConfig, got {type(config).__name__}",
+                             fix="pass config=kperf.ProfileConfig(...) or the options as keywords")
+        return config
+    known = [f.name for f in dataclasses.fields(ProfileConfig)]
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        raise KperfError(f"{api}: unknown option {', '.join(map(repr, unknown))}",
+                         fix=f"options: {', '.join(known)}")
+    try:
+        return ProfileConfig(**options)
+    except OptionError as e:
+        raise e.renamed(f"{api}({e.option}=...)") from None
+
+
+def _reraise_kperf(exc: BaseException, fn) -> None:
+    """Raise the KperfError that a Triton compilation error wraps (a bad scope name), at its source line."""
+    if not isinstance(exc, KperfError) and kperf_cause(exc) is not None:
+        raise compile_failure(unwrap_jit(fn), exc) from exc
 
 
 class ProfiledKernel(Capture):
@@ -63,6 +86,9 @@ class ProfiledKernel(Capture):
         try:
             with mode_override(instrumentation_mode(self.config)):
                 kernel = self.fn.run(*args, **kwargs)
+        except Exception as e:
+            _reraise_kperf(e, self.fn)
+            raise
         finally:
             restore()
             DISPATCHER.pop_kernel_capture()
@@ -75,6 +101,9 @@ class ProfiledKernel(Capture):
             DISPATCHER.activate()
             try:
                 return self.fn.warmup(*args, **kwargs)
+            except Exception as e:
+                _reraise_kperf(e, self.fn)
+                raise
             finally:
                 DISPATCHER.deactivate()
 
@@ -119,7 +148,9 @@ def profile(fn=None, *, config: ProfileConfig | None = None, profile_autotune: b
         config: a ``ProfileConfig``; or give its fields as keywords (``capacity``, ``strategy``, ``clock``).
         profile_autotune: also instrument the autotuner's timing runs (off: they run plain).
     """
-    cfg = _make_config(config, options)
+    cfg = _make_config(config, options, "kperf.profile")
+    if not isinstance(profile_autotune, bool):
+        raise KperfError(f"kperf.profile: profile_autotune must be True or False, got {profile_autotune!r}")
 
     def wrap(f):
         if isinstance(f, ProfiledKernel):
@@ -149,14 +180,24 @@ def last() -> Profile:
     return Profile([DISPATCHER.last_launch])
 
 
-def _name_filter(kernels) -> Callable[[str], bool] | None:
+def name_filter(kernels, option: str = "kernels") -> Callable[[str], bool] | None:
+    """A kernel-name predicate from a regex, a list of them or a predicate; a bad regex names ``option``."""
     if kernels is None:
         return None
     if callable(kernels):
         return kernels
     if isinstance(kernels, str):
         kernels = [kernels]
-    patterns = [re.compile(k) for k in kernels]
+    if not isinstance(kernels, (list, tuple)) or not all(isinstance(k, str) for k in kernels):
+        raise KperfError(f"{option}: expected a kernel-name regex, a list of them or a predicate, got "
+                         f"{kernels!r}")
+    patterns = []
+    for k in kernels:
+        try:
+            patterns.append(re.compile(k))
+        except re.error as e:
+            raise KperfError(f"{option}: {k!r} is not a regular expression ({e})",
+                             fix="escape the special characters, e.g. with re.escape(name)") from None
     return lambda name: any(p.search(name) for p in patterns)
 
 
@@ -175,8 +216,12 @@ class session(Capture, Profile):
 
     def __init__(self, out_dir: str | os.PathLike | None = None, *, kernels=None,
                  config: ProfileConfig | None = None, on_trace_ready: Callable | None = None, **options):
-        Capture.__init__(self, _name_filter(kernels))
-        self.config = _make_config(config, options)
+        Capture.__init__(self, name_filter(kernels, "kperf.session(kernels=...)"))
+        self.config = _make_config(config, options, "kperf.session")
+        if on_trace_ready is not None and not callable(on_trace_ready):
+            raise KperfError(f"kperf.session: on_trace_ready must be callable, got {on_trace_ready!r}")
+        if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+            raise KperfError(f"kperf.session: out_dir must be a folder path, got {out_dir!r}")
         self.out_dir = out_dir
         self.on_trace_ready = on_trace_ready
         self._mode = None

@@ -17,21 +17,34 @@
     kperf diff A B                        compare two saved profiles scope by scope
     kperf export PROFILE --format chrome|perfetto|csv --out PATH [--select SPEC]
     kperf plot PROFILE --out DIR          timeline and histogram images
+
+Every failure is one ``kperf: error: <cause>`` line and a ``fix:`` line on stderr, exit status 2 for bad
+input and 1 for a failed script or an internal error; ``kperf --debug ...`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
 import runpy
 import sys
+import traceback
 
 from kperf.dialect.errors import KperfError
 
+_CONFIG_FLAGS = {"capacity": "--capacity", "strategy": "--strategy", "clock": "--clock", "auto": "--auto"}
 
-def _config(args):
-    from kperf.dialect.options import ProfileConfig
-    return ProfileConfig(capacity=args.capacity, strategy=args.strategy, clock=args.clock)
+
+def _config(args, **extra):
+    """The ``ProfileConfig`` of the command's flags; a refused value names its flag (``--capacity``)."""
+    from kperf.dialect.options import OptionError, ProfileConfig
+    try:
+        return ProfileConfig(capacity=args.capacity, strategy=args.strategy, clock=args.clock, **extra)
+    except OptionError as e:
+        raise e.renamed(_CONFIG_FLAGS.get(e.option, e.option)) from None
 
 
 def _add_config_args(p):
@@ -40,15 +53,91 @@ def _add_config_args(p):
     p.add_argument("--clock", default="clock", choices=["clock", "clock64", "globaltimer"])
 
 
+def _regex(text: str | None, flag: str) -> str | None:
+    """``text`` when it is a regular expression; a KperfError naming ``flag`` when not."""
+    if text is not None:
+        try:
+            re.compile(text)
+        except re.error as e:
+            raise KperfError(f"{flag}: {text!r} is not a regular expression ({e})",
+                             fix="escape the special characters, e.g. \\( for a literal (") from None
+    return text
+
+
+def _json_object(text: str | None, flag: str, example: str) -> dict:
+    """The JSON object given to ``flag`` ({} when not given)."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise KperfError(f"{flag}: not valid JSON ({e}): {text!r}",
+                         fix=f"quote it for the shell: {flag} '{example}'") from None
+    if not isinstance(value, dict):
+        raise KperfError(f"{flag}: expected a JSON object of argument names, got {text!r}",
+                         fix=f"e.g. {flag} '{example}'")
+    return value
+
+
+class ScriptError(KperfError):
+    """The script that ``kperf run`` / ``kperf dump`` runs raised (its traceback is printed as by Python)."""
+
+
+def _run_script(script: str, argv: list[str]) -> None:
+    """Run a user's script as ``__main__``; ``sys.exit(0)`` in it ends it normally."""
+    if not os.path.isfile(script):
+        raise KperfError(f"no script at {script}", fix="give the path of a Python file")
+    sys.argv = [script, *argv]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            raise
+    except KperfError:
+        raise
+    except Exception as e:
+        from kperf.compile_api import kperf_cause
+        if kperf_cause(e) is not None:
+            raise
+        tb = e.__traceback__  # the script's own error: its traceback from the script's frames on
+        while tb is not None and tb.tb_next is not None and \
+                os.path.realpath(tb.tb_frame.f_code.co_filename) != os.path.realpath(script):
+            tb = tb.tb_next
+        traceback.print_exception(type(e), e, tb)
+        raise ScriptError(f"{script} raised {type(e).__name__}: {e}",
+                          fix="the traceback above shows where in the script") from e
+
+
+def _load_kernel(spec: str):
+    """The kernel of ``FILE.py:KERNEL``."""
+    path, _, name = spec.rpartition(":")
+    if not path or not name:
+        raise KperfError(f"expected FILE.py:KERNEL, got {spec!r}")
+    if not os.path.isfile(path):
+        raise KperfError(f"no file {path}", fix="give FILE.py:KERNEL, the path of the kernel's Python file")
+    try:
+        names = runpy.run_path(path)
+    except Exception as e:
+        raise KperfError(f"cannot load {path}: {type(e).__name__}: {e}",
+                         fix="run it with python3 to see the error") from e
+    if name not in names:
+        kernels = sorted(k for k, v in names.items() if hasattr(v, "run") and hasattr(v, "arg_names"))
+        raise KperfError(f"{path} defines no {name!r}", fix=f"kernels in it: {', '.join(kernels)}" if kernels
+                         else "name a @triton.jit kernel of the file")
+    return names[name]
+
+
 def cmd_run(args) -> int:
     import kperf
-    sys.argv = [args.script, *args.args]
     from kperf import override
-    config = _config(args)
     folder, auto = getattr(args, "override", None), getattr(args, "auto", None)
+    config = _config(args)
+    if auto:
+        _config(args, auto=auto)  # a bad selector names --auto before the script starts
+    _regex(args.kernels, "--kernels")
     with override.applied(folder, config, auto=auto) as config:
         with kperf.session(args.out, kernels=args.kernels, config=config) as s:
-            runpy.run_path(args.script, run_name="__main__")
+            _run_script(args.script, args.args)
     if not s.launches:
         print("kperf: no launch of a kernel with kperf scopes was seen", file=sys.stderr)
         return 1
@@ -61,9 +150,8 @@ def cmd_run(args) -> int:
 
 def cmd_dump(args) -> int:
     from kperf import override
-    sys.argv = [args.script, *args.args]
     with override.dumped(args.out) as written:
-        runpy.run_path(args.script, run_name="__main__")
+        _run_script(args.script, args.args)
     if not written:
         print("kperf: no kernel was compiled; nothing dumped", file=sys.stderr)
         return 1
@@ -74,6 +162,7 @@ def cmd_dump(args) -> int:
 
 def cmd_insert(args) -> int:
     from kperf import override
+    _regex(args.kernels, "--kernels")
     for path, n in override.insert(args.dir, args.auto, kernels=args.kernels, out=args.out):
         print(f"kperf: {n} records in {path}")
     return 0
@@ -81,13 +170,16 @@ def cmd_insert(args) -> int:
 
 def cmd_compile(args) -> int:
     import kperf
-    path, _, name = args.kernel.rpartition(":")
-    if not path or not name:
-        raise KperfError(f"expected FILE.py:KERNEL, got {args.kernel!r}")
-    fn = runpy.run_path(path)[name]
-    report = kperf.compile(fn, signature=json.loads(args.signature),
-                           constexprs=json.loads(args.constexprs or "{}"), target=args.target,
-                           config=_config(args), num_warps=args.num_warps, num_stages=args.num_stages)
+    fn = _load_kernel(args.kernel)
+    signature = _json_object(args.signature, "--signature", '{"x": "*fp32", "n": "i32", "B": "constexpr"}')
+    constexprs = _json_object(args.constexprs, "--constexprs", '{"BLOCK": 128}')
+    n = args.num_warps
+    if n < 1 or n & (n - 1) or n > 32:
+        raise KperfError(f"--num-warps: must be a power of two from 1 to 32, got {n}", fix="use 4 or 8")
+    if args.num_stages < 1:
+        raise KperfError(f"--num-stages: must be at least 1, got {args.num_stages}", fix="use 2 to 4")
+    report = kperf.compile(fn, signature=signature, constexprs=constexprs, target=args.target,
+                           config=_config(args), num_warps=n, num_stages=args.num_stages)
     print(report.summary())
     for s in report.scopes.scopes:
         print(f"  scope {s.id}: {s.name!r} parent={s.parent} at {s.loc}")
@@ -99,8 +191,17 @@ def cmd_compile(args) -> int:
 
 
 def cmd_opt(args) -> int:
-    from kperf.passes import run_text_pipeline
-    text = open(args.file).read() if args.file != "-" else sys.stdin.read()
+    from kperf.passes import parse_pipeline, run_text_pipeline
+    parse_pipeline(args.pass_pipeline)  # a bad pipeline is named before the file is read
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise KperfError(f"cannot read {args.file}: {getattr(e, 'strerror', None) or e}",
+                             fix="give a TTGIR or PTX text file (or - for stdin)") from None
     sys.stdout.write(run_text_pipeline(args.pass_pipeline, text, args.file))
     return 0
 
@@ -332,17 +433,57 @@ def _add_compile_commands(sub) -> None:
     o.set_defaults(func=cmd_opt)
 
 
-def main(argv=None) -> int:
+def _failure(exc: BaseException) -> tuple[KperfError, int]:
+    """Any failure as (a KperfError with cause and fix, exit status): 2 for bad input, 1 for the rest."""
+    from kperf.compile_api import kperf_cause
+    if isinstance(exc, ScriptError):
+        return exc, 1
+    inner = kperf_cause(exc)
+    if inner is not None:
+        return inner, 2
+    if isinstance(exc, OSError):
+        what = exc.filename or "a file"
+        return KperfError(f"cannot access {what}: {exc.strerror or exc}",
+                          fix="check the path and its permissions, and that the disk has room"), 2
+    return KperfError(f"internal error: {type(exc).__name__}: {exc}",
+                      fix="rerun with kperf --debug ... for the traceback, and report it"), 1
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kperf", description="Intra-kernel profiler for Triton kernels.")
+    p.add_argument("--debug", action="store_true", help="on an error, also print the Python traceback")
     sub = p.add_subparsers(dest="cmd", required=True)
     _add_compile_commands(sub)
     _add_report_commands(sub)
-    args = p.parse_args(argv)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="on an error, also print the Python traceback")
+    return p
+
+
+def main(argv=None) -> int:
+    """The ``kperf`` command; every failure is one ``kperf: error: ...`` line and its fix.
+
+    Exit status: 0 on success, 2 for bad input (usage, files, options: a ``KperfError``), 1 when the
+    profiled script failed or on an internal error.  ``--debug`` also prints the traceback.
+    """
+    args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except KperfError as e:
-        print(f"kperf: error: {e}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # the reader of stdout went away (kperf ... | head): not an error
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print("kperf: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        err, status = (exc, 2) if isinstance(exc, KperfError) and not isinstance(exc, ScriptError) \
+            else _failure(exc)
+        if args.debug:
+            traceback.print_exception(exc)
+        print(f"kperf: error: {err}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 import triton
+import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
@@ -21,7 +22,7 @@ from kperf import sass as sass_tools
 from kperf import schedule, stages
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
-from kperf.dialect.options import ProfileConfig
+from kperf.dialect.options import MAX_WARPS, ProfileConfig
 from kperf.dialect.scope_table import ScopeTable
 
 
@@ -102,6 +103,105 @@ def default_attrs(signature: dict[str, str], fn) -> dict:
     return attrs
 
 
+def check_arguments(fn: JITFunction, signature, constexprs) -> None:
+    """The signature and constexprs fit the kernel: known names, known types, every constexpr given."""
+    example = 'e.g. {"x": "*fp32", "n": "i32", "BLOCK": "constexpr"}'
+    if not isinstance(signature, dict) or not all(isinstance(k, str) for k in signature):
+        raise KperfError(f"signature must be a dict of argument name -> Triton type, got {signature!r}",
+                         fix=example)
+    if not isinstance(constexprs, dict):
+        raise KperfError(f"constexprs must be a dict of argument name -> value, got {constexprs!r}",
+                         fix='e.g. {"BLOCK": 128}')
+    names = list(fn.arg_names)
+    for what, keys in (("signature", signature), ("constexprs", constexprs)):
+        unknown = [k for k in keys if isinstance(k, str) and k not in names]
+        if unknown:
+            raise KperfError(f"{what} names {', '.join(map(repr, unknown))}, not an argument of "
+                             f"{fn.__name__}",
+                             fix=f"its arguments: {', '.join(names)}")
+    missing = [n for n in names if n not in signature and n not in constexprs]
+    if missing:
+        raise KperfError(f"signature lacks argument {', '.join(map(repr, missing))} of {fn.__name__}",
+                         fix=f"give every argument a type ({example})")
+    unset = [n for n, ty in signature.items() if ty == "constexpr" and n not in constexprs]
+    if unset:
+        raise KperfError(f"no value for constexpr argument {', '.join(map(repr, unset))} of {fn.__name__}",
+                         fix="give its value in constexprs (kperf compile --constexprs)")
+    for name, ty in signature.items():
+        if isinstance(ty, str) and ty != "constexpr" and not ty.startswith("tensordesc"):
+            try:
+                tl.str_to_ty(ty, None)
+            except Exception:
+                raise KperfError(f"unknown Triton type {ty!r} for argument {name!r} of {fn.__name__}",
+                                 fix="use a type such as *fp16, *fp32, i32, i64, fp32 or constexpr") from None
+
+
+def check_options(gpu: GPUTarget, options: dict) -> None:
+    """Triton's compile options (``num_warps``, ...) are known to the backend and accepted by it."""
+    from triton.backends.nvidia.compiler import CUDAOptions
+    known = [f.name for f in dataclasses.fields(CUDAOptions)]
+    unknown = sorted(set(options) - set(known) - {"instrumentation_mode"})
+    if unknown:
+        raise KperfError(f"unknown Triton compile option {', '.join(unknown)}",
+                         fix=f"Triton's options: {', '.join(known)}")
+    n = options.get("num_warps", 4)
+    if type(n) is not int or n < 1 or n & (n - 1) or n > MAX_WARPS:
+        raise KperfError(f"num_warps must be a power of two from 1 to {MAX_WARPS}, got {n!r}",
+                         fix="use num_warps=4 or 8")
+    try:
+        from triton.backends.nvidia.compiler import CUDABackend
+        CUDABackend(gpu).parse_options(dict(options))
+    except (AssertionError, TypeError, ValueError) as e:
+        raise KperfError(f"Triton refuses the compile options {options}: {e}",
+                         fix="see triton.backends.nvidia.compiler.CUDAOptions") from None
+
+
+def kperf_cause(exc: BaseException) -> KperfError | None:
+    """The ``KperfError`` that ``exc`` wraps (Triton wraps errors raised in kernel code), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KperfError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _source_line(fn: JITFunction, exc: BaseException) -> str:
+    """``file:line`` of the kernel source a Triton compilation error points at ("" when unknown)."""
+    node = getattr(exc, "node", None)
+    code = getattr(getattr(fn, "fn", None), "__code__", None)
+    if node is None or not hasattr(node, "lineno") or code is None:
+        return ""
+    raw = getattr(fn, "raw_src", None) or []  # the source lines from the first decorator; src starts at def
+    decorators = next((i for i, line in enumerate(raw) if line.lstrip().startswith("def ")), 0)
+    first = getattr(fn, "starting_line_number", code.co_firstlineno) + decorators
+    return f"{code.co_filename}:{first + node.lineno - 1}"
+
+
+def compile_failure(fn: JITFunction, exc: BaseException) -> KperfError:
+    """A Triton compilation failure as a KperfError: the kperf error it wraps, or Triton's own message."""
+    inner = kperf_cause(exc)
+    where = _source_line(fn, exc) or None
+    if inner is not None:
+        if not where:
+            return inner
+        located = KperfError(str(inner), where=where)  # the message and its fix line, at the source line
+        located.fix = inner.fix
+        return located
+    return KperfError(f"Triton could not compile {fn.__name__}: {type(exc).__name__}: {exc}", where=where,
+                      fix="check the kernel's source at that line, its signature and its constexprs")
+
+
+def _triton_compile(fn: JITFunction, src, gpu: GPUTarget, options: dict):
+    try:
+        return triton.compile(src, target=gpu, options=options)
+    except KperfError:
+        raise
+    except Exception as e:
+        raise compile_failure(fn, e) from e
+
+
 def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, attrs: dict | None = None,
             target="cuda:90", config: ProfileConfig | None = None, auto: str | None = None,
             **options) -> CompileReport:
@@ -119,18 +219,23 @@ def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, at
         options: Triton compile options (``num_warps``, ``num_stages``, ...).
     """
     fn = unwrap_jit(fn)
+    if config is not None and not isinstance(config, ProfileConfig):
+        raise KperfError(f"config must be a ProfileConfig, got {type(config).__name__}",
+                         fix="pass kperf.ProfileConfig(...) or leave config out")
     config = config or ProfileConfig()
     if auto:
         config = dataclasses.replace(config, auto=auto)
     gpu = parse_target(target)
-    constexprs = constexprs or {}
+    constexprs = {} if constexprs is None else constexprs
+    check_arguments(fn, signature, constexprs)
+    check_options(gpu, options)
     attrs = default_attrs(signature, fn) if attrs is None else attrs
     stages.install()
     source_cls = _source_class(fn)
-    src = source_cls(fn, signature, constexprs, attrs)
-    plain = triton.compile(src, target=gpu, options={**options, "instrumentation_mode": ""})
-    inst = triton.compile(source_cls(fn, signature, constexprs, attrs), target=gpu,
-                          options={**options, "instrumentation_mode": stages.instrumentation_mode(config)})
+    plain = _triton_compile(fn, source_cls(fn, signature, constexprs, attrs), gpu,
+                            {**options, "instrumentation_mode": ""})
+    inst = _triton_compile(fn, source_cls(fn, signature, constexprs, attrs), gpu,
+                           {**options, "instrumentation_mode": stages.instrumentation_mode(config)})
     md = inst.metadata._asdict()
     info = md.get(stages.METADATA_KEY) or {}
     if not info.get("num_records"):

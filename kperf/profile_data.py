@@ -122,8 +122,7 @@ class Profile:
         ``flows``: ``kperf.tracing.FLOW_DTYPE`` arrays (one per launch, or ``{launch: array}``); default:
         the async issue -> completion arrows that automatic insertion paired, if any."""
         from kperf.tracing.chrome import write_chrome_trace
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = pathlib.Path(path)  # written atomically, folders made (kperf.tracing.atomic)
         write_chrome_trace(path, self.named(), select=select, flows=self._flows(flows), **options)
         return str(path)
 
@@ -132,8 +131,7 @@ class Profile:
 
         ``select`` and ``flows`` as for :meth:`to_chrome_trace`; see ``kperf.tracing.perfetto``."""
         from kperf.tracing.perfetto import write_perfetto_trace
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = pathlib.Path(path)  # written atomically, folders made (kperf.tracing.atomic)
         write_perfetto_trace(path, self.named(), select=select, flows=self._flows(flows), **options)
         return str(path)
 
@@ -156,12 +154,11 @@ class Profile:
         target = pathlib.Path(dir_or_file)
         if target.suffix == SUFFIX:
             return {"profile": save_profile(target, self.named(), device=_device_name())}
-        target.mkdir(parents=True, exist_ok=True)
+        from kperf.tracing.atomic import write_text  # every file atomically; folders made as needed
         profile = save_profile(target / f"profile{SUFFIX}", self.named(), device=_device_name())
         trace = self.to_chrome_trace(target / "chrome_trace.json")
-        summary = target / "summary.txt"
-        summary.write_text(self.table() + "\n")
-        return {"profile": profile, "trace": trace, "summary": str(summary)}
+        summary = write_text(target / "summary.txt", self.table() + "\n")
+        return {"profile": profile, "trace": trace, "summary": summary}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Profile:

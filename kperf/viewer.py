@@ -137,6 +137,9 @@ class TraceServer:
         if not self.trace.is_file():
             raise KperfError(f"no trace file at {trace}", fix="give the path of a .json/.pftrace trace "
                              "or of a saved kperf profile")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise KperfError(f"port must be an int from 0 to 65535, got {port!r}",
+                             fix="choose another port with --port, or 0 for a free one")
         ui = pathlib.Path(ui_dir) if ui_dir is not None else perfetto_ui_dir()
         handler = type("Handler", (_Handler,), {"_ui": ui})
         try:
@@ -226,8 +229,7 @@ def write_trace(launches: list, path: str | os.PathLike, fmt: str = "auto", *, s
             raise KperfError(f"the {fmt} trace writer cannot select CTAs",
                              fix="write a perfetto trace, or leave out the selection")
         options["select"] = select
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer(path, launches, **options)
+    writer(path, launches, **options)  # atomically, folders made as needed (kperf.tracing.atomic)
     return path
 
 

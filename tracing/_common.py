@@ -1,4 +1,5 @@
-"""Helpers shared by the tracing modules: scope tables, problem-message formatting, trace files.
+"""Helpers shared by the tracing modules: scope tables, problem-message formatting, trace files
+(written through :func:`kperf.tracing.atomic.atomic_file`).
 
 The flow dtype lives with the flows (:mod:`kperf.tracing.flows`).
 """
@@ -13,6 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from .atomic import atomic_file
 
 #: A scope table as the decoder accepts it: ``None`` (unknown), an ``int`` (ids ``0..n-1``), a
 #: sequence of names (index = id), a mapping ``id -> name``, a ``ScopeTable``-like object with a
@@ -98,29 +101,22 @@ def fill_columns(out: np.ndarray, columns: dict[str, Any], chunk: int = 1 << 16)
 def trace_output(path: str | os.PathLike | BinaryIO, compresslevel: int) -> Iterator[BinaryIO]:
     """A buffered binary writer for a trace file.
 
-    For a path: writes go to ``<path>.tmp-<pid>`` (gzip when ``path`` ends in ``.gz``), renamed into
-    place when the block completes and removed when it raises, so nothing half-written is left
-    behind.  A file object is written to as it is.
+    For a path: written through :func:`atomic_file` (gzip when ``path`` ends in ``.gz``), so nothing
+    half-written is left behind.  A file object is written to as it is.
     """
     if not isinstance(path, (str, os.PathLike)):
         yield path
         return
     p = os.fspath(path)
-    tmp = f"{p}.tmp-{os.getpid()}"
-    raw = open(tmp, "wb")
-    ok = False
-    try:
+    with atomic_file(p) as raw:
         f: BinaryIO = (gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=compresslevel,
                                      mtime=0) if p.endswith(".gz") else raw)
         buf = io.BufferedWriter(f, 1 << 22)
-        yield buf
-        buf.flush()
-        if f is not raw:
-            f.close()  # the gzip trailer
-        ok = True
-    finally:
-        raw.close()
-        if ok:
-            os.replace(tmp, p)
-        elif os.path.exists(tmp):
-            os.remove(tmp)
+        try:
+            yield buf
+            buf.flush()
+            if f is not raw:
+                f.close()  # the gzip trailer
+        finally:
+            with contextlib.suppress(Exception):  # let go of the file without flushing into a closed one
+                buf.detach()

@@ -34,7 +34,11 @@ def as_launches(profile: Any) -> list:
         return [profile]
     if hasattr(profile, "decoded") and callable(profile.decoded):
         return list(profile.decoded())
-    launches = list(profile)
+    try:
+        launches = list(profile)
+    except TypeError:
+        raise KperfError(f"expected a profile, got {type(profile).__name__}",
+                         fix="pass a kperf.Profile, decoded launches or a saved profile's path") from None
     for d in launches:
         if not (hasattr(d, "events") and hasattr(d, "ctas")):
             raise KperfError("expected decoded launches (kperf.tracing.DecodedLaunch), "

@@ -6,7 +6,8 @@
 - :func:`histograms`: one panel per scope, the distribution of its durations.
 
 Both write an image (PNG, SVG or PDF by the file's suffix) with the Agg backend, so they work on a
-machine without a display, and return a :class:`PlotResult` naming the file and the artists drawn.
+machine without a display, atomically (:mod:`.atomic`), and return a :class:`PlotResult` naming the
+file and the artists drawn.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from kperf.dialect.errors import KperfError
 
+from .atomic import atomic_file
 from .frame import cta_bounds, frame
 from .labels import kernel_name, warp_role_names, warp_with_role
 from .loading import as_launches
@@ -236,9 +238,13 @@ def histograms(profile: Any, path: str | os.PathLike, *, scopes: Sequence[str] |
 
 
 def _save(fig, path, dpi) -> str:
+    """Save the figure atomically (:mod:`kperf.tracing.atomic`), in the format of the file's suffix."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fmt = path.suffix[1:].lower() or "png"
+    if fmt not in fig.canvas.get_supported_filetypes():
+        raise KperfError(f"cannot write a {fmt!r} image: {path}", fix="name the file .png, .svg or .pdf")
+    with atomic_file(path) as f:
+        fig.savefig(f, dpi=dpi, format=fmt)
     return str(path)
 
 

@@ -12,8 +12,10 @@ A ``.kperf`` file is a zip archive (members stored uncompressed unless asked oth
   fixes), or, for launches whose buffer was not kept, its decoded tables as ``.npy`` members
   (``payload: "columns"``).
 
-Loading maps stored buffers straight from the file (no copy) and checks every member's CRC.
-Writing goes to a temporary file renamed into place, so a failed save leaves no partial file.
+Loading maps stored buffers straight from the file (no copy), checks every member's CRC and checks
+the manifest and any decoded tables field by field (:mod:`.saved_checks`): a damaged or malformed file
+is a ``KperfError`` naming the file and the field.  Writing goes through
+:func:`kperf.tracing.atomic.atomic_file`, so a failed save leaves no partial file.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
 from kperf.dialect.scope_table import Scope, ScopeTable
 
+from .atomic import atomic_file
 from .columns import EventColumns
 from .decode import decode
 from .launch import DecodedLaunch
+from .saved_checks import MANIFEST_NAME, check_columns, check_intervals, check_manifest, damaged
 
 FORMAT = "kperf-profile"
 VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_NAME
 SUFFIX = ".kperf"
 _SEG_FIELDS = ("launch", "cta", "sm", "warp", "first_seq", "n")
 _TABLES = ("ctas", "lost", "sm_clocks")
@@ -110,46 +114,32 @@ def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, 
                 "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "device": device, "launches": []}
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    tmp = f"{path}.tmp-{os.getpid()}"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as z:
-            members: list[tuple[str, Any]] = []
-            for i, d in enumerate(launches):
-                if d.raw is not None:
-                    entry = _launch_manifest(i, d, "buffer")
-                    members.append((f"launches/{i}/buffer.bin", d.raw))
-                else:
-                    entry = _launch_manifest(i, d, "columns")
-                    cols = d.columns
-                    for f in _SEG_FIELDS:
-                        members.append((f"launches/{i}/seg_{f}.npy", _npy(cols.seg[f])))
-                    for f, a in cols.cols.items():
-                        members.append((f"launches/{i}/{f}.npy", _npy(a)))
-                    for t in _TABLES:
-                        members.append((f"launches/{i}/{t}.npy", _npy(getattr(d, t))))
-                manifest["launches"].append(entry)
-            z.writestr(MANIFEST, json.dumps(manifest, indent=1))
-            for name, data in members:
-                with z.open(name, "w", force_zip64=True) as w:
-                    if isinstance(data, np.ndarray):
-                        data = memoryview(np.ascontiguousarray(data)).cast("B")
-                    w.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(path) as out, zipfile.ZipFile(out, "w", compression=method, allowZip64=True) as z:
+        members: list[tuple[str, Any]] = []
+        for i, d in enumerate(launches):
+            if d.raw is not None:
+                entry = _launch_manifest(i, d, "buffer")
+                members.append((f"launches/{i}/buffer.bin", d.raw))
+            else:
+                entry = _launch_manifest(i, d, "columns")
+                cols = d.columns
+                for f in _SEG_FIELDS:
+                    members.append((f"launches/{i}/seg_{f}.npy", _npy(cols.seg[f])))
+                for f, a in cols.cols.items():
+                    members.append((f"launches/{i}/{f}.npy", _npy(a)))
+                for t in _TABLES:
+                    members.append((f"launches/{i}/{t}.npy", _npy(getattr(d, t))))
+            manifest["launches"].append(entry)
+        z.writestr(MANIFEST, json.dumps(manifest, indent=1))
+        for name, data in members:
+            with z.open(name, "w", force_zip64=True) as w:
+                if isinstance(data, np.ndarray):
+                    data = memoryview(np.ascontiguousarray(data)).cast("B")
+                w.write(data)
     return path
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def _damaged(path: str, cause: str) -> KperfError:
-    return KperfError(f"{path} is not a readable kperf profile: {cause}",
-                      fix="the file is damaged or truncated (an interrupted save or copy?); "
-                          "save or copy it again")
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
@@ -170,22 +160,24 @@ def _open(path: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise _damaged(path, f"not a zip archive ({e})") from None
+        raise damaged(path, f"not a zip archive ({e})") from None
 
 
 def _manifest(path: str, z: zipfile.ZipFile) -> dict:
     try:
         m = json.loads(z.read(MANIFEST))
     except KeyError:
-        raise _damaged(path, f"no {MANIFEST} in the archive") from None
+        raise damaged(path, f"no {MANIFEST} in the archive") from None
+    except RecursionError:
+        raise damaged(path, f"{MANIFEST} nests too deeply to be a kperf manifest") from None
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
-        raise _damaged(path, f"cannot read {MANIFEST} ({e})") from None
+        raise damaged(path, f"cannot read {MANIFEST} ({e})") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         found = m.get("format") if isinstance(m, dict) else None
         raise KperfError(f"{path} is a zip file but not a kperf profile (format {found!r})",
                          fix="pass a file written by Profile.save() or kperf.tracing.saved.save_profile()")
     v = m.get("version")
-    if not isinstance(v, int) or v > VERSION or v < 1:
+    if type(v) is not int or v > VERSION or v < 1:
         raise KperfError(f"{path} is a kperf profile of format version {v!r}; this kperf "
                          f"({kperf_version()}) reads versions 1 to {VERSION}",
                          fix=("upgrade kperf to read it (pip install -U kperf)"
@@ -193,6 +185,7 @@ def _manifest(path: str, z: zipfile.ZipFile) -> dict:
                               else "the manifest is damaged; save the profile again"))
     if not m.get("launches"):
         raise KperfError(f"{path} holds no launches", fix="save a profile that captured at least one launch")
+    check_manifest(path, m)
     return m
 
 
@@ -201,32 +194,32 @@ def _member(path: str, z: zipfile.ZipFile, mm: mmap.mmap | None, name: str) -> n
     try:
         info = z.getinfo(name)
     except KeyError:
-        raise _damaged(path, f"member {name} is missing") from None
+        raise damaged(path, f"member {name} is missing") from None
     if info.compress_type == zipfile.ZIP_STORED and mm is not None:
         off = info.header_offset
         if off + _LOCAL_HEADER.size > len(mm):
-            raise _damaged(path, f"member {name} lies past the end of the file")
+            raise damaged(path, f"member {name} lies past the end of the file")
         h = _LOCAL_HEADER.unpack_from(mm, off)
         if h[0] != b"PK\x03\x04":
-            raise _damaged(path, f"bad local header for {name}")
+            raise damaged(path, f"bad local header for {name}")
         start = off + _LOCAL_HEADER.size + h[9] + h[10]
         if start + info.file_size > len(mm):
-            raise _damaged(path, f"member {name} is truncated")
+            raise damaged(path, f"member {name} is truncated")
         data = np.frombuffer(mm, np.uint8, count=info.file_size, offset=start)
         if zlib.crc32(data) & 0xFFFFFFFF != info.CRC:
-            raise _damaged(path, f"member {name} fails its CRC check")
+            raise damaged(path, f"member {name} fails its CRC check")
         return data
     try:
         return np.frombuffer(z.read(name), np.uint8)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
-        raise _damaged(path, f"cannot read {name} ({e})") from None
+        raise damaged(path, f"cannot read {name} ({e})") from None
 
 
 def _npy_member(path, z, mm, name) -> np.ndarray:
     try:
         return np.lib.format.read_array(io.BytesIO(_member(path, z, mm, name).tobytes()), allow_pickle=False)
     except ValueError as e:
-        raise _damaged(path, f"member {name} is not a valid array ({e})") from None
+        raise damaged(path, f"member {name} is not a valid array ({e})") from None
 
 
 def load_profile(path: str | os.PathLike, *, threads: int | None = None) -> list[DecodedLaunch]:
@@ -247,9 +240,8 @@ def load_profile(path: str | os.PathLike, *, threads: int | None = None) -> list
                 out.append(_load_launch(path, z, mm, e, threads))
             except KperfError:
                 raise
-            except (KeyError, TypeError, ValueError) as err:
-                index = e.get("index") if isinstance(e, dict) else "?"
-                raise _damaged(path, f"launch {index}: {err}") from None
+            except (KeyError, TypeError, ValueError, IndexError, OverflowError) as err:
+                raise damaged(path, f"launch {e['index']}: {err}") from None
     return out
 
 
@@ -262,7 +254,7 @@ def _load_launch(path, z, mm, e: dict, threads) -> DecodedLaunch:
     if e["payload"] == "buffer":
         buf = _member(path, z, mm, f"launches/{i}/buffer.bin")
         if buf.size != e["n_ctas"] * g.cta_bytes:
-            raise _damaged(path, f"launch {i}: buffer of {buf.size} bytes, expected {e['n_ctas']} CTAs x "
+            raise damaged(path, f"launch {i}: buffer of {buf.size} bytes, expected {e['n_ctas']} CTAs x "
                                  f"{g.cta_bytes} bytes")
         return decode(buf, g, strategy=e["strategy"], n_ctas=e["n_ctas"], launch=e["launch"], scopes=scopes,
                       threads=threads, **meta)
@@ -272,14 +264,18 @@ def _load_launch(path, z, mm, e: dict, threads) -> DecodedLaunch:
     rd = lambda name: _npy_member(path, z, mm, f"launches/{i}/{name}.npy")  # noqa: E731
     seg = {f: rd(f"seg_{f}") for f in _SEG_FIELDS}
     names = set(z.namelist())
-    seq = rd("seq") if f"launches/{i}/seq.npy" in names else None
-    cols = EventColumns(seg, rd("scope"), rd("is_end"), rd("cycles"), rd("time_ns"), seq=seq)
+    cols = {c: rd(c) for c in ("scope", "is_end", "cycles", "time_ns", "seq")
+            if c != "seq" or f"launches/{i}/seq.npy" in names}
+    tables = {t: rd(t) for t in _TABLES}
+    check_columns(path, f"launch {i}", seg, cols, tables)
     ghz = e.get("clock_ghz")
-    return DecodedLaunch(
-        launch=e["launch"], geometry=g, strategy=e["strategy"], columns=cols, ctas=rd("ctas"),
-        lost=rd("lost"), lost_total=int(e["lost_total"]), problems=list(e["problems"]), t0_ns=int(e["t0_ns"]),
-        clock_ghz=float("nan") if ghz is None else float(ghz), sm_clocks=rd("sm_clocks"), scopes=scopes,
-        gtime_step_ns=int(e.get("gtime_step_ns", 0)), **meta)
+    d = DecodedLaunch(
+        launch=e["launch"], geometry=g, strategy=e["strategy"], columns=EventColumns(seg, **cols),
+        lost_total=int(e["lost_total"]), problems=list(e["problems"]), t0_ns=int(e["t0_ns"]),
+        clock_ghz=float("nan") if ghz is None else float(ghz), scopes=scopes,
+        gtime_step_ns=int(e.get("gtime_step_ns") or 0), **tables, **meta)
+    check_intervals(path, f"launch {i}", d.intervals()[0])
+    return d
 
 
 @dataclasses.dataclass

@@ -4,6 +4,7 @@ into pandas DataFrames (pandas optional).
 Column names carry their unit, and the text shows each in a readable form: ``_ns`` columns in the
 chosen time unit (:mod:`kperf.tracing.units`), ``_frac`` columns as percent, other floats with a few
 digits.  :func:`align_columns` lays out every text table of kperf (these and ``Profile.table()``).
+CSV files are written atomically (:mod:`kperf.tracing.atomic`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from kperf.dialect.errors import KperfError
 
+from .atomic import atomic_file
 from .units import ns_per
 
 
@@ -103,11 +105,10 @@ class Table:
         return Table(self.name, self.title, {k: v[mask] for k, v in self.columns.items()}, list(self.notes))
 
     def to_csv(self, path: str | os.PathLike) -> str:
-        """Write the table as CSV (raw values: ns, cycles, fractions; NaN as empty)."""
+        """Write the table as CSV (raw values: ns, cycles, fractions; NaN as empty), atomically."""
         path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         cols = {k: v.tolist() for k, v in self.columns.items()}
-        with open(path, "w", newline="") as f:
+        with atomic_file(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(list(cols))
             for i in range(len(self)):

@@ -11,6 +11,7 @@ import known_profiles as kp
 import pytest
 
 from kperf.cli import main
+from kperf.dialect.errors import KperfError
 from kperf.tracing.saved import save_profile
 
 
@@ -87,6 +88,39 @@ def test_plot(saved, tmp_path, capsys):
     assert "4 warps, 14 scope intervals" in out and "4 scopes" in out
     assert (tmp_path / "timeline.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "histograms.png").stat().st_size > 1000
+
+
+def test_failed_writes_are_clean_errors_that_name_the_path(saved, tmp_path, capsys):
+    """Every file the commands write goes through one atomic writer: an unwritable target is one error
+    line naming the path, and nothing half-written is left."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for argv, path in (
+            (["report", saved["vanilla"], "--csv", str(blocker / "csv")], blocker / "csv" / "scopes.csv"),
+            (["export", saved["vanilla"], "--format", "chrome", "--out", str(blocker / "t.json")],
+             blocker / "t.json"),
+            (["export", saved["vanilla"], "--format", "perfetto", "--out", str(blocker / "t.pftrace")],
+             blocker / "t.pftrace"),
+            (["export", saved["vanilla"], "--format", "csv", "--out", str(blocker)], blocker / "scopes.csv"),
+            (["diff", saved["vanilla"], saved["improved"], "--csv", str(blocker)],
+             blocker / "diff_scopes.csv")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"kperf: error: cannot write {path}: " in err and "fix:" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_plot_errors(saved, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from kperf.tracing.plots import timeline
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["plot", saved["vanilla"], "--out", str(blocker)]) == 2
+    assert f"kperf: error: cannot write {blocker}/timeline.png: " in capsys.readouterr().err
+    with pytest.raises(KperfError, match="cannot write a 'xyz' image") as e:
+        timeline(saved["vanilla"], tmp_path / "t.xyz")
+    assert ".png" in e.value.fix
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_view_serves_ui_and_trace(saved, tmp_path):

@@ -64,7 +64,7 @@ def test_kperf_opt_runs_a_pipeline(tmp_path, capsys):
     ("kperf-lower-ptx{fold=maybe}", "expected true or false", None),
     ("kperf-lower-ptx{record-cost=high}", "expected a number", None),
     ("kperf-lower-ptx{clock=sundial}", "unknown clock 'sundial'", "clock64"),
-    ("kperf-lower-ptx{sms=[a]}", "bad options for kperf-lower-ptx", None),
+    ("kperf-lower-ptx{sms=[a]}", r"kperf-lower-ptx\{sms=\[a\]\}: expected an int, got 'a'", None),
     ("kperf-auto-insert{selectors=[nope]}", "unknown auto-insertion selector", "mma"),
 ])
 def test_unknown_options_and_bad_values_are_rejected(spec, message, fix):

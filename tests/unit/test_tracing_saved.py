@@ -146,3 +146,107 @@ def test_failed_save_leaves_nothing(tmp_path):
     with pytest.raises(KperfError):
         save_profile(tmp_path / "p.kperf", [small(), "not a launch"])
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ malformed manifests and decoded tables
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m["launches"][0].update(geometry=None), "launches[0].geometry: expected an object, got None"),
+    (lambda m: m["launches"][0].update(index=2**80), "launches[0].index: expected an int in [0, 1)"),
+    (lambda m: m["launches"][0].update(index=True), "launches[0].index: expected an int"),
+    (lambda m: m["launches"][0].update(n_ctas="1"), "launches[0].n_ctas: expected an int"),
+    (lambda m: m["launches"][0].update(launch=-1), "launches[0].launch: expected an int in [0, 4294967296)"),
+    (lambda m: m["launches"][0].update(strategy=3), "launches[0].strategy: expected one of keep-first, wrap"),
+    (lambda m: m["launches"][0].update(scopes=[[0]]), "launches[0].scopes: expected a list of [id, name]"),
+    (lambda m: m["launches"][0].update(grid=[0, 1, 1]), "launches[0].grid: expected a list of 1 to 3"),
+    (lambda m: m["launches"][0].update(grid=[1, 1, 1, 1]), "launches[0].grid: expected 1 to 3"),
+    (lambda m: m["launches"][0].update(warp_roles="producer"), "launches[0].warp_roles: expected a list"),
+    (lambda m: m["launches"][0].update(clock_ghz="fast"), "launches[0].clock_ghz: expected a number"),
+    (lambda m: m["launches"][0].update(problems="none"), "launches[0].problems: expected a list of strings"),
+    (lambda m: m["launches"][0].update(t0_ns=1.5), "launches[0].t0_ns: expected an int"),
+    (lambda m: m["launches"][0].pop("lost_total"), "launches[0].lost_total: expected an int"),
+    (lambda m: m["launches"][0].update(payload=None), "launches[0].payload: expected a string"),
+    (lambda m: m["launches"][0]["geometry"].update(capacity=2**40),
+     "launches[0].geometry.capacity: expected an int in [1, 4194305)"),
+    (lambda m: m["launches"][0]["geometry"].update(num_warps="2"), "launches[0].geometry.num_warps"),
+    (lambda m: m["launches"][0]["geometry"].update(clock="sundial"), "launches[0].geometry.clock: expected"),
+    (lambda m: m["launches"][0]["geometry"].update(warps=[1, 0]), "launches[0].geometry: warps must be"),
+    (lambda m: m.update(launches={"0": 1}), "manifest.json.launches: expected a list"),
+    (lambda m: m["launches"].__setitem__(0, 7), "launches[0]: expected an object, got 7"),
+    (lambda m: m.update(version=True), "format version True"),
+])
+def test_malformed_manifests_name_the_file_and_the_field(tmp_path, change, words):
+    path = save_profile(tmp_path / "p.kperf", [small()])
+    rewrite_manifest(path, tmp_path / "bad.kperf", change)
+    err = expect_error(tmp_path / "bad.kperf", words)
+    assert str(err).startswith(str(tmp_path / "bad.kperf"))
+
+
+def test_two_launches_pointing_at_one_buffer_are_refused(tmp_path):
+    path = save_profile(tmp_path / "p.kperf", [small(0), small(1)])
+    rewrite_manifest(path, tmp_path / "dup.kperf", lambda m: m["launches"][1].update(index=0))
+    err = expect_error(tmp_path / "dup.kperf", "launches[1].index: 0 again (launches[0] has it)")
+    assert "two launches would read one buffer" in str(err)
+
+
+def test_deeply_nested_manifest_is_a_clean_error(tmp_path):
+    bad = tmp_path / "deep.kperf"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("manifest.json", "[" * 100_000 + "]" * 100_000)
+    expect_error(bad, "nests too deeply")
+
+
+def rewrite_member(src, dst, member, array):
+    import io
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for item in z.infolist():
+            data = z.read(item.filename)
+            if item.filename == member:
+                b = io.BytesIO()
+                np.save(b, array)
+                data = b.getvalue()
+            out.writestr(item, data)
+
+
+def test_decoded_tables_with_nan_or_reversed_times_are_refused(tmp_path):
+    d = small(keep_raw=False)
+    path = save_profile(tmp_path / "c.kperf", [d])
+    same(d, load_profile(path)[0])  # the unchanged tables load
+    t = d.columns["time_ns"].copy()
+    t[2] = np.nan
+    rewrite_member(path, tmp_path / "nan.kperf", "launches/0/time_ns.npy", t)
+    expect_error(tmp_path / "nan.kperf", "launch 0 time_ns: 1 of 6 event times are NaN or infinite")
+    iv = d.intervals()[0][0]  # the first interval: move its end before its start
+    t = d.columns["time_ns"].copy()
+    ends = np.flatnonzero((d.columns["time_ns"] == iv["end_ns"]) & d.columns["is_end"])
+    t[ends[0]] = iv["start_ns"] - 50.0
+    rewrite_member(path, tmp_path / "rev.kperf", "launches/0/time_ns.npy", t)
+    err = expect_error(tmp_path / "rev.kperf", "launch 0: 1 scope intervals end before they start")
+    assert f"CTA {int(iv['cta'])} warp {int(iv['warp'])}" in str(err)
+
+
+@pytest.mark.parametrize("member, array, words", [
+    ("time_ns", np.zeros(3), "launch 0 time_ns: expected 6 events"),
+    ("time_ns", np.zeros(6, np.int64), "launch 0 time_ns: expected 6 events of kind 'f'"),
+    ("seg_n", np.array([-1, 8]), "a negative event count"),
+    ("seg_cta", np.zeros(5, np.int64), "launch 0 seg_cta: expected one int per segment"),
+    ("ctas", np.zeros(1, np.float64), "launch 0 ctas: not a table of ctas"),
+])
+def test_malformed_decoded_tables_name_the_member(tmp_path, member, array, words):
+    path = save_profile(tmp_path / "c.kperf", [small(keep_raw=False)])
+    rewrite_member(path, tmp_path / "bad.kperf", f"launches/0/{member}.npy", array)
+    expect_error(tmp_path / "bad.kperf", words)
+
+
+def test_failed_save_names_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(KperfError, match=f"cannot write {blocker}/p.kperf"):
+        save_profile(blocker / "p.kperf", [small()])
+    old = save_profile(tmp_path / "p.kperf", [small()])
+    before = open(old, "rb").read()
+    with pytest.raises(KperfError):
+        save_profile(old, [small(), "not a launch"])
+    assert open(old, "rb").read() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "p.kperf"]

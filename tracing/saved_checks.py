@@ -1,0 +1,177 @@
+"""Checks of what a saved ``.kperf`` profile holds, before any of it is used (:mod:`.saved` loads).
+
+A saved profile comes from a file that may be damaged, hand-edited or written by something else, so
+every manifest field is checked for its type and range (:func:`check_manifest`, :func:`check_entry`)
+and the decoded tables of a ``"columns"`` launch for their shapes, dtypes and times
+(:func:`check_columns`, :func:`check_intervals`): no NaN or infinite event time, no scope interval
+that ends before it starts.  A failed check is a :class:`KperfError` that names the file and the field
+(``launches[0].geometry.capacity``), never a bare ``TypeError`` or ``KeyError`` later on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from kperf.dialect.errors import KperfError
+from kperf.dialect.layout import CLOCKS, MAX_SCOPES, STRATEGIES, Geometry
+from kperf.dialect.options import MAX_CAPACITY, MAX_WARPS
+
+from .clocks import SM_CLOCK_DTYPE
+from .launch import CTA_DTYPE, LOST_DTYPE
+
+MANIFEST_NAME = "manifest.json"
+_U32 = 1 << 32
+_U64 = 1 << 64
+#: decoded tables of a "columns" launch: the fields each must have
+TABLE_DTYPES = {"ctas": CTA_DTYPE, "lost": LOST_DTYPE, "sm_clocks": SM_CLOCK_DTYPE}
+#: per-event columns of a "columns" launch: the numpy dtype kinds each may have
+EVENT_KINDS = {"scope": "iu", "is_end": "b", "cycles": "iu", "time_ns": "f", "seq": "iu"}
+
+
+def damaged(path: str, cause: str) -> KperfError:
+    """The error for a file that is not a readable kperf profile."""
+    return KperfError(f"{path} is not a readable kperf profile: {cause}",
+                      fix="the file is damaged, truncated or not written by kperf (an interrupted save or "
+                          "copy, an edited manifest?); save or copy it again")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Fields:
+    """Typed reads of one manifest object; each failure names the file and the field's path."""
+
+    def __init__(self, path: str, where: str, obj: Any):
+        self.path, self.where = path, where
+        if not isinstance(obj, dict):
+            raise damaged(path, f"{where}: expected an object, got {_short(obj)}")
+        self.obj = obj
+
+    def bad(self, key: str, expected: str) -> KperfError:
+        value = self.obj.get(key, "nothing")
+        return damaged(self.path, f"{self.where}.{key}: expected {expected}, got {_short(value)}")
+
+    def get(self, key: str, kind: type, expected: str, *, optional: bool = False):
+        value = self.obj.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.bad(key, expected)
+        return value
+
+    def int(self, key: str, lo: int, hi: int, *, optional: bool = False):
+        value = self.get(key, int, f"an int in [{lo}, {hi})", optional=optional)
+        if value is not None and not lo <= value < hi:
+            raise self.bad(key, f"an int in [{lo}, {hi})")
+        return value
+
+    def choice(self, key: str, allowed) -> str:
+        value = self.obj.get(key)
+        if not isinstance(value, str) or value not in allowed:
+            raise self.bad(key, f"one of {', '.join(allowed)}")
+        return value
+
+    def list_of(self, key: str, ok, expected: str, *, optional: bool = False) -> list | None:
+        value = self.get(key, list, f"a list of {expected}", optional=optional)
+        if value is not None and not all(ok(x) for x in value):
+            raise self.bad(key, f"a list of {expected}")
+        return value
+
+
+def check_manifest(path: str, m: Any) -> list:
+    """The manifest's launch entries, each checked (:func:`check_entry`), their indices distinct."""
+    launches = _Fields(path, MANIFEST_NAME, m).get("launches", list, "a list of launch entries")
+    seen: dict[int, int] = {}
+    for pos, e in enumerate(launches):
+        i = check_entry(path, pos, e, len(launches))
+        if i in seen:
+            raise damaged(path, f"launches[{pos}].index: {i} again (launches[{seen[i]}] has it): two "
+                                f"launches would read one buffer")
+        seen[i] = pos
+    return launches
+
+
+def check_entry(path: str, pos: int, e: Any, n: int) -> int:
+    """Check one launch entry of the manifest (every field it is loaded by); returns its index."""
+    f = _Fields(path, f"launches[{pos}]", e)
+    index = f.int("index", 0, n)
+    f.int("launch", 0, _U32)
+    f.get("kernel", str, "a string", optional=True)
+    f.list_of("grid", lambda x: _is_int(x) and 1 <= x < _U32, "1 to 3 positive ints", optional=True)
+    if not 1 <= len(e.get("grid") or [1]) <= 3:
+        raise f.bad("grid", "1 to 3 positive ints")
+    f.int("n_ctas", 0, _U32)
+    check_geometry(path, f"launches[{pos}].geometry", e.get("geometry"))
+    f.choice("strategy", STRATEGIES)
+    f.list_of("scopes", lambda s: isinstance(s, list) and len(s) == 2 and _is_int(s[0])
+              and 0 <= s[0] < MAX_SCOPES and isinstance(s[1], str), "[id, name] pairs", optional=True)
+    f.list_of("warp_roles", lambda r: isinstance(r, str), "strings", optional=True)
+    ghz = f.get("clock_ghz", (int, float), "a number of GHz", optional=True)
+    if ghz is not None and (isinstance(ghz, bool) or not math.isfinite(ghz)):
+        raise f.bad("clock_ghz", "a finite number of GHz")
+    f.int("t0_ns", 0, _U64)
+    f.int("gtime_step_ns", 0, _U64, optional=True)
+    f.int("lost_total", 0, _U64)
+    f.list_of("problems", lambda p: isinstance(p, str), "strings")
+    f.get("payload", str, "a string")
+    return index
+
+
+def check_geometry(path: str, where: str, g: Any) -> Geometry:
+    """The launch's buffer geometry, every field checked."""
+    f = _Fields(path, where, g)
+    f.int("num_warps", 1, MAX_WARPS + 1)
+    f.int("capacity", 1, MAX_CAPACITY + 1)
+    f.choice("clock", CLOCKS)
+    f.list_of("warps", lambda w: _is_int(w) and 0 <= w < MAX_WARPS, "warp indices", optional=True)
+    f.int("sink", 0, MAX_CAPACITY + 1, optional=True)
+    try:
+        return Geometry.from_json(g)
+    except (ValueError, TypeError, KeyError) as e:
+        raise damaged(path, f"{where}: {e}") from None
+
+
+def check_columns(path: str, where: str, seg: dict, cols: dict, tables: dict) -> None:
+    """The decoded tables of a ``"columns"`` launch: shapes, dtypes, finite event times."""
+    n_seg = None
+    for name, a in seg.items():
+        if a.ndim != 1 or a.dtype.kind not in "iu" or (n_seg is not None and len(a) != n_seg):
+            raise damaged(path, f"{where} seg_{name}: expected one int per segment, got {a.dtype} {a.shape}")
+        n_seg = len(a)
+    counts = seg["n"]
+    if len(counts) and counts.min() < 0:
+        raise damaged(path, f"{where} seg_n: a negative event count")
+    total = int(counts.sum())
+    for name, a in cols.items():
+        if a.ndim != 1 or len(a) != total or a.dtype.kind not in EVENT_KINDS[name]:
+            raise damaged(path, f"{where} {name}: expected {total} events of kind {EVENT_KINDS[name]!r}, got "
+                                f"{a.dtype} {a.shape}")
+    bad = ~np.isfinite(cols["time_ns"])
+    if bad.any():
+        raise damaged(path, f"{where} time_ns: {int(bad.sum())} of {total} event times are NaN or infinite "
+                            f"(the first is event {int(np.argmax(bad))})")
+    for name, dtype in TABLE_DTYPES.items():
+        a = tables[name]
+        missing = sorted(set(dtype.names) - set(a.dtype.names or ()))
+        if a.ndim != 1 or missing:
+            raise damaged(path, f"{where} {name}: not a table of {name} (missing fields: "
+                                f"{', '.join(missing) or 'none'}; shape {a.shape})")
+
+
+def check_intervals(path: str, where: str, intervals: np.ndarray) -> None:
+    """No scope interval of a loaded launch ends before it starts."""
+    rev = np.flatnonzero(intervals["end_ns"] < intervals["start_ns"])
+    if len(rev):
+        r = intervals[rev[0]]
+        raise damaged(path, f"{where}: {len(rev)} scope intervals end before they start (the first: CTA "
+                            f"{int(r['cta'])} warp {int(r['warp'])} scope {int(r['scope'])}, "
+                            f"{float(r['start_ns']):.1f} ns to {float(r['end_ns']):.1f} ns)")
