@@ -48,6 +48,7 @@ from kperf.override_folder import (
     unused_files,
 )
 from kperf.override_insert import insert, textual_records
+from kperf.tracing import atomic
 
 __all__ = [
     "ENV_DIR", "OPTIONS_ATTR", "SUFFIX", "Overrides", "activate", "active_dir", "applied", "candidates",
@@ -84,7 +85,10 @@ class dumped:
         import triton
         self._saved_always = triton.knobs.compilation.always_compile
         triton.knobs.compilation.always_compile = True  # a cache hit would skip the stages
-        os.makedirs(self.folder, exist_ok=True)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+        except OSError as e:
+            raise atomic.write_error(self.folder, e) from e
         stages.install()
         self._saved = stages.HOOK.overrides
         stages.HOOK.overrides = dataclasses.replace(self._saved, dump_dir=os.fspath(self.folder),

@@ -40,6 +40,7 @@ from kperf.dialect.mlir_string import encode_mlir_string
 from kperf.dialect.options import ProfileConfig
 from kperf.dialect.ttgir_text import kernel_signatures, tokenize_line
 from kperf.passes.materialize import MaterializePass
+from kperf.tracing import atomic
 
 OPTIONS_ATTR = "kperf.options"
 ENV_DIR = "KPERF_OVERRIDE_DIR"
@@ -280,14 +281,16 @@ def write_dump(folder: str | os.PathLike, text: str, options, source: tuple[str,
     """Write one kernel's final TTGIR into ``folder`` (replacing the file of the same configuration)."""
     key, name = source
     hash_folder = pathlib.Path(folder, key)
-    hash_folder.mkdir(parents=True, exist_ok=True)
+    try:
+        hash_folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise atomic.write_error(hash_folder, e) from e
     tag = options_tag(options)
     files = candidates(hash_folder, name)
     path = next((p for p in files if module_attrs(read_ttgir(p)).get(OPTIONS_ATTR) == tag), None)
     if path is None:
         path = hash_folder / (f"{name}{SUFFIX}" if not files else f"{name}.{len(files)}{SUFFIX}")
-    path.write_text(stamp_options(text, tag))
-    return str(path)
+    return atomic.write_text(path, stamp_options(text, tag))
 
 
 # -- what the stage hook knows of override folders --------------------------------------------------------

@@ -19,6 +19,7 @@ from kperf.dialect.ttgir_text import scan
 from kperf.override_folder import kernel_files, read_ttgir
 from kperf.passes.auto_insert import AutoInsertPass
 from kperf.passes.materialize import MaterializePass
+from kperf.tracing import atomic
 
 
 def insert(folder: str | os.PathLike, selectors: str, *, kernels: str | None = None,
@@ -47,8 +48,7 @@ def insert(folder: str | os.PathLike, selectors: str, *, kernels: str | None = N
     done = []
     for f, new, n in new_texts:  # every file was read and instrumented: write them
         dest = f if out is None else pathlib.Path(out, f.parent.name, f.name)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(new)
+        atomic.write_text(dest, new)  # a failed write leaves the user's file as it was
         done.append((dest, n))
     return done
 
