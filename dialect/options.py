@@ -58,7 +58,7 @@ class ProfileConfig:
             once per basic block and let records past the capacity land in a few sink slots
             (one SASS instruction less per record; same records kept, same exact counts).
             ``None`` (default): on for ``keep-first``, which measured cheaper on an H100
-            (fp16 GEMM 8192^3, 4 records per K iteration: +1.6% vs +2.2%; Gluon GEMM: +9.8% vs +10.9%).
+            (docs/options.md has the numbers).
         granularity: which warps record: ``"warp"`` (all), ``"warpgroup"`` (warp 0 of each group
             of 4 warps) or ``"cta"`` (warp 0 only).  Only recording warps get buffer slots.
         warp_mask: if non-zero, a bitmask of warps allowed to record (bit w = warp w), combined
