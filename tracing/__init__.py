@@ -17,7 +17,7 @@ Units throughout: ``cycles`` are SM clock cycles (clock64 domain; globaltimer ns
 from .chrome import write_chrome_trace
 from .clocks import MIN_FIT_SPAN_NS, SM_CLOCK_DTYPE, ClockFit, fit_clocks
 from .columns import EventColumns
-from .decode import CTA_DTYPE, EVENT_DTYPE, LOST_DTYPE, DecodedLaunch, decode
+from .decode import CTA_DTYPE, EVENT_DTYPE, LOST_DTYPE, REJECTED_DTYPE, DecodedLaunch, decode
 from .flows import FLOW_DTYPE
 from .intervals import INTERVAL_DTYPE, Pairs, describe_unmatched, pair, pair_columns
 from .perfetto import write_perfetto_trace
@@ -42,6 +42,7 @@ __all__ = [
     "EVENT_DTYPE",
     "INTERVAL_DTYPE",
     "LOST_DTYPE",
+    "REJECTED_DTYPE",
     "MIN_FIT_SPAN_NS",
     "SM_CLOCK_DTYPE",
     "decode",

@@ -20,6 +20,9 @@ A CTA's events are then mapped by the straight line through ``Y_sm(clock_start)`
 when the CTA has no exit pair).  Nothing assumes a nominal clock rate: when no rate can be measured at
 all, times are NaN and a problem says so.
 
+A CTA whose own average rate (its exit minus entry readings) is off the launch-wide rate by more than
+``CTA_RATE_FACTOR`` is reported: one of its header readings is corrupt.
+
 For ``clock="globaltimer"`` events are already in ns and need no conversion; the per-SM rates are
 still measured from the headers and reported.
 
@@ -49,6 +52,11 @@ KNOT_SPAN_STEPS = 200
 PLAUSIBLE_GHZ = (0.05, 20.0)
 #: A fit residual (ns) above this is reported: the SM clock rate likely changed during the launch.
 RESIDUAL_WARN_NS = 1_000.0
+#: A CTA whose own rate (entry to exit) is off the launch-wide rate by more than this factor is reported
+#: (clock changes during a launch stay well inside it: an H100 went 1.48-1.86 GHz) ...
+CTA_RATE_FACTOR = 1.5
+#: ... when it ran at least this many globaltimer steps.
+CTA_RATE_MIN_STEPS = 50
 
 #: Per-SM clock measurement, one row per SM that ran a CTA of the launch.
 SM_CLOCK_DTYPE = np.dtype(
@@ -152,7 +160,30 @@ def fit_clocks(
         ns_per_cycle[ok], offset[ok] = _cta_lines(ctas, pts, cmap, cta_sm[ok], t0)
         own[ok] = sms["own_rate"][cta_sm[ok]]
     ghz = 1.0 / rates.launch if np.isfinite(rates.launch) else float("nan")
-    return ClockFit(t0, step, ghz, sms, ns_per_cycle, offset, ref, own, problems + wobbly)
+    odd = _odd_cta_rates(ctas, ghz, step)
+    return ClockFit(t0, step, ghz, sms, ns_per_cycle, offset, ref, own, problems + wobbly + odd)
+
+
+def _odd_cta_rates(c: _Ctas, ghz: float, step: int) -> list[str]:
+    """CTAs whose own clock rate (header cycles over header ns, entry to exit) is off the launch's by
+    more than :data:`CTA_RATE_FACTOR`: one of their four readings is corrupt.  Only CTAs that ran at
+    least :data:`CTA_RATE_MIN_STEPS` globaltimer steps are judged (the quantisation stays small)."""
+    if not np.isfinite(ghz):
+        return []
+    dg = c.ge - c.gs
+    judged = c.end_ok & (c.sm_start == c.sm_end) & (dg >= CTA_RATE_MIN_STEPS * max(step, 1))
+    idx = np.flatnonzero(judged)
+    if not idx.size:
+        return []
+    rate = (c.ce[idx] - c.cs[idx]).astype(np.float64) / dg[idx].astype(np.float64)
+    odd = (rate > ghz * CTA_RATE_FACTOR) | (rate < ghz / CTA_RATE_FACTOR)
+    if not odd.any():
+        return []
+    ex = [f"CTA {i} ({r:.2f} GHz)"
+          for i, r in zip(idx[odd][:5].tolist(), rate[odd][:5].tolist(), strict=True)]
+    return [f"{plural(int(odd.sum()), 'CTA')} whose header readings give a clock rate far from the launch's "
+            f"{ghz:.3f} GHz (a corrupt entry or exit reading; their events are placed with it): "
+            f"{fmt_ids(ex, 5, total=int(odd.sum()))}"]
 
 
 #: the plausible clock rates as ns per cycle: (lowest, highest)

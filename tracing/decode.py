@@ -6,10 +6,13 @@
 2. the CTA headers are checked (:mod:`.headers`);
 3. every SM's clock is measured against the globaltimer and each CTA placed on one ns axis
    (:mod:`.clocks`);
-4. the records of the good CTAs become events (:mod:`.records`; 32-bit clocks through :mod:`.unwrap`);
-5. the CTA and lost-record tables are filled in (here) and all of it is returned as a
+4. the records of the good CTAs become events (:mod:`.records`; 32-bit clocks through :mod:`.unwrap`;
+   untrustworthy records rejected by :mod:`.record_checks`);
+5. the events are paired (:mod:`.intervals`), and scope records without a partner that no lost record
+   explains are reported;
+6. the CTA and lost-record tables are filled in (here) and all of it is returned as a
    :class:`~kperf.tracing.launch.DecodedLaunch` (:mod:`.launch`, also the home of ``CTA_DTYPE`` and
-   ``LOST_DTYPE``; ``EVENT_DTYPE`` lives in :mod:`.columns`; all three are re-exported here).
+   ``LOST_DTYPE``; ``EVENT_DTYPE`` lives in :mod:`.columns`, ``REJECTED_DTYPE`` in :mod:`.record_checks`).
 
 Everything is vectorised over events with numpy: no Python loop runs per event, per warp or per CTA.
 
@@ -17,11 +20,15 @@ Units: ``cycles`` are SM clock cycles in the ``%clock64`` domain of the CTA head
 ``clock="globaltimer"`` they are absolute globaltimer ns); ``time_ns`` is ns since the launch's
 earliest CTA entry (``DecodedLaunch.t0_ns``, absolute globaltimer ns), on one axis for all SMs.
 
-Data problems (CTAs that never ran, bad magic or version, unwritten or corrupt record slots, scope
-ids missing from the scope table, clocks running backwards, ...) never raise: they are described in
-``DecodedLaunch.problems``; CTAs with a bad header are left out of the events, records with a bad
-tag are dropped (their ``seq`` numbers stay unused).  Only misuse raises: a buffer whose size does
-not fit the geometry, an unknown strategy, a ``wrap`` capacity that is not a power of two.
+Data problems (CTAs that never ran, bad magic or version, inconsistent flags, unwritten or corrupt
+record slots, scope ids missing from the scope table, record times outside their CTA or running
+backwards, implausible counts, odd CTA clock rates, scope records without a partner that no lost record
+explains, ...) never raise: they are described in ``DecodedLaunch.problems``, each naming where.  CTAs
+with a bad header are left out of the events; records the decoder cannot trust are *rejected*
+(:mod:`.record_checks`): left out of the events, intervals and statistics, their ``seq`` numbers unused,
+one row each in ``DecodedLaunch.rejected`` and counted in the summary.  Only misuse raises: a buffer
+whose size does not fit the geometry, an unknown strategy, a ``wrap`` capacity that is not a power of
+two.
 
 Speed: the records are decoded in blocks of CTAs (:data:`~kperf.tracing.records.BLOCK_EVENTS` events,
 small enough to stay in cache) on a few threads (:mod:`.parallel`; numpy releases the GIL), straight
@@ -35,16 +42,19 @@ from typing import Any
 
 import numpy as np
 
-from kperf.dialect.layout import FLAG_SAMPLED_OUT, STRATEGIES, Geometry
+from kperf.dialect.errors import KperfError
+from kperf.dialect.layout import STRATEGIES, Geometry
 
 from ._common import ScopesLike, scope_id_array, scope_names
 from .clocks import SM_CLOCK_DTYPE, ClockFit, fit_clocks
 from .columns import EVENT_DTYPE
 from .headers import CtaHeaders, check_headers
+from .intervals import describe_unexplained, pair_columns, unexplained_unmatched
 from .launch import CTA_DTYPE, LOST_DTYPE, DecodedLaunch
+from .record_checks import REJECTED_DTYPE
 from .records import DecodedRecords, decode_records
 
-__all__ = ["CTA_DTYPE", "EVENT_DTYPE", "LOST_DTYPE", "DecodedLaunch", "decode"]
+__all__ = ["CTA_DTYPE", "EVENT_DTYPE", "LOST_DTYPE", "REJECTED_DTYPE", "DecodedLaunch", "decode"]
 
 
 def decode(
@@ -102,11 +112,15 @@ def decode(
     records = decode_records(regions, headers, fit, geometry, wrap=wrap,
                              ids=scope_id_array(names) if names is not None else None, launch=launch,
                              threads=threads)
+    pairs = pair_columns(records.columns, threads=threads)
+    loose = unexplained_unmatched(records.columns, pairs.unmatched, records.seg_lost, wrap)
+    loose_problem = [describe_unexplained(records.columns, loose, names)] if len(loose) else []
     return DecodedLaunch(
         launch=int(launch), geometry=geometry, strategy=strategy, columns=records.columns,
         ctas=_cta_table(headers, fit, records), lost=_lost_table(records, geometry),
         lost_total=int(records.lost.sum()),
-        problems=headers.problems + fit.problems + records.problems, t0_ns=fit.t0_ns, clock_ghz=fit.ghz,
+        problems=headers.problems + fit.problems + records.problems + loose_problem, t0_ns=fit.t0_ns,
+        clock_ghz=fit.ghz, rejected=records.rejected, _pairs=pairs,
         sm_clocks=fit.sms if len(fit.sms) else np.zeros(0, SM_CLOCK_DTYPE), scopes=names,
         gtime_step_ns=fit.gtime_step_ns, kernel=kernel, warp_roles=list(warp_roles) if warp_roles else None,
         grid=grid, raw=buf[: n * M] if keep_raw else None,
@@ -137,7 +151,7 @@ def _cta_table(headers: CtaHeaders, fit: ClockFit, records: DecodedRecords) -> n
     for f in ("ctaid_x", "ctaid_y", "ctaid_z", "gtime_start", "gtime_end", "clock_start", "clock_end"):
         ctas[f] = hdr[f]
     ctas["ok"] = ok
-    ctas["sampled_out"] = ok & (hdr["flags"] & FLAG_SAMPLED_OUT != 0)
+    ctas["sampled_out"] = headers.sampled_out
     ctas["end_ok"] = headers.end_ok
     ctas["own_rate"] = fit.own_rate
     ctas["ns_per_cycle"] = fit.ns_per_cycle
@@ -148,16 +162,24 @@ def _cta_table(headers: CtaHeaders, fit: ClockFit, records: DecodedRecords) -> n
 
 
 def _as_bytes(buffer: Any) -> np.ndarray:
-    """A flat uint8 view (no copy when possible) of bytes / bytearray / memoryview / ndarray / tensor."""
+    """A flat uint8 view (no copy) of bytes / bytearray / memoryview / integer ndarray / tensor / array of
+    ``Geometry.cta_dtype()`` regions.  A non-contiguous view (its bytes are out of order) or an array of
+    another dtype (float, bool, object; decoded tables) raises ``KperfError``.
+    """
     if not isinstance(buffer, np.ndarray) and hasattr(buffer, "detach") and hasattr(buffer, "numpy"):
-        buffer = buffer.detach().cpu().contiguous().numpy()  # a torch tensor
-    if isinstance(buffer, np.ndarray):
-        a = np.ascontiguousarray(buffer).reshape(-1)
-        return a.view(np.uint8)
+        buffer = buffer.detach().cpu().numpy()  # a torch tensor (strides kept, checked below)
     try:
-        return np.frombuffer(buffer, np.uint8)
-    except (TypeError, ValueError):  # e.g. a non-contiguous memoryview
-        return np.frombuffer(memoryview(buffer).tobytes(), np.uint8)
+        a = buffer if isinstance(buffer, np.ndarray) else np.asarray(memoryview(buffer))
+    except TypeError:
+        raise KperfError(f"decode takes the profile buffer's bytes, got {type(buffer).__name__}",
+                         fix="pass bytes, a uint8 numpy array or the torch tensor of the buffer") from None
+    if a.dtype.kind not in "iu" and "header" not in (a.dtype.names or ()):  # or CTA regions (cta_dtype)
+        raise KperfError(f"decode takes the profile buffer's bytes, got an array of dtype {a.dtype}",
+                         fix="pass the raw buffer (uint8), not decoded tables or converted values")
+    if not a.flags.c_contiguous:
+        raise KperfError(f"decode takes the buffer's bytes in order, got a non-contiguous view (strides "
+                         f"{a.strides})", fix="pass the whole buffer, not a strided or transposed view of it")
+    return a.reshape(-1).view(np.uint8)
 
 
 def _check_size(size: int, geometry: Geometry, n_ctas: int | None) -> int:

@@ -5,6 +5,10 @@ a supported version and the geometry's ``num_warps``; only good CTAs are decoded
 exit pair (``gtime_end``, ``clock_end``) is usable (``end_ok``) when it was written and does not lie
 before the entry pair (the clocks are only compared when the CTA ended on the SM it started on).
 
+A CTA whose flags say *sampled out* (``FLAG_SAMPLED_OUT``) must hold nothing past its header: one that
+counted or wrote records is reported, its flag is ignored and its records are decoded like any other
+CTA's.  Flag bits this decoder does not know are reported and ignored.
+
 Nothing here raises: each kind of bad header becomes one sentence in :attr:`CtaHeaders.problems`,
 naming the CTAs (a few, then a count) and what the decoder does about them.
 """
@@ -15,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from kperf.dialect.layout import CTA_HEADER_BYTES, MAGIC, SUPPORTED_VERSIONS, Geometry
+from kperf.dialect.layout import CTA_HEADER_BYTES, FLAG_SAMPLED_OUT, MAGIC, SUPPORTED_VERSIONS, Geometry
 
 from ._common import fmt_ids, plural
 
@@ -34,6 +38,7 @@ class CtaHeaders:
     gtime_end: np.ndarray  # ... and before ret (0, 0 when never written)
     clock_end: np.ndarray
     problems: list[str]
+    sampled_out: np.ndarray | None = None  # bool: good, flagged sampled out, and nothing else written
 
 
 def check_headers(regions: np.ndarray, raw: np.ndarray, geometry: Geometry) -> CtaHeaders:
@@ -50,8 +55,35 @@ def check_headers(regions: np.ndarray, raw: np.ndarray, geometry: Geometry) -> C
         problems=_never_written_problems(raw, written) + field_problems,
     )
     h.end_ok, exit_problems = _check_exit_pairs(h)
-    h.problems += exit_problems + _check_ctaids(h)
+    h.sampled_out, flag_problems = _check_flags(h, raw)
+    h.problems += exit_problems + flag_problems + _check_ctaids(h)
     return h
+
+
+def _check_flags(h: CtaHeaders, raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """``sampled_out`` per CTA, and the problems: flags that say sampled out in a CTA that counted or
+    wrote records (a sampled-out CTA writes neither), and flag bits this decoder does not know."""
+    problems = []
+    flags = h.fields["flags"]
+    sampled = h.ok & (flags & FLAG_SAMPLED_OUT != 0)
+    idx = np.flatnonzero(sampled)
+    if idx.size:
+        has_data = raw[idx, CTA_HEADER_BYTES:].any(axis=1)
+        bad = idx[has_data]
+        if bad.size:
+            sampled[bad] = False
+            problems.append(
+                f"{plural(bad.size, 'CTA')} whose header flags say sampled out but whose counts or record "
+                f"slots hold data (a corrupt flags word): CTA {fmt_ids(bad)}; flag ignored, the records "
+                "decoded and checked like any other CTA's")
+    unknown = np.flatnonzero(h.ok & (flags & ~np.uint16(FLAG_SAMPLED_OUT) != 0))
+    if unknown.size:
+        problems.append(
+            f"{plural(unknown.size, 'CTA')} with header flag bits this decoder does not know (corrupt "
+            "flags or a newer kperf): "
+            + fmt_ids([f"CTA {c} (0x{int(flags[c]):04X})" for c in unknown[:8]], total=unknown.size)
+            + "; ignored")
+    return sampled, problems
 
 
 def _never_written_problems(raw: np.ndarray, written: np.ndarray) -> list[str]:

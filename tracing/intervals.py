@@ -6,7 +6,9 @@ start, end, ... in program order.  Pairing stably sorts the events by scope (the
 order), then pairs every start with the event right after it when that is an end of the same scope
 in the same warp.  Whatever is left over is *unmatched*: typically a leading end whose start was
 overwritten by ``wrap``, a trailing start whose end ``keep-first`` dropped, or both halves of a
-sequence broken by a dropped (corrupt) record.  Nothing is dropped silently.
+sequence broken by a dropped (corrupt) record.  Nothing is dropped silently: :func:`unexplained_unmatched`
+tells the leftovers that lost records explain from the others, which ``decode`` reports as a problem
+(:func:`describe_unexplained`, with CTA, warp, seq and scope).
 
 Speed: :func:`pair_columns` works on :class:`~kperf.tracing.columns.EventColumns` in blocks of warps
 (in cache, on a few threads) and returns positions (:class:`Pairs`), not copies of the events.  A
@@ -179,6 +181,61 @@ def _pair_block(scope: np.ndarray, is_end: np.ndarray, seg_first: np.ndarray, id
     depth = before[starts] - before[seg_first][g] + lead_open[g]
     depth = np.clip(depth, 0, np.iinfo(np.uint16).max).astype(np.uint16)
     return starts + offset, ends + offset, depth, np.flatnonzero(~matched) + offset
+
+
+def pair_runs(scope: np.ndarray, is_end: np.ndarray, seg_first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) positions of the pairs among events grouped in warps that start at ``seg_first``
+    (increasing, one per warp with events): the pairing rule of :func:`pair_columns` on raw arrays."""
+    if not len(scope):
+        z = np.zeros(0, np.int64)
+        return z, z.copy()
+    s, e, _, _ = _pair_block(scope, is_end, np.asarray(seg_first, np.int64), None, 0)
+    return s, e
+
+
+def unexplained_unmatched(cols: EventColumns, unmatched: np.ndarray, seg_lost: np.ndarray,
+                          wrap: bool) -> np.ndarray:
+    """The positions among ``unmatched`` that lost records do not explain.
+
+    A warp that lost records (``seg_lost`` > 0 per segment of ``cols``) leaves expected halves:
+    with ``keep-first`` a start whose end came after the buffer was full (the last record of its
+    scope in the warp), with ``wrap`` an end whose start was overwritten (the first record of its
+    scope in the warp).  Every other unmatched record is a sign of a broken record stream.
+    """
+    if not len(unmatched):
+        return unmatched
+    seg = cols.segment_of(unmatched)
+    cand = unmatched[(seg_lost[seg] > 0) & (cols["is_end"][unmatched] == wrap)]
+    if not len(cand):
+        return unmatched
+    # the first (wrap) or last (keep-first) record of each (warp, scope) among the candidates' warps
+    segs = np.unique(cols.segment_of(cand))
+    n = cols.start[segs + 1] - cols.start[segs]
+    pos = np.arange(int(n.sum()), dtype=np.int64) + np.repeat(cols.start[segs] - (np.cumsum(n) - n), n)
+    key = np.repeat(segs, n) * (1 << 24) + cols["scope"][pos].astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    k_sorted = key[order]
+    edge = np.r_[True, k_sorted[1:] != k_sorted[:-1]] if wrap else np.r_[k_sorted[1:] != k_sorted[:-1], True]
+    explained = np.isin(cand, pos[order][edge])
+    return np.setdiff1d(unmatched, cand[explained], assume_unique=True)
+
+
+def describe_unexplained(cols: EventColumns, idx: np.ndarray, scope_names: dict[int, str] | None) -> str:
+    """One problem sentence for unmatched records that lost records do not explain (positions ``idx``)."""
+    n_end = int(cols["is_end"][idx].sum())
+    seg = cols.segment_of(idx)
+    seq = cols.column("seq", idx)
+    ex = []
+    for k in range(min(5, len(idx))):
+        s, i = int(seg[k]), int(idx[k])
+        sc = int(cols["scope"][i])
+        name = (scope_names or {}).get(sc, f"scope {sc}")
+        ex.append(f"CTA {cols.seg['cta'][s]} warp {cols.seg['warp'][s]} seq {seq[k]} "
+                  f"({'end' if cols['is_end'][i] else 'start'} of {name!r})")
+    return (f"{plural(len(idx), 'scope record')} without a partner ({len(idx) - n_end} starts without end, "
+            f"{n_end} ends without start) that no lost record explains (a corrupt or dropped record), in "
+            f"{plural(len(np.unique(seg)), 'warp')}: {fmt_ids(ex, 5, total=len(idx))}; "
+            "kept as events, in no interval")
 
 
 def _any_equal(a: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 :class:`DecodedLaunch` holds the events (:class:`~kperf.tracing.columns.EventColumns`, with an
 ``EVENT_DTYPE`` table built on demand), one ``CTA_DTYPE`` row per CTA region, one ``LOST_DTYPE`` row
-per warp that overflowed, the clock measurement (``t0_ns``, ``clock_ghz``, ``sm_clocks``) and the
-data problems found while decoding, plus what the caller told the decoder about the kernel (name,
-scope table, warp roles, grid), so traces and saved profiles need nothing else.
+per warp that overflowed, one ``REJECTED_DTYPE`` row per record the decoder did not trust (left out of
+the events: :mod:`~kperf.tracing.record_checks`), the clock measurement (``t0_ns``, ``clock_ghz``,
+``sm_clocks``) and the data problems found while decoding, plus what the caller told the decoder about
+the kernel (name, scope table, warp roles, grid), so traces and saved profiles need nothing else.
 
 Units: ``cycles`` are SM clock cycles in the ``%clock64`` domain of the CTA headers (for
 ``clock="globaltimer"`` they are absolute globaltimer ns); ``time_ns`` is ns since the launch's
@@ -21,6 +22,7 @@ from kperf.dialect.layout import Geometry
 
 from .columns import EventColumns
 from .intervals import Pairs, pair_columns
+from .record_checks import REJECT_REASONS, REJECTED_DTYPE
 
 #: One row per CTA region of the buffer.
 CTA_DTYPE = np.dtype(
@@ -74,6 +76,10 @@ class DecodedLaunch:
         ctas: ``CTA_DTYPE`` array, one row per CTA region (good or not).
         lost: ``LOST_DTYPE`` array, one row per (cta, warp) that overflowed.
         lost_total: records lost in the whole launch (exact).
+        rejected: ``REJECTED_DTYPE`` array, one row per record the decoder did not trust (invalid tag,
+            scope not in the table, time outside its CTA's span or out of order, or the partner of such
+            a record; :mod:`kperf.tracing.record_checks`): left out of the events, the intervals and
+            everything built on them, and described in ``problems``.
         problems: human-readable descriptions of data problems (empty when all is well).
         t0_ns: absolute globaltimer ns of the launch's earliest CTA entry; ``time_ns`` is relative to it.
         clock_ghz: launch-wide SM clock rate measured from the CTA headers, GHz (NaN if not measurable).
@@ -104,6 +110,7 @@ class DecodedLaunch:
     kernel: str = ""
     warp_roles: list[str] | None = None
     grid: tuple[int, int, int] | None = None
+    rejected: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, REJECTED_DTYPE))
     raw: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _events: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _pairs: Pairs | None = dataclasses.field(default=None, repr=False, compare=False)
@@ -116,6 +123,11 @@ class DecodedLaunch:
     @property
     def n_events(self) -> int:
         return len(self.columns)
+
+    @property
+    def rejected_total(self) -> int:
+        """Records left out of the events as untrustworthy (``rejected``)."""
+        return len(self.rejected)
 
     @property
     def events(self) -> np.ndarray:
@@ -185,5 +197,11 @@ class DecodedLaunch:
         if self.lost_total:
             lines.append(f"  {self.lost_total} records lost in {len(self.lost)} warps "
                          f"(capacity {self.geometry.capacity} per warp)")
+        if self.rejected_total:
+            codes, n = np.unique(self.rejected["reason"], return_counts=True)
+            why = ", ".join(f"{k} {REJECT_REASONS.get(int(c), f'reason {c}')}" for c, k in
+                            zip(codes.tolist(), n.tolist(), strict=True))
+            lines.append(f"  {self.rejected_total} records rejected ({why}): left out of the events, "
+                         "intervals and statistics")
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)

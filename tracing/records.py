@@ -6,10 +6,12 @@ of which ``min(count, capacity)`` are kept; with ``wrap`` the oldest kept one si
 cycles from its time (the low 32 bits of ``%clock`` are unwrapped, :mod:`.unwrap`), and ns on the
 launch axis through the CTA's clock mapping (:mod:`.clocks`).
 
-Records whose tag is not valid (an unwritten slot inside the counted range, or a corrupt tag) are
-dropped and their ``seq`` left unused; slots past a warp's count that hold data, scope ids outside
-the scope table and clocks that run backwards are reported.  Nothing here raises: every finding is a
-sentence in :attr:`DecodedRecords.problems`.
+Records the decoder cannot trust are *rejected* (:mod:`.record_checks`: an invalid tag, a scope id
+outside the scope table, a time outside the CTA's header span or out of program order, or the partner
+of a record rejected for its time): they never become events, their ``seq`` stays unused, and they are
+rows of :attr:`DecodedRecords.rejected`.  Slots past a warp's count that hold data, and counts larger
+than the cycles the CTA ran, are reported.  Nothing here raises: every finding is a sentence in
+:attr:`DecodedRecords.problems`.
 
 Speed: the good CTAs are cut into blocks of about :data:`BLOCK_EVENTS` events (their temporaries stay
 in cache), decoded on a few threads (:mod:`.parallel`) straight into preallocated columns.  A block
@@ -29,7 +31,20 @@ from .clocks import ClockFit
 from .columns import EventColumns
 from .headers import CtaHeaders
 from .parallel import map_blocks
-from .unwrap import anchor, signed_steps, unwrap32
+from .record_checks import (
+    REJECT_INVALID_TAG,
+    REJECT_OUT_OF_ORDER,
+    REJECT_OUT_OF_SPAN,
+    REJECT_PARTNER,
+    REJECT_UNKNOWN_SCOPE,
+    REJECTED_DTYPE,
+    SPAN_SLACK,
+    order_rejects,
+    partners,
+    rejected_problems,
+    span_bounds,
+)
+from .unwrap import MASK32, anchor, signed_steps, unwrap32
 
 #: events decoded per block: the block's temporaries stay in cache
 BLOCK_EVENTS = 1 << 16
@@ -48,6 +63,8 @@ class DecodedRecords:
     seg_n: np.ndarray  # per segment: events decoded
     counts: np.ndarray  # (good CTAs, slots) int64: records each warp attempted ...
     lost: np.ndarray  # ... and lost to the capacity limit
+    rejected: np.ndarray  # REJECTED_DTYPE rows (kperf.tracing.record_checks)
+    seg_lost: np.ndarray  # per segment of ``columns``: records its warp lost to the capacity limit
     problems: list[str]
 
 
@@ -63,11 +80,16 @@ def decode_records(regions: np.ndarray, headers: CtaHeaders, fit: ClockFit, geom
     nv = vc.size
     cnt = regions["counts"][vc].astype(np.int64)  # (nv, W)
     kept = np.minimum(cnt, C)
+    gt = geometry.clock == "globaltimer"
+    lo, hi = span_bounds(headers.gtime_start if gt else headers.clock_start,
+                         headers.gtime_end if gt else headers.clock_end,
+                         headers.end_ok & (gt | (headers.sm_start == headers.sm_end)),
+                         max(SPAN_SLACK, 4 * fit.gtime_step_ns) if gt else SPAN_SLACK)
     job = _Job(
         recs=regions["records"][:, :, :C], vc=vc, W=W, C=C, wrap=wrap, clock=geometry.clock,  # no sink
         first_seq=(cnt - kept if wrap else np.zeros_like(cnt)).ravel(),  # seq of each warp's oldest kept
         seg_n=kept.ravel(), seg_cta=np.repeat(vc, W), cs=headers.clock_start, ce=headers.clock_end,
-        end_ok=headers.end_ok, fit=fit, ids=ids,
+        end_ok=headers.end_ok, fit=fit, ids=ids, lo=lo, hi=hi,
     )
     reports = map_blocks(job.block, _blocks(nv, W * C), len(job.scope), threads)
     seg_n = job.seg_n.copy()
@@ -75,8 +97,12 @@ def decode_records(regions: np.ndarray, headers: CtaHeaders, fit: ClockFit, geom
     seq = None
     if any(r.dropped is not None for r in reports):
         seq = job.compact(reports, seg_n)
-    problems = _record_problems(reports, job, seg_warp, 0 if ids is None else len(ids),
-                                "ns" if geometry.clock == "globaltimer" else "cycles")
+    rejected, back = _rejected_rows(reports, job.seg_cta, seg_warp)
+    unknown = [r.unknown for r in reports if r.unknown is not None]
+    problems = _count_problems(cnt, vc, headers, geometry) + _extra_problems(reports, job.seg_cta, seg_warp)
+    problems += rejected_problems(
+        rejected, back, 0 if ids is None else len(ids), np.unique(np.concatenate(unknown)) if unknown else
+        np.zeros(0, np.int64), "ns" if gt else "cycles")
     E = int(seg_n.sum())
     pres = np.flatnonzero(seg_n > 0)
     p_cta = job.seg_cta[pres]
@@ -85,7 +111,8 @@ def decode_records(regions: np.ndarray, headers: CtaHeaders, fit: ClockFit, geom
          "warp": seg_warp[pres], "first_seq": job.first_seq[pres], "n": seg_n[pres]},
         job.scope[:E], job.is_end[:E], job.cycles[:E], job.time_ns[:E], seq=seq,
     )
-    return DecodedRecords(columns, vc, job.seg_cta, seg_n, cnt, cnt - kept, problems)
+    lost = cnt - kept
+    return DecodedRecords(columns, vc, job.seg_cta, seg_n, cnt, lost, rejected, lost.ravel()[pres], problems)
 
 
 def _blocks(n_ctas: int, events_per_cta: int) -> list[tuple[int, int]]:
@@ -100,13 +127,13 @@ class _Report:
 
     s0: int  # the block's segments: s0 .. s1 - 1
     s1: int
-    e0: int  # first event position of the block (before dropping records)
+    e0: int  # first event position of the block (before rejecting records)
     written: int  # events written from e0 on
-    dropped: np.ndarray | None = None  # records dropped per segment of the block (None: none)
-    seq: np.ndarray | None = None  # seq of the written events, when some were dropped
-    bad: tuple | None = None  # invalid tags: (segment, seq, tag) arrays
+    dropped: np.ndarray | None = None  # records rejected per segment of the block (None: none)
+    seq: np.ndarray | None = None  # seq of the written events, when some were rejected
+    rejected: list = dataclasses.field(default_factory=list)  # (segment, seq, tag, time, reason) arrays
     extra: tuple | None = None  # slots past the count holding data: (segment, count) arrays
-    unknown: tuple[int, np.ndarray] = (0, np.zeros(0, np.int64))  # records and ids not in the table
+    unknown: np.ndarray | None = None  # scope ids not in the table
     back: tuple | None = None  # backward clock steps: (segment, seq, step) arrays
 
 
@@ -127,13 +154,10 @@ class _Rows:
             return np.broadcast_to(v[:, None], (len(self.n), self.C))
         return np.repeat(v, self.n if pres is None else self.n[pres])
 
-    def put(self, out: np.ndarray, x: np.ndarray) -> None:
-        out[...] = x.reshape(-1) if x.ndim > 1 else x
-
 
 @dataclasses.dataclass
 class _Block:
-    """One block's records on their way to the columns; shrinks when invalid records are dropped."""
+    """One block's records on their way to the columns; shrinks when records are rejected."""
 
     s0: int  # first segment of the block
     e0: int  # first event position of the block
@@ -143,7 +167,23 @@ class _Block:
     rows: _Rows
     tag: np.ndarray  # per event
     time: np.ndarray
-    seq: np.ndarray | None = None  # per event, once records were dropped (else from the segments)
+    seq: np.ndarray | None = None  # per event, once records were rejected (else from the segments)
+
+    def seqs(self) -> np.ndarray:
+        """seq per event."""
+        if self.seq is not None:
+            return self.seq
+        return np.arange(len(self.tag), dtype=np.int64) + self.rows.col(self.fseq - self.lbase, force_1d=True)
+
+    def segment(self, idx: np.ndarray) -> np.ndarray:
+        """The block's segment (0-based) of the events at ``idx``."""
+        return np.searchsorted(self.lbase, idx, side="right") - 1
+
+    def firsts(self) -> np.ndarray:
+        """bool per event: the first event of its segment."""
+        first = np.zeros(len(self.tag), bool)
+        first[self.lbase[self.n > 0]] = True
+        return first
 
 
 @dataclasses.dataclass
@@ -164,6 +204,8 @@ class _Job:
     end_ok: np.ndarray
     fit: ClockFit
     ids: np.ndarray | None  # the scope table's ids
+    lo: np.ndarray  # per CTA: the lowest and highest record time accepted (record_checks.span_bounds)
+    hi: np.ndarray
 
     def __post_init__(self) -> None:
         self.base = np.zeros(len(self.seg_n) + 1, np.int64)  # first event of each segment
@@ -179,12 +221,15 @@ class _Job:
         b, tag2 = self._read(ca, cb)
         rpt = _Report(s0=b.s0, s1=b.s0 + len(b.n), e0=b.e0, written=len(b.tag))
         rpt.extra = _slots_past_count(tag2, b.n, self.C, b.s0)
-        self._drop_invalid(b, rpt)
-        out = slice(b.e0, b.e0 + len(b.tag))
-        unknown = self._scopes(b, out)
-        if unknown is not None:
-            rpt.unknown = unknown
-        rpt.back = self._times(b, out)
+        reason = self._tag_reasons(b, rpt)
+        if reason is not None:
+            _reject(b, rpt, reason)
+        cycles = self._cycles(b).reshape(-1)
+        reason = self._time_reasons(b, cycles, rpt)
+        if reason is not None:
+            cycles = _reject(b, rpt, reason, cycles)
+        self._write(b, cycles)
+        rpt.written, rpt.seq = len(b.tag), b.seq
         return rpt
 
     def _read(self, ca: int, cb: int) -> tuple[_Block, np.ndarray]:
@@ -214,94 +259,100 @@ class _Job:
             rows.full = False
         return _Block(s0, e0, n, fseq, lbase, rows, tag, tm), tag2
 
-    def _drop_invalid(self, b: _Block, rpt: _Report) -> None:
-        """Drop the records whose tag is not valid (reported in ``rpt``); ``b`` then holds the rest."""
+    def _tag_reasons(self, b: _Block, rpt: _Report) -> np.ndarray | None:
+        """Per event, why its tag is rejected (0: it is not): not valid, or a scope outside the table."""
         valid = (b.tag & _VALID_MASK) == TAG_VALID
-        n_bad = len(b.tag) - int(np.count_nonzero(valid))
-        if not n_bad:
-            return
-        seq = np.arange(len(b.tag), dtype=np.int64) + b.rows.col(b.fseq - b.lbase, force_1d=True)
-        bad = np.flatnonzero(~valid)
-        bseg = np.searchsorted(b.lbase, bad, side="right") - 1
-        rpt.bad = (bseg + b.s0, seq[bad], b.tag[bad])
-        rpt.dropped = np.bincount(bseg, minlength=len(b.n))
-        b.n = b.n - rpt.dropped
-        b.tag, b.time, b.seq = b.tag[valid], b.time[valid], seq[valid]
-        b.lbase = np.zeros(len(b.n), np.int64)
-        np.cumsum(b.n[:-1], out=b.lbase[1:])
-        rpt.written, rpt.seq = len(b.tag), b.seq
-        b.rows = _Rows(b.n, self.C)
-        b.rows.full = False
+        reason = None if valid.all() else np.where(valid, 0, REJECT_INVALID_TAG).astype(np.uint8)
+        if self.ids is not None:
+            scope = (b.tag >> np.uint32(TAG_SCOPE_SHIFT)) & np.uint32(MAX_SCOPES - 1)
+            unknown = valid & ~in_table(scope, self.ids)
+            if unknown.any():
+                rpt.unknown = np.unique(scope[unknown])
+                reason = np.zeros(len(b.tag), np.uint8) if reason is None else reason
+                reason[unknown] = REJECT_UNKNOWN_SCOPE
+        return reason
 
-    def _scopes(self, b: _Block, out: slice) -> tuple[int, np.ndarray] | None:
-        """Write scope and is_end of the block's events; (records, ids) not in the scope table, if any."""
+    def _time_reasons(self, b: _Block, cycles: np.ndarray, rpt: _Report) -> np.ndarray | None:
+        """Per event, why its time is rejected (0: it is not): outside its CTA's span, out of order in its
+        warp, or the partner of either (kperf.tracing.record_checks); the backward steps go to ``rpt``."""
+        pres = np.flatnonzero(b.n > 0)
+        if not len(pres):
+            return None
+        first, last = b.lbase[pres], b.lbase[pres] + b.n[pres] - 1
+        p_cta = self.seg_cta[b.s0 + pres]
+        d = cycles[1:] - cycles[:-1]
+        ordered = len(cycles) < 2 or bool(d.min() >= 0) or bool(((d >= 0) | b.firsts()[1:]).all())
+        if ordered and (cycles[first] >= self.lo[p_cta]).all() and (cycles[last] <= self.hi[p_cta]).all():
+            return None
+        cta_ev = np.repeat(p_cta, b.n[pres])
+        out = (cycles < self.lo[cta_ev]) | (cycles > self.hi[cta_ev])
+        reason = np.where(out, REJECT_OUT_OF_SPAN, 0).astype(np.uint8)
+        inside = np.flatnonzero(~out)
+        seg = b.segment(inside)
+        first_in = np.r_[True, seg[1:] != seg[:-1]] if len(inside) else np.zeros(0, bool)
+        bad, back = order_rejects(cycles[inside], first_in)
+        reason[inside[bad]] = REJECT_OUT_OF_ORDER
+        if back.size:
+            bi = inside[back]
+            rpt.back = (b.s0 + b.segment(bi), b.seqs()[bi], cycles[bi] - cycles[inside[back - 1]])
+        hit = np.flatnonzero(reason)
+        scope = (b.tag >> np.uint32(TAG_SCOPE_SHIFT)) & np.uint32(MAX_SCOPES - 1)
+        mate = partners(scope, (b.tag & np.uint32(TAG_END)) != 0, b.lbase[pres], hit)
+        reason[mate[reason[mate] == 0]] = REJECT_PARTNER
+        return reason
+
+    def _write(self, b: _Block, cycles: np.ndarray) -> None:
+        """Write the block's events (scope, is_end, cycles, time_ns) into the output columns."""
+        out = slice(b.e0, b.e0 + len(b.tag))
         scope = self.scope[out]
         np.right_shift(b.tag, TAG_SCOPE_SHIFT, out=scope)
         scope &= np.uint32(MAX_SCOPES - 1)
         np.equal(b.tag & np.uint32(TAG_END), TAG_END, out=self.is_end[out])
-        if self.ids is not None:
-            known = in_table(scope, self.ids)
-            if not known.all():
-                return int(len(b.tag) - np.count_nonzero(known)), np.unique(scope[~known])
-        return None
-
-    def _times(self, b: _Block, out: slice) -> tuple | None:
-        """Write cycles and time_ns of the block's events; backward clock steps (segment, seq, step),
-        if any."""
+        self.cycles[out] = cycles
         rows = b.rows
+        if rows.full:
+            cta_ev = rows.col(self.seg_cta[b.s0 : b.s0 + len(b.n)])
+        else:
+            pres = np.flatnonzero(b.n > 0)
+            cta_ev = np.repeat(self.seg_cta[b.s0 + pres], b.n[pres])
+        self.time_ns[out] = self.fit.to_ns(cta_ev, rows.shape(cycles)).reshape(-1)
+
+    def _cycles(self, b: _Block) -> np.ndarray:
+        """Absolute cycles of the block's events (shaped by ``b.rows``)."""
+        rep, tm = b.rows, b.time
+        if self.clock != "clock":
+            return rep.shape(tm.astype(np.int64))
         pres = np.flatnonzero(b.n > 0)
         run, first = b.n[pres], b.lbase[pres]
-        seg_cta = self.seg_cta[b.s0 : b.s0 + len(b.n)]
-        p_cta = seg_cta[pres]
-        cycles, step = self._cycles(b.time, rows, pres, run, first, b.fseq[pres], p_cta)
-        back = None
-        if step is not None:
-            neg = np.flatnonzero(step < 0)
-            if neg.size:
-                bseg = np.searchsorted(b.lbase, neg, side="right") - 1
-                bseq = b.seq[neg] if b.seq is not None else b.fseq[bseg] + neg - b.lbase[bseg]
-                back = (bseg + b.s0, bseq, step[neg])
-        rows.put(self.cycles[out], cycles)
-        cta_ev = rows.col(seg_cta) if rows.full else np.repeat(p_cta, run)
-        rows.put(self.time_ns[out], self.fit.to_ns(cta_ev, rows.shape(cycles)))
-        return back
-
-    def _cycles(self, tm, rep: _Rows, pres, run, first, p_first_seq, p_cta):
-        """(cycles, step): absolute cycles of the block's events (shaped by ``rep``); step is None
-        when no clock step is negative, else per event (0 at each warp's first record)."""
-        last = first + run - 1
-        if self.clock != "clock":
-            cycles = tm.astype(np.int64)
-            if len(cycles) < 2:
-                return cycles, None
-            d = np.empty_like(cycles)
-            np.subtract(cycles[1:], cycles[:-1], out=d[1:])
-            d[first] = 0
-            return cycles, (d if d.min() < 0 else None)
-        # %clock: low 32 bits.  Fast path: each record relative to its warp's first one, modulo 2**32
-        # (signed where the CTA is short enough).  That equals the running sum of the steps that
-        # unwrap32 takes exactly when every consecutive difference of the results lies in
-        # [0, 2**31); otherwise this block goes the exact (slower) way.
+        p_cta = self.seg_cta[b.s0 + pres]
+        # %clock: low 32 bits.  In a CTA short enough for signed steps (kperf.tracing.unwrap) every
+        # record lies within 2**31 cycles of clock_start: each one is placed on its own, so that one
+        # corrupt record moves no other.
         cs, ce, end_ok = self.cs[p_cta], self.ce[p_cta], self.end_ok[p_cta]
         signed = signed_steps(cs, ce, end_ok)
-        if len(tm) and (signed.all() or not signed.any()):
+        if signed.all():
+            rel = rep.shape(tm) - rep.col((cs & MASK32).astype(np.uint32), pres)
+            return rel.view(np.int32).astype(np.int64) + rep.col(cs, pres)
+        if len(tm) and not signed.any():
+            # each record relative to its warp's first one, modulo 2**32: the running sum of the steps
+            # that unwrap32 takes exactly when every consecutive difference lies in [0, 2**31)
             lo_first = tm[first]
-            rel32 = rep.shape(tm) - rep.col(lo_first, pres)
-            rel = (rel32.view(np.int32) if signed.all() else rel32).astype(np.int64)
+            rel = (rep.shape(tm) - rep.col(lo_first, pres)).astype(np.int64)
             flat = rel.reshape(-1)
             d = np.empty_like(flat)
             np.subtract(flat[1:], flat[:-1], out=d[1:])
             d[first] = 0
             if d.min() >= 0 and d.max() < 1 << 31:
                 lo = tm.astype(np.int64)
-                rel += rep.col(anchor(lo[first], lo[last], flat[last], cs, ce, p_first_seq, end_ok), pres)
-                return rel, None
-        cycles, step = unwrap32(tm.astype(np.int64), run, first, p_cta, p_first_seq, self.cs, self.ce,
-                                self.end_ok)
-        return rep.shape(cycles), (step if len(step) and step.min() < 0 else None)
+                last = first + run - 1
+                rel += rep.col(anchor(lo[first], lo[last], flat[last], cs, ce, b.fseq[pres], end_ok), pres)
+                return rel
+        cycles, _ = unwrap32(tm.astype(np.int64), run, first, p_cta, b.fseq[pres], self.cs, self.ce,
+                             self.end_ok)
+        return rep.shape(cycles)
 
     def compact(self, reports: list[_Report], seg_n: np.ndarray) -> np.ndarray:
-        """Close the gaps left by dropped records; update ``seg_n``; return every event's seq."""
+        """Close the gaps left by rejected records; update ``seg_n``; return every event's seq."""
         pos = 0
         seqs = []
         for r in reports:  # a loop over blocks
@@ -310,15 +361,35 @@ class _Job:
                     col[pos : pos + r.written] = col[r.e0 : r.e0 + r.written]
             if r.seq is not None:
                 seqs.append(r.seq)
-            else:  # nothing dropped in this block: seq from the segments
+            else:  # nothing rejected in this block: seq from the segments
                 s = slice(r.s0, r.s1)
                 seqs.append(np.arange(r.written, dtype=np.int64)
                             + np.repeat(self.first_seq[s] - (self.base[s] - r.e0), self.seg_n[s]))
-                seqs[-1] = seqs[-1] if len(seqs[-1]) else np.zeros(0, np.int64)
             if r.dropped is not None:
                 seg_n[r.s0 : r.s1] -= r.dropped
             pos += r.written
         return np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
+
+
+def _reject(b: _Block, rpt: _Report, reason: np.ndarray, cycles: np.ndarray | None = None):
+    """Take the events with a non-zero ``reason`` out of ``b`` (recorded in ``rpt``); return ``cycles``
+    of the rest (when given)."""
+    keep = reason == 0
+    idx = np.flatnonzero(~keep)
+    if not idx.size:
+        return cycles
+    seq = b.seqs()
+    seg = b.segment(idx)
+    rpt.rejected.append((seg + b.s0, seq[idx], b.tag[idx], b.time[idx].astype(np.uint64), reason[idx]))
+    dropped = np.bincount(seg, minlength=len(b.n))
+    rpt.dropped = dropped if rpt.dropped is None else rpt.dropped + dropped
+    b.n = b.n - dropped
+    b.tag, b.time, b.seq = b.tag[keep], b.time[keep], seq[keep]
+    b.lbase = np.zeros(len(b.n), np.int64)
+    np.cumsum(b.n[:-1], out=b.lbase[1:])
+    b.rows = _Rows(b.n, b.rows.C)
+    b.rows.full = False
+    return None if cycles is None else cycles[keep]
 
 
 def _slots_past_count(tag2: np.ndarray, n: np.ndarray, C: int, s0: int) -> tuple | None:
@@ -331,49 +402,50 @@ def _slots_past_count(tag2: np.ndarray, n: np.ndarray, C: int, s0: int) -> tuple
     return (hit + s0, extra[hit]) if hit.size else None
 
 
-def _record_problems(reports: list[_Report], job: _Job, seg_warp: np.ndarray, n_ids: int,
-                     unit: str) -> list[str]:
-    """The problems the blocks found, one message each, as the whole launch's."""
-    problems = []
-    seg_cta = job.seg_cta
+def _rejected_rows(reports: list[_Report], seg_cta: np.ndarray,
+                   seg_warp: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """The blocks' rejected records as one ``REJECTED_DTYPE`` table, and their backward steps as
+    (cta, warp, seq, step) arrays."""
+    parts = [p for r in reports for p in r.rejected]
+    rows = np.zeros(sum(len(p[0]) for p in parts), REJECTED_DTYPE)
+    if parts:
+        seg, seq, tag, tm, reason = (np.concatenate([p[i] for p in parts]) for i in range(5))
+        order = np.lexsort((seq, seg))
+        seg, seq = seg[order], seq[order]
+        rows["cta"], rows["warp"], rows["seq"] = seg_cta[seg], seg_warp[seg], seq
+        rows["tag"], rows["time"], rows["reason"] = tag[order], tm[order], reason[order]
+    back = [r.back for r in reports if r.back is not None]
+    z = np.zeros(0, np.int64)
+    if not back:
+        return rows, (z, z, z, z)
+    seg, seq, step = (np.concatenate([b[i] for b in back]) for i in range(3))
+    return rows, (seg_cta[seg], seg_warp[seg], seq, step)
 
-    def cat(name: str, k: int) -> list[np.ndarray]:
-        parts = [getattr(r, name) for r in reports if getattr(r, name) is not None]
-        return [np.concatenate([p[i] for p in parts]) for i in range(k)] if parts else []
 
-    def where(seg, seq, detail) -> list[str]:
-        return [f"CTA {seg_cta[s]} warp {seg_warp[s]} seq {q} ({detail(i)})"
-                for i, (s, q) in enumerate(zip(seg[:5].tolist(), seq[:5].tolist(), strict=True))]
+def _count_problems(cnt: np.ndarray, vc: np.ndarray, headers: CtaHeaders, geometry: Geometry) -> list[str]:
+    """Warps whose count exceeds the cycles their CTA ran: a warp attempts at most one record per cycle,
+    so such a count is corrupt (and with it the lost count, and with ``wrap`` the seq numbers)."""
+    if not cnt.size:
+        return []
+    span = np.where(headers.end_ok & (headers.sm_start == headers.sm_end),
+                    headers.clock_end - headers.clock_start, -1)[vc]
+    bad = np.argwhere((span[:, None] >= 0) & (cnt > span[:, None] + SPAN_SLACK))
+    if not len(bad):
+        return []
+    ex = [f"CTA {vc[c]} warp {geometry.slot_warps[w]} (count {cnt[c, w]}, {span[c]} cycles)"
+          for c, w in bad[:5].tolist()]
+    return [f"{plural(len(bad), 'warp')} counted more records than their CTA ran cycles (a corrupt count; "
+            f"its lost records and, with wrap, its seq numbers are wrong): {fmt_ids(ex, 5, total=len(bad))}"]
 
-    bad = cat("bad", 3)
-    if bad:
-        seg, seq, tag = bad
-        problems.append(
-            f"{plural(len(seg), 'record')} with an invalid tag (unwritten slot or corrupt tag) inside the "
-            f"counted range, in {plural(np.unique(seg).size, 'warp')}; dropped: "
-            f"{fmt_ids(where(seg, seq, lambda i: f'tag 0x{int(tag[i]):08X}'), 5, total=len(seg))}"
-        )
-    extra = cat("extra", 2)
-    if extra:
-        hit, count = extra
-        problems.append(
-            f"{plural(int(count.sum()), 'slot')} past their warp's count hold data (buffer not zeroed "
-            f"before the launch, a wrong strategy, or corruption), in {plural(len(hit), 'warp')}: "
-            + fmt_ids([f"CTA {seg_cta[s]} warp {seg_warp[s]}" for s in hit[:8]], total=len(hit))
-        )
-    n_unknown = sum(r.unknown[0] for r in reports)
-    if n_unknown:
-        unknown = np.unique(np.concatenate([r.unknown[1] for r in reports]))
-        problems.append(
-            f"{plural(n_unknown, 'record')} with scope ids not in the scope table "
-            f"({plural(n_ids, 'scope')}): id {fmt_ids(unknown)}; kept as events"
-        )
-    back = cat("back", 3)
-    if back:
-        seg, seq, step = back
-        problems.append(
-            f"non-monotonic clock: {plural(len(seg), 'backward step')} in "
-            f"{plural(np.unique(seg).size, 'warp')}: "
-            f"{fmt_ids(where(seg, seq, lambda i: f'{int(step[i])} {unit}'), 5, total=len(seg))}"
-        )
-    return problems
+
+def _extra_problems(reports: list[_Report], seg_cta: np.ndarray, seg_warp: np.ndarray) -> list[str]:
+    """Slots past their warp's count that hold data, as one problem."""
+    extra = [r.extra for r in reports if r.extra is not None]
+    if not extra:
+        return []
+    hit, count = (np.concatenate([e[i] for e in extra]) for i in range(2))
+    return [
+        f"{plural(int(count.sum()), 'slot')} past their warp's count hold data (buffer not zeroed "
+        f"before the launch, a wrong strategy, or corruption), in {plural(len(hit), 'warp')}: "
+        + fmt_ids([f"CTA {seg_cta[s]} warp {seg_warp[s]}" for s in hit[:8]], total=len(hit))
+    ]

@@ -198,7 +198,8 @@ def bulk_buffer(n_ctas: int, num_warps: int, capacity: int, clock: str = "clock"
     """A large, well-formed buffer built with numpy (not the reference: for speed tests only).
 
     Every warp fills its capacity with properly nested scopes: record i is scope (i // 2) % n_scopes,
-    start for even i, end for odd i, 100 cycles apart; SMs run at 2 GHz.
+    start for even i, end for odd i, 100 cycles (50 ns) apart; SMs run at 2 GHz; a CTA lasts 80,000
+    cycles (longer for capacities over 600) and holds all its records.
     """
     g = Geometry(num_warps, capacity, clock)
     a = np.zeros(n_ctas, g.cta_dtype())
@@ -207,15 +208,19 @@ def bulk_buffer(n_ctas: int, num_warps: int, capacity: int, clock: str = "clock"
     cta = np.arange(n_ctas)
     sm = cta % n_sms
     start_ns = cta // n_sms * 50_000
+    span = max(80_000, 100 * capacity + 20_000)  # cycles: every record lies inside its CTA
     h["smid_start"] = h["smid_end"] = sm
-    h["gtime_start"] = 1_700_000_000_000_000_000 + start_ns
-    h["gtime_end"] = 1_700_000_000_000_000_000 + start_ns + 40_000
+    gtime_start = 1_700_000_000_000_000_000 + start_ns
+    h["gtime_start"], h["gtime_end"] = gtime_start, gtime_start + span // 2
     clock_start = sm.astype(np.int64) * 10**9 + start_ns * 2
-    h["clock_start"], h["clock_end"] = clock_start, clock_start + 80_000
+    h["clock_start"], h["clock_end"] = clock_start, clock_start + span
     h["ctaid_x"] = cta
     a["counts"] = capacity
     i = np.arange(capacity)
     a["records"]["tag"] = TAG_VALID | (((i // 2) % n_scopes) << TAG_SCOPE_SHIFT) | (i & 1)
-    t = clock_start[:, None, None] + 10 + i * 100
-    a["records"]["time"] = (t & 0xFFFFFFFF) if clock == "clock" else t
+    if clock == "globaltimer":  # the same instants, read from the globaltimer
+        a["records"]["time"] = gtime_start[:, None, None] + 5 + i * 50
+    else:
+        t = clock_start[:, None, None] + 10 + i * 100
+        a["records"]["time"] = (t & 0xFFFFFFFF) if clock == "clock" else t
     return g, a.tobytes()

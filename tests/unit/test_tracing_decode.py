@@ -14,6 +14,15 @@ from reference_encoder import CtaSpec, SmClock, bulk_buffer, encode, expected_ev
 from kperf.dialect.layout import CLOCKS, MAGIC, Geometry
 from kperf.tracing import CTA_DTYPE, EVENT_DTYPE, LOST_DTYPE, decode
 from kperf.tracing.parallel import PARALLEL_MIN_EVENTS
+from kperf.tracing.record_checks import (
+    REJECT_INVALID_TAG,
+    REJECT_OUT_OF_ORDER,
+    REJECT_OUT_OF_SPAN,
+    REJECT_PARTNER,
+    REJECT_UNKNOWN_SCOPE,
+    SPAN_SLACK,
+    span_tolerance,
+)
 
 G0 = 1_700_000_000_000_000_000  # a realistic absolute globaltimer value, ns
 
@@ -116,7 +125,9 @@ def test_keep_first_overflow_exact_lost():
     assert d.lost_total == 7
     assert d.ctas["n_lost"].tolist() == [6, 1]
     assert d.events["seq"][d.events["warp"] == 0].max() == 3
-    assert d.problems == []
+    # warp 1's three records end on a start that nothing lost explains: reported, where it is
+    [p] = d.problems
+    assert "1 scope record without a partner" in p and "CTA 0 warp 1 seq 2 (start of 'scope 0')" in p
 
 
 def test_wrap_ring_reorder():
@@ -131,7 +142,9 @@ def test_wrap_ring_reorder():
     assert w0["seq"].tolist() == [7, 8, 9, 10]
     assert np.all(np.diff(w0["cycles"]) == 100)
     assert d.lost.tolist() == [(0, 0, 11, 4, 7), (0, 2, 8, 4, 4)]
-    assert d.problems == []
+    # the leading end (seq 7) lost its start to the wrap; the trailing start (seq 10) has no excuse
+    [p] = d.problems
+    assert "1 scope record without a partner" in p and "CTA 0 warp 0 seq 10 (start of 'scope 0')" in p
 
 
 def test_wrong_strategy_is_noticed():
@@ -182,22 +195,80 @@ def test_long_cta_unsigned_steps_and_end_anchor():
 
 
 def test_backward_step_in_short_cta_is_reported_not_unwrapped():
+    """A backward step is reported, never unwrapped, and its records are left out: here either seq 1 or
+    seq 2 may be the corrupt one, so both go, with their partners (no interval from seq 0 to seq 3)."""
     g = Geometry(1, 8, "clock")
     cs = 1 << 33
     recs = [(0, False, cs + 100), (0, True, cs + 500), (0, False, cs + 400), (0, True, cs + 900)]
     d = decode(encode(g, "keep-first", [simple_cta([recs], cs=cs)]), g, strategy="keep-first")
-    assert d.events["cycles"].tolist() == [cs + 100, cs + 500, cs + 400, cs + 900]
-    [p] = d.problems
-    assert "non-monotonic" in p and "CTA 0 warp 0 seq 2 (-100 cycles)" in p
+    assert len(d.events) == 0 and len(d.intervals()[0]) == 0
+    assert d.rejected[["seq", "reason"]].tolist() == [(0, REJECT_PARTNER), (1, REJECT_OUT_OF_ORDER),
+                                                      (2, REJECT_OUT_OF_ORDER), (3, REJECT_PARTNER)]
+    order, partner = d.problems
+    assert "non-monotonic" in order and "CTA 0 warp 0 seq 2 (-100 cycles)" in order
+    assert "2 records out of order left out of the events: CTA 0 warp 0 seq 1, CTA 0 warp 0 seq 2" in order
+    assert "2 records whose scope partner" in partner and "CTA 0 warp 0 seq 0, CTA 0 warp 0 seq 3" in partner
+    assert "4 records rejected (2 out of order, 2 partner rejected)" in d.summary()
 
 
 @pytest.mark.parametrize("clock", ["clock64", "globaltimer"])
 def test_backward_step_64bit_reported(clock):
     g = Geometry(1, 8, clock)
     recs = [(0, False, G0 + 100), (0, True, G0 + 50)]
-    d = decode(encode(g, "keep-first", [simple_cta([recs], cs=G0)]), g, strategy="keep-first")
-    assert d.events["cycles"].tolist() == [G0 + 100, G0 + 50]
+    d = decode(encode(g, "keep-first", [simple_cta([recs], cs=G0, gs=G0)]), g, strategy="keep-first")
+    assert len(d.events) == 0 and d.rejected["reason"].tolist() == [REJECT_OUT_OF_ORDER] * 2
     assert any("non-monotonic" in p and "-50" in p for p in d.problems)
+
+
+@pytest.mark.parametrize("clock", ["clock", "clock64"])
+def test_one_outlier_is_rejected_with_its_partner_only(clock):
+    """A record too late for its neighbours (but inside the CTA) goes with its start; the rest stays."""
+    g = Geometry(1, 8, clock)
+    cs = 10_000_000
+    recs = loop_records(6, cs + 100)  # S E S E S E, 100 cycles apart
+    recs[3] = (0, True, cs + 5_000)  # seq 3 is later than seq 4
+    d = decode(encode(g, "keep-first", [simple_cta([recs], cs=cs)]), g, strategy="keep-first")
+    assert d.events["seq"].tolist() == [0, 1, 4, 5]
+    assert d.rejected[["seq", "reason"]].tolist() == [(2, REJECT_PARTNER), (3, REJECT_OUT_OF_ORDER)]
+    iv, un = d.intervals()
+    assert len(iv) == 2 and len(un) == 0 and (iv["end_cycles"] - iv["start_cycles"] == 100).all()
+
+
+@pytest.mark.parametrize("clock", ["clock", "clock64", "globaltimer"])
+def test_flipped_clock_bit_outside_the_cta_span_is_rejected(clock):
+    """The hostile tester's case: one flipped bit in one record's clock made a scope longer than its
+    CTA.  The record lies outside the header span: rejected with its partner, the CTA's other scopes kept."""
+    g = Geometry(2, 8, clock)
+    t0 = G0 if clock == "globaltimer" else 10_000_000
+    recs = loop_records(6, t0 + 100)
+    bit = 24 if clock != "clock" else 30  # 16.7 M (1 G) units away, the CTA spans 1 M cycles
+    recs[5] = (0, True, recs[5][2] ^ (1 << bit))
+    ctas = [simple_cta([recs, loop_records(2, t0 + 50)], cs=t0, gs=G0)]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert d.rejected[["warp", "seq", "reason"]].tolist() == [(0, 4, REJECT_PARTNER),
+                                                              (0, 5, REJECT_OUT_OF_SPAN)]
+    iv, un = d.intervals()
+    assert len(iv) == 3 and len(un) == 0
+    assert (iv["end_ns"] - iv["start_ns"]).max() < d.duration_ns
+    assert any("outside their CTA's header span" in p and "CTA 0 warp 0 seq 5" in p for p in d.problems)
+
+
+def test_records_just_outside_the_span_are_tolerated():
+    """Other warps may record a little before warp 0 reads the entry clock or after it reads the exit
+    clock; within the tolerance (kperf.tracing.record_checks.span_bounds) nothing is rejected."""
+    g = Geometry(2, 8, "clock64")
+    cs, span = 10_000_000, 1_000_000
+    slack = span_tolerance(span)
+    ctas = [simple_cta([loop_records(2, cs - slack), loop_records(2, cs + span + slack - 100, step=100)],
+                       cs=cs, span=span)]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert d.problems == [] and len(d.events) == 4
+    ctas = [simple_cta([loop_records(2, cs - slack - 1), [(0, False, cs), (0, True, cs + span + slack + 1)]],
+                       cs=cs, span=span)]
+    d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
+    assert d.rejected[["warp", "seq", "reason"]].tolist() == [
+        (0, 0, REJECT_OUT_OF_SPAN), (0, 1, REJECT_PARTNER),
+        (1, 0, REJECT_PARTNER), (1, 1, REJECT_OUT_OF_SPAN)]
 
 
 # --------------------------------------------------------------------------- clocks
@@ -332,20 +403,30 @@ def test_invalid_tags_dropped_and_reported():
     d = decode(encode(g, "keep-first", ctas), g, strategy="keep-first")
     exp = [e for e in expected_events(g, "keep-first", ctas) if (e[1], e[2]) not in ((0, 2), (1, 1))]
     assert got(d) == exp
-    [p] = d.problems
+    p, loose = d.problems
     assert "2 records with an invalid tag" in p
     assert "CTA 0 warp 0 seq 2 (tag 0x00000000)" in p and "CTA 0 warp 1 seq 1 (tag 0x88000003)" in p
+    assert d.rejected[["warp", "seq", "reason", "tag"]].tolist() == [
+        (0, 2, REJECT_INVALID_TAG, 0), (1, 1, REJECT_INVALID_TAG, 0x88000003)]
+    # the halves they leave behind are reported too
+    assert "2 scope records without a partner (1 starts without end, 1 ends without start)" in loose
+    assert "CTA 0 warp 0 seq 3 (end of 'scope 0')" in loose and "CTA 0 warp 1 seq 0 (start" in loose
 
 
-def test_scope_not_in_table_reported_but_kept():
+def test_scope_not_in_table_reported_and_left_out():
+    """A record whose scope id the table does not have cannot be named or trusted (a corrupt tag or the
+    wrong table): like every rejected record it is left out of the events, counted and reported."""
     g = Geometry(1, 8)
     cs = 10_000_000
     recs = [(0, False, cs + 1), (5, False, cs + 2), (5, True, cs + 3), (0, True, cs + 4)]
     raw = encode(g, "keep-first", [simple_cta([recs], cs=cs)])
     d = decode(raw, g, strategy="keep-first", scopes=["outer", "inner"])
-    assert len(d.events) == 4
+    assert d.events["seq"].tolist() == [0, 3] and len(d.intervals()[0]) == 1
+    assert d.rejected[["seq", "reason"]].tolist() == [(1, REJECT_UNKNOWN_SCOPE), (2, REJECT_UNKNOWN_SCOPE)]
     [p] = d.problems
     assert "2 records with scope ids not in the scope table (2 scopes): id 5" in p
+    assert "left out of the events: CTA 0 warp 0 seq 1, CTA 0 warp 0 seq 2" in p
+    assert "2 records rejected (2 scope not in table)" in d.summary()
     assert decode(raw, g, strategy="keep-first", scopes={0: "a", 5: "b"}).problems == []
     table = SimpleNamespace(scopes=[SimpleNamespace(id=0, name="a"), SimpleNamespace(id=5, name="b")])
     assert decode(raw, g, strategy="keep-first", scopes=table).problems == []  # a ScopeTable, duck-typed
@@ -390,7 +471,7 @@ def launches(draw):
     ctas = []
     for i in range(draw(st.integers(0, 3))):
         if clock == "globaltimer":
-            cs, limit = G0 + draw(st.integers(0, 10**9)), 1 << 40
+            cs, limit = G0 + draw(st.integers(0, 10**9)), 1 << 32
         else:
             cs = draw(st.integers(1 << 20, 1 << 50))
             # a CTA shorter than 2**31 cycles (spans on both sides of 2**30 exercise both step readings)
@@ -398,15 +479,17 @@ def launches(draw):
         warps = []
         for _ in range(draw(st.integers(0, num_warps))):
             n = draw(st.integers(0, 12))
-            t = cs + draw(st.integers(-5_000, 5_000))
+            t = cs + draw(st.integers(-SPAN_SLACK, 5_000))  # other warps may record before warp 0 reads cs
             recs = []
             for _ in range(n):
                 t += draw(st.integers(0, limit // 16))
                 recs.append((draw(st.integers(0, (1 << 23) - 1)), draw(st.booleans()), t))
             warps.append(recs)
         last = max([r[-1][2] for r in warps if r] + [cs])
-        ctas.append(CtaSpec(warps=warps, sm=draw(st.integers(0, 131)), ctaid=(i, 0, 0), gtime_start=G0 + i,
-                            clock_start=cs, gtime_end=G0 + i + 10**6, clock_end=last + 5_000))
+        # the header's span holds the records (a globaltimer launch reads them from the globaltimer)
+        gs = cs if clock == "globaltimer" else G0 + i
+        ctas.append(CtaSpec(warps=warps, sm=draw(st.integers(0, 131)), ctaid=(i, 0, 0), gtime_start=gs,
+                            clock_start=cs, gtime_end=max(gs + 10**6, last + 5_000), clock_end=last + 5_000))
     return g, strategy, ctas
 
 
@@ -416,7 +499,9 @@ def test_property_encode_decode_round_trip(case):
     g, strategy, ctas = case
     d = decode(encode(g, strategy, ctas), g, strategy=strategy)
     assert got(d) == expected_events(g, strategy, ctas)
-    assert not any("non-monotonic" in p or "invalid tag" in p or "past their" in p for p in d.problems)
+    assert not any("non-monotonic" in p or "invalid tag" in p or "past their" in p or "header span" in p
+                   for p in d.problems)
+    assert len(d.rejected) == 0
     cap = g.capacity
     exp_lost = sorted((i, w, len(r), cap, len(r) - cap)
                       for i, c in enumerate(ctas) for w, r in enumerate(c.warps) if len(r) > cap)

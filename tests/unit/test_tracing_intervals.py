@@ -25,11 +25,16 @@ def recs(*spec):
     return [(int(s[1:]), s[0] == "E", CS + 10 * (i + 1)) for i, s in enumerate(spec)]
 
 
-def run(warps_per_cta, strategy="keep-first", capacity=16):
+def run(warps_per_cta, strategy="keep-first", capacity=16, broken=None):
+    """Decode and pair; ``broken``: the problem sentence's start for streams broken on purpose."""
     g = Geometry(max(len(w) for w in warps_per_cta) or 1, capacity, "clock")
     ctas = [cta(w, i, sm=i % 2) for i, w in enumerate(warps_per_cta)]
     d = decode(encode(g, strategy, ctas), g, strategy=strategy)
-    assert d.problems == []
+    if broken is None:
+        assert d.problems == []
+    else:
+        [p] = d.problems
+        assert p.startswith(broken), p
     return d, *pair(d.events)
 
 
@@ -59,13 +64,15 @@ def test_wrap_loses_leading_starts():
 
 
 def test_broken_alternation_pairs_neighbours():
-    d, iv, un = run([[recs("S0", "S0", "E0", "E0", "E1", "S1")]])
+    d, iv, un = run([[recs("S0", "S0", "E0", "E0", "E1", "S1")]],
+                    broken="4 scope records without a partner (2 starts without end, 2 ends without start)")
     assert iv["start_cycles"].tolist() == [CS + 20] and iv["end_cycles"].tolist() == [CS + 30]
     assert un["seq"].tolist() == [0, 3, 4, 5]
 
 
 def test_groups_are_separate_and_order_is_restored():
-    d, iv, un = run([[recs("S0", "E0"), recs("S0")], [recs("E0", "S0", "E0")]])
+    d, iv, un = run([[recs("S0", "E0"), recs("S0")], [recs("E0", "S0", "E0")]],
+                    broken="2 scope records without a partner (1 starts without end, 1 ends without start)")
     assert iv[["cta", "sm", "warp"]].tolist() == [(0, 0, 0), (1, 1, 0)]
     assert un[["cta", "warp", "is_end"]].tolist() == [(0, 1, False), (1, 0, True)]
     # shuffled input gives the same answer
