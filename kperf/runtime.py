@@ -84,7 +84,7 @@ class LaunchRecord:
             try:
                 self._event.synchronize()
             except RuntimeError as e:  # torch's CUDA errors: the launch (or one before it) faulted
-                raise _lost_to_a_fault(self, e) from e
+                raise lost_to_a_fault(self.index, self.kernel.name, e) from e
             self._event = None
             self._device = None
         return self._host.numpy()
@@ -107,10 +107,11 @@ class LaunchRecord:
         return self._decoded
 
 
-def _lost_to_a_fault(record: LaunchRecord, error: Exception) -> KperfError:
+def lost_to_a_fault(index: int, kernel: str, error: Exception) -> KperfError:
+    """The error for a launch whose profile buffer the GPU's fault made unreadable."""
     cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return KperfError(
-        f"launch {record.index} of {record.kernel.name}: its profile buffer cannot be read because the GPU "
+        f"launch {index} of {kernel}: its profile buffer cannot be read because the GPU "
         f"reported an error before the copy finished ({cause}); this launch's records are lost",
         fix="the kernel, or one launched before it on this device, faulted: CUDA errors such as an illegal "
             "address are sticky, so this process can no longer use the GPU; find the fault with "
@@ -230,10 +231,13 @@ class Dispatcher:
         stream = data.get("stream")
         host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
         torch_stream = _as_torch_stream(stream)
-        with torch.cuda.stream(torch_stream):
-            host.copy_(buf, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record(torch_stream)
+        try:
+            with torch.cuda.stream(torch_stream):
+                host.copy_(buf, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record(torch_stream)
+        except RuntimeError as e:  # the kernel faulted fast enough for the copy's enqueue to see it
+            raise lost_to_a_fault(self._launch_count + 1, info.name, e) from e
         self._launch_count += 1
         record = LaunchRecord(self._launch_count, info, size // info.geometry.cta_bytes, time.time(),
                               _device=buf, _host=host, _event=event)
