@@ -55,7 +55,8 @@ CARRIER_PACK = 1
 
 def _check_name(name: str, where: str | None) -> None:
     if not isinstance(name, str) or not name:
-        raise KperfError(f"a scope name must be a non-empty string, got {name!r}", where=where)
+        raise KperfError(f"a scope name must be a non-empty string, got {name!r}", where=where,
+                         fix='name the scope: kperf.record start "load"')
     if any(c in name for c in "\n\r\0"):
         raise KperfError(f"scope name {name!r} contains a line break or NUL", where=where,
                          fix="use a single-line name")
@@ -75,7 +76,8 @@ class RecordOp:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise KperfError(f"kperf.record kind must be 'start' or 'end', got {self.kind!r}", where=self.loc)
+            raise KperfError(f"kperf.record kind must be 'start' or 'end', got {self.kind!r}", where=self.loc,
+                             fix='write kperf.record start "name" or kperf.record end "name"')
         _check_name(self.name, self.loc)
 
     @property
@@ -116,6 +118,10 @@ class RecordOp:
         return dataclasses.replace(self, scope_id=scope_id)
 
 
+_CARRIER_FIX = ('a carrier\'s asm text is `// kperf.record start|end "name"` (optionally ` id=N`): fix '
+                'it, or replace the op by a textual kperf.record start "name" line')
+
+
 def parse_carrier(text: str, where: str | None = None) -> RecordOp | None:
     """The record an inline-asm text (or a PTX comment line) carries, or None if it is no carrier."""
     text = text.strip()
@@ -126,13 +132,14 @@ def parse_carrier(text: str, where: str | None = None) -> RecordOp | None:
     kind, _, rest = rest.partition(" ")
     if kind not in KINDS:
         raise KperfError(f"malformed kperf carrier {first!r}: expected 'start' or 'end' after 'kperf.record'",
-                         where=where)
+                         where=where, fix=_CARRIER_FIX)
     name, end = _parse_json_string(rest, where, first)
     tail = rest[end:].strip()
     scope_id = None
     if tail:
         if not tail.startswith("id=") or not tail[3:].isdigit():
-            raise KperfError(f"malformed kperf carrier {first!r}: unexpected {tail!r}", where=where)
+            raise KperfError(f"malformed kperf carrier {first!r}: unexpected {tail!r}", where=where,
+                             fix=_CARRIER_FIX)
         scope_id = int(tail[3:])
     return RecordOp(kind, name, scope_id, where)
 
@@ -145,9 +152,12 @@ def _parse_json_string(text: str, where: str | None, line: str) -> tuple[str, in
     try:
         value, end = json.JSONDecoder().raw_decode(text)
     except json.JSONDecodeError as e:
-        raise KperfError(f"unterminated or malformed scope name in {line!r} ({e.msg})", where=where) from None
+        raise KperfError(f"unterminated or malformed scope name in {line!r} ({e.msg})", where=where,
+                         fix='close the quotes; escape \\ and " inside the name: kperf.record start "a\\"b"'
+                         ) from None
     if not isinstance(value, str):
-        raise KperfError(f"expected a quoted scope name in {line!r}", where=where)
+        raise KperfError(f"expected a quoted scope name in {line!r}", where=where,
+                         fix='write the name in double quotes: kperf.record start "name"')
     return value, end
 
 

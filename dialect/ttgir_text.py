@@ -170,7 +170,8 @@ def _track_braces(tokens: list[Token], brace_path: list[int], block_label: list[
             block_label.append("")
         elif t.text == "}":
             if not brace_path:
-                raise KperfError("unbalanced '}'", where=where)
+                raise KperfError("unbalanced '}': it closes no open region", where=where,
+                                 fix="delete the extra '}' or add the '{' it closes")
             brace_path.pop()
             block_label.pop()
     return serial
