@@ -209,15 +209,24 @@ def cmd_opt(args) -> int:
 # --------------------------------------------------------------------------- report, view, diff, export, plot
 
 
-def _int_list(text: str) -> list[int]:
-    """``"0,3,8-11"`` -> [0, 3, 8, 9, 10, 11]."""
+_ID_LIMIT = 1 << 32  # CTA, warp and SM ids lie below this
+_MAX_IDS = 1 << 20
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    """``"0,3,8-11"`` -> [0, 3, 8, 9, 10, 11]; a KperfError naming ``flag`` when it does not read."""
     out: list[int] = []
     try:
         for part in filter(None, text.split(",")):
             a, _, b = part.partition("-")
-            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+            lo, hi = int(a), int(b) if b else int(a)
+            if not 0 <= lo <= hi < _ID_LIMIT or len(out) + hi - lo + 1 > _MAX_IDS:
+                raise KperfError(f"{flag}: {part!r} in {text!r} is out of range: ids lie in "
+                                 f"[0, {_ID_LIMIT}), ranges go up, at most {_MAX_IDS:,} ids in all",
+                                 fix="write ids of the launch and rising ranges, e.g. 0,3,8-11")
+            out += range(lo, hi + 1)
     except ValueError:
-        raise KperfError(f"cannot read the number list {text!r}",
+        raise KperfError(f"{flag}: cannot read the number list {text!r}",
                          fix="write numbers and ranges, e.g. 0,3,8-11") from None
     return out
 
@@ -306,9 +315,10 @@ def cmd_plot(args) -> int:
     launches = _load(args.profile)
     out = pathlib.Path(args.out)
     t = timeline(launches, out / f"timeline.{args.format}", launch=args.launch,
-                 ctas=_int_list(args.ctas) if args.ctas else None,
-                 warps=_int_list(args.warps) if args.warps else None,
-                 sms=_int_list(args.sms) if args.sms else None, max_lanes=args.max_lanes, time_unit=args.unit)
+                 ctas=_int_list(args.ctas, "--ctas") if args.ctas else None,
+                 warps=_int_list(args.warps, "--warps") if args.warps else None,
+                 sms=_int_list(args.sms, "--sms") if args.sms else None, max_lanes=args.max_lanes,
+                 time_unit=args.unit)
     h = histograms(launches, out / f"histograms.{args.format}", time_unit=args.unit)
     for note in t.notes:
         print(f"kperf: {note}")

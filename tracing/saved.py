@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import io
 import json
+import math
 import mmap
 import os
 import struct
@@ -43,7 +44,7 @@ from .atomic import atomic_file
 from .columns import EventColumns
 from .decode import decode
 from .launch import DecodedLaunch
-from .saved_checks import MANIFEST_NAME, check_columns, check_intervals, check_manifest, damaged
+from .saved_checks import MANIFEST_NAME, check_columns, check_ids, check_intervals, check_manifest, damaged
 
 FORMAT = "kperf-profile"
 VERSION = 1
@@ -52,6 +53,7 @@ SUFFIX = ".kperf"
 _SEG_FIELDS = ("launch", "cta", "sm", "warp", "first_seq", "n")
 _TABLES = ("ctas", "lost", "sm_clocks")
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # zip local file header
+_NPY_HEADER_MAX = 1 << 16  # numpy reads headers of up to 10,000 bytes
 
 
 def kperf_version() -> str:
@@ -216,10 +218,24 @@ def _member(path: str, z: zipfile.ZipFile, mm: mmap.mmap | None, name: str) -> n
 
 
 def _npy_member(path, z, mm, name) -> np.ndarray:
+    """A ``.npy`` member as an array (a copy); any header or size that does not parse is a KperfError."""
+    data = _member(path, z, mm, name)
     try:
-        return np.lib.format.read_array(io.BytesIO(_member(path, z, mm, name).tobytes()), allow_pickle=False)
-    except ValueError as e:
-        raise damaged(path, f"member {name} is not a valid array ({e})") from None
+        head = io.BytesIO(data[:_NPY_HEADER_MAX].tobytes())
+        major, _minor = np.lib.format.read_magic(head)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(head)
+        if dtype.hasobject:
+            raise ValueError(f"dtype {dtype} holds Python objects")
+        count = math.prod(shape)
+        offset = head.tell()
+        if offset + count * dtype.itemsize != data.size:
+            raise ValueError(f"a header for {count} items of {dtype.itemsize} bytes, but "
+                             f"{data.size - offset} bytes of data")
+        a = np.frombuffer(data, dtype, count=count, offset=offset)
+        return (a.reshape(shape[::-1]).T if fortran else a.reshape(shape)).copy()
+    except Exception as e:  # noqa: BLE001 - a damaged header fails in many ways (ValueError, TokenError...)
+        raise damaged(path, f"member {name} is not a valid array ({type(e).__name__}: {e})") from None
 
 
 def load_profile(path: str | os.PathLike, *, threads: int | None = None) -> list[DecodedLaunch]:
@@ -268,6 +284,8 @@ def _load_launch(path, z, mm, e: dict, threads) -> DecodedLaunch:
             if c != "seq" or f"launches/{i}/seq.npy" in names}
     tables = {t: rd(t) for t in _TABLES}
     check_columns(path, f"launch {i}", seg, cols, tables)
+    check_ids(path, f"launch {i}", seg, cols, tables["ctas"], launch=e["launch"], n_ctas=e["n_ctas"],
+              num_warps=g.num_warps, scopes=scopes)
     ghz = e.get("clock_ghz")
     d = DecodedLaunch(
         launch=e["launch"], geometry=g, strategy=e["strategy"], columns=EventColumns(seg, **cols),

@@ -110,11 +110,14 @@ def check_entry(path: str, pos: int, e: Any, n: int) -> int:
     if not 1 <= len(e.get("grid") or [1]) <= 3:
         raise f.bad("grid", "1 to 3 positive ints")
     f.int("n_ctas", 0, _U32)
-    check_geometry(path, f"launches[{pos}].geometry", e.get("geometry"))
+    g = check_geometry(path, f"launches[{pos}].geometry", e.get("geometry"))
     f.choice("strategy", STRATEGIES)
     f.list_of("scopes", lambda s: isinstance(s, list) and len(s) == 2 and _is_int(s[0])
               and 0 <= s[0] < MAX_SCOPES and isinstance(s[1], str), "[id, name] pairs", optional=True)
-    f.list_of("warp_roles", lambda r: isinstance(r, str), "strings", optional=True)
+    roles = f.list_of("warp_roles", lambda r: isinstance(r, str), "strings", optional=True)
+    if roles is not None and len(roles) != g.num_warps:
+        raise f.bad("warp_roles", f"one role per warp ({g.num_warps} strings, as geometry.num_warps), "
+                                  f"got {len(roles)}")
     ghz = f.get("clock_ghz", (int, float), "a number of GHz", optional=True)
     if ghz is not None and (isinstance(ghz, bool) or not math.isfinite(ghz)):
         raise f.bad("clock_ghz", "a finite number of GHz")
@@ -165,6 +168,51 @@ def check_columns(path: str, where: str, seg: dict, cols: dict, tables: dict) ->
         if a.ndim != 1 or missing:
             raise damaged(path, f"{where} {name}: not a table of {name} (missing fields: "
                                 f"{', '.join(missing) or 'none'}; shape {a.shape})")
+
+
+def _refuse(path: str, where: str, bad: np.ndarray, what: str, values: np.ndarray, unit: str) -> None:
+    """A KperfError when any of ``bad`` (one bool per row of ``values``) is set."""
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise damaged(path, f"{where} {what} ({int(bad.sum())} of {len(bad)} {unit}s; the first: "
+                            f"{unit} {first}, value {values[first]})")
+
+
+def check_ids(path: str, where: str, seg: dict, cols: dict, ctas: np.ndarray, *, launch: int, n_ctas: int,
+              num_warps: int, scopes: dict | None) -> None:
+    """The ids and flags of a ``"columns"`` launch (after :func:`check_columns`): segments of this
+    launch, each naming a CTA of the CTA table and its SM, a warp of the geometry, in (CTA, warp) order
+    once each; event scopes of the scope table; ``is_end`` bytes 0 or 1."""
+    if len(ctas) != n_ctas:
+        raise damaged(path, f"{where} ctas: {len(ctas)} CTAs, but the manifest says n_ctas {n_ctas}")
+    cta, warp = seg["cta"], seg["warp"]
+    _refuse(path, where, seg["launch"] != launch, f"seg_launch: not the launch number {launch}",
+            seg["launch"], "segment")
+    _refuse(path, where, (cta < 0) | (cta >= n_ctas), f"seg_cta: a CTA outside [0, {n_ctas}) (the CTA table)",
+            cta, "segment")
+    _refuse(path, where, (warp < 0) | (warp >= num_warps),
+            f"seg_warp: a warp outside [0, {num_warps}) (geometry.num_warps)", warp, "segment")
+    _refuse(path, where, (seg["first_seq"] < 0) | (seg["first_seq"] >= _U32), "seg_first_seq: out of range",
+            seg["first_seq"], "segment")
+    d_cta, d_warp = np.diff(cta.astype(np.int64)), np.diff(warp.astype(np.int64))
+    order = np.concatenate([[False], (d_cta < 0) | ((d_cta == 0) & (d_warp <= 0))])
+    _refuse(path, where, order, "seg_cta, seg_warp: segments not in (CTA, warp) order, once each",
+            cta, "segment")
+    if len(cta):
+        own = seg["sm"] != ctas["sm"][cta]
+        _refuse(path, where, own, "seg_sm: not the SM of the segment's CTA (ctas.sm)", seg["sm"], "segment")
+    _check_events(path, where, cols, scopes)
+
+
+def _check_events(path: str, where: str, cols: dict, scopes: dict | None) -> None:
+    scope = cols["scope"]
+    ids = np.array(sorted(scopes) if scopes is not None else [], np.int64)
+    bad = ~np.isin(scope, ids) if scopes is not None else (scope < 0) | (scope >= MAX_SCOPES)
+    table = "not in the scope table (launches[].scopes)" if scopes is not None \
+        else f"outside [0, {MAX_SCOPES})"
+    _refuse(path, where, bad, f"scope: a scope id {table}", scope, "event")
+    flags = cols["is_end"].view(np.uint8)
+    _refuse(path, where, flags > 1, "is_end: a bool byte other than 0 or 1", flags, "event")
 
 
 def check_intervals(path: str, where: str, intervals: np.ndarray) -> None:

@@ -12,6 +12,9 @@ A selection is written as a short spec (the same in Python and on the command li
 - ``every:K``: CTA ids 0, K, 2K, ...;
 - ``sample:N`` or ``sample:N:SEED``: N CTAs drawn at random (seeded, default seed 0).
 
+Ids lie in [0, 2**32) and a spec names at most :data:`MAX_IDS` of them; counts lie in [1, 2**32) and
+seeds in [0, 2**64): anything else is a ``KperfError`` naming the spec and the range.
+
 With no selection given (``None``), a launch of at most :data:`DEFAULT_MAX_EVENTS` events is written
 whole and a larger one as its first wave, with a note in the trace and one printed line saying how
 many events were left out and how to get them all.
@@ -63,8 +66,16 @@ class Selection:
                 }[self.kind]
 
 
+#: ids (CTA, SM) a selection may name: below 2**32, at most MAX_IDS of them
+ID_LIMIT = 1 << 32
+MAX_IDS = 1 << 20
+#: largest count of first:N / every:K / sample:N, and seeds below 2**64
+COUNT_LIMIT = 1 << 32
+SEED_LIMIT = 1 << 64
+
+
 def _ints(text: str, spec: str) -> tuple[int, ...]:
-    out: list[int] = []
+    out: set[int] = set()
     for part in text.split(","):
         part = part.strip()
         try:
@@ -73,15 +84,21 @@ def _ints(text: str, spec: str) -> tuple[int, ...]:
                 lo, hi = int(a), int(b)
                 if hi < lo:
                     raise ValueError
-                out.extend(range(lo, hi + 1))
             else:
-                out.append(int(part))
+                lo = hi = int(part)
         except ValueError:
             raise KperfError(f"cannot read {part!r} in the trace selection {spec!r} as an id or a range",
                              fix="write ids and inclusive ranges like ctas:0-15,37") from None
-    if any(i < 0 for i in out):
-        raise KperfError(f"negative id in the trace selection {spec!r}", fix="ids start at 0")
-    return tuple(sorted(set(out)))
+        if lo < 0:
+            raise KperfError(f"negative id in the trace selection {spec!r}", fix="ids start at 0")
+        if hi >= ID_LIMIT:
+            raise KperfError(f"id {hi} in the trace selection {spec!r} is out of range: ids lie in "
+                             f"[0, {ID_LIMIT})", fix="give CTA or SM ids of the launch, e.g. sms:0-3")
+        if hi - lo + 1 + len(out) > MAX_IDS:
+            raise KperfError(f"the trace selection {spec!r} names more than {MAX_IDS:,} ids",
+                             fix="select fewer CTAs, or use all, first:N, every:K or sample:N")
+        out.update(range(lo, hi + 1))
+    return tuple(sorted(out))
 
 
 def parse_selection(spec: str | Selection | None) -> Selection | None:
@@ -106,10 +123,12 @@ def parse_selection(spec: str | Selection | None) -> Selection | None:
     try:
         n = int(parts[0])
         seed = int(parts[1]) if kind == "sample" and len(parts) > 1 else 0
-        if len(parts) > (2 if kind == "sample" else 1) or n <= 0:
+        in_range = 0 < n < COUNT_LIMIT and 0 <= seed < SEED_LIMIT
+        if len(parts) > (2 if kind == "sample" else 1) or not in_range:
             raise ValueError
     except ValueError:
-        raise KperfError(f"trace selection {spec!r}: expected a positive count",
+        raise KperfError(f"trace selection {spec!r}: expected a positive count below {COUNT_LIMIT}"
+                         + (f" and a seed in [0, {SEED_LIMIT})" if kind == "sample" else ""),
                          fix=f"use {_SPEC_HELP}") from None
     return Selection(kind, n=n, seed=seed)
 

@@ -306,3 +306,19 @@ def test_profiled_kernels_unwrap_kperf_errors_from_tritons(kernels, monkeypatch)
     monkeypatch.setattr(fn, "run", other, raising=False)
     with pytest.raises(ValueError, match="not kperf's"):  # the kernel's own errors stay as they are
         kperf.profile(fn)[(1,)](None, BLOCK=64)
+
+
+def test_huge_or_reversed_ids_in_selections_are_clean_errors(tmp_path, capsys):
+    from kperf.tracing import save_profile
+    g, raw = _buffer()
+    path = save_profile(tmp_path / "p.kperf", [decode(raw, g, strategy="keep-first")])
+    out = str(tmp_path / "out")
+    err = fails(capsys, ["export", path, "--format", "chrome", "--out", out, "--sms", "9" * 30])
+    assert "sms:999" in err and "ids lie in [0, 4294967296)" in err, err
+    err = fails(capsys, ["export", path, "--format", "chrome", "--out", out, "--select", "sample:2:-1"])
+    assert "a seed in [0, " in err, err
+    for flag in ("--ctas", "--warps", "--sms"):
+        err = fails(capsys, ["plot", path, "--out", out, flag, "9" * 30])
+        assert f"{flag}: '{'9' * 30}'" in err and "out of range" in err, err
+    err = fails(capsys, ["plot", path, "--out", out, "--ctas", "3-1"])
+    assert "--ctas: '3-1'" in err, err

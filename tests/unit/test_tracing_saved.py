@@ -239,6 +239,62 @@ def test_malformed_decoded_tables_name_the_member(tmp_path, member, array, words
     expect_error(tmp_path / "bad.kperf", words)
 
 
+def test_a_damaged_npy_header_is_a_clean_error(tmp_path):
+    path = save_profile(tmp_path / "c.kperf", [small(keep_raw=False)])
+    with zipfile.ZipFile(path) as z:
+        good = z.read("launches/0/seg_cta.npy")
+    for bad in (good.replace(b"{", b"(", 1),  # the header dict does not tokenize
+                good.replace(b"'shape': (", b"'shape': (9"),  # a shape that the data does not fill
+                good[:9], b"\x93NUMPY\x09\x00"):
+        with zipfile.ZipFile(path) as z, zipfile.ZipFile(tmp_path / "bad.kperf", "w") as out:
+            for item in z.infolist():
+                out.writestr(item, bad if item.filename == "launches/0/seg_cta.npy" else z.read(item))
+        err = expect_error(tmp_path / "bad.kperf", "member launches/0/seg_cta.npy is not a valid array")
+        assert str(err).startswith(str(tmp_path / "bad.kperf"))
+
+
+@pytest.mark.parametrize("keep_raw", [True, False])
+def test_warp_roles_must_name_every_warp(tmp_path, keep_raw):
+    path = save_profile(tmp_path / "p.kperf", [small(keep_raw=keep_raw)])
+    rewrite_manifest(path, tmp_path / "bad.kperf", lambda m: m["launches"][0]["warp_roles"].pop())
+    expect_error(tmp_path / "bad.kperf", "launches[0].warp_roles: expected one role per warp (2 strings")
+
+
+def _cols(d, name, change):
+    a = (d.columns.seg[name[4:]] if name.startswith("seg_") else d.columns[name]).copy()
+    change(a)
+    return a
+
+
+@pytest.mark.parametrize("member, change, words", [
+    ("seg_cta", lambda a: a.__setitem__(0, 1 << 27),
+     "launch 0 seg_cta: a CTA outside [0, 1) (the CTA table)"),
+    ("seg_cta", lambda a: a.__setitem__(0, -1), "seg_cta: a CTA outside [0, 1)"),
+    ("seg_warp", lambda a: a.__setitem__(1, 2), "launch 0 seg_warp: a warp outside [0, 2)"),
+    ("seg_warp", lambda a: a.__setitem__(1, 0), "segments not in (CTA, warp) order, once each"),
+    ("seg_sm", lambda a: a.__setitem__(0, 4), "seg_sm: not the SM of the segment's CTA"),
+    ("seg_launch", lambda a: a.__setitem__(0, 9), "seg_launch: not the launch number 0"),
+    ("scope", lambda a: a.__setitem__(3, 7), "launch 0 scope: a scope id not in the scope table"),
+    ("is_end", lambda a: a.view(np.uint8).__setitem__(2, 2),
+     "launch 0 is_end: a bool byte other than 0 or 1"),
+])
+def test_decoded_ids_are_checked(tmp_path, member, change, words):
+    d = small(keep_raw=False)
+    path = save_profile(tmp_path / "c.kperf", [d])
+    rewrite_member(path, tmp_path / "bad.kperf", f"launches/0/{member}.npy", _cols(d, member, change))
+    err = expect_error(tmp_path / "bad.kperf", words)
+    assert "the first:" in str(err)
+
+
+def test_scope_ids_must_be_in_the_scope_table(tmp_path):
+    path = save_profile(tmp_path / "c.kperf", [small(keep_raw=False)])
+    rewrite_manifest(path, tmp_path / "bad.kperf", lambda m: m["launches"][0]["scopes"].pop())
+    expect_error(tmp_path / "bad.kperf", "launch 0 scope: a scope id not in the scope table "
+                                         "(launches[].scopes) (2 of 6 events; the first: event 2, value 1)")
+    rewrite_manifest(path, tmp_path / "n.kperf", lambda m: m["launches"][0].update(n_ctas=2))
+    expect_error(tmp_path / "n.kperf", "launch 0 ctas: 1 CTAs, but the manifest says n_ctas 2")
+
+
 def test_failed_save_names_the_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

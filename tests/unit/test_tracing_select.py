@@ -32,7 +32,10 @@ def test_parse(spec, want):
 @pytest.mark.parametrize("spec, words", [
     ("wave", "unknown trace selection"), ("first", "needs an argument"), ("first:x", "positive count"),
     ("first:0", "positive count"), ("ctas:3-1", "as an id or a range"), ("all:3", "takes no argument"),
-    ("every:2:2", "positive count"),
+    ("every:2:2", "positive count"), ("first:99999999999999999999", "positive count below 4294967296"),
+    ("sample:2:-1", "a seed in [0, "), ("sms:999999999999999999999999999999", "sms:9"),
+    ("sms:999999999999999999999999999999", "ids lie in [0, 4294967296)"),
+    ("ctas:4294967296", "out of range"), ("ctas:0-99999999", "more than 1,048,576 ids"),
 ])
 def test_parse_errors(spec, words):
     with pytest.raises(KperfError) as e:
