@@ -107,14 +107,15 @@ def parse_value(text: str, kind, where: str):
         return tuple(parse_value(t, elem, where) for t in parts if t)
     if kind is bool:
         if text not in TRUE + FALSE:
-            raise KperfError(f"{where}: expected true or false, got {text!r}")
+            raise KperfError(f"{where}: expected true or false, got {text!r}", fix="write true or false")
         return text in TRUE
     if kind in (int, float):
         try:
             return int(text, 0) if kind is int else float(text)
         except ValueError:
             expected = "an int" if kind is int else "a number"
-            raise KperfError(f"{where}: expected {expected}, got {text!r}") from None
+            raise KperfError(f"{where}: expected {expected}, got {text!r}",
+                             fix=f"give {expected} (`kperf opt --help` lists the passes)") from None
     if kind is str:
         return text
     raise KperfError(f"{where}: options of type {kind} cannot be given as text")

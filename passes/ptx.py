@@ -27,6 +27,9 @@ import enum
 
 from kperf.dialect.errors import KperfError
 
+#: the fix for PTX that is not one kernel as Triton writes it
+ONE_KERNEL = "give the PTX of one Triton kernel, as Triton's ptx stage or a TRITON_DUMP_DIR .ptx file has it"
+
 BEGIN_ASM = "// begin inline asm"
 END_ASM = "// end inline asm"
 RETURNS = ("ret", "ret.uni", "exit")  # the instructions that end the kernel for a thread
@@ -149,15 +152,18 @@ def find_entry(lines: list[PtxLine]) -> Entry:
     """The module's one ``.entry``: its parameters (on one line or many) and its body."""
     starts = [i for i, line in enumerate(lines) if ".entry" in line.code.split()[:2]]
     if len(starts) != 1:
-        raise KperfError(f"expected one .entry in the PTX, found {len(starts)}")
+        raise KperfError(f"expected one .entry in the PTX, found {len(starts)}",
+                         fix=ONE_KERNEL)
     start = starts[0]
     name = lines[start].code.split(".entry", 1)[1].split("(")[0].strip()
     params, header_end = _params(lines, start, name)
     if not params:
-        raise KperfError(f"kernel {name} has no parameters; Triton always passes the profile buffer last")
+        raise KperfError(f"kernel {name} has no parameters; Triton always passes the profile buffer last",
+                         fix=ONE_KERNEL)
     body_start = next((j for j in range(header_end, len(lines)) if lines[j].code == "{"), None)
     if body_start is None:
-        raise KperfError(f"kernel {name} has no body: no line holds its opening '{{'")
+        raise KperfError(f"kernel {name} has no body: no line holds its opening '{{'",
+                         fix=ONE_KERNEL)
     decl_end = body_start + 1
     while decl_end < len(lines) and (lines[decl_end].kind is Kind.BLANK
                                      or lines[decl_end].directive in BODY_DECLARATIONS):
@@ -167,7 +173,7 @@ def find_entry(lines: list[PtxLine]) -> Entry:
         depth += lines[end].braces
         if depth == 0:
             return Entry(name, params, start, body_start, decl_end, end)
-    raise KperfError(f"unbalanced braces in the body of kernel {name}")
+    raise KperfError(f"unbalanced braces in the body of kernel {name}", fix=ONE_KERNEL)
 
 
 def _params(lines: list[PtxLine], start: int, name: str) -> tuple[tuple[str, ...], int]:
@@ -183,4 +189,4 @@ def _params(lines: list[PtxLine], start: int, name: str) -> tuple[tuple[str, ...
             inner = text.split("(", 1)[1].rsplit(")", 1)[0]
             decls = (d.split() for d in inner.split(","))
             return tuple(d[-1] for d in decls if d and d[0] == ".param"), j
-    raise KperfError(f"the parameter list of kernel {name} is not closed")
+    raise KperfError(f"the parameter list of kernel {name} is not closed", fix=ONE_KERNEL)
