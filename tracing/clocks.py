@@ -21,7 +21,10 @@ when the CTA has no exit pair).  Nothing assumes a nominal clock rate: when no r
 all, times are NaN and a problem says so.
 
 A CTA whose own average rate (its exit minus entry readings) is off the launch-wide rate by more than
-``CTA_RATE_FACTOR`` is reported: one of its header readings is corrupt.
+``CTA_RATE_FACTOR`` is reported: one of its header readings is corrupt.  So is a CTA whose own rate
+lies outside ``CTA_POSSIBLE_GHZ`` (0.1-10 GHz, allowing for ``GTIME_MAX_STEP_NS`` of globaltimer
+quantisation), whatever the launch's rate: the only check of a launch of one CTA, whose launch-wide rate
+is its own, in every clock mode.
 
 For ``clock="globaltimer"`` events are already in ns and need no conversion; the per-SM rates are
 still measured from the headers and reported.
@@ -57,6 +60,13 @@ RESIDUAL_WARN_NS = 1_000.0
 CTA_RATE_FACTOR = 1.5
 #: ... when it ran at least this many globaltimer steps.
 CTA_RATE_MIN_STEPS = 50
+#: A CTA whose own rate lies outside this range (GHz) is reported whatever the launch's rate: no GPU's SM
+#: clock runs that slow or fast, so one of its header readings is corrupt (the only check of a launch
+#: of one CTA, whose launch-wide rate is its own) ...
+CTA_POSSIBLE_GHZ = (0.1, 10.0)
+#: ... allowing for this much globaltimer quantisation (ns) of its entry-to-exit time (the step is 32 ns
+#: on H100/H200, 1 us on some GPUs).
+GTIME_MAX_STEP_NS = 2_000
 
 #: Per-SM clock measurement, one row per SM that ran a CTA of the launch.
 SM_CLOCK_DTYPE = np.dtype(
@@ -160,7 +170,7 @@ def fit_clocks(
         ns_per_cycle[ok], offset[ok] = _cta_lines(ctas, pts, cmap, cta_sm[ok], t0)
         own[ok] = sms["own_rate"][cta_sm[ok]]
     ghz = 1.0 / rates.launch if np.isfinite(rates.launch) else float("nan")
-    odd = _odd_cta_rates(ctas, ghz, step)
+    odd = _impossible_cta_rates(ctas) + _odd_cta_rates(ctas, ghz, step)
     return ClockFit(t0, step, ghz, sms, ns_per_cycle, offset, ref, own, problems + wobbly + odd)
 
 
@@ -184,6 +194,30 @@ def _odd_cta_rates(c: _Ctas, ghz: float, step: int) -> list[str]:
     return [f"{plural(int(odd.sum()), 'CTA')} whose header readings give a clock rate far from the launch's "
             f"{ghz:.3f} GHz (a corrupt entry or exit reading; their events are placed with it): "
             f"{fmt_ids(ex, 5, total=int(odd.sum()))}"]
+
+
+def _impossible_cta_rates(c: _Ctas) -> list[str]:
+    """CTAs whose own clock rate (header cycles over header ns, entry to exit, on one SM) lies outside
+    :data:`CTA_POSSIBLE_GHZ` even with the entry-to-exit time off by :data:`GTIME_MAX_STEP_NS`."""
+    judged = c.end_ok & (c.sm_start == c.sm_end)
+    idx = np.flatnonzero(judged)
+    if not idx.size:
+        return []
+    dg = (c.ge[idx] - c.gs[idx]).astype(np.float64)
+    dc = (c.ce[idx] - c.cs[idx]).astype(np.float64)
+    lo, hi = CTA_POSSIBLE_GHZ
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fastest = dc / np.maximum(dg - GTIME_MAX_STEP_NS, 0.0)
+        slowest = dc / (dg + GTIME_MAX_STEP_NS)
+        rate = dc / dg
+    bad = (fastest < lo) | (slowest > hi)
+    if not bad.any():
+        return []
+    ex = [f"CTA {i} ({r:.3g} GHz)"
+          for i, r in zip(idx[bad][:5].tolist(), rate[bad][:5].tolist(), strict=True)]
+    return [f"{plural(int(bad.sum()), 'CTA')} whose header readings give a clock rate no GPU runs at "
+            f"(outside {lo}-{hi} GHz: a corrupt entry or exit reading; their events are placed with it): "
+            f"{fmt_ids(ex, 5, total=int(bad.sum()))}"]
 
 
 #: the plausible clock rates as ns per cycle: (lowest, highest)

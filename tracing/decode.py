@@ -26,9 +26,9 @@ backwards, implausible counts, odd CTA clock rates, scope records without a part
 explains, ...) never raise: they are described in ``DecodedLaunch.problems``, each naming where.  CTAs
 with a bad header are left out of the events; records the decoder cannot trust are *rejected*
 (:mod:`.record_checks`): left out of the events, intervals and statistics, their ``seq`` numbers unused,
-one row each in ``DecodedLaunch.rejected`` and counted in the summary.  Only misuse raises: a buffer
-whose size does not fit the geometry, an unknown strategy, a ``wrap`` capacity that is not a power of
-two.
+one row each in ``DecodedLaunch.rejected`` and counted in the summary.  Only misuse raises, a
+``KperfError`` naming the cause and the fix: a buffer whose size does not fit the geometry and CTA count,
+an unknown strategy, a ``wrap`` capacity that is not a power of two.
 
 Speed: the records are decoded in blocks of CTAs (:data:`~kperf.tracing.records.BLOCK_EVENTS` events,
 small enough to stay in cache) on a few threads (:mod:`.parallel`; numpy releases the GIL), straight
@@ -45,7 +45,7 @@ import numpy as np
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import STRATEGIES, Geometry
 
-from ._common import ScopesLike, scope_id_array, scope_names
+from ._common import ScopesLike, plural, scope_id_array, scope_names
 from .clocks import SM_CLOCK_DTYPE, ClockFit, fit_clocks
 from .columns import EVENT_DTYPE
 from .headers import CtaHeaders, check_headers
@@ -80,7 +80,8 @@ def decode(
         strategy: ``"keep-first"`` or ``"wrap"``, as compiled.
         n_ctas: CTAs in the launch; default ``len(buffer) // geometry.cta_bytes``.  A buffer whose
             length is not a multiple of ``cta_bytes`` or is shorter than ``n_ctas`` regions raises
-            ``ValueError``; a longer one (whole regions) is decoded up to ``n_ctas``.
+            ``KperfError``; a longer one (whole regions) is decoded up to ``n_ctas`` (data in the surplus
+            regions is reported: kperf zeroes the whole buffer).
         launch: a number stored in every event's ``launch`` field (to tell launches apart).
         scopes: the kernel's scope table (sequence of names, ``{id: name}``, ``ScopeTable`` or its
             JSON form, or the number of scopes); when given, scope ids outside it are reported.
@@ -92,18 +93,18 @@ def decode(
     Returns:
         a :class:`DecodedLaunch`.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    _check_arguments(geometry, strategy)
     wrap = strategy == "wrap"
-    C = geometry.capacity
-    if wrap and C & (C - 1):
-        raise ValueError(f"strategy 'wrap' needs a power-of-two capacity, got {C}")
     buf = _as_bytes(buffer)
     n = _check_size(buf.size, geometry, n_ctas)
     M = geometry.cta_bytes
     regions = np.frombuffer(buf, geometry.cta_dtype(), count=n)
     names = scope_names(scopes)
-    headers = check_headers(regions, buf[: n * M].reshape(n, M), geometry)
+    headers = check_headers(regions, buf[: n * M].reshape(n, M), geometry, grid)
+    if buf[n * M:].any():
+        headers.problems.append(
+            f"the buffer holds data past its {plural(n, 'CTA region')} ({buf.size - n * M} more bytes; "
+            "kperf zeroes the whole buffer): the wrong CTA count or geometry?; ignored")
     fit = fit_clocks(
         clock=geometry.clock, sm_start=headers.sm_start, sm_end=headers.sm_end,
         gtime_start=headers.gtime_start, clock_start=headers.clock_start, gtime_end=headers.gtime_end,
@@ -182,20 +183,38 @@ def _as_bytes(buffer: Any) -> np.ndarray:
     return a.reshape(-1).view(np.uint8)
 
 
+def _check_arguments(geometry: Geometry, strategy: str) -> None:
+    """An unknown strategy, or ``wrap`` with a capacity that is not a power of two, raises ``KperfError``."""
+    if strategy not in STRATEGIES:
+        raise KperfError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}",
+                         where="decode", fix="pass the strategy the kernel was compiled with "
+                         "(metadata['kperf']['strategy'])")
+    C = geometry.capacity
+    if strategy == "wrap" and C & (C - 1):
+        raise KperfError(f"strategy 'wrap' needs a power-of-two capacity, got {C}", where="decode",
+                         fix="pass the kernel's own geometry (metadata['kperf']['geometry']): a 'wrap' "
+                         "kernel is compiled with a power-of-two capacity")
+
+
 def _check_size(size: int, geometry: Geometry, n_ctas: int | None) -> int:
-    """CTA regions to decode in a buffer of ``size`` bytes; a size that does not fit raises ``ValueError``."""
+    """CTA regions to decode in a buffer of ``size`` bytes; a size that does not fit raises ``KperfError``."""
     m = geometry.cta_bytes
-    where = (f" (geometry num_warps={geometry.num_warps}, capacity={geometry.capacity}, "
-             f"clock={geometry.clock!r}: a truncated buffer or the wrong geometry?)")
+    geo = (f"geometry num_warps={geometry.num_warps}, capacity={geometry.capacity}, "
+           f"clock={geometry.clock!r}")
+    fix = ("pass the whole buffer of the launch, with the kernel's own geometry (metadata['kperf']"
+           "['geometry']) and the launch's CTA count")
     if n_ctas is None:
         if size % m:
             n = -(-size // m)
-            raise ValueError(f"kperf buffer: expected {n * m} bytes ({n} CTAs x {m} bytes), got {size}; "
-                             f"not a multiple of the CTA region size {m}{where}")
+            raise KperfError(f"expected {n * m} bytes ({n} CTAs x {m} bytes), got {size}; not a multiple of "
+                             f"the CTA region size {m} ({geo}: a truncated buffer or the wrong geometry?)",
+                             where="kperf buffer", fix=fix)
         return size // m
     n = int(n_ctas)
     if n < 0:
-        raise ValueError(f"n_ctas must be >= 0, got {n_ctas}")
+        raise KperfError(f"n_ctas must be >= 0, got {n_ctas}", where="decode",
+                         fix="pass the launch's CTA count (the product of its grid)")
     if size < n * m or size % m:
-        raise ValueError(f"kperf buffer: expected {n * m} bytes ({n} CTAs x {m} bytes), got {size}{where}")
+        raise KperfError(f"expected {n * m} bytes ({n} CTAs x {m} bytes), got {size} ({geo}: a truncated "
+                         "buffer, the wrong geometry or the wrong CTA count?)", where="kperf buffer", fix=fix)
     return n

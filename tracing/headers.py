@@ -9,6 +9,12 @@ A CTA whose flags say *sampled out* (``FLAG_SAMPLED_OUT``) must hold nothing pas
 counted or wrote records is reported, its flag is ignored and its records are decoded like any other
 CTA's.  Flag bits this decoder does not know are reported and ignored.
 
+The buffer is laid out by linear CTA id: good headers holding the same ctaid as another region, a ctaid
+outside the launch grid (``grid`` when given; else the grid the ctaids imply must not have more CTAs
+than the buffer has regions), a grid that does not have one CTA per region, and regions holding another
+CTA's ctaid are reported; so is data in a region's padding (kperf zeroes the buffer and no CTA
+writes there: the wrong geometry or a corrupt buffer).
+
 Nothing here raises: each kind of bad header becomes one sentence in :attr:`CtaHeaders.problems`,
 naming the CTAs (a few, then a count) and what the decoder does about them.
 """
@@ -41,9 +47,11 @@ class CtaHeaders:
     sampled_out: np.ndarray | None = None  # bool: good, flagged sampled out, and nothing else written
 
 
-def check_headers(regions: np.ndarray, raw: np.ndarray, geometry: Geometry) -> CtaHeaders:
+def check_headers(regions: np.ndarray, raw: np.ndarray, geometry: Geometry,
+                  grid: tuple[int, ...] | None = None) -> CtaHeaders:
     """Check the headers of ``regions`` (``geometry.cta_dtype()`` array; ``raw``: the same bytes as a
-    ``(n_ctas, cta_bytes)`` uint8 array) and say what is wrong with them."""
+    ``(n_ctas, cta_bytes)`` uint8 array; ``grid``: the launch grid when known) and say what is wrong
+    with them."""
     hdr = regions["header"]
     written = raw[:, :CTA_HEADER_BYTES].any(axis=1)
     valid, field_problems = _check_fields(hdr, written, geometry)
@@ -56,8 +64,22 @@ def check_headers(regions: np.ndarray, raw: np.ndarray, geometry: Geometry) -> C
     )
     h.end_ok, exit_problems = _check_exit_pairs(h)
     h.sampled_out, flag_problems = _check_flags(h, raw)
-    h.problems += exit_problems + flag_problems + _check_ctaids(h)
+    h.problems += exit_problems + flag_problems + _check_ctaids(h, grid) + _check_padding(raw, geometry)
     return h
+
+
+def _check_padding(raw: np.ndarray, geometry: Geometry) -> list[str]:
+    """Regions whose padding (after the counts, and after the record slots and sinks) is not zero: kperf
+    zeroes the buffer and no CTA writes there, so a non-zero byte means the wrong geometry (the regions
+    are read at the wrong places) or a corrupt buffer."""
+    g = geometry
+    after_counts = raw[:, g.counts_offset + 4 * g.slots:g.records_offset]
+    after_slots = raw[:, g.records_offset + g.slots * g.warp_bytes:]
+    bad = np.flatnonzero(after_counts.any(axis=1) | after_slots.any(axis=1))
+    if not bad.size:
+        return []
+    return [f"{plural(bad.size, 'CTA region')} with data in the padding no CTA writes (the wrong geometry, "
+            f"or a corrupt buffer): region {fmt_ids(bad)}; ignored"]
 
 
 def _check_flags(h: CtaHeaders, raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -156,20 +178,44 @@ def _check_exit_pairs(h: CtaHeaders) -> tuple[np.ndarray, list[str]]:
     return end_ok, problems
 
 
-def _check_ctaids(h: CtaHeaders) -> list[str]:
-    """The buffer is laid out by linear CTA id: regions holding another CTA's ctaid, checked when every
-    header is good and the grid they imply has exactly one CTA per region."""
-    hdr, ok = h.fields, h.ok
-    n = len(ok)
-    if not (ok.all() and n):
+def _check_ctaids(h: CtaHeaders, grid: tuple[int, ...] | None) -> list[str]:
+    """The buffer is laid out by linear CTA id: good headers holding the same ctaid as another region's,
+    a ctaid outside the launch grid (``grid`` when given, else the grid the ctaids imply must not have
+    more CTAs than there are regions), and regions holding another CTA's ctaid (when the grid has exactly
+    one CTA per region)."""
+    ok, n = h.ok, len(h.ok)
+    idx = np.flatnonzero(ok)
+    if not idx.size:
         return []
-    gx, gy, gz = (int(hdr[f][ok].max()) + 1 for f in ("ctaid_x", "ctaid_y", "ctaid_z"))
-    if gx * gy * gz != n:
-        return []
-    cx, cy, cz = (hdr[f].astype(np.int64) for f in ("ctaid_x", "ctaid_y", "ctaid_z"))
-    lin = cx + gx * (cy + gy * cz)
-    bad = np.flatnonzero(lin != np.arange(n))
-    if not bad.size:
-        return []
-    return [f"{plural(bad.size, 'CTA region')} holding another CTA's ctaid "
-            f"(grid {gx}x{gy}x{gz}): region {fmt_ids(bad)}"]
+    cid = np.stack([h.fields[f][idx].astype(np.int64) for f in ("ctaid_x", "ctaid_y", "ctaid_z")], axis=1)
+    problems = []
+    _, inv, cnt = np.unique(cid, axis=0, return_inverse=True, return_counts=True)
+    dup = idx[cnt[inv.ravel()] > 1]
+    if dup.size:
+        problems.append(f"{plural(dup.size, 'CTA region')} holding the same ctaid as another region (a "
+                        f"region copied or overwritten): region {fmt_ids(dup)}")
+    if grid is not None:
+        dims = np.array((tuple(int(g) for g in grid) + (1, 1, 1))[:3], np.int64)
+        outside = idx[(cid >= dims).any(axis=1)]
+        if outside.size:
+            problems.append(f"{plural(outside.size, 'CTA region')} holding a ctaid outside the launch grid "
+                            f"{'x'.join(map(str, dims.tolist()))}: region {fmt_ids(outside)}")
+        if int(dims.prod()) != n:
+            problems.append(f"the launch grid {'x'.join(map(str, dims.tolist()))} has {int(dims.prod())} "
+                            f"CTAs but the buffer {plural(n, 'region')} (the wrong grid or CTA count?)")
+            return problems
+    else:
+        dims = cid.max(axis=0) + 1
+        if int(dims.prod()) > n:
+            return problems + [
+                f"the CTA headers' ctaids imply a grid of at least {'x'.join(map(str, dims.tolist()))} = "
+                f"{int(dims.prod())} CTAs, more than the buffer's {plural(n, 'region')} (corrupt ctaids): "
+                f"largest ctaid {fmt_ids(cid.max(axis=0))}"]
+        if int(dims.prod()) != n:
+            return problems
+    lin = cid[:, 0] + dims[0] * (cid[:, 1] + dims[1] * cid[:, 2])
+    bad = idx[lin != idx]
+    if bad.size:
+        problems.append(f"{plural(bad.size, 'CTA region')} holding another CTA's ctaid "
+                        f"(grid {'x'.join(map(str, dims.tolist()))}): region {fmt_ids(bad)}")
+    return problems

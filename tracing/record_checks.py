@@ -73,8 +73,18 @@ _I64_MIN, _I64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 
 def span_tolerance(span, slack: int = SPAN_SLACK):
-    """How far (cycles, or ns for globaltimer) a record may lie outside a header span of ``span``."""
-    return slack + SPAN_SLACK_SPANS * span
+    """How far (cycles, or ns for globaltimer) a record may lie outside a header span of ``span`` (an int
+    or an integer array); saturates at the int64 limits (a corrupt header may give any span)."""
+    if isinstance(span, int):
+        return min(max(slack + SPAN_SLACK_SPANS * span, int(_I64_MIN)), int(_I64_MAX))
+    s = np.asarray(span)
+    if not np.issubdtype(s.dtype, np.integer):
+        return slack + SPAN_SLACK_SPANS * span
+    slack = min(int(slack), int(_I64_MAX))
+    exact = slack + SPAN_SLACK_SPANS * s.astype(np.float64)  # where int64 would overflow
+    with np.errstate(over="ignore"):
+        tol = np.int64(slack) + np.int64(SPAN_SLACK_SPANS) * s.astype(np.int64)
+    return np.where(exact >= 2.0**63, _I64_MAX, np.where(exact < -(2.0**63), _I64_MIN, tol))
 
 
 def span_bounds(start: np.ndarray, end: np.ndarray, has_end: np.ndarray,
@@ -82,9 +92,13 @@ def span_bounds(start: np.ndarray, end: np.ndarray, has_end: np.ndarray,
     """Per CTA, the lowest and highest record time accepted (int64; see the module docstring).
 
     ``start``, ``end``: the header's entry and exit readings in the records' clock (int64); ``has_end``:
-    the exit reading is usable; ``slack``: the absolute tolerance.
+    the exit reading is usable; ``slack``: the absolute tolerance.  Saturating int64 arithmetic: corrupt
+    readings may lie anywhere.
     """
-    tol = span_tolerance(np.maximum(np.where(has_end, end - start, 0), 0), slack)
+    with np.errstate(over="ignore"):
+        span = end - start
+    span = np.where((end >= start) & (span < 0), _I64_MAX, span)  # the difference overflowed
+    tol = span_tolerance(np.maximum(np.where(has_end, span, 0), 0), slack)
     with np.errstate(over="ignore"):
         lo = start - tol
         hi = end + tol

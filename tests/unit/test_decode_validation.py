@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 from reference_encoder import CtaSpec, SmClock, encode, make_cta, raw_tag
 
+from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import CTA_HEADER_BYTES, FLAG_SAMPLED_OUT, HEADER_OFFSETS, Geometry
 from kperf.tracing import decode
 from kperf.tracing.record_checks import (
@@ -185,7 +186,7 @@ def verdict(clean, case, bit: int) -> str:
     """``same``, ``reported``, ``plausible`` or ``SILENT`` (see the module docstring)."""
     try:
         got = _decode(_flip(case[2], bit), case)
-    except ValueError as err:
+    except KperfError as err:
         return "reported" if str(err) else "SILENT"
     if got.problems:
         return "reported"
@@ -302,3 +303,79 @@ def test_corrupt_header_reading_gives_an_odd_cta_rate():
     d = decode(bytes(raw), g, strategy=strategy, scopes=scopes)
     [p] = d.problems
     assert "1 CTA whose header readings give a clock rate far from the launch's" in p and "CTA 2 (0." in p
+
+
+def test_duplicated_or_out_of_grid_ctaid_is_reported():
+    """A region copied over another, or a ctaid_y / ctaid_z overwritten, used to pass unreported: the
+    ctaids were only checked when the grid they imply had exactly one CTA per region."""
+    g = Geometry(1, 4, "clock64")
+    ctas = [make_cta("clock64", SmClock(1.5, 1 << 36), 0, 500.0 * i, 500.0 * i + 2000,
+                     [[(0, False, 500.0 * i + 300), (0, True, 500.0 * i + 400)]], ctaid=(i, 0, 0))
+            for i in range(3)]
+    buf = encode(g, "keep-first", ctas)
+    assert decode(buf, g, strategy="keep-first").problems == []
+    assert decode(buf, g, strategy="keep-first", grid=(3, 1, 1)).problems == []
+    M = g.cta_bytes
+    copied = buf[:2 * M] + buf[:M]
+    d = decode(copied, g, strategy="keep-first", n_ctas=3)
+    assert any("2 CTA regions holding the same ctaid as another region" in p and "region 0, 2" in p
+               for p in d.problems), d.problems
+    raw = bytearray(buf)
+    raw[M + HEADER_OFFSETS["ctaid_y"]] = 7  # CTA 1 says (1, 7, 0): a grid of at least 3x8x1
+    d = decode(bytes(raw), g, strategy="keep-first")
+    assert any("imply a grid of at least 3x8x1 = 24 CTAs, more than the buffer's 3 regions" in p
+               for p in d.problems), d.problems
+    d = decode(bytes(raw), g, strategy="keep-first", grid=(3, 1, 1))
+    assert any("1 CTA region holding a ctaid outside the launch grid 3x1x1: region 1" in p
+               for p in d.problems), d.problems
+    d = decode(buf, g, strategy="keep-first", grid=(2, 1, 1))
+    assert any("the launch grid 2x1x1 has 2 CTAs but the buffer 3 regions" in p for p in d.problems)
+    assert any("outside the launch grid 2x1x1: region 2" in p for p in d.problems)
+
+
+def test_impossible_clock_rate_of_a_single_cta_is_reported():
+    """A launch of one CTA: its rate is the launch's, so only an absolute bound can tell a corrupt
+    reading (a flipped gtime_start bit gave 2e-10 GHz and moved every time by 1.76e13 ns, unreported)."""
+    g = Geometry(1, 2, "globaltimer")
+    G = 1_700_000_000_000_006_496
+    c = CtaSpec(warps=[[(0, False, G + 300), (0, True, G + 450)]], gtime_start=G, clock_start=42949685830,
+                gtime_end=G + 1984, clock_end=42949689790, version=1)
+    buf = bytearray(encode(g, "keep-first", [c]))
+    assert decode(bytes(buf), g, strategy="keep-first").problems == []
+    buf[21] ^= 0x10
+    d = decode(bytes(buf), g, strategy="keep-first")
+    assert any("1 CTA whose header readings give a clock rate no GPU runs at" in p and "CTA 0 (2" in p
+               for p in d.problems), d.problems
+
+
+def test_huge_header_span_does_not_overflow_the_span_tolerance():
+    """A corrupt exit reading gave a span near 2**63: the tolerance overflowed (OverflowError)."""
+    assert span_tolerance(np.int64(2**62)) == np.iinfo(np.int64).max
+    assert span_tolerance(2**62) == np.iinfo(np.int64).max
+    g = Geometry(1, 8, "globaltimer", sink=2)
+    c = make_cta("globaltimer", SmClock(1.5, 1 << 36), 0, 0.0, 2000.0, [[]])
+    c.flags = FLAG_SAMPLED_OUT
+    b = bytearray(encode(g, "wrap", [c]))
+    b[22:24] = b"\x90\xed"
+    b[32] ^= 0x10
+    d = decode(bytes(b), g, strategy="wrap")
+    assert d.problems and len(d.events) == 0
+
+
+def test_data_in_padding_or_surplus_regions_is_reported():
+    """kperf zeroes the buffer and no CTA writes its padding or past the launch's regions: data there is
+    the wrong geometry (the slots read at other places) or a corrupt buffer."""
+    g = Geometry(1, 4, "clock64")  # 64 header + 16 counts + 4 x 16 records = 144, padded to 256
+    c = make_cta("clock64", SmClock(1.5, 1 << 36), 0, 0.0, 2000.0, [[(0, False, 300.0), (0, True, 400.0)]])
+    buf = encode(g, "keep-first", [c, c])
+    assert decode(buf, g, strategy="keep-first", n_ctas=1).problems == [
+        "the buffer holds data past its 1 CTA region (256 more bytes; kperf zeroes the whole buffer): the "
+        "wrong CTA count or geometry?; ignored"]
+    one = buf[:g.cta_bytes]
+    assert decode(one + bytes(g.cta_bytes), g, strategy="keep-first", n_ctas=1).problems == []
+    for at in (g.counts_offset + 4, g.records_offset + 4 * 16, g.cta_bytes - 1):
+        raw = bytearray(one)
+        raw[at] = 1
+        d = decode(bytes(raw), g, strategy="keep-first")
+        assert any("1 CTA region with data in the padding no CTA writes" in p and "region 0" in p
+                   for p in d.problems), (at, d.problems)

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_encoder import CtaSpec, SmClock, bulk_buffer, encode, expected_events, make_cta, raw_tag
 
+from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import CLOCKS, MAGIC, Geometry
 from kperf.tracing import CTA_DTYPE, EVENT_DTYPE, LOST_DTYPE, decode
 from kperf.tracing.parallel import PARALLEL_MIN_EVENTS
@@ -95,9 +96,9 @@ def test_truncated_buffer_raises():
     ctas = [simple_cta([]) for _ in range(3)]
     raw = encode(g, "keep-first", ctas)
     m = g.cta_bytes
-    with pytest.raises(ValueError, match=rf"expected {3 * m} bytes \(3 CTAs x {m} bytes\), got {3 * m - 5}"):
+    with pytest.raises(KperfError, match=rf"expected {3 * m} bytes \(3 CTAs x {m} bytes\), got {3 * m - 5}"):
         decode(encode(g, "keep-first", ctas, truncate_to=3 * m - 5), g, strategy="keep-first")
-    with pytest.raises(ValueError, match=rf"expected {4 * m} bytes \(4 CTAs x {m} bytes\), got {3 * m}"):
+    with pytest.raises(KperfError, match=rf"expected {4 * m} bytes \(4 CTAs x {m} bytes\), got {3 * m}"):
         decode(raw, g, strategy="keep-first", n_ctas=4)
     # a whole-region longer buffer is fine: only n_ctas regions are read
     assert len(decode(raw, g, strategy="keep-first", n_ctas=2).ctas) == 2
@@ -105,10 +106,29 @@ def test_truncated_buffer_raises():
 
 def test_bad_arguments_raise():
     g = Geometry(1, 6)
-    with pytest.raises(ValueError, match="power-of-two"):
+    with pytest.raises(KperfError, match="power-of-two"):
         decode(b"", g, strategy="wrap")
-    with pytest.raises(ValueError, match="unknown strategy"):
+    with pytest.raises(KperfError, match="unknown strategy"):
         decode(b"", g, strategy="ring")
+
+
+def test_every_misuse_is_a_kperf_error_with_a_fix():
+    """A wrong size, CTA count, capacity or strategy is a KperfError naming where and the fix (never a
+    bare ValueError)."""
+    g = Geometry(1, 4)
+    raw = encode(g, "keep-first", [simple_cta([]) for _ in range(3)])
+    m = g.cta_bytes
+    for call in (lambda: decode(raw[:-1], g, strategy="keep-first", n_ctas=3),
+                 lambda: decode(raw, g, strategy="keep-first", n_ctas=4),
+                 lambda: decode(raw + bytes(m // 2), g, strategy="keep-first", n_ctas=3),
+                 lambda: decode(raw[:-1], g, strategy="keep-first"),
+                 lambda: decode(raw, g, strategy="keep-first", n_ctas=-1),
+                 lambda: decode(raw, Geometry(1, 6), strategy="wrap"),
+                 lambda: decode(raw, g, strategy="ring")):
+        with pytest.raises(KperfError) as info:
+            call()
+        assert not isinstance(info.value, ValueError)
+        assert info.value.where and info.value.fix and "fix:" in str(info.value)
 
 
 # --------------------------------------------------------------------------- strategies
