@@ -30,6 +30,28 @@ FAULTING = textwrap.dedent("""
         va.add_kernel[(triton.cdiv(n, 1024),)](x, x, out, n, BLOCK=1024)
     """)
 
+INTERRUPTED = textwrap.dedent("""
+    import json, os, signal, threading, torch, kperf
+    from kperf.examples import vector_add as va
+    x = torch.randn(1 << 14, device="cuda")
+    threading.Timer(2.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    launches = 0
+    try:
+        with kperf.session(capacity=8) as s:
+            while True:                  # Ctrl-C lands somewhere in here
+                va.add(x, x)
+                torch.cuda.synchronize()
+                launches += 1
+    except KeyboardInterrupt:
+        pass
+    k = kperf.profile(va.add_kernel)     # the process goes on profiling
+    out = va.add(x, x, kernel=k)
+    d = kperf.results(k).launches[0].decoded()
+    print(json.dumps({"interrupted_after": launches, "session_launches": len(s.launches),
+                      "identical": bool(torch.equal(out, x + x)), "events": int(len(d.events)),
+                      "problems": list(d.problems)}))
+    """)
+
 CONCURRENT = textwrap.dedent("""
     import json, sys, torch, kperf
     from kperf.examples import matmul as mm
@@ -74,3 +96,13 @@ def test_two_processes_compile_and_run_the_same_instrumented_kernel(tmp_path):
     expected_events = (1024 // 128) ** 2 * 8 * (4 * (1024 // 64) + 2)  # CTAs x warps x records per warp
     for r in results:
         assert r == {"identical": True, "events": expected_events, "lost": 0, "problems": []}, r
+
+
+def test_an_interrupted_session_leaves_the_process_profiling():
+    proc = _python(INTERRUPTED, env=os.environ.copy())
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["interrupted_after"] > 0 and r["session_launches"] >= r["interrupted_after"], r
+    # 16 CTAs x 4 warps x 4 records (two scopes) in the launch after the interrupt
+    assert r == {**r, "identical": True, "events": 16 * 4 * 4, "problems": []}, r
