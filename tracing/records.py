@@ -218,9 +218,9 @@ class _Job:
 
     def block(self, ca: int, cb: int) -> _Report:
         """Decode the good CTAs ``vc[ca:cb]`` into the output columns; report what was wrong."""
-        b, tag2 = self._read(ca, cb)
+        b, used2 = self._read(ca, cb)
         rpt = _Report(s0=b.s0, s1=b.s0 + len(b.n), e0=b.e0, written=len(b.tag))
-        rpt.extra = _slots_past_count(tag2, b.n, self.C, b.s0)
+        rpt.extra = _slots_past_count(used2, b.n, self.C, b.s0)
         reason = self._tag_reasons(b, rpt)
         if reason is not None:
             _reject(b, rpt, reason)
@@ -233,7 +233,8 @@ class _Job:
         return rpt
 
     def _read(self, ca: int, cb: int) -> tuple[_Block, np.ndarray]:
-        """The block's kept records in (warp, seq) order, and its tags as a (segments, C) array."""
+        """The block's kept records in (warp, seq) order, and which slots hold any data (tag or time) as a
+        (segments, C) bool array."""
         W, C = self.W, self.C
         s0, s1 = ca * W, cb * W
         e0 = int(self.base[s0])
@@ -257,7 +258,7 @@ class _Job:
             g = rows.col(np.arange(len(n), dtype=np.int64) * C, force_1d=True) + slot
             tag, tm = tag2.reshape(-1).take(g), time2.reshape(-1).take(g)
             rows.full = False
-        return _Block(s0, e0, n, fseq, lbase, rows, tag, tm), tag2
+        return _Block(s0, e0, n, fseq, lbase, rows, tag, tm), (tag2 != 0) | (time2 != 0)
 
     def _tag_reasons(self, b: _Block, rpt: _Report) -> np.ndarray | None:
         """Per event, why its tag is rejected (0: it is not): not valid, or a scope outside the table."""
@@ -392,12 +393,12 @@ def _reject(b: _Block, rpt: _Report, reason: np.ndarray, cycles: np.ndarray | No
     return None if cycles is None else cycles[keep]
 
 
-def _slots_past_count(tag2: np.ndarray, n: np.ndarray, C: int, s0: int) -> tuple | None:
+def _slots_past_count(used2: np.ndarray, n: np.ndarray, C: int, s0: int) -> tuple | None:
     """(segment, count) of the warps whose slots past their count hold data (they never should)."""
     if (n == C).all():
         return None
     past = np.arange(C) >= n[:, None]
-    extra = np.count_nonzero((tag2 != 0) & past, axis=1)
+    extra = np.count_nonzero(used2 & past, axis=1)
     hit = np.flatnonzero(extra)
     return (hit + s0, extra[hit]) if hit.size else None
 
