@@ -399,16 +399,24 @@ def _same(launch: Launch, got) -> bool:
     return all(np.array_equal(a, b) for a, b in zip(_tables(launch.clean), _tables(got), strict=True))
 
 
-def outcome(launch: Launch, muts: list[tuple]) -> str:
-    """error / same / reported / an undetectable class; anything else raises."""
-    buf = apply(launch, muts)
-    got = _decoded(launch, buf, launch.geometry, launch.strategy)
+def _plain_outcome(launch: Launch, got) -> str | None:
+    """"error..." (``got`` is the error's outcome string), "reported", "same", or None: look closer."""
     if isinstance(got, str):
         return got
     if got.problems:
         return "reported"
     if _same(launch, got):
         return "same"
+    return None
+
+
+def outcome(launch: Launch, muts: list[tuple]) -> str:
+    """error / same / reported / an undetectable class; anything else raises."""
+    buf = apply(launch, muts)
+    got = _decoded(launch, buf, launch.geometry, launch.strategy)
+    plain = _plain_outcome(launch, got)
+    if plain:
+        return plain
     kind = undetectable(launch, buf, got)
     if kind:
         return kind
@@ -434,21 +442,18 @@ def wrong_decoding_outcome(launch: Launch, what: str, k: int) -> str:
       constant per warp;
     - ``region-misread``: a geometry whose region size (``cta_bytes``; regions are padded to 128
       bytes) divides the buffer, so the decoder reads the slots at other places (a longer buffer is
-      decoded up to ``n_ctas``, as documented).  Counted, not failed: the decoder only sees the bytes
-      (a check that padding and surplus regions are all zero, as kperf's memset leaves them, would
-      catch most of these).
+      decoded up to ``n_ctas``, as documented).  Counted, not failed: the decoder's check that padding
+      and surplus regions are all zero (as kperf's memset leaves them) catches most of these; the rest
+      look like a real buffer of that geometry.
     """
     try:
         g, strategy = _other_decoding(launch.geometry, launch.strategy, what, k)
     except ValueError:  # a geometry that cannot exist (the Geometry constructor refuses it)
         return "no-such-geometry"
     got = _decoded(launch, launch.buf, g, strategy)
-    if isinstance(got, str):
-        return got
-    if got.problems:
-        return "reported"
-    if _same(launch, got):
-        return "same"
+    plain = _plain_outcome(launch, got)
+    if plain:
+        return plain
     if (what == "strategy" and _counts_fold(launch)
             and _same_except(launch.clean.events, got.events, ("seq",))
             and _seq_shift_per_warp(launch.clean.events, got.events)):
