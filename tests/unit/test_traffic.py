@@ -1,0 +1,194 @@
+"""Measured traffic beside a profile (kperf.tracing.traffic, kperf ncu / traffic / bounds commands) on a
+raw CSV page shaped as Nsight Compute writes it: launches matched to the profile, the side file, the
+tables, the bounds next to the measured bytes, and the errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from kperf.cli_bounds import add_bounds_commands, parse_size
+from kperf.dialect.errors import KperfError
+from kperf.ncu import _check, choose_metrics, find_ncu
+from kperf.tracing import bounds, traffic
+from kperf.tracing.traffic_bounds import bounds_table, problem_from
+
+HEAD = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size",'
+        '"Grid Size",'
+        '"Device","CC","dram__bytes_read.sum","dram__bytes_write.sum","gpu__time_duration.sum",'
+        '"lts__t_bytes.sum","lts__t_sector_hit_rate.pct","lts__t_sectors_srcunit_tex.sum",'
+        '"l1tex__m_xbar2l1tex_read_bytes.sum","l1tex__m_l1tex2xbar_write_bytes.sum",'
+        '"device__attribute_l2_cache_size"')
+UNITS = '"","","","","","","","","","","","byte","Mbyte","usecond","byte","%","sector","byte","byte","byte"'
+
+
+def _row(i, kernel, grid, read, write_mb, us, sectors):
+    return (f'"{i}","7","python3","h","{kernel}","1","7","(256, 1, 1)","({grid}, 1, 1)","0","9.0",'
+            f'"{read:,}","{write_mb}","{us}","9,000,000,000","90.5","{sectors}","17,179,869,184",'
+            f'"134,217,728","52,428,800"')
+
+
+RAW = "\n".join(["==PROF== Connected to process 7", "some output of the script", HEAD, UNITS,
+                 _row(0, "distribution_elementwise_grid_stride_kernel", 1024, 1000, 0.002, 5, 3),
+                 _row(1, "matmul_kernel", 4096, 1_000_000_000, 130, 1500, 500_000_000),
+                 _row(2, "matmul_kernel", 4096, 1_100_000_000, 140, 1600, 510_000_000)])
+MANIFEST = {"device": "NVIDIA H100 80GB HBM3",
+            "launches": [{"launch": 1, "kernel": "matmul_kernel", "n_ctas": 4096}]}
+GEMM = problem_from("gemm", "matmul", m=8192, n=8192, k=8192, dtype="fp16")
+
+
+def test_raw_page_parses_into_base_units():
+    rows, units = traffic.parse_raw_csv(RAW)
+    assert [r["id"] for r in rows] == [0, 1, 2]
+    r = rows[2]
+    assert r["kernel"] == "matmul_kernel" and r["grid"] == [4096, 1, 1] and r["block"] == [256, 1, 1]
+    assert r["metrics"]["dram__bytes_read.sum"] == 1.1e9 and r["metrics"]["dram__bytes_write.sum"] == 1.4e8
+    assert r["metrics"]["gpu__time_duration.sum"] == 1.6e6 and units["gpu__time_duration.sum"] == "nsecond"
+    assert traffic.base_name("void gemm<128>(float*, int)") == "gemm"
+
+
+def test_measured_launches_match_profiled_ones_and_round_trip(tmp_path):
+    rows, units = traffic.parse_raw_csv(RAW)
+    data = traffic.build(MANIFEST, rows, units, problems=[GEMM])
+    (m,) = data["launches"]
+    assert (m["launch"], m["ncu_id"]) == (1, 2)  # the earlier plain launch (ID 1) is not the profiled one
+    assert {u["ncu_id"] for u in data["unmatched_ncu"]} == {0, 1}
+    assert "the last 1 are matched" in data["notes"][0]
+    path = traffic.save(traffic.sidecar_path(tmp_path / "profile.kperf"), data)
+    assert path.endswith("profile.traffic.json")
+    back = traffic.load(tmp_path / "profile.kperf")
+    t = traffic.traffic_table(back)
+    assert t["dram_read_bytes"].tolist() == [1.1e9] and t["l2_sm_bytes"].tolist() == [2**34 + 2**27]
+    assert back["device"]["l2_bytes"] == 52428800  # from ncu's device attributes
+    assert traffic.trace_args(back)[1]["dram_read_bytes"] == 1.1e9
+    assert t["l2_hit_frac"][0] == pytest.approx(0.905)
+
+
+def test_fewer_measured_launches_leave_profiled_ones_unmatched():
+    rows, _ = traffic.parse_raw_csv(RAW)
+    two = {"launches": [{"launch": i, "kernel": "matmul_kernel", "n_ctas": 4096} for i in (1, 2, 3)]}
+    m = traffic.match(rows, two["launches"])
+    assert [(e["launch"], r["id"]) for e, r in m["pairs"]] == [(1, 1), (2, 2)]
+    assert m["unmatched_profile"] == [3]
+    other_grid = traffic.match(rows, [{"launch": 1, "kernel": "matmul_kernel", "n_ctas": 64}])
+    assert not other_grid["pairs"] and len(other_grid["unmatched_ncu"]) == 3
+
+
+def test_bounds_beside_measured_bytes():
+    rows, units = traffic.parse_raw_csv(RAW)
+    data = traffic.build(MANIFEST, rows, units, problems=[GEMM])
+    data["launches"][0]["kperf_record_bytes"] = 10**8  # kperf's own stores are not the kernel's traffic
+    t = bounds_table(data)
+    dram, l2 = t.rows()
+    caps = bounds.GPU_CAPACITIES["H100"]
+    want = bounds.gemm(8192, 8192, 8192, "fp16", capacities=[caps["l2"]]).at(caps["l2"])["min_bytes"]
+    assert dram["capacity_bytes"] == caps["l2"] and dram["bound_bytes"] == want
+    assert dram["measured_bytes"] == 1.1e9 + 1.4e8 - 1e8 and dram["kperf_record_bytes"] == 1e8
+    assert dram["measured_over_bound"] == pytest.approx(1.14e9 / want)
+    assert l2["capacity_bytes"] == caps["smem"] and l2["measured_bytes"] == 2**34 + 2**27 - 1e8
+    assert l2["bound_bytes"] > dram["bound_bytes"]  # a smaller buffer must move more
+    assert "no problem described" in bounds_table(data, []).notes[0]
+    with pytest.raises(KperfError, match="not known"):
+        bounds_table(dict(data, device={"name": "Tesla K80"}))
+
+
+def _cli(argv, capsys):
+    p = argparse.ArgumentParser(prog="kperf")
+    add_bounds_commands(p.add_subparsers(dest="cmd", required=True))
+    args = p.parse_args(argv)
+    assert args.func(args) == 0
+    return capsys.readouterr().out
+
+
+def test_commands(tmp_path, capsys):
+    out = _cli(["bounds", "gemm", "--m", "2048", "--n", "2048", "--k", "2048", "--dtype", "bf16", "--json",
+                "--capacity", "50MiB,228KiB"], capsys)
+    j = json.loads(out)
+    assert j["compulsory_bytes"] == 3 * 2048 * 2048 * 2
+    assert [p["capacity_bytes"] for p in j["capacities"]] == [228 * 1024, 50 * 2**20]
+    assert all(p["min_bytes"] and p["intensity"] for p in j["capacities"])
+    text = _cli(["bounds", "attention", "--batch", "1", "--heads", "2", "--seq", "512", "--d-head", "64",
+                 "--causal", "--gpu", "H100"], capsys)
+    assert "causal" in text and "50 MiB" in text
+    rows, units = traffic.parse_raw_csv(RAW)
+    traffic.save(tmp_path / "profile.traffic.json", traffic.build(MANIFEST, rows, units))
+    from kperf.tracing.traffic_bounds import report_tables
+    assert [t.name for t in report_tables(tmp_path / "profile.kperf")] == ["traffic"]
+    assert report_tables(tmp_path / "other.kperf") == []
+    shown = _cli(["traffic", str(tmp_path / "profile.kperf"), "--gemm", "8192,8192,8192",
+                  "--problem-kernel", "matmul"], capsys)
+    assert "Measured memory traffic" in shown and "DRAM (L2 capacity)" in shown and "L2<->SM" in shown
+
+
+@pytest.mark.parametrize("call,needle", [
+    (lambda: parse_size("50 parsecs"), "not a size"),
+    (lambda: traffic.load("/nonexistent/profile.kperf"), "no measured traffic"),
+    (lambda: traffic.parse_raw_csv("==PROF== nothing"), "no raw page"),
+    (lambda: find_ncu("/nonexistent/ncu"), "no executable"),
+    (lambda: problem_from("gemm", "(", m=1, n=1, k=1), "not a regular expression"),
+    (lambda: problem_from("conv", "."), "unknown problem kind"),
+    (lambda: _check(subprocess.CompletedProcess([], 1, "==ERROR== ERR_NVGPUCTRPERM - no access", ""), "x"),
+     "ERR_NVGPUCTRPERM"),
+])
+def test_errors_name_cause_and_fix(call, needle):
+    with pytest.raises(KperfError, match=needle) as e:
+        call()
+    assert e.value.fix
+
+
+def test_metrics_this_ncu_lacks_are_left_out():
+    keep, lacking = choose_metrics(["dram__bytes_read.sum", "made__up.sum", "launch__grid_size"],
+                                   {"dram__bytes_read"})
+    assert keep == ["dram__bytes_read.sum", "launch__grid_size"] and lacking == ["made__up.sum"]
+    assert choose_metrics(["a__b.sum"], None) == (["a__b.sum"], [])
+    assert np.isfinite(parse_size("228KiB")) and parse_size("1.5 MB") == 1.5e6
+
+
+FAKE_NCU = """#!/usr/bin/env bash
+# stands in for ncu: version, metric list, the raw page of a saved report; a profiling run only logs its argv
+case "$1" in
+  --version) echo "NVIDIA (R) Nsight Compute Command Line Profiler"; echo "Version 2099.1 (fake)";;
+  --query-metrics) printf 'Metric Name    Metric Description\\ndram__bytes_read   bytes read\\n'
+                   printf 'dram__bytes_write   bytes written\\n';;
+  --import) cat "$FAKE_RAW";;
+  *) echo "$@" > "$FAKE_ARGV"; [ -n "$FAKE_DENY" ] && echo "==ERROR== ERR_NVGPUCTRPERM" && exit 1; exit 0;;
+esac
+"""
+
+
+def test_kperf_ncu_end_to_end_with_a_stand_in_ncu(tmp_path, monkeypatch, capsys):
+    """The command line ncu gets, the metrics it lacks left out, the report read back and matched."""
+    from known_profiles import vanilla
+
+    from kperf.ncu import measure
+    from kperf.tracing.saved import save_profile
+    ncu = tmp_path / "ncu"
+    ncu.write_text(FAKE_NCU)
+    ncu.chmod(0o755)
+    out = tmp_path / "out"
+    save_profile(out / "profile.kperf", [vanilla(launch=4)])  # what `kperf run` inside would write
+    raw = RAW.replace("matmul_kernel", "attn").replace("(4096, 1, 1)", "(3, 1, 1)")
+    (tmp_path / "raw.csv").write_text(raw)
+    monkeypatch.setenv("FAKE_RAW", str(tmp_path / "raw.csv"))
+    monkeypatch.setenv("FAKE_ARGV", str(tmp_path / "argv"))
+    data = measure(str(out), "script.py", ["--size", "8"], ncu=str(ncu), kernels="attn",
+                   problems=[problem_from("gemm", "attn", m=64, n=64, k=64)])
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[:2] == ["--metrics", "dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,"
+                        "launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block"]
+    assert argv[argv.index("--clock-control") + 1] == "none" and "regex:attn" in argv
+    assert argv[-8:] == ["run", "--out", str(out), "--kernels", "attn", "script.py", "--size", "8"]
+    assert [(x["launch"], x["ncu_id"]) for x in data["launches"]] == [(4, 2)]
+    d = vanilla()  # its records, CTA headers and counts: what the plain kernel would not store
+    want = d.n_events * d.geometry.record_bytes + d.n_ctas * d.geometry.records_offset
+    assert data["launches"][0]["kperf_record_bytes"] == want > 0
+    assert set(data["launches"][0]["metrics"]) == {"dram__bytes_read.sum", "dram__bytes_write.sum"}
+    assert data["ncu"]["version"] == "Version 2099.1 (fake)" and "lts__t_bytes.sum" in data["ncu"]["lacking"]
+    assert traffic.load(out / "profile.kperf")["launches"][0]["metrics"]["dram__bytes_read.sum"] == 1.1e9
+    monkeypatch.setenv("FAKE_DENY", "1")
+    with pytest.raises(KperfError, match="ERR_NVGPUCTRPERM"):
+        measure(str(out), "script.py", [], ncu=str(ncu))
