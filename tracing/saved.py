@@ -1,21 +1,24 @@
 """Saved profiles: one ``.kperf`` file that holds launches losslessly, to report, plot and diff anywhere
 later (format: docs/saved-profile.md).
 
-A ``.kperf`` file is a zip archive (members stored uncompressed unless asked otherwise):
+A ``.kperf`` file is a zip archive:
 
-- ``manifest.json``: ``{"format": "kperf-profile", "version": 1, "kperf_version", "created",
+- ``manifest.json``: ``{"format": "kperf-profile", "version": 2, "kperf_version", "created",
   "device", "launches": [...]}``, one entry per launch with its kernel name, grid, geometry, strategy,
   scope table, warp roles, clock, ``t0_ns``, lost counts and problems as decoded when saved, and its
   ``payload``;
-- per launch either ``launches/<i>/buffer.bin``, the profile buffer exactly as copied from the GPU
-  (``payload: "buffer"``; re-decoded on load, so a newer decoder reads old files with its own
-  fixes), or, for launches whose buffer was not kept, its decoded tables as ``.npy`` members
-  (``payload: "columns"``).
+- per launch its profile buffer, either packed into zstd-compressed columns (``payload: "packed"``,
+  version 2: :mod:`.saved_packed`, :mod:`.codec`; a few bytes per event) or exactly as copied from
+  the GPU (``payload: "buffer"``, ``launches/<i>/buffer.bin``, version 1); either way re-decoded on
+  load, so a newer decoder reads old files with its own fixes; or, for launches whose buffer was not
+  kept, its decoded tables as ``.npy`` members (``payload: "columns"``).
 
-Loading maps stored buffers straight from the file (no copy), checks every member's CRC and checks
-the manifest and any decoded tables field by field (:mod:`.saved_checks`): a damaged or malformed file
-is a ``KperfError`` naming the file and the field.  Writing goes through
-:func:`kperf.tracing.atomic.atomic_file`, so a failed save leaves no partial file.
+Saving writes version 2 when the ``zstandard`` package is importable, else version 1 with a warning;
+this kperf reads both.  Members are stored uncompressed in the zip (the packed columns are zstd frames
+already), so loading maps them straight from the file (no copy); it checks every member's CRC, every
+packed column's checksums, and the manifest and any decoded tables field by field
+(:mod:`.saved_checks`): a damaged or malformed file is a ``KperfError`` naming the file and the field.
+Writing goes through :func:`kperf.tracing.atomic.atomic_file`, so a failed save leaves no partial file.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import math
 import mmap
 import os
 import struct
+import time
+import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -40,14 +45,17 @@ from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
 from kperf.dialect.scope_table import Scope, ScopeTable
 
+from . import codec
 from .atomic import atomic_file
 from .columns import EventColumns
 from .decode import decode
 from .launch import DecodedLaunch
 from .saved_checks import MANIFEST_NAME, check_columns, check_ids, check_intervals, check_manifest, damaged
+from .saved_packed import read_columns, unpack, write_columns
 
 FORMAT = "kperf-profile"
-VERSION = 1
+VERSION = 2  # the newest version this kperf writes and reads
+VERSIONS = (1, 2)
 MANIFEST = MANIFEST_NAME
 SUFFIX = ".kperf"
 _SEG_FIELDS = ("launch", "cta", "sm", "warp", "first_seq", "n")
@@ -94,14 +102,56 @@ def _npy(a: np.ndarray) -> bytes:
     return b.getvalue()
 
 
+def _version(version: int | None) -> int:
+    """The format version to write: 2 when zstandard is importable (else 1, with a warning)."""
+    if version is None:
+        if codec.available():
+            return VERSION
+        warnings.warn("kperf: zstandard is not installed: saving format version 1 (raw buffers, several "
+                      "times larger); pip install zstandard for the compact version 2", stacklevel=3)
+        return 1
+    if version not in VERSIONS:
+        raise KperfError(f"cannot save format version {version!r}; this kperf writes versions "
+                         f"{', '.join(map(str, VERSIONS))}",
+                         fix="pass version=2 (or 1, uncompressed), or leave it out")
+    if version == 2:
+        codec.zstd("saving format version 2")
+    return version
+
+
+def _launch_members(i: int, d: DecodedLaunch, version: int, level: int) -> tuple[dict, list[tuple[str, Any]]]:
+    """A launch's manifest entry and its members (name, bytes or array)."""
+    if d.raw is not None and version >= 2:
+        entry = _launch_manifest(i, d, "packed")
+        raw = np.ascontiguousarray(d.raw).reshape(-1).view(np.uint8)
+        if raw.size != d.n_ctas * d.geometry.cta_bytes:
+            raise KperfError(f"launch {d.launch}: its buffer (DecodedLaunch.raw) holds {raw.size} bytes, not "
+                             f"{d.n_ctas} CTAs x {d.geometry.cta_bytes}",
+                             fix="save the launch decode() returned, or set its raw to None")
+        specs, frames = write_columns(raw, d.geometry, d.n_ctas, level)
+        entry["packed"] = specs
+        return entry, [(f"launches/{i}/{name}.zst", frame) for name, frame in frames]
+    if d.raw is not None:
+        return _launch_manifest(i, d, "buffer"), [(f"launches/{i}/buffer.bin", d.raw)]
+    cols = d.columns
+    members: list[tuple[str, Any]] = [(f"launches/{i}/seg_{f}.npy", _npy(cols.seg[f])) for f in _SEG_FIELDS]
+    members += [(f"launches/{i}/{f}.npy", _npy(a)) for f, a in cols.cols.items()]
+    members += [(f"launches/{i}/{t}.npy", _npy(getattr(d, t))) for t in _TABLES]
+    return _launch_manifest(i, d, "columns"), members
+
+
 def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, device: str | None = None,
-                 compress: bool = False) -> str:
+                 compress: bool = False, version: int | None = None, level: int = codec.LEVEL) -> str:
     """Write ``launches`` (``DecodedLaunch`` objects) to one ``.kperf`` file; returns its path.
 
     Args:
         path: the file to write (``.kperf`` by convention); replaced atomically.
         device: the GPU's name, recorded in the manifest when given.
-        compress: deflate the members (smaller, slower to write and to load).
+        compress: deflate the members that are not zstd frames already (raw buffers of version 1,
+            decoded tables): smaller, slower to write and to load, and no longer mapped from the file.
+        version: the format version: 2 (packed, compressed buffers; needs zstandard) or 1 (raw
+            buffers); default 2 when zstandard is installed, else 1 with a warning.
+        level: the zstd level of version 2's columns.
     """
     launches = list(launches)
     if not launches:
@@ -111,30 +161,24 @@ def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, 
         if not isinstance(d, DecodedLaunch):
             raise KperfError(f"save_profile takes DecodedLaunch objects, got {type(d).__name__}",
                              fix="pass profile.decoded() or the result of kperf.tracing.decode")
+    version = _version(version)
     path = os.fspath(path)
-    manifest = {"format": FORMAT, "version": VERSION, "kperf_version": kperf_version(),
+    manifest = {"format": FORMAT, "version": version, "kperf_version": kperf_version(),
                 "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "device": device, "launches": []}
-    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with atomic_file(path) as out, zipfile.ZipFile(out, "w", compression=method, allowZip64=True) as z:
+    stamp = time.localtime()[:6]
+    with atomic_file(path) as out, zipfile.ZipFile(out, "w", allowZip64=True) as z:
         members: list[tuple[str, Any]] = []
         for i, d in enumerate(launches):
-            if d.raw is not None:
-                entry = _launch_manifest(i, d, "buffer")
-                members.append((f"launches/{i}/buffer.bin", d.raw))
-            else:
-                entry = _launch_manifest(i, d, "columns")
-                cols = d.columns
-                for f in _SEG_FIELDS:
-                    members.append((f"launches/{i}/seg_{f}.npy", _npy(cols.seg[f])))
-                for f, a in cols.cols.items():
-                    members.append((f"launches/{i}/{f}.npy", _npy(a)))
-                for t in _TABLES:
-                    members.append((f"launches/{i}/{t}.npy", _npy(getattr(d, t))))
+            entry, own = _launch_members(i, d, version, level)
             manifest["launches"].append(entry)
+            members += own
         z.writestr(MANIFEST, json.dumps(manifest, indent=1))
         for name, data in members:
-            with z.open(name, "w", force_zip64=True) as w:
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED if compress and not name.endswith(".zst") \
+                else zipfile.ZIP_STORED
+            with z.open(info, "w", force_zip64=True) as w:
                 if isinstance(data, np.ndarray):
                     data = memoryview(np.ascontiguousarray(data)).cast("B")
                 w.write(data)
@@ -188,7 +232,19 @@ def _manifest(path: str, z: zipfile.ZipFile) -> dict:
     if not m.get("launches"):
         raise KperfError(f"{path} holds no launches", fix="save a profile that captured at least one launch")
     check_manifest(path, m)
+    _check_members(path, z, m)
     return m
+
+
+def _check_members(path: str, z: zipfile.ZipFile, m: dict) -> None:
+    """Every ``launches/<i>/`` member belongs to a launch of the manifest (else an entry was lost)."""
+    indices = {str(e["index"]) for e in m["launches"]}
+    for name in z.namelist():
+        top, _, rest = name.partition("/")
+        i = rest.partition("/")[0]
+        if top == "launches" and i not in indices:
+            raise damaged(path, f"member {name} belongs to no launch of {MANIFEST} (no entry has index "
+                                f"{i[:20]!r}: a launch entry lost?)")
 
 
 def _member(path: str, z: zipfile.ZipFile, mm: mmap.mmap | None, name: str) -> np.ndarray:
@@ -267,8 +323,9 @@ def _load_launch(path, z, mm, e: dict, threads) -> DecodedLaunch:
     scopes = {int(k): str(v) for k, v in e["scopes"]} if e.get("scopes") is not None else None
     grid = tuple(e["grid"]) if e.get("grid") else None
     meta = dict(kernel=e.get("kernel") or "", warp_roles=e.get("warp_roles"), grid=grid)
-    if e["payload"] == "buffer":
-        buf = _member(path, z, mm, f"launches/{i}/buffer.bin")
+    if e["payload"] in ("buffer", "packed"):
+        buf = (_member(path, z, mm, f"launches/{i}/buffer.bin") if e["payload"] == "buffer"
+               else _packed_buffer(path, z, mm, e, g))
         if buf.size != e["n_ctas"] * g.cta_bytes:
             raise damaged(path, f"launch {i}: buffer of {buf.size} bytes, expected {e['n_ctas']} CTAs x "
                                  f"{g.cta_bytes} bytes")
@@ -294,6 +351,23 @@ def _load_launch(path, z, mm, e: dict, threads) -> DecodedLaunch:
         gtime_step_ns=int(e.get("gtime_step_ns") or 0), **tables, **meta)
     check_intervals(path, f"launch {i}", d.intervals()[0])
     return d
+
+
+def _packed_buffer(path: str, z: zipfile.ZipFile, mm, e: dict, g: Geometry) -> np.ndarray:
+    """The buffer of a ``"packed"`` launch, rebuilt from its columns (:mod:`.saved_packed`)."""
+    i = e["index"]
+    codec.zstd(f"reading {path} (format version 2)")
+    try:
+        cols = read_columns(e["packed"], g, e["n_ctas"], lambda name: _member(path, z, mm, name),
+                            f"launches/{i}/")
+    except codec.UnknownStep as err:
+        raise KperfError(f"{path}: launch {i}: {err}", fix="upgrade kperf (pip install -U kperf)") from None
+    except codec.ColumnError as err:
+        raise damaged(path, f"launch {i} {err}") from None
+    except MemoryError:
+        raise KperfError(f"{path}: launch {i} is too large to load here ({e['n_ctas']} CTAs x "
+                         f"{g.cta_bytes} bytes)", fix="load it on a machine with more memory") from None
+    return unpack(cols, g, e["n_ctas"])
 
 
 @dataclasses.dataclass

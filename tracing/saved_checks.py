@@ -125,7 +125,8 @@ def check_entry(path: str, pos: int, e: Any, n: int) -> int:
     f.int("gtime_step_ns", 0, _U64, optional=True)
     f.int("lost_total", 0, _U64)
     f.list_of("problems", lambda p: isinstance(p, str), "strings")
-    f.get("payload", str, "a string")
+    if f.get("payload", str, "a string") == "packed":
+        f.get("packed", dict, "an object of packed column specs (payload packed)")
     return index
 
 

@@ -1,17 +1,18 @@
 """Fuzzing saved profiles: a known ``.kperf`` file, mutated, must load to a clear outcome.
 
-Four known profiles are saved once (:func:`_originals`, from ``known_profiles``): one launch with its
-buffer (``payload: "buffer"``), the same with decoded tables (``payload: "columns"``), a warp-specialised
-launch that records a subset of its warps, and two launches in one file.  Each case mutates one of them
-(:func:`_mutate`):
+Five known profiles are saved once (:func:`_originals`, from ``known_profiles``): one launch with its
+buffer packed into zstd columns (format version 2, ``payload: "packed"``) and the same raw (version 1,
+``payload: "buffer"``), the same with decoded tables (``payload: "columns"``), a warp-specialised launch
+that records a subset of its warps (version 2), and two launches in one file (version 1).  Each case
+mutates one of them (:func:`_mutate`):
 
 - the file's bytes: bit flips, overwritten or zeroed ranges, truncation, appended bytes;
 - the manifest: one field anywhere (found by walking the JSON) replaced by a hostile value (``null``,
   another type, a huge or negative int, NaN, a deeply nested list or object, a NUL/newline string),
   deleted, or an unknown key added; or the manifest replaced by deeply nested JSON, by non-JSON, or
   dropped;
-- a member: its bytes flipped (the CRC is kept right, so the content itself is checked), truncated,
-  deleted, an extra member added;
+- a member: its bytes flipped (the CRC is kept right, so the content itself is checked: a packed
+  column's zstd frame checksum and CRC-32 catch every flip), truncated, deleted, an extra member added;
 
 and loads the copy with ``load_profile``.  The outcome must be:
 
@@ -67,11 +68,12 @@ def _columns_launch():
 def _originals() -> dict[str, tuple[bytes, list]]:
     """name -> (file bytes, the launches it loads to), made once."""
     if not _ORIGINALS:
-        profiles = {"buffer": [kp.vanilla()], "columns": [_columns_launch()],
-                    "flows": [kp.with_flows()[0]], "two": [kp.vanilla(launch=0), kp.improved(launch=1)]}
-        for name, launches in profiles.items():
+        profiles = {"buffer": ([kp.vanilla()], 2), "buffer-v1": ([kp.vanilla()], 1),
+                    "columns": ([_columns_launch()], 2), "flows": ([kp.with_flows()[0]], 2),
+                    "two": ([kp.vanilla(launch=0), kp.improved(launch=1)], 1)}
+        for name, (launches, version) in profiles.items():
             path = os.path.join(_DIR, f"{name}.kperf")
-            save_profile(path, launches)
+            save_profile(path, launches, version=version)
             with open(path, "rb") as f:
                 _ORIGINALS[name] = (f.read(), load_profile(path, threads=1))
     return _ORIGINALS
@@ -124,7 +126,7 @@ def _edit_manifest(rng: random.Random, m: dict) -> tuple[dict | str, str, str | 
     if op == "whole":
         text = rng.choice((_deep(rng.choice((50, 5000, 200_000)), rng.random() < 0.5),
                            "{", "", "null", "[]", '{"format": "kperf-profile"}', "\x00" * 8,
-                           json.dumps({**m, "version": 2}), json.dumps({**m, "launches": []})))
+                           json.dumps({**m, "version": 3}), json.dumps({**m, "launches": []})))
         return text, f"manifest := {text[:40]!r}", None
     paths = _paths(m)[1:]
     path = rng.choice(paths)

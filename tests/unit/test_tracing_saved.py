@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import sys
 import zipfile
 
+import known_profiles as kp
 import numpy as np
 import pytest
 from reference_encoder import CtaSpec, bulk_buffer, encode
@@ -36,14 +40,16 @@ def same(a, b):
     assert (a.lost_total, a.problems, a.t0_ns) == (b.lost_total, b.problems, b.t0_ns)
 
 
-def test_round_trip_buffer_and_columns(tmp_path):
+@pytest.mark.parametrize("version, payload", [(None, "packed"), (2, "packed"), (1, "buffer")])
+def test_round_trip_buffer_and_columns(tmp_path, version, payload):
     a = small(0)
     b = small(3, keep_raw=False)  # no buffer kept: its decoded tables are saved
     assert a.lost_total == 1
-    path = save_profile(tmp_path / "p.kperf", [a, b], device="NVIDIA H100 80GB HBM3")
+    path = save_profile(tmp_path / "p.kperf", [a, b], device="NVIDIA H100 80GB HBM3", version=version)
     m = read_manifest(path)
-    assert m["format"] == "kperf-profile" and m["version"] == 1 and m["device"] == "NVIDIA H100 80GB HBM3"
-    assert [e["payload"] for e in m["launches"]] == ["buffer", "columns"]
+    assert m["format"] == "kperf-profile" and m["version"] == (version or 2)
+    assert m["device"] == "NVIDIA H100 80GB HBM3"
+    assert [e["payload"] for e in m["launches"]] == [payload, "columns"]
     assert m["launches"][0]["kernel"] == "k" and m["launches"][0]["scopes"] == [[0, "a"], [1, "b"]]
     a2, b2 = load_profile(path)
     same(a, a2)
@@ -104,7 +110,7 @@ def test_truncated(tmp_path):
 
 
 def test_corrupt_buffer_fails_the_crc(tmp_path):
-    path = save_profile(tmp_path / "p.kperf", [small()])
+    path = save_profile(tmp_path / "p.kperf", [small()], version=1)
     data = bytearray(open(path, "rb").read())
     with zipfile.ZipFile(path) as z:
         info = z.getinfo("launches/0/buffer.bin")
@@ -134,7 +140,10 @@ def test_other_format_version(tmp_path):
     rewrite_manifest(path, tmp_path / "none.kperf", lambda m: m.update(launches=[]))
     expect_error(tmp_path / "none.kperf", "holds no launches")
     rewrite_manifest(path, tmp_path / "size.kperf", lambda m: m["launches"][0].update(n_ctas=5))
-    expect_error(tmp_path / "size.kperf", "expected 5 CTAs")
+    expect_error(tmp_path / "size.kperf", "column headers (launches/0/headers.zst): count 1, expected 5")
+    path = save_profile(tmp_path / "p1.kperf", [small()], version=1)
+    rewrite_manifest(path, tmp_path / "size1.kperf", lambda m: m["launches"][0].update(n_ctas=5))
+    expect_error(tmp_path / "size1.kperf", "expected 5 CTAs")
 
 
 def test_not_a_zip(tmp_path):
@@ -306,3 +315,203 @@ def test_failed_save_names_the_path(tmp_path):
         save_profile(old, [small(), "not a launch"])
     assert open(old, "rb").read() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "p.kperf"]
+
+
+# ------------------------------------------------------------------ format version 2: packed buffers
+
+
+def _wrap_globaltimer_with_sink():
+    """wrap, 16-byte records, a sink and a warp subset: every part of the layout a packed buffer splits."""
+    g = Geometry(4, 4, "globaltimer", warps=(1, 3), sink=2)
+    w = [((i // 2) % 2, bool(i % 2), G0 + 100 + 10 * i) for i in range(10)]  # capacity 4: 6 lost
+    ctas = [CtaSpec(warps=[w, w[:4]], sm=1, ctaid=(c, 0, 0), gtime_start=G0 + 50, clock_start=0,
+                    gtime_end=G0 + 900, clock_end=0) for c in range(2)]
+    return decode(encode(g, "wrap", ctas), g, strategy="wrap", scopes=["a", "b"], launch=7)
+
+
+def _h100(case):
+    z = np.load(pathlib.Path(__file__).resolve().parents[1] / "data" / "h100" / f"{case}.npz")
+    info = json.loads(str(z["info"]))
+    g = Geometry(info["num_warps"], info["capacity"], info["clock"])
+    return decode(z["buffer"], g, strategy=info["strategy"], n_ctas=info["n_ctas"], scopes=info["scopes"])
+
+
+def _with_junk():
+    """small()'s buffer with bytes where a real launch leaves zeros (count padding, a slot past its count,
+    the region's padding): the packed form must keep them, and the decoder report them as before."""
+    d = small()
+    raw = bytearray(np.asarray(d.raw).tobytes())
+    g = d.geometry
+    raw[g.counts_offset + 4 * g.slots] = 0x5A
+    raw[g.records_offset + g.warp_bytes + 3 * g.record_bytes + 1] = 0x77  # slot 1 holds 2 records
+    raw[g.cta_bytes - 1] = 0x11
+    return decode(bytes(raw), g, strategy="keep-first", scopes=["a", "b"], kernel="k")
+
+
+PROFILES = {"small": small, "clock64": kp.vanilla, "warp_subset": lambda: kp.with_flows()[0],
+            "wrap_globaltimer_sink": _wrap_globaltimer_with_sink, "junk": _with_junk,
+            **{case: (lambda case=case: _h100(case))
+               for case in ("gemm1024_clock", "gemm1024_overflow64", "gemm1024_wrap64")}}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_version_2_loads_exactly_what_version_1_loads(tmp_path, name):
+    d = PROFILES[name]()
+    v1 = load_profile(save_profile(tmp_path / "v1.kperf", [d], version=1))[0]
+    path = save_profile(tmp_path / "v2.kperf", [d], version=2)
+    v2 = load_profile(path)[0]
+    assert np.asarray(v2.raw).tobytes() == np.asarray(d.raw).tobytes()  # the buffer, byte for byte
+    for back in (v1, v2):
+        same(d, back)
+        assert back.rejected.tobytes() == d.rejected.tobytes()
+        assert back.sm_clocks.tobytes() == d.sm_clocks.tobytes()  # bytes: NaN rates compare equal
+    packed = read_manifest(path)["launches"][0]["packed"]
+    assert ("rest" in packed) == (name == "junk")  # zeros where a real launch leaves zeros cost nothing
+    if name == "junk":
+        assert d.problems
+    if name.startswith("gemm1024"):
+        assert os.path.getsize(path) < 1.5 * d.n_events  # bytes per event (docs/saved-profile.md)
+    assert _read_by_the_doc(path) == [np.asarray(d.raw).tobytes()]
+
+
+def _read_by_the_doc(path) -> list[bytes]:
+    """The buffers of a version 2 file, rebuilt from docs/saved-profile.md and docs/buffer-format.md alone
+    (zip, JSON, zstandard, numpy; a loop per record), never through kperf.tracing."""
+    import struct
+    import zlib
+
+    import zstandard
+    out = []
+    with zipfile.ZipFile(path) as z:
+        m = json.loads(z.read("manifest.json"))
+        for e in m["launches"]:
+            g, n, packed = e["geometry"], e["n_ctas"], e["packed"]
+            rb = 8 if g["clock"] == "clock" else 16
+            slots = g["num_warps"] if g["warps"] is None else len(g["warps"])
+            per_slot = g["capacity"] + g["sink"]
+            records_offset = 64 + -(-4 * slots // 16) * 16
+            cta_bytes = -(-(records_offset + slots * per_slot * rb) // 128) * 128
+
+            def column(name, e=e, z=z, packed=packed):
+                spec, data, parts, at = packed[name], z.read(f"launches/{e['index']}/{name}.zst"), [], 0
+                dt = np.dtype(spec["dtype"])
+                for items, size in spec["frames"]:
+                    a = np.frombuffer(zstandard.ZstdDecompressor().decompress(data[at:at + size]), np.uint8)
+                    at += size
+                    if "shuffle" in spec["codec"]:
+                        a = a.reshape(dt.itemsize, items).T.copy()
+                    a = a.reshape(-1).view(dt)
+                    parts.append(np.cumsum(a, dtype=dt) if "delta" in spec["codec"] else a)
+                a = np.concatenate(parts)
+                assert zlib.crc32(a.tobytes()) == spec["crc32"]
+                return a
+
+            buf = bytearray(column("rest").tobytes() if "rest" in packed else bytes(n * cta_bytes))
+            headers, counts = column("headers").tobytes(), column("counts").tolist()
+            fields = {f: (column(f), at) for f, at in (("tag", 0), ("pad", 4), ("time", 4 if rb == 8 else 8))
+                      if rb == 16 or f != "pad"}
+            k = 0
+            for c in range(n):
+                base = c * cta_bytes
+                buf[base:base + 64] = headers[64 * c:64 * c + 64]
+                for s in range(slots):
+                    count = counts[c * slots + s]
+                    struct.pack_into("<I", buf, base + 64 + 4 * s, count)
+                    for j in range(min(count, g["capacity"])):
+                        rec = base + records_offset + (s * per_slot + j) * rb
+                        for col, at in fields.values():
+                            buf[rec + at:rec + at + col.itemsize] = col[k].tobytes()
+                        k += 1
+            out.append(bytes(buf))
+    return out
+
+
+def _rezip(src, dst, member=None, change=None, manifest=None):
+    """A copy of ``src`` with ``change(bytes) -> bytes`` applied to ``member`` (its zip CRC made right, so
+    the content itself must be checked) and ``manifest(m)`` to the manifest."""
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for item in z.infolist():
+            data = z.read(item.filename)
+            if item.filename == member:
+                data = change(data)
+            if item.filename == "manifest.json" and manifest:
+                m = json.loads(data)
+                manifest(m)
+                data = json.dumps(m).encode()
+            if data is not None:
+                out.writestr(item, data)
+    return dst
+
+
+def _flip(data: bytes, at: float = 0.5) -> bytes:
+    b = bytearray(data)
+    b[int(len(b) * at)] ^= 0x10
+    return bytes(b)
+
+
+def test_version_2_damaged_members_are_refused(tmp_path):
+    path = save_profile(tmp_path / "p.kperf", [kp.vanilla()])
+    with zipfile.ZipFile(path) as z:
+        members = [n for n in z.namelist() if n.endswith(".zst")]
+    assert sorted(members) == [f"launches/0/{c}.zst" for c in ("counts", "headers", "pad", "tag", "time")]
+    for name in members:
+        for at in (0.1, 0.5, 0.97):  # the frame header, its data, its checksum
+            bad = _rezip(path, tmp_path / "bad.kperf", name, lambda d, at=at: _flip(d, at))
+            err = expect_error(bad, f"({name})")
+            assert "not a readable kperf profile" in str(err)
+        expect_error(_rezip(path, tmp_path / "cut.kperf", name, lambda d: d[:-7]), f"({name})")
+        expect_error(_rezip(path, tmp_path / "gone.kperf", name, lambda d: None), f"member {name} is missing")
+    data = bytearray(open(path, "rb").read())  # a flip inside the stored file: the zip CRC catches it
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("launches/0/time.zst")
+    data[info.header_offset + 30 + len(info.filename) + info.compress_size // 2] ^= 0x01
+    (tmp_path / "flip.kperf").write_bytes(bytes(data))
+    expect_error(tmp_path / "flip.kperf", "member launches/0/time.zst fails its CRC check")
+
+
+def _spec(column, **change):
+    return lambda m: m["launches"][0]["packed"][column].update(change)
+
+
+@pytest.mark.parametrize("change, words", [
+    (_spec("time", crc32=12345), "column time (launches/0/time.zst): decodes to data that fails its CRC-32"),
+    (_spec("time", codec=["shuffle", "zstd"]), "fails its CRC-32"),  # a step left out
+    (_spec("tag", codec=["zstd", "shuffle"]), "is not a subsequence of ['delta', 'shuffle', 'zstd']"),
+    (_spec("tag", codec="zstd"), "column tag (launches/0/tag.zst): codec 'zstd' is not a list"),
+    (_spec("time", dtype="<u8"), "column time (launches/0/time.zst): dtype '<u8', expected '<u4'"),
+    (_spec("time", count=5), "count 5, expected 6"),
+    (_spec("counts", frames=[[2, 5]]), "frames of 2 items in 5 bytes"),
+    (_spec("counts", frames=[]), "is not a list of [items, bytes] pairs"),
+    (lambda m: m["launches"][0]["packed"].pop("tag"), "column tag: missing from the launch's packed columns"),
+    (lambda m: m["launches"][0]["packed"].update(sink={}), "packed columns sink are not columns of a clock"),
+    (lambda m: m["launches"][0].update(packed=[]), "launches[0].packed: expected an object"),
+])
+def test_version_2_edited_column_specs_are_refused(tmp_path, change, words):
+    path = save_profile(tmp_path / "p.kperf", [small()])
+    err = expect_error(_rezip(path, tmp_path / "bad.kperf", manifest=change), words)
+    assert str(err).startswith(str(tmp_path / "bad.kperf"))
+
+
+def test_version_2_unknown_codec_step_asks_for_a_newer_kperf(tmp_path):
+    path = save_profile(tmp_path / "p.kperf", [small()])
+    bad = _rezip(path, tmp_path / "bad.kperf", manifest=_spec("time", codec=["delta", "lz9", "zstd"]))
+    err = expect_error(bad, "launch 0: column time (launches/0/time.zst): its codec uses the step 'lz9', "
+                            "unknown to this kperf")
+    assert "upgrade kperf" in err.fix
+
+
+def test_without_zstandard_version_1_is_saved_and_read_and_version_2_asks_for_it(tmp_path, monkeypatch):
+    v2 = save_profile(tmp_path / "v2.kperf", [small()])
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # import zstandard now raises ImportError
+    err = expect_error(v2, "reading")
+    assert "needs the zstandard package" in str(err) and err.fix == "pip install zstandard"
+    assert str(v2) in str(err)
+    with pytest.warns(UserWarning, match="zstandard is not installed: saving format version 1"):
+        v1 = save_profile(tmp_path / "v1.kperf", [small()])
+    assert read_manifest(v1)["version"] == 1
+    same(small(), load_profile(v1)[0])
+    with pytest.raises(KperfError, match="saving format version 2 needs the zstandard package") as e:
+        save_profile(tmp_path / "x.kperf", [small()], version=2)
+    assert e.value.fix == "pip install zstandard"
+    with pytest.raises(KperfError, match="cannot save format version 3"):
+        save_profile(tmp_path / "x.kperf", [small()], version=3)
