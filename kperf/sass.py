@@ -1,7 +1,16 @@
-"""SASS from a cubin with the cuobjdump in Triton's wheel, and instruction counts for cost reports."""
+"""SASS from a cubin with the cuobjdump in Triton's wheel, and instruction counts for cost reports.
+
+Disassembly and the extra ptxas run of a cost report are kept in Triton's cache (its
+``FileCacheManager``: the same folder, ``TRITON_CACHE_DIR``, atomic writes) under a key of the input
+bytes and the tool's identity: a kernel compiled again is served from Triton's cache, and without these
+its report would still spend a second per cubin in ``cuobjdump`` (most of ``kperf.compile``'s time on a
+warm cache).
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 import subprocess
@@ -11,17 +20,56 @@ _INSTR = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?P<text>[^;]*);", re.MULTILINE)
 
 
 def cuobjdump_path() -> str:
-    from triton import knobs
-    return knobs.nvidia.cuobjdump.path
+    from kperf import triton_compat
+    return triton_compat.cuobjdump_path()
+
+
+@functools.cache
+def _tool_identity(path: str) -> str:
+    """Path, size and modification time of a tool binary: a new Triton wheel's tool is a new key."""
+    st = os.stat(path)
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cached(kind: str, key_parts: list[bytes | str], make) -> str:
+    """``make()``'s text, kept in Triton's cache under a digest of ``kind`` and ``key_parts``."""
+    from triton.runtime.cache import get_cache_manager
+    h = hashlib.sha256(kind.encode())
+    for part in key_parts:
+        h.update(part if isinstance(part, bytes) else part.encode())
+        h.update(b"\0")
+    manager = get_cache_manager(h.hexdigest())
+    name = f"{kind}.txt"
+    found = manager.get_file(name)
+    if found is not None:
+        with open(found) as f:
+            return f.read()
+    text = make()
+    manager.put(text, name, binary=False)
+    return text
 
 
 def disassemble(cubin: bytes) -> str:
-    """``cuobjdump -sass`` of a cubin."""
+    """``cuobjdump -sass`` of a cubin (cached)."""
+    tool = cuobjdump_path()
+    return _cached("kperf-sass", [_tool_identity(tool), cubin], lambda: _cuobjdump(tool, cubin))
+
+
+def assemble_and_disassemble(backend, ptx: str, options, arch) -> str:
+    """The SASS of ``ptx`` assembled by Triton's backend (its ptxas and options) for ``arch`` (cached)."""
+    from triton import knobs
+    tool = knobs.nvidia.ptxas.path
+    return _cached("kperf-ptx-sass", [_tool_identity(tool), _tool_identity(cuobjdump_path()), repr(options),
+                                      str(arch), ptx],
+                   lambda: _cuobjdump(cuobjdump_path(), backend.make_cubin(ptx, {}, options, arch)))
+
+
+def _cuobjdump(tool: str, cubin: bytes) -> str:
     fd, path = tempfile.mkstemp(suffix=".cubin", prefix="kperf_")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(cubin)
-        return subprocess.run([cuobjdump_path(), "-sass", path], check=True, capture_output=True,
+        return subprocess.run([tool, "-sass", path], check=True, capture_output=True,
                               text=True).stdout
     finally:
         os.unlink(path)
