@@ -203,10 +203,9 @@ def main(argv=None):
     p.add_argument("--auto", default="mma,tma", help="kperf auto-insertion selectors (default: mma,tma)")
     p.add_argument("--out", default="out/attention")
     args = p.parse_args(argv)
-    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
-        raise SystemExit("examples/attention.py needs a Hopper GPU (sm_90). Without one, compile it: "
-                         "kperf.compile(attn_fwd_kernel, signature=SIGNATURE, constexprs=CONSTEXPRS, "
-                         "target='cuda:90', auto='mma,tma', **COMPILE_OPTIONS)")
+    from kperf.examples.gpu import require_gpu
+    require_gpu("examples/attention.py", hopper=True,
+                compile_hint="kperf compile examples/attention.py:attn_fwd_kernel --auto mma,tma")
     torch.manual_seed(0)
     dt = torch.float16 if args.dtype == "fp16" else torch.bfloat16
     shape = (args.batch, args.heads, args.n_ctx, args.head_dim)

@@ -908,9 +908,10 @@ def main(argv=None):
     ap.add_argument("--pipelines", default=",".join(PIPELINES), help="comma-separated names")
     ap.add_argument("--out", default="out/fa3")
     args = ap.parse_args(argv)
-    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
-        raise SystemExit("examples/fa3_pipelines.py needs a Hopper GPU (sm_90). Without one, compile a "
-                         "pipeline: compile_pipeline('ws_pingpong', dtype='fp16', head_dim=128)")
+    from kperf.examples.gpu import require_gpu
+    require_gpu("examples/fa3_pipelines.py", hopper=True,
+                compile_hint="python3 -c 'from kperf.examples import fa3_pipelines as f; "
+                             "print(f.compile_pipeline(\"ws_pingpong\").summary())'")
     torch.manual_seed(0)
     dt = getattr(torch, DTYPES[args.dtype])
     shape = (args.batch, args.heads, args.n_ctx, args.head_dim)

@@ -129,10 +129,10 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--out", default="out/gluon_matmul")
     args = p.parse_args(argv)
-    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
-        raise SystemExit("examples/gluon_matmul.py needs a Hopper GPU (sm_90). Without one: "
-                         "python3 -c 'from kperf.examples import gluon_matmul as g; "
-                         "print(g.compile_report().summary())'")
+    from kperf.examples.gpu import require_gpu
+    require_gpu("examples/gluon_matmul.py", hopper=True,
+                compile_hint="python3 -c 'from kperf.examples import gluon_matmul as g; "
+                             "print(g.compile_report().summary())'")
     torch.manual_seed(0)
     a = torch.randn(args.size, args.size, device="cuda", dtype=torch.float16)
     b = torch.randn(args.size, args.size, device="cuda", dtype=torch.float16)

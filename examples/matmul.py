@@ -72,9 +72,8 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--out", default="out/matmul")
     args = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        raise SystemExit("examples/matmul.py needs a CUDA GPU (none found). Without one, see what kperf "
-                         "builds with: kperf compile examples/matmul.py:matmul_kernel --signature ...")
+    from kperf.examples.gpu import require_gpu
+    require_gpu("examples/matmul.py", compile_hint="kperf compile examples/matmul.py:matmul_kernel")
     torch.manual_seed(0)
     a = torch.randn(args.size, args.size, device="cuda", dtype=torch.float16)
     b = torch.randn(args.size, args.size, device="cuda", dtype=torch.float16)

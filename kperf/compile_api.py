@@ -126,7 +126,7 @@ def check_arguments(fn: JITFunction, signature, constexprs) -> None:
     unset = [n for n, ty in signature.items() if ty == "constexpr" and n not in constexprs]
     if unset:
         raise KperfError(f"no value for constexpr argument {', '.join(map(repr, unset))} of {fn.__name__}",
-                         fix="give its value in constexprs (kperf compile --constexprs)")
+                         fix=f"give its value in constexprs, e.g. constexprs={{{unset[0]!r}: 128}}")
     for name, ty in signature.items():
         if isinstance(ty, str) and ty != "constexpr" and not ty.startswith("tensordesc"):
             try:
@@ -249,12 +249,11 @@ def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, at
     backend = CUDABackend(gpu)
     opts = backend.parse_options(dict(options))
     arch = backend._parse_arch(opts.arch) if opts.arch else gpu.arch
-    fixed_cubin = backend.make_cubin(fixed, {}, opts, arch)
     sass = sass_tools.disassemble(inst.asm["cubin"])
     sass_plain = sass_tools.disassemble(plain.asm["cubin"])
     n_inst = sass_tools.count_instructions(sass)
     n_plain = sass_tools.count_instructions(sass_plain)
-    n_fixed = sass_tools.count_instructions(sass_tools.disassemble(fixed_cubin))
+    n_fixed = sass_tools.count_instructions(sass_tools.assemble_and_disassemble(backend, fixed, opts, arch))
     records = int(info.get("ptx_records", info["num_records"]))
     return CompileReport(
         name=md["name"], ttgir=inst.asm["ttgir"], ptx=inst.asm["ptx"], sass=sass, cubin=inst.asm["cubin"],

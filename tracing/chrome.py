@@ -2,11 +2,16 @@
 
 Layout of the trace:
 
-- one process per SM, named ``"SM 12"`` (``"launch 1 / SM 12"`` when the file holds several
-  launches: each launch gets its own pid range), ordered by ``process_sort_index`` (launch, SM);
-- one thread per (CTA, warp), named ``"CTA 37 warp 3"`` (or ``"CTA 37 <role>"`` with ``warp_names``),
-  ordered by ``thread_sort_index`` (CTA, warp).  pids and tids are >= 1 and every tid differs from
-  every pid (Perfetto would otherwise merge a thread into the process of the same number);
+- one process per SM, shared by all launches of the file: its pid is the SM's number and its name
+  ``"SM"``, so that Perfetto, which shows a process as its name followed by its pid, shows
+  ``"SM 12"`` (chrome://tracing shows ``"SM (pid 12)"``); ``process_sort_index`` lists the busiest SM
+  first (:func:`kperf.tracing.placement.busiest_first`; Perfetto orders JSON processes by their
+  number of slices, which gives the same order);
+- one thread per (launch, CTA, warp), named ``"CTA 37 (warp 3)"`` (``"CTA 37 producer (warp 3)"``
+  with warp roles, ``"CTA 37 (5,4,0) (warp 3)"`` on a grid of more than one dimension, ``"launch 1
+  CTA 37 (warp 3)"`` when the file holds several launches; :mod:`.labels`), ordered by
+  ``thread_sort_index`` (launch, CTA, warp).  tids lie above every pid (Perfetto would otherwise merge
+  a thread into the process of the same number);
 - one complete event (``"ph":"X"``) per interval, ``ts``/``dur`` in microseconds with ns precision
   (``displayTimeUnit`` is ``"ns"``), args ``scope`` (id), ``cta``, ``warp`` and ``cycles`` (the
   interval's duration in SM cycles; left out for ``clock="globaltimer"``);
@@ -52,8 +57,8 @@ from .decode import EVENT_DTYPE, DecodedLaunch
 from .flows import FLOW_DTYPE, flows_per_launch
 from .intervals import INTERVAL_DTYPE, describe_unmatched, pair
 from .json_rows import FRAC, NUL, assemble, const, ints, jstr, micros, rows, rows_compact, text_table
-from .labels import role_or_warp, role_table
-from .placement import LaunchSpan, earliest, trace_offsets
+from .labels import cta_warp_label, refuse_other_format, role_table
+from .placement import LaunchSpan, busiest_first, earliest, trace_offsets
 from .select import Subset, subset
 
 CHUNK = 1 << 15  # rows formatted per numpy batch
@@ -141,17 +146,11 @@ def _collect(data: Any, select: Any = None, flows: Any = None) -> list[_Launch]:
 
 @dataclasses.dataclass
 class _Threads:
-    """One launch's threads, (CTA, warp) pairs, and its processes, its SMs; with their ids."""
+    """One launch's threads, (CTA, warp) pairs, with their ids; a thread's pid is its SM's number."""
 
     key: np.ndarray  # (cta << 16) | warp per thread, sorted
-    sm: np.ndarray  # each thread's SM
-    sm_ids: np.ndarray  # the SMs, sorted: process i has pid pid0 + 1 + i
-    pid0: int
+    sm: np.ndarray  # each thread's SM (= its pid)
     tid0: int  # thread i has tid tid0 + i
-
-    @property
-    def pids(self) -> np.ndarray:
-        return self.pid0 + 1 + np.arange(len(self.sm_ids))
 
     @property
     def tids(self) -> np.ndarray:
@@ -160,7 +159,7 @@ class _Threads:
     @property
     def pid(self) -> np.ndarray:
         """Each thread's pid."""
-        return self.pids[np.searchsorted(self.sm_ids, self.sm)] if len(self.key) else np.zeros(0, np.int64)
+        return self.sm
 
     def index(self, cta: np.ndarray, warp: np.ndarray) -> np.ndarray:
         """The thread of each (cta, warp)."""
@@ -177,10 +176,18 @@ class _Threads:
                          ints(self.key & 0xFFFF)])
 
 
-def _plan_threads(launches: list[_Launch]) -> tuple[list[_Threads], int]:
-    """Every launch's threads and processes; pids first (one per (launch, SM), in order), then tids.
+@dataclasses.dataclass
+class _Processes:
+    """The SMs of the whole file: the pids, and each one's place in the list (busiest first)."""
 
-    Returns the threads per launch and the first tid (every tid differs from every pid)."""
+    sm_ids: np.ndarray  # sorted
+    rank: np.ndarray  # 0 = the SM with the most events
+
+
+def _plan_threads(launches: list[_Launch]) -> tuple[list[_Threads], _Processes, int]:
+    """Every launch's threads and the file's processes (one per SM, its number as pid).
+
+    Returns the threads per launch, the processes and the first tid (above every pid)."""
     found = []
     for ln in launches:
         ctas = np.r_[ln.intervals["cta"], ln.unmatched["cta"]].astype(np.int64)
@@ -192,22 +199,22 @@ def _plan_threads(launches: list[_Launch]) -> tuple[list[_Threads], int]:
             warps = np.r_[warps, lost["warp"]]
             sms = np.r_[sms, ln.decoded.ctas["sm"][lost["cta"]]]
         tkey, first = np.unique((ctas << 16) | warps, return_index=True)
-        found.append((tkey, sms[first]))
-    tid_base = sum(len(np.unique(t_sm)) for _, t_sm in found) + 1
-    out, pid0, tid0 = [], 0, tid_base
-    for tkey, t_sm in found:
-        th = _Threads(tkey, t_sm, np.unique(t_sm), pid0, tid0)
-        out.append(th)
-        pid0 += len(th.sm_ids)
+        found.append((tkey, sms[first], sms))
+    all_sms = np.concatenate([f[2] for f in found]) if found else np.zeros(0, np.int64)
+    procs = _Processes(*busiest_first(all_sms))
+    tid_base = int(procs.sm_ids.max()) + 1 if len(procs.sm_ids) else 1
+    out, tid0 = [], tid_base
+    for tkey, t_sm, _ in found:
+        out.append(_Threads(tkey, t_sm, tid0))
         tid0 += len(tkey)
-    return out, tid_base
+    return out, procs, tid_base
 
 
 def _warp_label_rows(roles: Any, warps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Label rows (JSON-escaped, no quotes) for the warps present, and each warp's row index."""
     uniq, idx = np.unique(warps, return_inverse=True)
     table = role_table(roles)
-    labels = [jstr(role_or_warp(table, int(w)))[1:-1] for w in uniq]
+    labels = [jstr(cta_warp_label(table, int(w)))[1:-1] for w in uniq]
     return text_table(labels, NUL), idx.ravel()  # inside a string: NUL filler, compacted away
 
 
@@ -249,7 +256,8 @@ def write_chrome_trace(
     """Write a Chrome trace JSON file (see the module docstring for its layout).
 
     Args:
-        path: output path (``.gz`` suffix: gzip) or a binary file object.
+        path: output path (``.gz`` suffix: gzip; a Perfetto name, ``.pftrace``, is refused) or a
+            binary file object.
         data: a :class:`DecodedLaunch`, an ``INTERVAL_DTYPE`` or ``EVENT_DTYPE`` array, or a list
             of them (one file, several launches).
         scope_names: the scope table (names, ``{id: name}``, ``ScopeTable``...); default: the one
@@ -266,6 +274,7 @@ def write_chrome_trace(
     Returns:
         a summary dict: events written, intervals, unmatched, lost records, launches.
     """
+    refuse_other_format(path, "chrome")
     launches = _collect(data, select, flows)
     for ln, off in zip(launches, trace_offsets([ln.span for ln in launches]), strict=True):
         ln.offset_ns = off
@@ -277,22 +286,23 @@ def write_chrome_trace(
 def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_names: Any) -> dict:
     f.write(b'{"displayTimeUnit":"ns","traceEvents":[\n')
     out = _Out(f)
-    threads, tid_base = _plan_threads(launches)
+    threads, procs, tid_base = _plan_threads(launches)
     summary = {"trace_events": 0, "intervals": 0, "unmatched": 0, "lost_records": 0, "launches": [],
                "dropped_no_time": 0}
+    _name_processes(out, procs)
     meta = []
     for ln, th in zip(launches, threads, strict=True):
         names = (read_scope_names(scope_names) if scope_names is not None
                  else (ln.decoded.scopes if ln.decoded is not None else None)) or {}
         roles = warp_names if warp_names is not None else (ln.decoded.warp_roles if ln.decoded else None)
-        _name_processes_and_threads(out, ln, th, roles, multi=len(launches) > 1)
+        _name_threads(out, ln, th, roles, multi=len(launches) > 1)
         frag = th.fragments()
         n_iv, n_un = _scope_events(out, ln, th, frag, names, summary)
         info = _launch_info(ln, names, n_iv, n_un)
         if ln.decoded is not None:
-            launch_pid = int(th.pids[0]) if len(th.pids) else 1
-            launch_tid = int(th.tids[0]) if len(th.key) else tid_base
-            _launch_notices(out, ln, names, th, frag, (launch_pid, launch_tid), summary)
+            at = (int(th.pid[0]), int(th.tids[0])) if len(th.key) else (
+                int(procs.sm_ids[0]) if len(procs.sm_ids) else 0, tid_base)
+            _launch_notices(out, ln, names, th, frag, at, summary)
         summary["intervals"] += n_iv
         summary["unmatched"] += n_un
         meta.append(info)
@@ -307,23 +317,43 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
     return summary
 
 
-def _name_processes_and_threads(out: _Out, ln: _Launch, th: _Threads, roles: Any, multi: bool) -> None:
-    """Metadata events: a name and sort index per process (SM) and per thread (CTA, warp)."""
-    for sm, pid in zip(th.sm_ids.tolist(), th.pids.tolist(), strict=True):
-        pname = f"launch {ln.launch} / SM {sm}" if multi else f"SM {sm}"
-        out.obj({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": pname}})
-        out.obj({"name": "process_sort_index", "ph": "M", "pid": pid, "args": {"sort_index": pid}})
+def _name_processes(out: _Out, procs: _Processes) -> None:
+    """A name and sort index per process (SM), busiest first: written in that order, so Perfetto, which
+    breaks ties in its own order (slice count) by the order it met the processes, agrees."""
+    for i in np.argsort(procs.rank, kind="stable").tolist():
+        pid = int(procs.sm_ids[i])
+        out.obj({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": "SM"}})
+        out.obj({"name": "process_sort_index", "ph": "M", "pid": pid,
+                 "args": {"sort_index": int(procs.rank[i])}})
+
+
+def _cta_coordinates(ln: _Launch, cta: np.ndarray) -> np.ndarray | None:
+    """``(x,y,z)`` of each CTA as text rows (``" (5,4,0)"``), on a grid of more than one
+    dimension; ``None`` otherwise (the linear id says it all)."""
+    d = ln.decoded
+    if d is None or not len(cta) or not (d.ctas["ctaid_y"].any() or d.ctas["ctaid_z"].any()):
+        return None
+    c = d.ctas[cta]
+    k = len(cta)
+    return assemble([const(b" (", k), ints(c["ctaid_x"], NUL), const(b",", k), ints(c["ctaid_y"], NUL),
+                     const(b",", k), ints(c["ctaid_z"], NUL), const(b")", k)])  # NULs go in rows_compact
+
+
+def _name_threads(out: _Out, ln: _Launch, th: _Threads, roles: Any, multi: bool) -> None:
+    """Metadata events: a name and sort index per thread (CTA, warp), see :mod:`.labels`."""
     nt = len(th.key)
     tids, t_pid, t_cta = th.tids, th.pid, th.key >> 16
     wtab, widx = _warp_label_rows(roles, th.key & 0xFFFF)
+    prefix = f"launch {ln.launch} CTA ".encode() if multi else b"CTA "
     for a in range(0, nt, CHUNK):
         s = slice(a, a + CHUNK)
         k = len(tids[s])
         head = [const(b',\n{"ph":"M","pid":', k), ints(t_pid[s], NUL), const(b',"tid":', k),
                 ints(tids[s], NUL)]
-        out.rows(rows_compact(head + [const(b',"name":"thread_name","args":{"name":"CTA ', k),
-                                      ints(t_cta[s], NUL), const(b" ", k), wtab[widx[s]],
-                                      const(b'"}}', k)]), k)
+        xyz = _cta_coordinates(ln, t_cta[s])
+        label = [const(b',"name":"thread_name","args":{"name":"' + prefix, k), ints(t_cta[s], NUL)]
+        label += ([] if xyz is None else [xyz]) + [const(b" ", k), wtab[widx[s]], const(b'"}}', k)]
+        out.rows(rows_compact(head + label), k)
         out.rows(rows_compact(head + [const(b',"name":"thread_sort_index","args":{"sort_index":', k),
                                       ints(tids[s], NUL), const(b"}}", k)]), k)
 

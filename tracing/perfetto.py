@@ -2,9 +2,14 @@
 
 Layout of the trace:
 
-- tracks: ``GPU`` > ``launch N: <kernel>`` > ``SM s`` > ``CTA c`` > one track per warp, named by its
-  role when the launch has ``warp_roles`` (``"producer (warp 4)"``), else ``"warp 4"``; siblings are
-  ordered by number;
+- tracks: ``launch N: <kernel>`` > ``SM s`` > ``CTA c`` > one track per warp, named by its role when
+  the launch has ``warp_roles`` (``"producer (warp 4)"``), else ``"warp 4"`` (:mod:`.labels`; a CTA
+  of a grid of more than one dimension reads ``"CTA 37 (5,4,0)"``).  Each launch's counter tracks come
+  first, then its SMs busiest first (most events; :func:`kperf.tracing.placement.busiest_first`),
+  CTAs and warps by number.  Perfetto's UI opens every group collapsed except a lone top-level one,
+  and a trace cannot ask for more: so a file of one launch opens on its counters and the list of SMs,
+  the busiest at the top; ``kperf view`` also expands the busiest SM and its CTAs (the writer's
+  summary names them: ``launches[i]["busiest_sm"]``, ``["busiest_sm_ctas"]``);
 - one slice per matched interval on its warp's track (TrackEvent ``SLICE_BEGIN``/``SLICE_END``), named
   after its scope, with debug annotations ``scope`` (id), ``cta``, ``warp`` and ``cycles`` (the
   interval in SM cycles; left out for ``clock="globaltimer"``);
@@ -42,8 +47,8 @@ from ._common import plural, trace_output
 from .decode import DecodedLaunch
 from .flows import flows_per_launch
 from .intervals import describe_unmatched
-from .labels import role_table, role_with_warp
-from .placement import LaunchSpan, earliest, trace_offsets
+from .labels import cta_label, refuse_other_format, role_table, role_with_warp, sm_label
+from .placement import LaunchSpan, busiest_first, earliest, trace_offsets
 from .select import Subset, ranges, subset
 
 BLOCK_EVENTS = 1 << 16  # events encoded per block
@@ -130,8 +135,8 @@ def write_perfetto_trace(
     """Write a Perfetto protobuf trace (see the module docstring for its layout).
 
     Args:
-        path: output path (``.gz``: gzip; ``.pftrace`` or ``.perfetto-trace`` by convention) or a
-            binary file object.
+        path: output path (``.gz``: gzip; ``.pftrace`` or ``.perfetto-trace`` by convention, a
+            ``.json`` name is refused) or a binary file object.
         data: a :class:`DecodedLaunch` or a list of them.
         select: which CTAs the trace holds (a spec such as ``"first-wave"``, ``"ctas:0-7"``, ``"all"``;
             see :mod:`kperf.tracing.select`); default: everything up to 1M events per launch, else
@@ -145,6 +150,7 @@ def write_perfetto_trace(
         a summary dict: slices, instants, counter points, flows, bytes written, and per launch what
         the trace holds.
     """
+    refuse_other_format(path, "perfetto")
     decoded = [data] if isinstance(data, DecodedLaunch) else list(data)
     for d in decoded:
         if not isinstance(d, DecodedLaunch):
@@ -193,15 +199,13 @@ def _write(out: _Out, launches: list[_Launch], counters: bool, progress: bool | 
     names, n_sc = _names(launches)
     out.write(_interned(names))
     ids = _Ids()
-    gpu = int(ids.take(1)[0])
-    out.write(_descriptor(gpu, "GPU"))
     summary = {"slices": 0, "instants": 0, "counter_points": 0, "flows": 0, "flows_skipped": 0,
                "dropped_no_time": 0, "launches": []}
     total = sum(ln.sub.n_events for ln in launches)
     bar = _progress(total, progress)
     try:
         for rank, ln in enumerate(launches):
-            info = _write_launch(out, ln, gpu, rank, ids, n_sc, counters, bar, summary)
+            info = _write_launch(out, ln, rank, ids, n_sc, counters, bar, summary)
             summary["launches"].append(info)
     finally:
         if bar is not None:
@@ -220,37 +224,56 @@ def _progress(total: int, progress: bool | None):
                 disable=None if progress is None else not progress, leave=False)
 
 
-_SM_RANK0 = 1 << 24  # above any scope id (23 bits)
+_SM_RANK0 = 1 << 24  # above any scope id (23 bits): a launch's SMs after its counter tracks
+_BUSIEST_CTAS = 64  # CTAs of the busiest SM named in the summary (for kperf view to expand)
 
 
-def _write_launch(out: _Out, ln: _Launch, gpu: int, rank: int, ids: _Ids, n_sc: int, counters: bool,
-                  bar, summary: dict) -> dict:
-    d, sub = ln.d, ln.sub
-    cols, pairs = d.columns, d.pairs()
-    launch_uuid = int(ids.take(1)[0])
-    title = f"launch {d.launch}" + (f": {d.kernel}" if d.kernel else "")
-    out.write(_descriptor(launch_uuid, title, gpu, rank))
-
-    segs = np.arange(cols.n_segments) if sub.segments is None else sub.segments
+def _track_tree(out: _Out, d: DecodedLaunch, segs: np.ndarray, launch_uuid: int, ids: _Ids,
+                info: dict) -> np.ndarray:
+    """Descriptors of the SM, CTA and warp tracks of the segments ``segs``; returns each segment's
+    warp track uuid and puts the busiest SM and its CTAs into ``info``."""
+    cols = d.columns
     s_cta, s_warp = cols.seg["cta"][segs], cols.seg["warp"][segs]
     s_sm = d.ctas["sm"][s_cta].astype(np.int64) if len(segs) else np.zeros(0, np.int64)
-    # tracks: SMs, CTAs, warps (= segments) of the trace
-    sm_ids = np.unique(s_sm)
+    sm_ids, sm_rank = busiest_first(s_sm, cols.seg["n"][segs].astype(np.float64))
     sm_uuid = ids.take(len(sm_ids))
     cta_ids = np.unique(s_cta)
     cta_uuid = ids.take(len(cta_ids))
     warp_uuid = ids.take(len(segs))
-    # SMs ranked after the launch's counter tracks (ranks 0..scopes-1), so those sit at the top
-    desc = [_descriptor(int(u), f"SM {int(s)}", launch_uuid, _SM_RANK0 + int(s))
-            for s, u in zip(sm_ids, sm_uuid, strict=True)]
-    cta_sm = d.ctas["sm"][cta_ids].astype(np.int64)
-    desc += [_descriptor(int(u), f"CTA {int(c)}", int(sm_uuid[np.searchsorted(sm_ids, s)]), int(c))
-             for c, u, s in zip(cta_ids, cta_uuid, cta_sm, strict=True)]
+    desc = [_descriptor(int(u), sm_label(int(s)), launch_uuid, _SM_RANK0 + int(r))
+            for s, u, r in zip(sm_ids, sm_uuid, sm_rank, strict=True)]
+    cta_rows = d.ctas[cta_ids]
+    cta_sm = cta_rows["sm"].astype(np.int64)
+    grid_2d = bool(len(cta_rows) and (cta_rows["ctaid_y"].any() or cta_rows["ctaid_z"].any()))
+    xyz = (zip(cta_rows["ctaid_x"].tolist(), cta_rows["ctaid_y"].tolist(), cta_rows["ctaid_z"].tolist(),
+               strict=True) if grid_2d else [None] * len(cta_ids))
+    cta_names = [cta_label(int(c), where) for c, where in zip(cta_ids, xyz, strict=True)]
+    desc += [_descriptor(int(u), name, int(sm_uuid[np.searchsorted(sm_ids, s)]), int(c))
+             for c, u, s, name in zip(cta_ids, cta_uuid, cta_sm, cta_names, strict=True)]
     warp_parent = cta_uuid[np.searchsorted(cta_ids, s_cta)]
     roles = role_table(d.warp_roles)
     desc += [_descriptor(int(u), role_with_warp(roles, int(w)), int(p), int(w))
              for u, w, p in zip(warp_uuid, s_warp, warp_parent, strict=True)]
     out.write(b"".join(desc))
+    if len(sm_ids):
+        busiest = int(sm_ids[np.argmin(sm_rank)])
+        info["busiest_sm"] = busiest
+        info["busiest_sm_ctas"] = [cta_names[i] for i in np.flatnonzero(cta_sm == busiest)[:_BUSIEST_CTAS]]
+    return warp_uuid
+
+
+def _write_launch(out: _Out, ln: _Launch, rank: int, ids: _Ids, n_sc: int, counters: bool,
+                  bar, summary: dict) -> dict:
+    d, sub = ln.d, ln.sub
+    cols, pairs = d.columns, d.pairs()
+    launch_uuid = int(ids.take(1)[0])
+    title = f"launch {d.launch}" + (f": {d.kernel}" if d.kernel else "")
+    out.write(_descriptor(launch_uuid, title, None, rank))
+
+    segs = np.arange(cols.n_segments) if sub.segments is None else sub.segments
+    s_cta, s_warp = cols.seg["cta"][segs], cols.seg["warp"][segs]
+    tree: dict[str, Any] = {}
+    warp_uuid = _track_tree(out, d, segs, launch_uuid, ids, tree)
 
     cyc = d.geometry.clock != "globaltimer"
     off = ln.offset_ns
@@ -287,7 +310,7 @@ def _write_launch(out: _Out, ln: _Launch, gpu: int, rank: int, ids: _Ids, n_sc: 
     info = {"launch": d.launch, "kernel": d.kernel, "t0_ns": d.t0_ns, "trace_offset_ns": off,
             **sub.meta(), "slices": n_iv, "unmatched": n_un, "lost_records": d.lost_total,
             "clock": d.geometry.clock, "strategy": d.strategy,
-            "clock_ghz": None if not np.isfinite(d.clock_ghz) else d.clock_ghz}
+            "clock_ghz": None if not np.isfinite(d.clock_ghz) else d.clock_ghz, **tree}
     args: dict[str, Any] = {"holds": sub.note() if not sub.whole else "every event of the launch"}
     if d.lost_total:
         args["lost records"] = (f"{d.lost_total} records lost in {plural(len(d.lost), 'warp')} "

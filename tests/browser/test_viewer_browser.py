@@ -98,8 +98,9 @@ def check_flow_ends(b: Browser, count: int) -> None:
     assert {(r["src"], r["dst"]): r["n"] for r in rows} == {k: v * count for k, v in per_cta.items()}
 
 
-def screenshot(b: Browser, name: str) -> pathlib.Path:
-    b.evaluate("app.commands.runCommand('dev.perfetto.ExpandAllGroups')")
+def screenshot(b: Browser, name: str, expand: bool = True) -> pathlib.Path:
+    if expand:
+        b.evaluate("app.commands.runCommand('dev.perfetto.ExpandAllGroups')")
     b.evaluate("window.waitForPerfettoIdle()", timeout=40)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / name
@@ -140,7 +141,7 @@ def browser(tmp_path_factory):
 
 def test_kperf_view_shows_saved_profile(browser, traces):
     """`kperf view PROFILE --no-browser` writes a Perfetto trace and serves it with the UI; the UI shows
-    the tracks and slices."""
+    the tracks and slices, and opens on the busiest SM's warps (SM 0: CTAs 0 and 2) expanded."""
     t0 = time.monotonic()
     cmd = [sys.executable, "-m", "kperf.cli", "view", str(traces["profile"]), "--no-browser"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
@@ -152,9 +153,15 @@ def test_kperf_view_shows_saved_profile(browser, traces):
         check_import(browser, flows=0)
         check_slices(browser)
         tracks = browser.evaluate("app.trace.workspace.flatTracks.map(t => t.name)")
-        for name in ("GPU", "launch 0: attn", "SM 0", "SM 1", "CTA 0", "CTA 1", "CTA 2", "producer (warp 0)",
+        for name in ("launch 0: attn", "SM 0", "SM 1", "CTA 0", "CTA 1", "CTA 2", "producer (warp 0)",
                      "consumer (warp 1)", "warps in load"):
             assert name in tracks, (name, tracks)
+        assert tracks.index("SM 0") < tracks.index("SM 1")  # the busiest SM first
+        browser.wait_for("app.trace.workspace.flatTracks.some(t => t.name === 'CTA 2' && t.expanded)",
+                         timeout=20)  # the startup command ran
+        expanded = browser.evaluate("app.trace.workspace.flatTracks.filter(t => t.expanded).map(t => t.name)")
+        assert sorted(expanded) == ["CTA 0", "CTA 2", "SM 0", "launch 0: attn"], expanded
+        screenshot(browser, "perfetto_first_view.png", expand=False)
         assert tracks.count("producer (warp 0)") == 3  # one per CTA
         # CTA 1 ran on SM 1, CTAs 0 and 2 on SM 0: the track tree says so
         parents = query(browser, "select p.name as sm, t.name as cta from track t "
@@ -179,10 +186,14 @@ def test_viewer_shows_chrome_json_trace(browser, traces):
         check_slices(browser)
         threads = {r["name"] for r in query(browser, "select name from thread where name like 'CTA %'",
                                             "{name: 'str'}")}
-        assert threads == {f"CTA {c} {role}" for c in range(3) for role in ("producer", "consumer")}
-        procs = {r["name"] for r in query(browser, "select name from process where name is not null",
-                                          "{name: 'str'}")}
-        assert procs == {"SM 0", "SM 1"}
+        assert threads == {f"CTA {c} {role}" for c in range(3)
+                           for role in ("producer (warp 0)", "consumer (warp 1)")}
+        procs = {(r["pid"], r["name"]) for r in query(browser, "select pid, name from process where name "
+                                                      "is not null", "{pid: 0, name: 'str'}")}
+        assert procs == {(0, "SM"), (1, "SM")}
+        # Perfetto shows a process as its name and pid: "SM 0", the busiest first
+        tracks = browser.evaluate("app.trace.workspace.flatTracks.map(t => t.name)")
+        assert [t for t in tracks if t.startswith("SM")] == ["SM 0", "SM 1"], tracks
         screenshot(browser, "chrome_trace.png")
 
 

@@ -1,8 +1,12 @@
-"""`kperf compile FILE.py:KERNEL` on CPU: the summary, the scopes, and each --emit."""
+"""`kperf compile FILE.py:KERNEL` on CPU: the summary, the scopes, and each --emit.
+
+The GEMM example declares its compile arguments (SIGNATURE, CONSTEXPRS, COMPILE_OPTIONS), so the
+command needs nothing but the kernel's name."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 import pathlib
 
 import pytest
@@ -11,37 +15,36 @@ from kperf.cli import main
 from kperf.examples import matmul as mm
 
 MATMUL = str(pathlib.Path(mm.__file__).resolve()) + ":matmul_kernel"
-ARGS = ["compile", MATMUL, "--signature", json.dumps(mm.SIGNATURE), "--constexprs", json.dumps(mm.CONSTEXPRS),
-        "--num-warps", str(mm.COMPILE_OPTIONS["num_warps"]),
-        "--num-stages", str(mm.COMPILE_OPTIONS["num_stages"])]
 
 
 @pytest.fixture(scope="module")
-def outputs():
-    """stdout of `kperf compile` per --emit (one compile each; Triton's cache makes the later ones cheap)."""
-    import contextlib
-    import io
+def outputs(tmp_path_factory):
+    """(stdout, stderr) of `kperf compile` per --emit; sass goes to a file (one compile each; Triton's
+    cache makes the later ones cheaper)."""
     out = {}
-    for emit in (None, "sass", "sass_plain", "schedule"):
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            assert main(ARGS + (["--emit", emit] if emit else [])) == 0
-        out[emit] = buf.getvalue()
+    sass_file = tmp_path_factory.mktemp("emit") / "k.sass"
+    for emit, extra in (("sass", ["--out", str(sass_file)]), ("sass_plain", []), ("schedule", [])):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            assert main(["compile", MATMUL, "--emit", emit, *extra]) == 0
+        out[emit] = (stdout.getvalue(), stderr.getvalue())
+    out["sass_file"] = sass_file.read_text()
     return out
 
 
 def test_summary_names_the_schedule_drift_and_the_scopes(outputs):
-    text = outputs[None]
+    text = outputs["sass"][0]  # --out FILE: the summary on stdout, the SASS in the file
     assert "schedule differs from the plain kernel: 7 F2FP cross `BAR.SYNC.DEFER_BLOCKING 0x0`" in text
-    assert "  scope 0: " in text
+    assert "  scope 0: " in text and "kperf: sass written to " in text
 
 
 def test_emit_sass_plain_and_schedule(outputs):
-    base = len(outputs[None])
-    sass, plain = outputs["sass"][base:], outputs["sass_plain"][base:]
+    sass, (plain, plain_err) = outputs["sass_file"], outputs["sass_plain"]
     assert "HGMMA" in sass and "HGMMA" in plain
     assert "SR_CLOCKLO" in sass and "SR_CLOCKLO" not in plain  # kperf's clock reads are in one only
-    schedule = outputs["schedule"][base:]
+    # the emitted text alone on stdout (or in the file); the summary on stderr
+    assert "records" not in sass.splitlines()[0] and "  scope 0: " not in plain and "  scope 0: " in plain_err
+    schedule = outputs["schedule"][0]
     assert "sync points matched in the instrumented SASS" in schedule and "F2FP" in schedule
 
 

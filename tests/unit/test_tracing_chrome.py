@@ -59,7 +59,7 @@ def meta(trace, name):
 def check_ids(trace):
     pids = {e["pid"] for e in trace["traceEvents"]}
     tids = {e["tid"] for e in trace["traceEvents"] if "tid" in e}
-    assert min(pids) >= 1 and min(tids) >= 1
+    assert min(pids) >= 0 and min(tids) > max(pids)
     assert not pids & tids, "a tid equal to a pid makes Perfetto merge thread and process"
     return pids, tids
 
@@ -71,19 +71,15 @@ def test_basic_trace(tmp_path):
     tr = load(path)
     assert tr["displayTimeUnit"] == "ns"
     check_ids(tr)
+    # one process per SM, named "SM" with the SM's number as pid: Perfetto shows "SM 12" (name, pid)
     procs = meta(tr, "process_name")
-    assert sorted(a["name"] for a in procs.values()) == ["SM 12", "SM 3"]
-    # processes sorted by SM, threads by (CTA, warp)
-    psort = meta(tr, "process_sort_index")
-    order = sorted(procs, key=lambda k: psort[k]["sort_index"])
-    assert [procs[k]["name"] for k in order] == ["SM 3", "SM 12"]
+    assert {pid: a["name"] for (pid, _), a in procs.items()} == {12: "SM", 3: "SM"}
     threads = meta(tr, "thread_name")
     tsort = meta(tr, "thread_sort_index")
     names = [threads[k]["name"] for k in sorted(threads, key=lambda k: tsort[k]["sort_index"])]
-    assert names == ["CTA 0 warp 0", "CTA 0 warp 1", "CTA 1 warp 0", "CTA 1 warp 1"]
-    # thread of CTA 0 lives in the SM 12 process
-    pid_sm12 = next(p for (p, _), a in procs.items() if a["name"] == "SM 12")
-    assert {p for (p, _), a in threads.items() if a["name"].startswith("CTA 0")} == {pid_sm12}
+    assert names == ["CTA 0 (warp 0)", "CTA 0 (warp 1)", "CTA 1 (warp 0)", "CTA 1 (warp 1)"]
+    # the threads of CTA 0 live in the process of SM 12
+    assert {p for (p, _), a in threads.items() if a["name"].startswith("CTA 0")} == {12}
 
     xs = by_ph(tr, "X")
     assert len(xs) == 8 == summary["intervals"]
@@ -113,7 +109,8 @@ def test_warp_names(tmp_path):
     path = tmp_path / "t.json"
     write_chrome_trace(path, launch(), warp_names={0: "producer", 1: "consumer \"1\""})
     names = sorted(a["name"] for a in meta(load(path), "thread_name").values())
-    assert names == ['CTA 0 consumer "1"', "CTA 0 producer", 'CTA 1 consumer "1"', "CTA 1 producer"]
+    assert names == ['CTA 0 consumer "1" (warp 1)', "CTA 0 producer (warp 0)", 'CTA 1 consumer "1" (warp 1)',
+                     "CTA 1 producer (warp 0)"]
 
 
 def test_scope_names_fallback_and_override(tmp_path):
@@ -164,14 +161,14 @@ def test_several_launches_in_one_file(tmp_path):
     write_chrome_trace(path, [d1, d2])
     tr = load(path)
     pids, tids = check_ids(tr)
-    procs = meta(tr, "process_name")
-    assert sorted(a["name"] for a in procs.values()) == [
-        "launch 0 / SM 12", "launch 0 / SM 3", "launch 1 / SM 12", "launch 1 / SM 3"]
-    assert len(pids) == 4 and len(tids) == 8  # every launch has its own processes and threads
+    assert pids == {3, 12} and len(tids) == 8  # the launches share the SMs' processes; own threads
+    threads = meta(tr, "thread_name")
+    assert sorted(a["name"] for a in threads.values())[::4] == ["launch 0 CTA 0 (warp 0)",
+                                                               "launch 1 CTA 0 (warp 0)"]
     xs = by_ph(tr, "X")
-    pid_launch = {p: a["name"].split(" /")[0] for (p, _), a in procs.items()}
-    t1 = [e["ts"] for e in xs if pid_launch[e["pid"]] == "launch 0"]
-    t2 = [e["ts"] for e in xs if pid_launch[e["pid"]] == "launch 1"]
+    tid_launch = {t: a["name"].split(" CTA")[0] for (_, t), a in threads.items()}
+    t1 = [e["ts"] for e in xs if tid_launch[e["tid"]] == "launch 0"]
+    t2 = [e["ts"] for e in xs if tid_launch[e["tid"]] == "launch 1"]
     assert max(t1) < min(t2)
     assert min(t2) - min(t1) == pytest.approx(50.0, abs=1e-6)
 
@@ -185,9 +182,10 @@ def test_raw_interval_arrays_are_placed_one_after_another(tmp_path):
     check_ids(tr)
     xs = by_ph(tr, "X")
     assert len(xs) == 16
-    procs = meta(tr, "process_name")
-    first = [e for e in xs if procs[(e["pid"], None)]["name"].startswith("launch 0")]
-    second = [e for e in xs if procs[(e["pid"], None)]["name"].startswith("launch 5")]
+    threads = meta(tr, "thread_name")
+    first = [e for e in xs if threads[(e["pid"], e["tid"])]["name"].startswith("launch 0 ")]
+    second = [e for e in xs if threads[(e["pid"], e["tid"])]["name"].startswith("launch 5 ")]
+    assert len(first) == len(second) == 8
     assert max(e["ts"] + e["dur"] for e in first) < min(e["ts"] for e in second)
 
 
@@ -294,7 +292,8 @@ def test_flow_ids_are_unique_across_launches_and_follow_the_subset(tmp_path):
     assert summary["flows"] == 10
     starts, _ = check_flows(tr, 10)
     threads = meta(tr, "thread_name")
-    assert {threads[(e["pid"], e["tid"])]["name"] for e in starts} == {"CTA 1 producer", "CTA 1 consumer"}
+    assert {threads[(e["pid"], e["tid"])]["name"] for e in starts} == {
+        f"launch {n} CTA 1 {role}" for n in (0, 1) for role in ("producer (warp 0)", "consumer (warp 4)")}
 
 
 def test_flows_outside_the_trace_are_left_out(tmp_path):
@@ -310,3 +309,23 @@ def test_flows_outside_the_trace_are_left_out(tmp_path):
     assert (s["id"], s["name"], s["ts"]) == (1, "inner", 0.005)
     assert f["id"] == 1 and f["ts"] == pytest.approx(1.504, abs=1e-9)  # 1 ns inside outer, which ends there
     assert innermost(by_ph(tr, "X"), f["pid"], f["tid"], f["ts"])["name"] == "outer"
+
+
+def test_processes_busiest_sm_first_and_grid_coordinates(tmp_path):
+    """SMs are listed busiest first, ties by number (Perfetto orders JSON processes by slice count, and
+    by first appearance on ties: the metadata comes in that order); a 2-D grid's CTAs carry (x,y,z)."""
+    path = tmp_path / "t.json"
+    write_chrome_trace(path, launch())  # 4 intervals on each SM: by number
+    tr = load(path)
+    assert [e["pid"] for e in tr["traceEvents"] if e["name"] == "process_name"] == [3, 12]
+    assert {p: a["sort_index"] for (p, _), a in meta(tr, "process_sort_index").items()} == {3: 0, 12: 1}
+    write_chrome_trace(path, launch(extra=[(0, False, 10), (0, True, 3010)]))  # SM 3: 3 intervals
+    tr = load(path)
+    assert [e["pid"] for e in tr["traceEvents"] if e["name"] == "process_name"] == [12, 3]
+    g = Geometry(1, 8, "clock")
+    specs = [cta([nested()], 0, sm=1), cta([nested()], 1, sm=2)]
+    specs[1].ctaid = (1, 2, 0)
+    d = decode(encode(g, "keep-first", specs), g, strategy="keep-first")
+    write_chrome_trace(path, d, warp_names=["producer"])
+    names = sorted(a["name"] for a in meta(load(path), "thread_name").values())
+    assert names == ["CTA 0 (0,0,0) producer (warp 0)", "CTA 1 (1,2,0) producer (warp 0)"]

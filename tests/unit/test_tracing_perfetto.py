@@ -85,10 +85,10 @@ def test_tracks_slices_and_annotations(tmp_path):
     tr = Trace(tmp_path / "t.pftrace")
     warp_tracks = {tr.path(u) for u, t in tr.tracks.items()
                    if "warp " in t.name and not t.HasField("counter")}
-    assert warp_tracks == {"GPU / launch 0: mm / SM 12 / CTA 0 / producer (warp 0)",
-                           "GPU / launch 0: mm / SM 12 / CTA 0 / consumer (warp 1)",
-                           "GPU / launch 0: mm / SM 3 / CTA 1 / producer (warp 0)",
-                           "GPU / launch 0: mm / SM 3 / CTA 1 / consumer (warp 1)"}
+    assert warp_tracks == {"launch 0: mm / SM 12 / CTA 0 / producer (warp 0)",
+                           "launch 0: mm / SM 12 / CTA 0 / consumer (warp 1)",
+                           "launch 0: mm / SM 3 / CTA 1 / producer (warp 0)",
+                           "launch 0: mm / SM 3 / CTA 1 / consumer (warp 1)"}
     begins, ends = tr.of_type(BEGIN), tr.of_type(END)
     assert len(begins) == len(ends) == s["slices"] == 8
     # per track: begin/end properly nested, in time order
@@ -151,8 +151,8 @@ def test_flows(tmp_path):
            if te.terminating_flow_ids}
     assert src.keys() == dst.keys() and len(src) == 2
     pairs = sorted((src[k], dst[k]) for k in src)
-    assert pairs[0] == ((50, "GPU / launch 0 / SM 12 / CTA 0 / warp 0", "inner"),
-                        (1000, "GPU / launch 0 / SM 12 / CTA 0 / warp 1"))
+    assert pairs[0] == ((50, "launch 0 / SM 12 / CTA 0 / warp 0", "inner"),
+                        (1000, "launch 0 / SM 12 / CTA 0 / warp 1"))
 
 
 def test_flows_of_a_warp_specialised_kernel(tmp_path):
@@ -216,3 +216,20 @@ def test_perfetto_write_throughput(tmp_path):
     rate = s["slices"] / best
     print(f"perfetto: {rate / 1e6:.2f} M slices/s")
     assert s["slices"] == 256 * 8 * 256 and rate > 3e5, f"{rate / 1e6:.2f} M slices/s"
+
+
+def test_sms_busiest_first_and_the_summary_names_the_first_view(tmp_path):
+    """A launch is a top-level track (Perfetto expands a lone one), its counters first, then its SMs
+    busiest first; the summary names the busiest SM and its CTAs (kperf view expands them)."""
+    d = launch(warps1=[nested(), [(0, False, 10), (0, True, 3010)]])  # SM 3 (CTA 1) has fewer slices
+    s = write_perfetto_trace(tmp_path / "t.pftrace", d)
+    tr = Trace(tmp_path / "t.pftrace")
+    roots = [t for t in tr.tracks.values() if not t.parent_uuid]
+    assert [t.name for t in roots] == ["launch 0"]
+    sms = sorted((t.sibling_order_rank, t.name) for t in tr.tracks.values() if t.name.startswith("SM "))
+    assert [name for _, name in sms] == ["SM 12", "SM 3"]
+    counters = [t.sibling_order_rank for t in tr.tracks.values() if t.HasField("counter")]
+    assert max(counters) < sms[0][0]
+    assert s["launches"][0]["busiest_sm"] == 12 and s["launches"][0]["busiest_sm_ctas"] == ["CTA 0"]
+    s = write_perfetto_trace(tmp_path / "t.pftrace", launch())  # a tie: by number
+    assert s["launches"][0]["busiest_sm"] == 3 and s["launches"][0]["busiest_sm_ctas"] == ["CTA 1"]
