@@ -34,6 +34,7 @@ import os
 import sys
 import traceback
 
+from kperf.cli_bounds import add_bounds_commands
 from kperf.cli_common import HelpFormatter, ScriptError, in_flag_words
 from kperf.cli_compile import add_compile_commands, cmd_compile, cmd_dump, cmd_insert, cmd_opt, cmd_run
 from kperf.cli_report import add_report_commands, cmd_diff, cmd_export, cmd_plot, cmd_report, cmd_view
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     add_compile_commands(sub)
     add_report_commands(sub)
+    add_bounds_commands(sub)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="on an error, also print the Python traceback")

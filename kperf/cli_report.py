@@ -29,6 +29,10 @@ def cmd_report(args) -> int:
     if bad:
         raise KperfError(f"unknown table {', '.join(bad)}", fix=f"choose among {', '.join(_REPORT_TABLES)}")
     print(rep.to_text(args.unit, args.rows or None, include))
+    from kperf.tracing.traffic_bounds import report_tables  # measured bytes and bounds (kperf ncu)
+    path = profile_file(args.profile) if pathlib.Path(args.profile).is_dir() else args.profile
+    for table in report_tables(path):
+        print("\n" + table.to_text(args.unit))
     if args.csv:
         files = rep.to_csv(args.csv)
         print(f"\nkperf: {len(files)} CSV tables written to {args.csv}/ ({', '.join(files)})")
