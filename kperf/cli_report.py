@@ -128,10 +128,18 @@ def cmd_export(args) -> int:
         files = report(launches).to_csv(path)
         print(f"kperf: {len(files)} CSV tables written to {path}/")
         return 0
+    from kperf.tracing.traffic_trace import TRACE_NAME, trace_options
     from kperf.viewer import write_trace
-    path = write_trace(launches, path, fmt, select=select)
+    measured, warnings = trace_options(profile_file(args.profile))  # kperf ncu's side file, if any
+    for w in warnings:
+        print(f"kperf: warning: {w}", file=sys.stderr)
+    path = write_trace(launches, path, fmt, select=select, **measured)
     print(f"kperf: trace written to {path} ({path.stat().st_size / 1e6:.1f} MB); "
           f"see it with: kperf view {path}")
+    if measured:
+        n = len(measured["launch_args"])
+        print(f"kperf: the trace shows the measured traffic of {n} launch{'es' if n != 1 else ''} "
+              f"(\"{TRACE_NAME}\" at each launch's start)")
     return 0
 
 

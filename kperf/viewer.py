@@ -243,6 +243,7 @@ def prepare_trace(path: str | os.PathLike, tmp_dir: str | os.PathLike) -> tuple[
         return p, None
     from kperf.tracing.loading import load_profile_file
     from kperf.tracing.perfetto import write_perfetto_trace
+    from kperf.tracing.traffic_trace import trace_options
 
     if p.is_dir() and (p / "profile.kperf").is_file():  # a folder written by Profile.save / kperf run
         p = p / "profile.kperf"
@@ -254,19 +255,23 @@ def prepare_trace(path: str | os.PathLike, tmp_dir: str | os.PathLike) -> tuple[
             f"as a profile: {str(e).splitlines()[0]}",
             fix="give a .json/.json.gz/.pftrace trace or a .kperf profile (kperf run writes both)") from e
     trace = pathlib.Path(tmp_dir) / "trace.pftrace"
-    summary = write_perfetto_trace(trace, launches)  # atomically, folders made as needed
+    measured, warnings = trace_options(p)  # kperf ncu's side file, if any: numbers on each launch
+    for w in warnings:
+        print(f"kperf: warning: {w}", file=sys.stderr)
+    summary = write_perfetto_trace(trace, launches, **measured)  # atomically, folders made as needed
     return trace, first_view(summary)
 
 
-def write_trace(launches: list, path: str | os.PathLike, fmt: str = "auto", *, select: str | None = None
-                ) -> pathlib.Path:
+def write_trace(launches: list, path: str | os.PathLike, fmt: str = "auto", *, select: str | None = None,
+                **writer_options) -> pathlib.Path:
     """Write launches as a trace: ``perfetto`` (protobuf), ``chrome`` (JSON) or ``auto``.
 
     ``path`` may be a file whose extension says the format (``.json`` Chrome JSON, ``.pftrace`` or
     ``.perfetto-trace`` Perfetto; a further ``.gz`` compresses), or a stem without extension, which
     gets the format's (``auto``: Perfetto).  A format that contradicts the extension, or an extension
     that is no trace's, is a ``KperfError``: a Perfetto trace is never written into a ``.json`` file.
-    ``select`` picks the CTAs the trace holds (:mod:`kperf.tracing.select`).
+    ``select`` picks the CTAs the trace holds (:mod:`kperf.tracing.select`); ``writer_options`` go to
+    the writer as they are (e.g. ``launch_args``, :mod:`kperf.tracing.traffic_trace`).
     """
     import inspect
 
@@ -289,7 +294,7 @@ def write_trace(launches: list, path: str | os.PathLike, fmt: str = "auto", *, s
         from kperf.tracing.perfetto import write_perfetto_trace as writer
     if named is None:
         path = path.with_suffix(".json" if fmt == "chrome" else ".pftrace")
-    options = {}
+    options = dict(writer_options)
     if select is not None:
         if "select" not in inspect.signature(writer).parameters:
             raise KperfError(f"the {fmt} trace writer cannot select CTAs",

@@ -21,6 +21,9 @@ Layout of the trace:
   in its args) and a thread instant event ``"lost N records"`` on every warp that overflowed, where
   the loss happened (after its last kept record for keep-first, before its first for wrap);
 - decode problems as a global instant event per launch, and everything in ``otherData.kperf``;
+- numbers given for a launch as a whole (``launch_args``, e.g. the memory traffic ``kperf ncu``
+  measured) as a global instant event at its start and in ``otherData.kperf.launches[i].args``
+  (:mod:`.launch_args`);
 - flows (``FLOW_DTYPE``, optional) as flow v1 events with numeric ids, unique in the file:
   ``"ph":"s"`` on the source warp at the issue, ``"ph":"f"`` with ``"bp":"e"`` (bound to the enclosing
   slice) on the destination warp at the completion, 1 ns before it when it ends a slice (see
@@ -58,6 +61,7 @@ from .flows import FLOW_DTYPE, flows_per_launch
 from .intervals import INTERVAL_DTYPE, describe_unmatched, pair
 from .json_rows import FRAC, NUL, assemble, const, ints, jstr, micros, rows, rows_compact, text_table
 from .labels import cta_warp_label, refuse_other_format, role_table
+from .launch_args import DEFAULT_NAME, chrome_event, normalize
 from .placement import LaunchSpan, busiest_first, earliest, trace_offsets
 from .select import Subset, subset
 
@@ -251,6 +255,8 @@ def write_chrome_trace(
     warp_names: Mapping[int, str] | Sequence[str] | None = None,
     select: Any = None,
     flows: Any = None,
+    launch_args: Mapping[int, Mapping[str, Any]] | None = None,
+    launch_args_name: str = DEFAULT_NAME,
     compresslevel: int = 3,
 ) -> dict:
     """Write a Chrome trace JSON file (see the module docstring for its layout).
@@ -269,6 +275,10 @@ def write_chrome_trace(
             else the first wave (with a printed note).
         flows: ``FLOW_DTYPE`` arrays for the ``DecodedLaunch`` items: one array (single launch), a
             list (one per launch) or ``{launch number: array}``.
+        launch_args: ``{launch number: {name: value}}``, numbers of a launch as a whole (e.g.
+            :func:`kperf.tracing.traffic.trace_args`): a global instant named ``launch_args_name`` at
+            the launch's start carries them, and ``otherData.kperf.launches[i]["args"]``.
+        launch_args_name: that instant's name.
         compresslevel: gzip level for ``.gz`` paths.
 
     Returns:
@@ -278,12 +288,14 @@ def write_chrome_trace(
     launches = _collect(data, select, flows)
     for ln, off in zip(launches, trace_offsets([ln.span for ln in launches]), strict=True):
         ln.offset_ns = off
+    extra = (normalize(launch_args), launch_args_name)
     with trace_output(path, compresslevel) as f:
-        summary = _write(f, launches, scope_names, warp_names)
+        summary = _write(f, launches, scope_names, warp_names, extra)
     return summary
 
 
-def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_names: Any) -> dict:
+def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_names: Any,
+           extra: tuple[dict[int, dict], str]) -> dict:
     f.write(b'{"displayTimeUnit":"ns","traceEvents":[\n')
     out = _Out(f)
     threads, procs, tid_base = _plan_threads(launches)
@@ -299,10 +311,13 @@ def _write(f: BinaryIO, launches: list[_Launch], scope_names: ScopesLike, warp_n
         frag = th.fragments()
         n_iv, n_un = _scope_events(out, ln, th, frag, names, summary)
         info = _launch_info(ln, names, n_iv, n_un)
+        at = (int(th.pid[0]), int(th.tids[0])) if len(th.key) else (
+            int(procs.sm_ids[0]) if len(procs.sm_ids) else 0, tid_base)
         if ln.decoded is not None:
-            at = (int(th.pid[0]), int(th.tids[0])) if len(th.key) else (
-                int(procs.sm_ids[0]) if len(procs.sm_ids) else 0, tid_base)
             _launch_notices(out, ln, names, th, frag, at, summary)
+        if ln.launch in extra[0]:
+            info["args"] = extra[0][ln.launch]
+            out.obj(chrome_event(extra[1], float(ln.offset_ns) / 1000.0, at, info["args"]))
         summary["intervals"] += n_iv
         summary["unmatched"] += n_un
         meta.append(info)

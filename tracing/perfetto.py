@@ -20,7 +20,10 @@ Layout of the trace:
 - flows (``FLOW_DTYPE``): an instant named after the flow on the source warp and one on the
   destination warp, joined by a Perfetto flow arrow;
 - a ``"kperf: ..."`` instant on each launch track with what the trace holds (subset, lost records,
-  decode problems) as string annotations.
+  decode problems) as string annotations;
+- numbers given for a launch as a whole (``launch_args``, e.g. the memory traffic ``kperf ncu``
+  measured) as typed annotations of an instant named ``launch_args_name`` at the start of the launch's
+  track (:mod:`.launch_args`).
 
 Time: ns, 0 at the earliest launch's first CTA entry, launches at their absolute ``t0_ns``, as in the
 Chrome trace (:mod:`.placement`).  Large launches get a subset of CTAs by default
@@ -48,6 +51,7 @@ from .decode import DecodedLaunch
 from .flows import flows_per_launch
 from .intervals import describe_unmatched
 from .labels import cta_label, refuse_other_format, role_table, role_with_warp, sm_label
+from .launch_args import DEFAULT_NAME, annotation, normalize
 from .placement import LaunchSpan, busiest_first, earliest, trace_offsets
 from .select import Subset, ranges, subset
 
@@ -86,11 +90,13 @@ def _descriptor(uuid: int, name: str, parent: int | None = None, rank: int | Non
     return _packet(pw.f_bytes(_P_DESCRIPTOR, d) + pw.f_varint(_P_SEQ, SEQ_ID))
 
 
-def _note(ts: int, track: int, name: str, args: Mapping[str, Any]) -> bytes:
-    """An instant with inline (not interned) name and string annotations."""
+def _note(ts: int, track: int, name: str, args: Mapping[str, Any], typed: bool = False) -> bytes:
+    """An instant with inline (not interned) name and string annotations (``typed``: numbers as
+    numbers, :func:`.launch_args.annotation`)."""
     ev = pw.f_varint(_E_TYPE, _INSTANT) + pw.f_varint(_E_TRACK, track) + pw.f_bytes(_E_NAME, name)
     for k, v in args.items():
-        ev += pw.f_bytes(_E_ANNOT, pw.f_bytes(_A_NAME, k) + pw.f_bytes(_A_STRING, str(v)))
+        body = annotation(k, v) if typed else pw.f_bytes(_A_NAME, k) + pw.f_bytes(_A_STRING, str(v))
+        ev += pw.f_bytes(_E_ANNOT, body)
     return _packet(pw.f_varint(_P_TIMESTAMP, max(ts, 0)) + pw.f_varint(_P_SEQ, SEQ_ID)
                    + pw.f_varint(_P_FLAGS, _SEQ_NEEDS_STATE) + pw.f_bytes(_P_TRACK_EVENT, ev))
 
@@ -114,6 +120,7 @@ class _Launch:
     flows: np.ndarray | None
     offset_ns: int = 0
     uuid: int = 0
+    args: tuple[str, dict] | None = None  # (title, {name: value}) shown on the launch track
 
 
 def _spans(launches: Sequence[DecodedLaunch]) -> list[LaunchSpan]:
@@ -130,6 +137,8 @@ def write_perfetto_trace(
     flows: np.ndarray | Sequence[np.ndarray | None] | Mapping[int, np.ndarray] | None = None,
     counters: bool = True,
     progress: bool | None = None,
+    launch_args: Mapping[int, Mapping[str, Any]] | None = None,
+    launch_args_name: str = DEFAULT_NAME,
     compresslevel: int = 3,
 ) -> dict:
     """Write a Perfetto protobuf trace (see the module docstring for its layout).
@@ -144,6 +153,10 @@ def write_perfetto_trace(
         flows: ``FLOW_DTYPE`` arrays: one (single launch), a list (one per launch) or ``{launch: array}``.
         counters: add the "warps in <scope>" counter tracks.
         progress: show a progress bar (default: on a terminal, for large traces).
+        launch_args: ``{launch number: {name: value}}``, numbers of a launch as a whole (e.g.
+            :func:`kperf.tracing.traffic.trace_args`), shown as the annotations of an instant named
+            ``launch_args_name`` at the launch's start, on its track (and in the summary's launches).
+        launch_args_name: that instant's name.
         compresslevel: gzip level for ``.gz`` paths.
 
     Returns:
@@ -158,6 +171,10 @@ def write_perfetto_trace(
     fl = flows_per_launch(flows, decoded)
     offsets = trace_offsets(_spans(decoded))
     launches = [_Launch(d, subset(d, select), f, off) for d, f, off in zip(decoded, fl, offsets, strict=True)]
+    extra = normalize(launch_args)
+    for ln in launches:
+        if ln.d.launch in extra:
+            ln.args = (launch_args_name, extra[ln.d.launch])
     with trace_output(path, compresslevel) as f:
         out = _Out(f)
         summary = _write(out, launches, counters, progress)
@@ -321,6 +338,9 @@ def _write_launch(out: _Out, ln: _Launch, rank: int, ids: _Ids, n_sc: int, count
         args[f"problem {i + 1}"] = p
     what = "subset of the launch" if not sub.whole else "launch"
     out.write(_note(off, launch_uuid, f"kperf: {what}", args))
+    if ln.args is not None:
+        info["args"] = ln.args[1]
+        out.write(_note(off, launch_uuid, ln.args[0], ln.args[1], typed=True))
     return info
 
 

@@ -227,8 +227,9 @@ def l2_sm_bytes(launch: dict) -> float:
 
 
 def trace_args(data: dict) -> dict[int, dict]:
-    """Per launch number, the measured numbers a trace shows on the launch (for the Chrome and Perfetto
-    writers: e.g. a launch's args or a counter track); names end in their unit."""
+    """Per launch number, the measured numbers a trace shows on the launch (the writers' ``launch_args``,
+    :mod:`.launch_args`; ``kperf export``/``view`` add the bounds, :mod:`.traffic_trace`); names end in
+    their unit."""
     out = {}
     for x in data["launches"]:
         args = {"ncu_id": x["ncu_id"], "dram_read_bytes": _metric(x, DRAM_READ),

@@ -329,3 +329,32 @@ def test_processes_busiest_sm_first_and_grid_coordinates(tmp_path):
     write_chrome_trace(path, d, warp_names=["producer"])
     names = sorted(a["name"] for a in meta(load(path), "thread_name").values())
     assert names == ["CTA 0 (0,0,0) producer (warp 0)", "CTA 1 (1,2,0) producer (warp 0)"]
+
+
+def test_launch_args_on_the_launch_and_in_other_data(tmp_path):
+    """Numbers of a launch as a whole (kperf ncu's traffic): a global instant at the launch's start and
+    otherData.kperf.launches[i].args; missing numbers left out, whole floats written as integers."""
+    a, b = launch(0), launch(1, t0=20_000)
+    args = {1: {"dram_read_bytes": np.float64(1.1e9), "l2_hit_pct": 90.5, "ncu_id": np.int64(7),
+                "l2_bytes": float("nan"), "note": None}}
+    path = tmp_path / "t.json"
+    write_chrome_trace(path, [a, b], launch_args=args, launch_args_name="memory traffic (ncu)")
+    tr = load(path)
+    check_ids(tr)
+    infos = tr["otherData"]["kperf"]["launches"]
+    want = {"dram_read_bytes": 1_100_000_000, "l2_hit_pct": 90.5, "ncu_id": 7}
+    assert "args" not in infos[0] and infos[1]["args"] == want
+    [ev] = [e for e in tr["traceEvents"] if e["name"] == "memory traffic (ncu)"]
+    assert (ev["ph"], ev["s"], ev["args"]) == ("i", "g", want)
+    assert isinstance(ev["args"]["dram_read_bytes"], int)
+    assert ev["ts"] == pytest.approx(infos[1]["trace_offset_ns"] / 1000) and infos[1]["trace_offset_ns"] > 0
+
+
+def test_no_launch_args_writes_the_same_bytes(tmp_path):
+    plain, none, other = (tmp_path / f"{n}.json" for n in ("plain", "none", "other"))
+    write_chrome_trace(plain, launch())
+    write_chrome_trace(none, launch(), launch_args=None)
+    write_chrome_trace(other, launch(), launch_args={5: {"dram_read_bytes": 1}})  # no launch 5
+    assert plain.read_bytes() == none.read_bytes() == other.read_bytes()
+    with pytest.raises(TypeError, match="launch_args"):
+        write_chrome_trace(tmp_path / "bad.json", launch(), launch_args={0: 3})

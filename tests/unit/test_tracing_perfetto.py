@@ -233,3 +233,33 @@ def test_sms_busiest_first_and_the_summary_names_the_first_view(tmp_path):
     assert s["launches"][0]["busiest_sm"] == 12 and s["launches"][0]["busiest_sm_ctas"] == ["CTA 0"]
     s = write_perfetto_trace(tmp_path / "t.pftrace", launch())  # a tie: by number
     assert s["launches"][0]["busiest_sm"] == 3 and s["launches"][0]["busiest_sm_ctas"] == ["CTA 1"]
+
+
+def annotations(te):
+    """A track event's debug annotations with inline names, by name: (which value field, value)."""
+    return {a.name: (a.WhichOneof("value"), getattr(a, a.WhichOneof("value"))) for a in te.debug_annotations}
+
+
+def test_launch_args_as_typed_annotations_on_the_launch_track(tmp_path):
+    """kperf ncu's numbers (any launch_args) on an instant at the launch's start, on its track: ints as
+    int_value, fractions as double_value, text as string_value; missing numbers left out."""
+    a, b = launch(launch=0, kernel="mm"), launch(launch=1, kernel="mm")
+    args = {1: {"dram_read_bytes": np.float64(1.1e9), "l2_hit_pct": 90.5, "problem": "gemm",
+                "l2_bytes": float("nan")}}
+    s = write_perfetto_trace(tmp_path / "t.pftrace", [a, b], launch_args=args,
+                             launch_args_name="memory traffic (ncu)")
+    tr = Trace(tmp_path / "t.pftrace")
+    [(ts, te)] = [(ts, te) for ts, te in tr.of_type(INSTANT) if te.name == "memory traffic (ncu)"]
+    assert tr.path(te.track_uuid) == "launch 1: mm"
+    assert ts == s["launches"][1]["trace_offset_ns"]
+    assert annotations(te) == {"dram_read_bytes": ("int_value", 1_100_000_000),
+                               "l2_hit_pct": ("double_value", 90.5), "problem": ("string_value", "gemm")}
+    assert "args" not in s["launches"][0] and s["launches"][1]["args"]["l2_hit_pct"] == 90.5
+
+
+def test_no_launch_args_writes_the_same_bytes(tmp_path):
+    plain, none, other = (tmp_path / f"{n}.pftrace" for n in ("plain", "none", "other"))
+    write_perfetto_trace(plain, launch())
+    write_perfetto_trace(none, launch(), launch_args=None)
+    write_perfetto_trace(other, launch(), launch_args={5: {"dram_read_bytes": 1}})  # no launch 5
+    assert plain.read_bytes() == none.read_bytes() == other.read_bytes()

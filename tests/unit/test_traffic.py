@@ -192,3 +192,70 @@ def test_kperf_ncu_end_to_end_with_a_stand_in_ncu(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("FAKE_DENY", "1")
     with pytest.raises(KperfError, match="ERR_NVGPUCTRPERM"):
         measure(str(out), "script.py", [], ncu=str(ncu))
+
+
+def _measured_profile(tmp_path, device="NVIDIA H100 80GB HBM3"):
+    """A saved profile (launch 4 of kernel attn, 3 CTAs) and the side file kperf ncu writes beside it."""
+    from known_profiles import vanilla
+
+    from kperf.tracing.saved import read_manifest, save_profile
+    path = str(save_profile(tmp_path / "profile.kperf", [vanilla(launch=4)], device=device))
+    rows, units = traffic.parse_raw_csv(RAW.replace("matmul_kernel", "attn").replace("(4096, 1, 1)",
+                                                                                      "(3, 1, 1)"))
+    problems = [problem_from("gemm", "attn", m=64, n=64, k=64)]
+    data = traffic.build(read_manifest(path), rows, units, problems=problems)
+    traffic.save(traffic.sidecar_path(path), data)
+    return path
+
+
+def _perfetto_launch_notes(path):
+    """{instant name: {annotation: value}} of the instants on the launch tracks of a Perfetto trace."""
+    pb = pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
+    t = pb.Trace()
+    t.ParseFromString(open(path, "rb").read())
+    tracks = {p.track_descriptor.uuid: p.track_descriptor for p in t.packet if p.HasField("track_descriptor")}
+    value = lambda a: getattr(a, a.WhichOneof("value"))  # noqa: E731
+    return {p.track_event.name: {a.name: value(a) for a in p.track_event.debug_annotations} for p in t.packet
+            if p.HasField("track_event") and p.track_event.name
+            and tracks[p.track_event.track_uuid].name.startswith("launch ")}
+
+
+def test_export_and_view_show_the_measured_traffic_on_the_launch(tmp_path, capsys):
+    """kperf export (Chrome, Perfetto) and kperf view put the side file's numbers on their launch."""
+    from kperf.cli import main
+    from kperf.viewer import prepare_trace
+    profile = _measured_profile(tmp_path)
+    assert main(["export", profile, "--out", str(tmp_path / "t.json")]) == 0
+    assert 'measured traffic of 1 launch ("memory traffic (ncu)" at each' in capsys.readouterr().out
+    chrome = json.loads((tmp_path / "t.json").read_text())
+    (info,) = chrome["otherData"]["kperf"]["launches"]
+    args = info["args"]
+    assert (args["ncu_id"], args["dram_read_bytes"], args["dram_write_bytes"]) == (2, 11 * 10**8, 14 * 10**7)
+    assert args["l2_sm_bytes"] == 2**34 + 2**27 and args["l2_hit_pct"] == 90.5
+    assert args["kperf_record_bytes"] > 0 and args["problem"].startswith("gemm")
+    assert args["dram_bound_bytes"] == args["l2_sm_bound_bytes"] == 3 * 64 * 64 * 2  # fits: A, B, C once
+    measured = 11e8 + 14e7 - args["kperf_record_bytes"]  # kperf's own stores left out
+    assert args["dram_measured_over_bound"] == pytest.approx(measured / 24576)
+    [ev] = [e for e in chrome["traceEvents"] if e["name"] == "memory traffic (ncu)"]
+    assert ev["args"] == args and ev["s"] == "g" and ev["ts"] == info["trace_offset_ns"] / 1000
+    assert main(["export", profile, "--out", str(tmp_path / "t.pftrace")]) == 0
+    shown = _perfetto_launch_notes(tmp_path / "t.pftrace")["memory traffic (ncu)"]
+    assert shown == args
+    trace, _ = prepare_trace(tmp_path, tmp_path / "view")  # the folder kperf run / kperf ncu wrote
+    assert _perfetto_launch_notes(trace)["memory traffic (ncu)"] == args
+
+
+def test_a_trace_without_usable_numbers_is_still_written(tmp_path, capsys):
+    """Bounds of a device of unknown capacities, or a broken side file: a warning, and the trace."""
+    from kperf.cli import main
+    profile = _measured_profile(tmp_path, device="Tesla K80")
+    assert main(["export", profile, "--out", str(tmp_path / "t.json")]) == 0
+    assert "leaves out the bounds" in capsys.readouterr().err
+    args = json.loads((tmp_path / "t.json").read_text())["otherData"]["kperf"]["launches"][0]["args"]
+    assert args["dram_read_bytes"] == 1_100_000_000 and "dram_bound_bytes" not in args
+    with open(traffic.sidecar_path(profile), "w") as f:
+        f.write("{not json")
+    assert main(["export", profile, "--out", str(tmp_path / "t.pftrace")]) == 0
+    err = capsys.readouterr().err
+    assert "leaves out the measured traffic" in err and "fix:" in err
+    assert "memory traffic (ncu)" not in _perfetto_launch_notes(tmp_path / "t.pftrace")
