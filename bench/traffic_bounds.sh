@@ -18,7 +18,8 @@ run() {  # name, then kperf ncu arguments
   [[ " $CASES " == *" $name "* ]] || return 0
   timeout 200 python3 -m kperf.cli_bounds ncu "/tmp/kt_$name" "$@" >"$OUT/$name.log" 2>&1
   echo "rc=$?" >>"$OUT/$name.log"
-  cp "/tmp/kt_$name/profile.traffic.json" "$OUT/$name.traffic.json" 2>/dev/null
+  python3 -c "import sys; from kperf.tracing import traffic; traffic.save(sys.argv[2], traffic.load(sys.argv[1]))" \
+      "/tmp/kt_$name/profile.kperf" "$OUT/$name.traffic.json" 2>>"$OUT/$name.log"
   grep -vE '^\s*(scope|load|mma|epilogue)' "$OUT/$name.log" | tail -22
 }
 run gemm8192 --kernels matmul_kernel --gemm 8192,8192,8192 --dtype fp16 -- \

@@ -6,7 +6,7 @@
         the least DRAM-side traffic of any tiling and loop order per on-chip capacity (docs/bounds.md)
     kperf ncu OUT [--kernels REGEX] [--auto mma,tma] [--gemm M,N,K | --attention B,H,S,D | --einsum ...]
               -- script.py [args...]
-        kperf run under Nsight Compute: the profile plus OUT/profile.traffic.json (DRAM, L2, shared memory)
+        kperf run under Nsight Compute: OUT/profile.kperf with the measured traffic (DRAM, L2, shared memory)
     kperf traffic PROFILE [--gemm M,N,K | ...] [--l2 50MiB --smem 228KiB] [--json]
         the measured traffic of a profile's launches and, for a described problem, its bounds
 
@@ -129,7 +129,7 @@ def cmd_ncu(args) -> int:
                    metrics=args.metrics.split(",") if args.metrics else None,
                    problems=[problem] if problem else None)
     _print_traffic(data, args, problem)
-    print(f"kperf: measured traffic written to {args.out}/profile.traffic.json; "
+    print(f"kperf: measured traffic stored in {args.out}/profile.kperf; "
           f"next: kperf traffic {args.out}/profile.kperf")
     return 0
 
@@ -213,7 +213,7 @@ def add_bounds_commands(sub) -> None:
     n = sub.add_parser("ncu", help="profile a script with kperf under Nsight Compute (memory traffic)",
                        description="Run `kperf run` under ncu with memory-workload metrics (DRAM, L2, shared "
                                    "memory); match every measured launch to its profiled launch; write "
-                                   "OUT/profile.kperf and OUT/profile.traffic.json.")
+                                   "OUT/profile.kperf with the measured traffic in it.")
     n.add_argument("out", metavar="OUT")
     n.add_argument("--kernels", help="only kernels whose name matches this regex (kperf and ncu)")
     n.add_argument("--auto", help="kperf run --auto selectors (e.g. mma,tma)")
@@ -227,7 +227,8 @@ def add_bounds_commands(sub) -> None:
                        description="Print the traffic `kperf ncu` measured for a saved profile and, for a "
                                    "described problem, measured bytes against the bound at the L2 and shared-"
                                    "memory capacities.")
-    t.add_argument("profile", metavar="PROFILE", help="a profile.kperf (or its .traffic.json)")
+    t.add_argument("profile", metavar="PROFILE",
+                   help="a profile.kperf, the folder holding it, or an earlier kperf's .traffic.json")
     _add_problem_args(t)
     t.add_argument("--l2", help="L2 bytes (default: the measured GPU's)")
     t.add_argument("--smem", help="shared memory per SM (default: the measured GPU's)")

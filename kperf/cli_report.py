@@ -130,7 +130,7 @@ def cmd_export(args) -> int:
         return 0
     from kperf.tracing.traffic_trace import TRACE_NAME, trace_options
     from kperf.viewer import write_trace
-    measured, warnings = trace_options(profile_file(args.profile))  # kperf ncu's side file, if any
+    measured, warnings = trace_options(profile_file(args.profile))  # kperf ncu's measured traffic, if any
     for w in warnings:
         print(f"kperf: warning: {w}", file=sys.stderr)
     path = write_trace(launches, path, fmt, select=select, **measured)

@@ -1,5 +1,5 @@
 """Run a script's kernels under Nsight Compute (``ncu``) while kperf profiles them, and store ncu's memory
-numbers beside the saved profile (``OUT/profile.traffic.json``, :mod:`kperf.tracing.traffic`).
+numbers in the saved profile (``OUT/profile.kperf``'s ``traffic.json`` member, :mod:`kperf.tracing.traffic`).
 
 One run does both: ``ncu ... python -m kperf.cli run --out OUT script.py``.  ncu replays each kernel
 to read its counters and restores the memory the kernel wrote, so the kperf records and the script's
@@ -83,7 +83,8 @@ def _check(r: subprocess.CompletedProcess, what: str) -> None:
 def measure(out: str, script: str, args: list[str], *, ncu: str | None = None, kernels: str | None = None,
             auto: str | None = None, metrics: list[str] | None = None, run_flags: list[str] | None = None,
             problems: list[dict] | None = None) -> dict:
-    """Profile ``script`` with kperf under ncu; write and return ``OUT/profile.traffic.json``'s content."""
+    """Profile ``script`` with kperf under ncu; store the measured traffic in ``OUT/profile.kperf`` and return
+    it (:func:`kperf.tracing.traffic.build`)."""
     from kperf.tracing.saved import read_manifest
     exe = find_ncu(ncu)
     keep, lacking = choose_metrics(list(metrics or traffic.METRICS), available_metrics(exe))
@@ -108,13 +109,17 @@ def measure(out: str, script: str, args: list[str], *, ncu: str | None = None, k
                capture_output=True, timeout=600)
     _check(raw, "ncu --import")
     rows, units = traffic.parse_raw_csv(raw.stdout)
-    manifest = read_manifest(os.path.join(out, "profile.kperf"))
+    profile = os.path.join(out, "profile.kperf")
+    manifest = read_manifest(profile)
     info = {"path": exe, "version": ncu_version(exe), "command": cmd, "metrics": keep, "lacking": lacking}
     data = traffic.build(manifest, rows, units, ncu=info, device=device_info(manifest.get("device")),
                          problems=problems)
     if lacking:
         data["notes"].append(f"this ncu lacks {', '.join(lacking)}; left out")
-    traffic.save(traffic.sidecar_path(os.path.join(out, "profile.kperf")), data)
+    traffic.save(profile, data)  # the traffic.json member; the launches' members are copied as they are
+    stale = traffic.sidecar_path(profile)  # an earlier kperf ncu's numbers, of the profile just replaced
+    if os.path.isfile(stale):
+        os.remove(stale)
     return data
 
 

@@ -255,7 +255,7 @@ def prepare_trace(path: str | os.PathLike, tmp_dir: str | os.PathLike) -> tuple[
             f"as a profile: {str(e).splitlines()[0]}",
             fix="give a .json/.json.gz/.pftrace trace or a .kperf profile (kperf run writes both)") from e
     trace = pathlib.Path(tmp_dir) / "trace.pftrace"
-    measured, warnings = trace_options(p)  # kperf ncu's side file, if any: numbers on each launch
+    measured, warnings = trace_options(p)  # kperf ncu's measured traffic, if any: numbers on each launch
     for w in warnings:
         print(f"kperf: warning: {w}", file=sys.stderr)
     summary = write_perfetto_trace(trace, launches, **measured)  # atomically, folders made as needed

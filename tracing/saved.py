@@ -11,7 +11,10 @@ A ``.kperf`` file is a zip archive:
   version 2: :mod:`.saved_packed`, :mod:`.codec`; a few bytes per event) or exactly as copied from
   the GPU (``payload: "buffer"``, ``launches/<i>/buffer.bin``, version 1); either way re-decoded on
   load, so a newer decoder reads old files with its own fixes; or, for launches whose buffer was not
-  kept, its decoded tables as ``.npy`` members (``payload: "columns"``).
+  kept, its decoded tables as ``.npy`` members (``payload: "columns"``);
+- optionally ``traffic.json``: the memory traffic ``kperf ncu`` measured for the launches
+  (:mod:`.traffic`), added or replaced in an existing file by :func:`attach_traffic` (the other members
+  copied byte for byte) and read by :func:`read_traffic`; loading the launches never reads it.
 
 Saving writes version 2 when the ``zstandard`` package is importable, else version 1 with a warning;
 this kperf reads both.  Members are stored uncompressed in the zip (the packed columns are zstd frames
@@ -50,13 +53,24 @@ from .atomic import atomic_file
 from .columns import EventColumns
 from .decode import decode
 from .launch import DecodedLaunch
-from .saved_checks import MANIFEST_NAME, check_columns, check_ids, check_intervals, check_manifest, damaged
+from .saved_checks import (
+    MANIFEST_NAME,
+    TRAFFIC_MEMBER,
+    check_columns,
+    check_ids,
+    check_intervals,
+    check_manifest,
+    check_traffic,
+    damaged,
+    traffic_error,
+)
 from .saved_packed import read_columns, unpack, write_columns
 
 FORMAT = "kperf-profile"
 VERSION = 2  # the newest version this kperf writes and reads
 VERSIONS = (1, 2)
 MANIFEST = MANIFEST_NAME
+TRAFFIC = TRAFFIC_MEMBER
 SUFFIX = ".kperf"
 _SEG_FIELDS = ("launch", "cta", "sm", "warp", "first_seq", "n")
 _TABLES = ("ctas", "lost", "sm_clocks")
@@ -216,7 +230,7 @@ def _manifest(path: str, z: zipfile.ZipFile) -> dict:
         raise damaged(path, f"no {MANIFEST} in the archive") from None
     except RecursionError:
         raise damaged(path, f"{MANIFEST} nests too deeply to be a kperf manifest") from None
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as e:
         raise damaged(path, f"cannot read {MANIFEST} ({e})") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         found = m.get("format") if isinstance(m, dict) else None
@@ -269,7 +283,8 @@ def _member(path: str, z: zipfile.ZipFile, mm: mmap.mmap | None, name: str) -> n
         return data
     try:
         return np.frombuffer(z.read(name), np.uint8)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+    # NotImplementedError: a compression method zipfile lacks (a damaged directory entry, another writer's)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
         raise damaged(path, f"cannot read {name} ({e})") from None
 
 
@@ -392,3 +407,107 @@ class SavedLaunch:
 
     def decoded(self) -> DecodedLaunch:
         return self._decoded
+
+
+# --------------------------------------------------------------------------- measured traffic
+
+
+def read_traffic(path: str | os.PathLike) -> dict | None:
+    """The measured traffic a ``.kperf`` file holds (its ``traffic.json`` member, :mod:`.traffic`), checked
+    (:func:`~.saved_checks.check_traffic`); None when it holds none."""
+    path = os.fspath(path)
+    with _open(path) as z:
+        _manifest(path, z)
+        if TRAFFIC not in z.namelist():
+            return None
+        where = f"{path} (member {TRAFFIC})"
+        try:
+            data = json.loads(z.read(TRAFFIC))
+        except RecursionError:
+            raise traffic_error(where, "it nests too deeply to be measured traffic") from None
+        except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as e:
+            raise traffic_error(where, f"cannot read it ({e})") from None
+    return check_traffic(where, data)
+
+
+def attach_traffic(path: str | os.PathLike, data: dict | None) -> str:
+    """Store measured traffic (:mod:`.traffic`'s ``build``) in the saved profile ``path``: its
+    ``traffic.json`` member is added, or replaced, or removed when ``data`` is None.  Any format version
+    may hold it.  The file is rewritten to a temporary file renamed into place, the other members copied
+    byte for byte (not decompressed); returns the path."""
+    path = os.fspath(path)
+    member = None
+    if data is not None:
+        check_traffic(f"the traffic to store in {path}", data)
+        member = json.dumps(data, indent=1).encode()
+    read_manifest(path)  # a readable kperf profile, or the KperfError that says why not
+    _replace_member(path, TRAFFIC, member)
+    return path
+
+
+def _replace_member(path: str, name: str, data: bytes | None) -> None:
+    """Rewrite the zip ``path`` with the member ``name`` set to ``data`` (stored; None: left out), every
+    other member's local header and data (and data descriptor) copied as they are."""
+    with atomic_file(path) as out:
+        with open(path, "rb") as src, zipfile.ZipFile(src) as z:
+            kept = [info for info in z.infolist() if info.filename != name]
+            size = os.fstat(src.fileno()).st_size
+            for info in kept:
+                start, end = _span(path, src, info, size)
+                info.header_offset = out.tell()
+                info.extra = _without_zip64(info.extra)  # the writer adds it again where offsets need it
+                _copy(src, out, start, end - start)
+            comment = z.comment
+        # zipfile writes the central directory from its list of members: the copied ones, at their new
+        # offsets (written before it opened, so it starts after them), then the new one
+        with zipfile.ZipFile(out, "w", allowZip64=True) as new:
+            new.filelist.extend(kept)
+            new.comment = comment
+            if data is not None:
+                new.writestr(zipfile.ZipInfo(name, date_time=time.localtime()[:6]), data)
+
+
+def _copy(src, out, start: int, n: int) -> None:
+    src.seek(start)
+    while n > 0:
+        chunk = src.read(min(n, 1 << 23))
+        if not chunk:
+            raise EOFError("the profile ended early")
+        out.write(chunk)
+        n -= len(chunk)
+
+
+def _span(path: str, src, info: zipfile.ZipInfo, size: int) -> tuple[int, int]:
+    """Where the member ``info`` lies in the file: its local header, data and any data descriptor."""
+    src.seek(info.header_offset)
+    head = src.read(_LOCAL_HEADER.size)
+    if len(head) != _LOCAL_HEADER.size or head[:4] != b"PK\x03\x04":
+        raise damaged(path, f"bad local header for {info.filename}")
+    h = _LOCAL_HEADER.unpack(head)
+    extra = src.read(h[9] + h[10])[h[9]:]
+    end = info.header_offset + _LOCAL_HEADER.size + h[9] + h[10] + info.compress_size
+    if info.flag_bits & 0x08:  # sizes and CRC after the data: [signature] crc, sizes (8 bytes with zip64)
+        src.seek(end)
+        signed = src.read(4) == b"PK\x07\x08" and info.CRC != 0x08074B50
+        end += (4 if signed else 0) + 4 + (16 if 1 in _extra_ids(extra) else 8)
+    if end > size:
+        raise damaged(path, f"member {info.filename} is truncated")
+    return info.header_offset, end
+
+
+def _extra_fields(extra: bytes) -> list[tuple[int, bytes]]:
+    """The (id, field) pairs of a zip extra field."""
+    out, at = [], 0
+    while at + 4 <= len(extra):
+        kind, n = struct.unpack_from("<HH", extra, at)
+        out.append((kind, extra[at:at + 4 + n]))
+        at += 4 + n
+    return out
+
+
+def _extra_ids(extra: bytes) -> set[int]:
+    return {kind for kind, _ in _extra_fields(extra)}
+
+
+def _without_zip64(extra: bytes) -> bytes:
+    return b"".join(field for kind, field in _extra_fields(extra) if kind != 1)

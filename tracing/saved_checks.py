@@ -6,11 +6,17 @@ and the decoded tables of a ``"columns"`` launch for their shapes, dtypes and ti
 (:func:`check_columns`, :func:`check_intervals`): no NaN or infinite event time, no scope interval
 that ends before it starts.  A failed check is a :class:`KperfError` that names the file and the field
 (``launches[0].geometry.capacity``), never a bare ``TypeError`` or ``KeyError`` later on.
+
+The optional ``traffic.json`` member (the memory traffic ``kperf ncu`` measured, :mod:`.traffic`) is checked
+the same way when it is read (:func:`check_traffic`): its format and version, and every field of it that
+the traffic tables, bounds and traces read, so that what passes cannot fail them later.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,6 +29,9 @@ from .clocks import SM_CLOCK_DTYPE
 from .launch import CTA_DTYPE, LOST_DTYPE
 
 MANIFEST_NAME = "manifest.json"
+TRAFFIC_MEMBER = "traffic.json"  # measured traffic (kperf ncu), optional, in any format version
+TRAFFIC_FORMAT = "kperf-traffic"
+TRAFFIC_VERSION = 1  # the traffic format version this kperf writes and reads
 _U32 = 1 << 32
 _U64 = 1 << 64
 #: decoded tables of a "columns" launch: the fields each must have
@@ -39,7 +48,10 @@ def damaged(path: str, cause: str) -> KperfError:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "a deeply nested value"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -50,15 +62,15 @@ def _is_int(value: Any) -> bool:
 class _Fields:
     """Typed reads of one manifest object; each failure names the file and the field's path."""
 
-    def __init__(self, path: str, where: str, obj: Any):
-        self.path, self.where = path, where
+    def __init__(self, path: str, where: str, obj: Any, error: Callable[[str, str], KperfError] = damaged):
+        self.path, self.where, self.error = path, where, error
         if not isinstance(obj, dict):
-            raise damaged(path, f"{where}: expected an object, got {_short(obj)}")
+            raise error(path, f"{where}: expected an object, got {_short(obj)}")
         self.obj = obj
 
     def bad(self, key: str, expected: str) -> KperfError:
         value = self.obj.get(key, "nothing")
-        return damaged(self.path, f"{self.where}.{key}: expected {expected}, got {_short(value)}")
+        return self.error(self.path, f"{self.where}.{key}: expected {expected}, got {_short(value)}")
 
     def get(self, key: str, kind: type, expected: str, *, optional: bool = False):
         value = self.obj.get(key)
@@ -224,3 +236,70 @@ def check_intervals(path: str, where: str, intervals: np.ndarray) -> None:
         raise damaged(path, f"{where}: {len(rev)} scope intervals end before they start (the first: CTA "
                             f"{int(r['cta'])} warp {int(r['warp'])} scope {int(r['scope'])}, "
                             f"{float(r['start_ns']):.1f} ns to {float(r['end_ns']):.1f} ns)")
+
+
+# --------------------------------------------------------------------------- measured traffic
+
+
+def traffic_error(where: str, cause: str) -> KperfError:
+    """The error for measured traffic (a profile's member or a side file, ``where``) that cannot be used."""
+    return KperfError(f"{where} is not readable measured traffic: {cause}",
+                      fix="measure it again: kperf ncu OUT -- script.py stores fresh numbers in "
+                          "OUT/profile.kperf (the profile's launches load without them; "
+                          "kperf.tracing.saved.attach_traffic(PROFILE, None) removes a damaged member)")
+
+
+def _number(x: Any, lo: float = -math.inf) -> bool:
+    """A finite JSON number (not a bool) of at least ``lo``."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    try:
+        return math.isfinite(float(x)) and x >= lo
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _regex(x: Any) -> bool:
+    try:
+        return isinstance(x, str) and re.compile(x) is not None
+    except (re.error, RecursionError, OverflowError):
+        return False
+
+
+def check_traffic(where: str, data: Any) -> dict:
+    """Measured traffic as :mod:`.traffic` builds it, checked: ``format``, ``version`` (a newer one asks for
+    a newer kperf), each launch's ``launch``, ``kernel``, ``ncu_id``, ``metrics`` (finite numbers or null)
+    and ``kperf_record_bytes``; the ``device``, ``problems``, ``notes`` and unmatched lists.  Returns it."""
+    if not isinstance(data, dict) or data.get("format") != TRAFFIC_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise traffic_error(where, f"format {_short(found)}, not {TRAFFIC_FORMAT!r}")
+    v = data.get("version")
+    if _is_int(v) and v > TRAFFIC_VERSION:
+        raise KperfError(f"{where} holds measured traffic of format version {v}; this kperf reads "
+                         f"version {TRAFFIC_VERSION}",
+                         fix="upgrade kperf (pip install -U kperf), or measure again with this kperf")
+    f = _Fields(where, "traffic", data, traffic_error)
+    f.int("version", TRAFFIC_VERSION, TRAFFIC_VERSION + 1)
+    for pos, x in enumerate(f.get("launches", list, "a list of measured launches")):
+        e = _Fields(where, f"traffic.launches[{pos}]", x, traffic_error)
+        e.int("launch", 0, _U32)
+        e.get("kernel", str, "a string")
+        e.int("ncu_id", 0, 1 << 63)
+        metrics = e.get("metrics", dict, "an object of metric values")
+        if not all(isinstance(k, str) and (m is None or _number(m)) for k, m in metrics.items()):
+            raise e.bad("metrics", "an object of finite numbers or nulls")
+        e.int("kperf_record_bytes", 0, 1 << 63, optional=True)
+    device = f.get("device", dict, "an object", optional=True)
+    if device is not None:
+        d = _Fields(where, "traffic.device", device, traffic_error)
+        d.get("name", str, "a string", optional=True)
+        for key in ("l2_bytes", "smem_per_sm_bytes", "sms"):
+            if device.get(key) is not None and not _number(device[key], 0):
+                raise d.bad(key, "a number of at least 0")
+    f.list_of("problems", lambda p: isinstance(p, dict) and isinstance(p.get("kind"), str)
+              and _regex(p.get("kernel")), "problems (objects with a kind and a kernel pattern)",
+              optional=True)
+    f.list_of("notes", lambda n: isinstance(n, str), "strings", optional=True)
+    f.get("unmatched_ncu", list, "a list", optional=True)
+    f.get("unmatched_profile", list, "a list", optional=True)
+    return data

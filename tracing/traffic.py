@@ -1,11 +1,13 @@
-"""Measured memory traffic beside a kperf profile: Nsight Compute's numbers for each profiled launch, stored
-in a small JSON file next to the saved profile (``profile.kperf`` -> ``profile.traffic.json``).
+"""Measured memory traffic of a kperf profile: Nsight Compute's numbers for each profiled launch, stored in
+the saved profile itself (its ``traffic.json`` member, :func:`kperf.tracing.saved.attach_traffic`).
 
 ``kperf ncu`` runs a script under ``ncu`` (kperf/ncu.py); this module is the offline half: it reads
 ncu's raw CSV page, matches every measured launch to the kperf launch it is (by kernel name and launch
-order, :func:`match`), writes and reads the side file, and turns it into tables.  A side file rather
-than a member of the ``.kperf`` zip keeps the saved-profile format (tracing/saved.py) untouched and lets
-a profile be measured again without rewriting it.
+order, :func:`match`), stores and finds the numbers, and turns them into tables.  Inside the ``.kperf``
+zip they travel with the profile when it is copied or renamed; storing them rewrites the file but copies
+the launches' members byte for byte, and measuring again replaces them.  Profiles measured by an
+earlier kperf have them in a side file instead (``profile.kperf`` -> ``profile.traffic.json``), which
+:func:`find` still reads when the profile holds none.
 
 Matching: for each kernel name, ncu's launches whose grid has the profiled launch's CTA count, in
 launch order, pair with the profile's launches of that name in launch order.  When ncu saw more such
@@ -20,8 +22,10 @@ import csv
 import datetime
 import io
 import json
+import math
 import os
 import re
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,10 +34,12 @@ from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
 
 from .atomic import atomic_file
+from .saved import SUFFIX, TRAFFIC, attach_traffic, read_traffic
+from .saved_checks import TRAFFIC_FORMAT, TRAFFIC_VERSION, check_traffic, traffic_error
 from .tables import Table
 
-FORMAT = "kperf-traffic"
-VERSION = 1
+FORMAT = TRAFFIC_FORMAT
+VERSION = TRAFFIC_VERSION
 
 # the memory-workload metrics kperf asks ncu for (names as `ncu --query-metrics` lists them, with rollup)
 DRAM_READ, DRAM_WRITE = "dram__bytes_read.sum", "dram__bytes_write.sum"
@@ -54,17 +60,19 @@ _ID_COLUMNS = {"ID": "id", "Kernel Name": "kernel", "Grid Size": "grid", "Block 
 
 
 def sidecar_path(profile: str | os.PathLike) -> str:
-    """Where the traffic of a saved profile lives: ``run.kperf`` -> ``run.traffic.json``."""
+    """Where an earlier kperf ncu put a saved profile's traffic: ``run.kperf`` -> ``run.traffic.json``."""
     p = os.fspath(profile)
     return (p[: -len(".kperf")] if p.endswith(".kperf") else p) + ".traffic.json"
 
 
 def _number(text: str) -> float | None:
+    """A number of ncu's page; None for none (``n/a``, empty, ``nan``)."""
     t = (text or "").strip().replace(",", "")
     try:
-        return float(t)
+        v = float(t)
     except ValueError:
         return None
+    return v if math.isfinite(v) else None
 
 
 def _triple(text: str) -> list[int] | None:
@@ -149,7 +157,8 @@ def match(ncu_rows: list[dict], launches: list[dict]) -> dict:
 
 def build(manifest: dict, ncu_rows: list[dict], units: dict, *, ncu: dict | None = None,
           device: dict | None = None, problems: list[dict] | None = None) -> dict:
-    """The side file's content for a profile's manifest and ncu's rows (``parse_raw_csv``)."""
+    """The measured traffic of a profile (what :func:`save` stores in it) from its manifest and ncu's rows
+    (``parse_raw_csv``)."""
     entries = [{"launch": e["launch"], "kernel": e.get("kernel") or "kernel", "n_ctas": e["n_ctas"],
                 "record_bytes": record_bytes(e)} for e in manifest["launches"]]
     m = match(ncu_rows, entries)
@@ -182,34 +191,63 @@ def record_bytes(entry: dict) -> int | None:
 
 
 def save(path: str | os.PathLike, data: dict) -> str:
-    with atomic_file(os.fspath(path), "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    return os.fspath(path)
+    """Store ``data`` (:func:`build`'s) in the saved profile ``path`` (a ``.kperf`` file: its
+    ``traffic.json`` member), or write it as a JSON file of its own (any other path)."""
+    p = os.fspath(path)
+    if _is_profile(p):
+        return attach_traffic(p, data)
+    with atomic_file(p, "w", encoding="utf-8") as f:
+        json.dump(check_traffic(p, data), f, indent=1)
+    return p
+
+
+def _in_folder(path: str | os.PathLike) -> str:
+    p = os.fspath(path)
+    return os.path.join(p, "profile" + SUFFIX) if os.path.isdir(p) else p
+
+
+def _is_profile(p: str) -> bool:
+    return p.endswith(SUFFIX) or (os.path.isfile(p) and zipfile.is_zipfile(p))
+
+
+def find(path: str | os.PathLike) -> dict | None:
+    """The measured traffic of a saved profile (or of the ``profile.kperf`` in a folder), checked: the
+    profile's ``traffic.json`` member, else the side file an earlier kperf ncu wrote next to it; None when
+    there is neither.  A ``.json`` path (``x.traffic.json``) is read as a traffic file of its own."""
+    p = _in_folder(path)
+    if p.endswith(".json"):
+        return _read_file(p) if os.path.exists(p) else None
+    if os.path.exists(p) and _is_profile(p):  # another kind of file holds no member (its side file may)
+        data = read_traffic(p)
+        if data is not None:
+            return data
+    side = sidecar_path(p)
+    return _read_file(side) if os.path.isfile(side) else None
 
 
 def load(path: str | os.PathLike) -> dict:
-    """A side file (or the side file of a ``.kperf`` profile), checked for its format."""
-    p = os.fspath(path)
-    if p.endswith(".kperf"):
-        p = sidecar_path(p)
+    """:func:`find`'s traffic; a KperfError naming where it looked when there is none."""
+    data = find(path)
+    if data is not None:
+        return data
+    p = _in_folder(path)
+    where = f"at {p}"
+    if not p.endswith(".json"):
+        inside = f"{p} has no {TRAFFIC} member" if os.path.exists(p) else f"there is no {p}"
+        where = f"for {p}: {inside}, and no {sidecar_path(p)} beside it"
+    raise KperfError(f"no measured traffic {where}",
+                     fix="measure it: kperf ncu OUT -- script.py (stores it in OUT/profile.kperf)")
+
+
+def _read_file(p: str) -> dict:
     try:
         with open(p, encoding="utf-8") as f:
             data = json.load(f)
-    except FileNotFoundError:
-        raise KperfError(f"no measured traffic at {p}",
-                         fix="measure it: kperf ncu OUT -- script.py (writes OUT/profile.traffic.json)"
-                         ) from None
+    except RecursionError:
+        raise traffic_error(p, "it nests too deeply to be measured traffic") from None
     except (OSError, ValueError) as e:
-        raise KperfError(f"cannot read {p} ({e})", fix="measure again with kperf ncu") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT \
-            or not isinstance(data.get("launches"), list):
-        raise KperfError(f"{p} is not a kperf traffic file",
-                         fix="pass the .traffic.json that kperf ncu wrote")
-    if data.get("version") != VERSION:
-        raise KperfError(f"{p} has traffic format version {data.get('version')!r}; this kperf reads "
-                         f"{VERSION}",
-                         fix="measure again with this kperf (kperf ncu)")
-    return data
+        raise traffic_error(p, f"cannot read it ({e})") from None
+    return check_traffic(p, data)
 
 
 def _metric(launch: dict, name: str) -> float:

@@ -2,8 +2,8 @@
 bound at the GPU's capacities (:mod:`.bounds`, :mod:`.traffic`).
 
 A kernel's problem (a GEMM, an attention forward, any einsum) is described once, as a small dict
-(``{"kernel": "matmul", "kind": "gemm", "m": 8192, ...}``: :func:`problem_from`), stored in the traffic
-side file by ``kperf ncu`` or given to ``kperf traffic``.  Two levels are compared:
+(``{"kernel": "matmul", "kind": "gemm", "m": 8192, ...}``: :func:`problem_from`), stored with the measured
+traffic by ``kperf ncu`` or given to ``kperf traffic``.  Two levels are compared:
 
 - DRAM bytes (read + write) against the bound at the L2's capacity: L2 is the buffer in front of DRAM;
 - the bytes between L2 and the SMs (read in, TMA copies too, and written back) against the bound at
@@ -14,7 +14,6 @@ side file by ``kperf ncu`` or given to ``kperf traffic``.  Two levels are compar
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
@@ -23,7 +22,7 @@ from kperf.dialect.errors import KperfError
 
 from . import bounds
 from .tables import Table
-from .traffic import DRAM_READ, DRAM_WRITE, l2_sm_bytes, load, sidecar_path, traffic_table
+from .traffic import DRAM_READ, DRAM_WRITE, find, l2_sm_bytes, traffic_table
 
 KINDS = ("gemm", "einsum", "attention")
 
@@ -120,9 +119,9 @@ def bounds_table(data: dict, problems: list[dict] | None = None, *, l2: float | 
 
 
 def report_tables(profile_path) -> list[Table]:
-    """The tables ``kperf report`` adds for a profile with measured traffic beside it (``kperf ncu``):
-    the traffic and, when a problem was described, the bounds; none when there is no side file."""
-    if not os.path.isfile(sidecar_path(profile_path)):
+    """The tables ``kperf report`` adds for a profile with measured traffic (``kperf ncu``,
+    :func:`.traffic.find`): the traffic and, when a problem was described, the bounds; none without."""
+    data = find(profile_path)
+    if data is None:
         return []
-    data = load(profile_path)
     return [traffic_table(data)] + ([bounds_table(data)] if data.get("problems") else [])

@@ -1,12 +1,13 @@
 """Measured traffic in a trace: what ``kperf export`` and ``kperf view`` pass to the trace writers for a
-saved profile that has a ``.traffic.json`` side file (``kperf ncu``, :mod:`.traffic`).
+saved profile that holds it (``kperf ncu``; the profile's ``traffic.json`` member, or the side file of an
+earlier kperf: :func:`.traffic.find`).
 
 Each matched launch gets :func:`.traffic.trace_args` (DRAM bytes read and written, L2 and L2<->SM bytes,
-L2 hit rate, kperf's own record bytes, ncu's launch ID) and, when the side file describes a problem,
+L2 hit rate, kperf's own record bytes, ncu's launch ID) and, when the traffic describes a problem,
 its bounds (:mod:`.traffic_bounds`): per level the bound at the capacity and measured / bound.  The
-writers show them on the launch (:mod:`.launch_args`).  A profile without a side file gets nothing, so
-its trace is what it was; an unreadable side file, or bounds of a device whose capacities are not
-known, become warnings and the trace is written without them: the events are still worth seeing.
+writers show them on the launch (:mod:`.launch_args`).  A profile without measured traffic gets
+nothing, so its trace is what it was; unreadable traffic, or bounds of a device whose capacities are
+not known, become warnings and the trace is written without them: the events are still worth seeing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 
 from kperf.dialect.errors import KperfError
 
-from .traffic import load, sidecar_path, trace_args
+from .traffic import find, trace_args
 from .traffic_bounds import bounds_table
 
 TRACE_NAME = "memory traffic (ncu)"
@@ -38,14 +39,14 @@ def bound_args(data: dict) -> dict[int, dict]:
 
 
 def trace_options(profile: str | os.PathLike) -> tuple[dict, list[str]]:
-    """The trace writers' keyword arguments for a saved profile's measured traffic (``{}`` without a side
-    file), and warnings for what is left out."""
-    if not os.path.isfile(sidecar_path(profile)):
-        return {}, []
+    """The trace writers' keyword arguments for a saved profile's measured traffic (``{}`` without any),
+    and warnings for what is left out."""
     try:
-        data = load(profile)
+        data = find(profile)
     except KperfError as e:
         return {}, [f"the trace leaves out the measured traffic: {e}"]
+    if data is None:
+        return {}, []
     args, warnings = trace_args(data), []
     if data.get("problems"):
         try:

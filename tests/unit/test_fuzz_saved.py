@@ -3,8 +3,9 @@
 Five known profiles are saved once (:func:`_originals`, from ``known_profiles``): one launch with its
 buffer packed into zstd columns (format version 2, ``payload: "packed"``) and the same raw (version 1,
 ``payload: "buffer"``), the same with decoded tables (``payload: "columns"``), a warp-specialised launch
-that records a subset of its warps (version 2), and two launches in one file (version 1).  Each case
-mutates one of them (:func:`_mutate`):
+that records a subset of its warps (version 2), and two launches in one file (version 1) with measured
+traffic (the ``traffic.json`` member ``kperf ncu`` stores).  Each case mutates one of them
+(:func:`_mutate`):
 
 - the file's bytes: bit flips, overwritten or zeroed ranges, truncation, appended bytes;
 - the manifest: one field anywhere (found by walking the JSON) replaced by a hostile value (``null``,
@@ -13,8 +14,9 @@ mutates one of them (:func:`_mutate`):
   dropped;
 - a member: its bytes flipped (the CRC is kept right, so the content itself is checked: a packed
   column's zstd frame checksum and CRC-32 catch every flip), truncated, deleted, an extra member added;
+- the traffic: one field of its JSON edited as the manifest's are, or the whole replaced;
 
-and loads the copy with ``load_profile``.  The outcome must be:
+and loads the copy with ``load_profile`` (and the traffic with ``read_traffic``).  The outcome must be:
 
 - ``error`` / ``error+fix``: a :class:`KperfError` whose message names the file;
 - ``same``: every launch loads with the events, intervals, lost table, CTA table and metadata (launch
@@ -24,12 +26,19 @@ and loads the copy with ``load_profile``.  The outcome must be:
   the checked range (a file hand-edited to other plausible values: a kernel name, a launch number, a
   clock, t0); it loads, and what the file now says changes;
 - ``value-change`` also for a bit flipped in a member of measured values of a "columns" launch
-  (``time_ns``, ``cycles``, the CTA, lost and SM-clock tables), and ``buffer-content`` for a bit
-  flipped in a stored buffer that the decoder cannot tell from a real one (what a buffer mutation may
-  do is the decoder fuzz's business: ``test_fuzz_decoder.py``);
+  (``time_ns``, ``cycles``, the CTA, lost and SM-clock tables, and ``seg_first_seq``, the sequence
+  number of a warp's first kept record: any number in range is one a warp may have recorded), and
+  ``buffer-content`` for a bit flipped in a stored buffer that the decoder cannot tell from a real one
+  (what a buffer mutation may do is the decoder fuzz's business: ``test_fuzz_decoder.py``);
 - ``optional-dropped``: an optional launch field (``kernel``, ``grid``, ``scopes``, ``warp_roles``,
   ``clock_ghz``, ``gtime_step_ns``) deleted or set to null: the launch loads equal to the original in
-  everything but that field.
+  everything but that field;
+- ``traffic-change``: the traffic member edited (its fields, or its bytes with the CRC kept right) into
+  traffic that passes the checks: the launches load as before, and the traffic tables and trace
+  numbers are made from it without an error (what the checks let through, the readers can use);
+- ``traffic-dropped``: the traffic member deleted, or its name in the zip's directory changed (a
+  top-level member no reader knows is ignored, so that older readers load newer files): the launches
+  load as before, without traffic.
 
 Any other exception, or a changed load from any other mutation, fails the case.
 """
@@ -52,11 +61,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kperf.dialect.errors import KperfError
-from kperf.tracing.saved import MANIFEST, load_profile, save_profile
+from kperf.tracing.saved import MANIFEST, TRAFFIC, attach_traffic, load_profile, read_traffic, save_profile
+from kperf.tracing.traffic import trace_args, traffic_table
 
 CASES = 1200
 _DIR = tempfile.mkdtemp(prefix="kperf-fuzz-saved-")
-_ORIGINALS: dict[str, tuple[bytes, list]] = {}
+_ORIGINALS: dict[str, tuple[bytes, list, dict | None]] = {}
+#: measured traffic of the "two" profile, as kperf ncu stores it (traffic.build's fields)
+MEASURED = {"format": "kperf-traffic", "version": 1, "created": "2026-12-06T04:00:00+00:00",
+            "ncu": {"version": "Version 2099.1", "metrics": ["dram__bytes_read.sum"], "lacking": []},
+            "device": {"name": "NVIDIA H100 80GB HBM3", "l2_bytes": 52428800, "sms": 132},
+            "units": {"dram__bytes_read.sum": "byte"},
+            "launches": [{"launch": i, "kernel": "attn", "ncu_id": i + 1, "grid": [3, 1, 1],
+                          "block": [128, 1, 1], "kperf_record_bytes": 1024 * (i + 1),
+                          "metrics": {"dram__bytes_read.sum": 1.5e6 * (i + 1), "lts__t_bytes.sum": None}}
+                         for i in (0, 1)],
+            "unmatched_ncu": [{"ncu_id": 0, "kernel": "attn", "reason": "an earlier launch"}],
+            "unmatched_profile": [], "notes": ["attn: the last 2 are matched"], "problems": []}
 
 
 def _columns_launch():
@@ -65,8 +86,8 @@ def _columns_launch():
     return d
 
 
-def _originals() -> dict[str, tuple[bytes, list]]:
-    """name -> (file bytes, the launches it loads to), made once."""
+def _originals() -> dict[str, tuple[bytes, list, dict | None]]:
+    """name -> (file bytes, the launches it loads to, its traffic), made once."""
     if not _ORIGINALS:
         profiles = {"buffer": ([kp.vanilla()], 2), "buffer-v1": ([kp.vanilla()], 1),
                     "columns": ([_columns_launch()], 2), "flows": ([kp.with_flows()[0]], 2),
@@ -74,8 +95,11 @@ def _originals() -> dict[str, tuple[bytes, list]]:
         for name, (launches, version) in profiles.items():
             path = os.path.join(_DIR, f"{name}.kperf")
             save_profile(path, launches, version=version)
+            measured = MEASURED if name == "two" else None
+            if measured:
+                attach_traffic(path, measured)
             with open(path, "rb") as f:
-                _ORIGINALS[name] = (f.read(), load_profile(path, threads=1))
+                _ORIGINALS[name] = (f.read(), load_profile(path, threads=1), measured)
     return _ORIGINALS
 
 
@@ -115,7 +139,7 @@ def _same_kind(a, b) -> bool:
 
 
 #: members of a "columns" launch that hold measured values (any finite value is a plausible one)
-VALUE_MEMBERS = ("time_ns.npy", "cycles.npy", "ctas.npy", "sm_clocks.npy", "lost.npy")
+VALUE_MEMBERS = ("time_ns.npy", "cycles.npy", "ctas.npy", "sm_clocks.npy", "lost.npy", "seg_first_seq.npy")
 OPTIONAL = ("kernel", "grid", "scopes", "warp_roles", "clock_ghz", "gtime_step_ns")  # of a launch entry
 
 
@@ -182,9 +206,11 @@ def _members(data: bytes) -> dict[str, bytes]:
         return {n: z.read(n) for n in z.namelist() if n != MANIFEST}
 
 
-def _mutate(rng: random.Random, data: bytes) -> tuple[bytes, str, str | None]:
-    """(mutated file, what was done, its allowance: see :func:`_edit_manifest`)."""
-    layer = rng.choice(("bytes", "manifest", "manifest", "manifest", "member"))
+def _mutate(rng: random.Random, data: bytes, traffic: bool = False) -> tuple[bytes, str, str | None]:
+    """(mutated file, what was done, its allowance: see :func:`_edit_manifest`; ``traffic-change`` for an
+    edit of the traffic member)."""
+    layers = ("bytes", "manifest", "manifest", "manifest", "member") + (("traffic",) if traffic else ())
+    layer = rng.choice(layers)
     if layer == "bytes":
         b = bytearray(data)
         kind = rng.choice(("flip", "flip", "write", "zero", "truncate", "append"))
@@ -204,6 +230,10 @@ def _mutate(rng: random.Random, data: bytes) -> tuple[bytes, str, str | None]:
     members = _members(data)
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         manifest = json.loads(z.read(MANIFEST))
+    if layer == "traffic":
+        t, what, _ = _edit_manifest(rng, json.loads(members[TRAFFIC]))
+        members[TRAFFIC] = (t if isinstance(t, str) else json.dumps(t)).encode()
+        return _rezip(members, json.dumps(manifest)), f"traffic {what}", "traffic-change"
     if layer == "manifest":
         m, what, allowance = _edit_manifest(rng, copy.deepcopy(manifest))
         text = m if isinstance(m, str) else json.dumps(m)
@@ -223,7 +253,9 @@ def _mutate(rng: random.Random, data: bytes) -> tuple[bytes, str, str | None]:
     else:
         members[f"launches/0/extra_{rng.randrange(9)}.npy"] = rng.randbytes(16)
     allowance = None
-    if kind == "flip":
+    if name == TRAFFIC:
+        allowance = "traffic-change"
+    elif kind == "flip":
         base = name.rsplit("/", 1)[-1]
         allowance = ("buffer-content" if base == "buffer.bin"
                      else "value-change" if base in VALUE_MEMBERS else None)
@@ -248,14 +280,35 @@ def _same_launch(a, b, ignore: str = "") -> bool:
         np.array_equal(x, y) for x, y in zip(ta, tb, strict=True) if x.dtype.names is not None)
 
 
+def _traffic_outcome(path: str, ref: list, got: list, traffic: dict | None, what: str,
+                     allowance: str | None) -> str:
+    """The outcome of a case whose traffic loads other than the original's (module docstring)."""
+    if not (len(got) == len(ref) and all(_same_launch(a, b) for a, b in zip(ref, got, strict=True))):
+        raise AssertionError(f"{what}: the launches loaded differently, and the traffic too")
+    if traffic is None:
+        with zipfile.ZipFile(path) as z:  # a member that is neither the manifest nor a launch's: renamed
+            renamed = [n for n in z.namelist() if n != MANIFEST and not n.startswith("launches/")]
+        if allowance == "traffic-change" or renamed:
+            return "traffic-dropped"
+        raise AssertionError(f"{what}: the traffic is gone with no error")
+    trace_args(traffic)  # what passed the checks must be usable by the trace and the tables
+    traffic_table(traffic)
+    if allowance == "traffic-change":
+        return "traffic-change"
+    raise AssertionError(f"{what}: the traffic loaded differently with no error")
+
+
 def outcome(name: str, data: bytes, what: str, allowance: str | None, path: str) -> str:
-    original, ref = _originals()[name]
+    original, ref, measured = _originals()[name]
     with open(path, "wb") as f:
         f.write(data)
     try:
         got = load_profile(path, threads=1)
+        traffic = read_traffic(path) if measured is not None else None
     except KperfError as err:
         return clear_error(err, names=path)
+    if traffic != measured:
+        return _traffic_outcome(path, ref, got, traffic, what, allowance)
     if len(got) == len(ref) and all(_same_launch(a, b) for a, b in zip(ref, got, strict=True)):
         return "same"
     if any(set(b.problems) - set(a.problems) for a, b in zip(ref, got, strict=False)):
@@ -275,8 +328,10 @@ def test_fuzz_mutated_saved_profiles_load_to_a_clear_outcome():
     @fuzz_settings(CASES)
     @given(st.sampled_from(names), st.integers(0, 2**32 - 1))
     def case(name, seed):
-        data, what, allowance = _mutate(random.Random(seed), _originals()[name][0])
+        original = _originals()[name]
+        data, what, allowance = _mutate(random.Random(seed), original[0], traffic=original[2] is not None)
         tally.run(outcome, name, data, what, allowance, path, describe=f"{name}: {what} (seed {seed})")
 
     case()
-    tally.check("saved profiles", CASES * 9 // 10, must_see=("same", "error+fix", "reported"))
+    tally.check("saved profiles", CASES * 9 // 10,
+                must_see=("same", "error+fix", "reported", "traffic-change"))

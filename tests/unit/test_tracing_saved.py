@@ -515,3 +515,161 @@ def test_without_zstandard_version_1_is_saved_and_read_and_version_2_asks_for_it
     assert e.value.fix == "pip install zstandard"
     with pytest.raises(KperfError, match="cannot save format version 3"):
         save_profile(tmp_path / "x.kperf", [small()], version=3)
+
+
+# ------------------------------------------------------------------ measured traffic (traffic.json member)
+
+
+TRAFFIC = {"format": "kperf-traffic", "version": 1, "device": {"name": "NVIDIA H100 80GB HBM3"},
+           "launches": [{"launch": 0, "kernel": "k", "ncu_id": 2, "kperf_record_bytes": 640,
+                         "metrics": {"dram__bytes_read.sum": 1.1e9, "dram__bytes_write.sum": None}}],
+           "unmatched_ncu": [], "unmatched_profile": [], "notes": [], "problems": []}
+
+
+def _raw_members(path) -> dict[str, tuple]:
+    """Each member's local header, stored bytes and central-directory fields, as they lie in the file."""
+    data = pathlib.Path(path).read_bytes()
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        for i in z.infolist():
+            n, m = int.from_bytes(data[i.header_offset + 26:i.header_offset + 28], "little"), \
+                int.from_bytes(data[i.header_offset + 28:i.header_offset + 30], "little")
+            start = i.header_offset + 30 + n + m
+            out[i.filename] = (data[i.header_offset:start], data[start:start + i.compress_size],
+                               i.CRC, i.compress_type, i.date_time)
+    return out
+
+
+@pytest.mark.parametrize("version, compress", [(1, False), (2, False), (1, True)])
+def test_traffic_is_attached_replaced_and_removed_copying_the_rest_byte_for_byte(tmp_path, version,
+                                                                                   compress):
+    from kperf.tracing.saved import attach_traffic, read_traffic
+    path = save_profile(tmp_path / "p.kperf", [small(0), small(3, keep_raw=False)], version=version,
+                        compress=compress)
+    original, members = pathlib.Path(path).read_bytes(), _raw_members(path)
+    assert read_traffic(path) is None  # a profile without the member: none, and it loads as before
+    assert attach_traffic(path, TRAFFIC) == path
+    assert read_traffic(path) == TRAFFIC and read_manifest(path)["version"] == version
+    got = _raw_members(path)
+    assert list(got) == [*members, "traffic.json"]
+    assert all(got[name] == raw for name, raw in members.items())  # copied, not recompressed
+    for a, b in zip((small(0), small(3, keep_raw=False)), load_profile(path), strict=True):
+        same(a, b)
+    again = {**TRAFFIC, "notes": ["measured again"]}
+    attach_traffic(path, again)
+    assert read_traffic(path) == again and list(_raw_members(path)) == [*members, "traffic.json"]
+    attach_traffic(path, None)
+    assert pathlib.Path(path).read_bytes() == original
+    assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f]
+
+
+def test_traffic_travels_with_a_copied_profile_and_older_readers_ignore_it(tmp_path):
+    """The reason for a member: a copy or a renamed file keeps its numbers.  Top-level members a reader does
+    not know are ignored, so kperf before traffic.json loads such a file (its launches) as it is."""
+    import shutil
+
+    from kperf.tracing.saved import attach_traffic, read_traffic
+    path = attach_traffic(save_profile(tmp_path / "p.kperf", [small()]), TRAFFIC)
+    copy = shutil.copy(path, tmp_path / "renamed.kperf")
+    assert read_traffic(copy) == TRAFFIC
+    with zipfile.ZipFile(copy, "a") as z:
+        z.writestr("from_a_newer_kperf.json", b"{}")
+    same(small(), load_profile(copy)[0])
+
+
+def test_a_member_written_with_data_descriptors_is_copied_with_them(tmp_path):
+    """A zip written to a stream (sizes after the data) keeps its data descriptors when traffic is added."""
+    import io
+
+    from kperf.tracing.saved import attach_traffic, read_traffic
+
+    class Stream(io.RawIOBase):
+        def __init__(self):
+            self.data = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.data += b
+            return len(b)
+
+    path = save_profile(tmp_path / "p.kperf", [small()], version=1)
+    stream = Stream()
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(stream, "w") as out:
+        for item in z.infolist():
+            with out.open(zipfile.ZipInfo(item.filename, item.date_time), "w") as w:
+                w.write(z.read(item))
+    streamed = tmp_path / "streamed.kperf"
+    streamed.write_bytes(bytes(stream.data))
+    assert all(i.flag_bits & 0x08 for i in zipfile.ZipFile(streamed).infolist())
+    attach_traffic(streamed, TRAFFIC)
+    with zipfile.ZipFile(streamed) as z:
+        assert z.testzip() is None
+    assert read_traffic(streamed) == TRAFFIC
+    same(small(), load_profile(streamed)[0])
+
+
+def _with_member(path, dst, data: bytes):
+    """``path`` with a traffic.json member of exactly ``data`` (written by another tool)."""
+    import shutil
+    shutil.copy(path, dst)
+    with zipfile.ZipFile(dst, "a") as z:
+        z.writestr("traffic.json", data)
+    return dst
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"{not json", "cannot read it"),
+    (b"[" * 100_000, "nests too deeply"),
+    (json.dumps({**TRAFFIC, "format": "kperf-profile"}).encode(),
+     "format 'kperf-profile', not 'kperf-traffic'"),
+    (json.dumps({**TRAFFIC, "version": 0}).encode(), "traffic.version: expected an int in [1, 2)"),
+    (json.dumps({**TRAFFIC, "launches": {}}).encode(), "traffic.launches: expected a list"),
+    (json.dumps({**TRAFFIC, "launches": [{**TRAFFIC["launches"][0], "metrics": {"x": "1"}}]}).encode(),
+     "traffic.launches[0].metrics: expected an object of finite numbers or nulls"),
+    (json.dumps({**TRAFFIC, "launches": [{**TRAFFIC["launches"][0], "ncu_id": 2**64}]}).encode(),
+     "traffic.launches[0].ncu_id: expected an int"),
+    (json.dumps({**TRAFFIC, "problems": [{"kind": "gemm", "kernel": "("}]}).encode(), "traffic.problems"),
+    (json.dumps({**TRAFFIC, "device": {"l2_bytes": -1}}).encode(), "traffic.device.l2_bytes"),
+], ids=["not-json", "deep", "format", "version", "launches", "metrics", "ncu_id", "problems", "device"])
+def test_a_damaged_traffic_member_is_a_clear_error_and_the_launches_still_load(tmp_path, data, words):
+    from kperf.tracing.saved import read_traffic
+    path = save_profile(tmp_path / "p.kperf", [small()])
+    bad = _with_member(path, tmp_path / "bad.kperf", data)
+    with pytest.raises(KperfError, match="is not readable measured traffic") as e:
+        read_traffic(bad)
+    assert str(e.value).startswith(f"{bad} (member traffic.json)") and words in str(e.value), str(e.value)
+    assert "kperf ncu" in e.value.fix and "attach_traffic(PROFILE, None)" in e.value.fix
+    same(small(), load_profile(bad)[0])
+
+
+def test_newer_traffic_asks_for_a_newer_kperf_and_bad_traffic_is_not_stored(tmp_path):
+    from kperf.tracing.saved import attach_traffic, read_traffic
+    path = save_profile(tmp_path / "p.kperf", [small()])
+    newer = _with_member(path, tmp_path / "v2.kperf", json.dumps({**TRAFFIC, "version": 2}).encode())
+    with pytest.raises(KperfError, match="traffic of format version 2; this kperf reads version 1") as e:
+        read_traffic(newer)
+    assert "upgrade kperf" in e.value.fix
+    before = pathlib.Path(path).read_bytes()
+    with pytest.raises(KperfError, match="launches.0..kernel: expected a string"):
+        attach_traffic(path, {**TRAFFIC, "launches": [{**TRAFFIC["launches"][0], "kernel": 7}]})
+    assert pathlib.Path(path).read_bytes() == before
+    # a flipped byte of the stored member fails its CRC
+    good = attach_traffic(save_profile(tmp_path / "q.kperf", [small()]), TRAFFIC)
+    data = bytearray(pathlib.Path(good).read_bytes())
+    data[data.index(b'"kperf-traffic"') + 3] ^= 1
+    (tmp_path / "flip.kperf").write_bytes(bytes(data))
+    with pytest.raises(KperfError, match="Bad CRC-32"):
+        read_traffic(tmp_path / "flip.kperf")
+    with pytest.raises(KperfError, match="no saved profile"):
+        attach_traffic(tmp_path / "none.kperf", TRAFFIC)
+
+
+def test_a_member_of_an_unknown_compression_method_is_a_clean_error(tmp_path):
+    path = save_profile(tmp_path / "p.kperf", [small()], version=1)
+    data = bytearray(pathlib.Path(path).read_bytes())
+    entry = data.index(b"launches/0/buffer.bin", data.index(b"PK\x01\x02")) - 46  # its directory entry
+    data[entry + 10] = 99  # the compression method: none zipfile knows
+    (tmp_path / "bad.kperf").write_bytes(bytes(data))
+    expect_error(tmp_path / "bad.kperf", "cannot read launches/0/buffer.bin (That compression method is not")

@@ -1,11 +1,15 @@
-"""Measured traffic beside a profile (kperf.tracing.traffic, kperf ncu / traffic / bounds commands) on a
-raw CSV page shaped as Nsight Compute writes it: launches matched to the profile, the side file, the
-tables, the bounds next to the measured bytes, and the errors."""
+"""Measured traffic of a profile (kperf.tracing.traffic, kperf ncu / traffic / bounds commands) on a
+raw CSV page shaped as Nsight Compute writes it: launches matched to the profile, the numbers stored in
+the profile (and an earlier kperf's side file, still read), the tables, the bounds next to the measured
+bytes, and the errors."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
 import subprocess
 
 import numpy as np
@@ -51,16 +55,17 @@ def test_raw_page_parses_into_base_units():
     assert traffic.base_name("void gemm<128>(float*, int)") == "gemm"
 
 
-def test_measured_launches_match_profiled_ones_and_round_trip(tmp_path):
+def test_measured_launches_match_profiled_ones_and_an_earlier_side_file_is_read(tmp_path):
     rows, units = traffic.parse_raw_csv(RAW)
     data = traffic.build(MANIFEST, rows, units, problems=[GEMM])
     (m,) = data["launches"]
     assert (m["launch"], m["ncu_id"]) == (1, 2)  # the earlier plain launch (ID 1) is not the profiled one
     assert {u["ncu_id"] for u in data["unmatched_ncu"]} == {0, 1}
     assert "the last 1 are matched" in data["notes"][0]
-    path = traffic.save(traffic.sidecar_path(tmp_path / "profile.kperf"), data)
+    path = traffic.save(traffic.sidecar_path(tmp_path / "profile.kperf"), data)  # as kperf ncu wrote it once
     assert path.endswith("profile.traffic.json")
     back = traffic.load(tmp_path / "profile.kperf")
+    assert back == traffic.load(path)
     t = traffic.traffic_table(back)
     assert t["dram_read_bytes"].tolist() == [1.1e9] and t["l2_sm_bytes"].tolist() == [2**34 + 2**27]
     assert back["device"]["l2_bytes"] == 52428800  # from ncu's device attributes
@@ -125,8 +130,12 @@ def test_commands(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("call,needle", [
+    (lambda: traffic.load("/nonexistent/x.traffic.json"),
+     "no measured traffic at /nonexistent/x.traffic.json"),
     (lambda: parse_size("50 parsecs"), "not a size"),
-    (lambda: traffic.load("/nonexistent/profile.kperf"), "no measured traffic"),
+    (lambda: traffic.load("/nonexistent/profile.kperf"),
+     "no measured traffic for /nonexistent/profile.kperf: there is no /nonexistent/profile.kperf, and no "
+     "/nonexistent/profile.traffic.json beside it"),
     (lambda: traffic.parse_raw_csv("==PROF== nothing"), "no raw page"),
     (lambda: find_ncu("/nonexistent/ncu"), "no executable"),
     (lambda: problem_from("gemm", "(", m=1, n=1, k=1), "not a regular expression"),
@@ -135,7 +144,7 @@ def test_commands(tmp_path, capsys):
      "ERR_NVGPUCTRPERM"),
 ])
 def test_errors_name_cause_and_fix(call, needle):
-    with pytest.raises(KperfError, match=needle) as e:
+    with pytest.raises(KperfError, match=re.escape(needle)) as e:
         call()
     assert e.value.fix
 
@@ -173,6 +182,7 @@ def test_kperf_ncu_end_to_end_with_a_stand_in_ncu(tmp_path, monkeypatch, capsys)
     save_profile(out / "profile.kperf", [vanilla(launch=4)])  # what `kperf run` inside would write
     raw = RAW.replace("matmul_kernel", "attn").replace("(4096, 1, 1)", "(3, 1, 1)")
     (tmp_path / "raw.csv").write_text(raw)
+    (out / "profile.traffic.json").write_text("{}")  # an earlier kperf ncu's, of the profile it replaced
     monkeypatch.setenv("FAKE_RAW", str(tmp_path / "raw.csv"))
     monkeypatch.setenv("FAKE_ARGV", str(tmp_path / "argv"))
     data = measure(str(out), "script.py", ["--size", "8"], ncu=str(ncu), kernels="attn",
@@ -188,23 +198,28 @@ def test_kperf_ncu_end_to_end_with_a_stand_in_ncu(tmp_path, monkeypatch, capsys)
     assert data["launches"][0]["kperf_record_bytes"] == want > 0
     assert set(data["launches"][0]["metrics"]) == {"dram__bytes_read.sum", "dram__bytes_write.sum"}
     assert data["ncu"]["version"] == "Version 2099.1 (fake)" and "lts__t_bytes.sum" in data["ncu"]["lacking"]
-    assert traffic.load(out / "profile.kperf")["launches"][0]["metrics"]["dram__bytes_read.sum"] == 1.1e9
+    from kperf.tracing.saved import load_profile, read_traffic
+    assert read_traffic(out / "profile.kperf") == data == traffic.load(out)  # in the profile; found from OUT
+    assert data["launches"][0]["metrics"]["dram__bytes_read.sum"] == 1.1e9
+    assert not (out / "profile.traffic.json").exists()
+    assert load_profile(out / "profile.kperf")[0].n_events == vanilla().n_events
     monkeypatch.setenv("FAKE_DENY", "1")
     with pytest.raises(KperfError, match="ERR_NVGPUCTRPERM"):
         measure(str(out), "script.py", [], ncu=str(ncu))
 
 
-def _measured_profile(tmp_path, device="NVIDIA H100 80GB HBM3"):
-    """A saved profile (launch 4 of kernel attn, 3 CTAs) and the side file kperf ncu writes beside it."""
+def _measured_profile(tmp_path, device="NVIDIA H100 80GB HBM3", where="member", version=2):
+    """A saved profile (launch 4 of kernel attn, 3 CTAs) holding the traffic kperf ncu measures (``where``
+    "side": in the side file an earlier kperf ncu wrote beside it)."""
     from known_profiles import vanilla
 
     from kperf.tracing.saved import read_manifest, save_profile
-    path = str(save_profile(tmp_path / "profile.kperf", [vanilla(launch=4)], device=device))
+    path = str(save_profile(tmp_path / "profile.kperf", [vanilla(launch=4)], device=device, version=version))
     rows, units = traffic.parse_raw_csv(RAW.replace("matmul_kernel", "attn").replace("(4096, 1, 1)",
                                                                                       "(3, 1, 1)"))
     problems = [problem_from("gemm", "attn", m=64, n=64, k=64)]
     data = traffic.build(read_manifest(path), rows, units, problems=problems)
-    traffic.save(traffic.sidecar_path(path), data)
+    traffic.save(path if where == "member" else traffic.sidecar_path(path), data)
     return path
 
 
@@ -220,11 +235,15 @@ def _perfetto_launch_notes(path):
             and tracks[p.track_event.track_uuid].name.startswith("launch ")}
 
 
-def test_export_and_view_show_the_measured_traffic_on_the_launch(tmp_path, capsys):
-    """kperf export (Chrome, Perfetto) and kperf view put the side file's numbers on their launch."""
+@pytest.mark.parametrize("where, version", [("member", 2), ("member", 1), ("side", 2)])
+def test_export_and_view_show_the_measured_traffic_on_the_launch(tmp_path, capsys, where, version):
+    """kperf export (Chrome, Perfetto) and kperf view put the profile's measured numbers on their launch."""
     from kperf.cli import main
     from kperf.viewer import prepare_trace
-    profile = _measured_profile(tmp_path)
+    profile = _measured_profile(tmp_path, where=where, version=version)
+    if where == "member":  # the numbers travel with the profile: a renamed copy elsewhere has them
+        os.makedirs(tmp_path / "copy")
+        profile = str(shutil.move(profile, tmp_path / "copy" / "renamed.kperf"))
     assert main(["export", profile, "--out", str(tmp_path / "t.json")]) == 0
     assert 'measured traffic of 1 launch ("memory traffic (ncu)" at each' in capsys.readouterr().out
     chrome = json.loads((tmp_path / "t.json").read_text())
@@ -241,21 +260,59 @@ def test_export_and_view_show_the_measured_traffic_on_the_launch(tmp_path, capsy
     assert main(["export", profile, "--out", str(tmp_path / "t.pftrace")]) == 0
     shown = _perfetto_launch_notes(tmp_path / "t.pftrace")["memory traffic (ncu)"]
     assert shown == args
-    trace, _ = prepare_trace(tmp_path, tmp_path / "view")  # the folder kperf run / kperf ncu wrote
+    trace, _ = prepare_trace(profile if where == "member" else tmp_path, tmp_path / "view")  # or the folder
     assert _perfetto_launch_notes(trace)["memory traffic (ncu)"] == args
 
 
 def test_a_trace_without_usable_numbers_is_still_written(tmp_path, capsys):
-    """Bounds of a device of unknown capacities, or a broken side file: a warning, and the trace."""
+    """Bounds of a device of unknown capacities, or a broken traffic member: a warning, and the trace."""
     from kperf.cli import main
     profile = _measured_profile(tmp_path, device="Tesla K80")
     assert main(["export", profile, "--out", str(tmp_path / "t.json")]) == 0
     assert "leaves out the bounds" in capsys.readouterr().err
     args = json.loads((tmp_path / "t.json").read_text())["otherData"]["kperf"]["launches"][0]["args"]
     assert args["dram_read_bytes"] == 1_100_000_000 and "dram_bound_bytes" not in args
-    with open(traffic.sidecar_path(profile), "w") as f:
-        f.write("{not json")
+    import zipfile
+
+    from kperf.tracing.saved import attach_traffic
+    attach_traffic(profile, None)
+    with zipfile.ZipFile(profile, "a") as z:  # a member another tool damaged
+        z.writestr("traffic.json", "{not json")
     assert main(["export", profile, "--out", str(tmp_path / "t.pftrace")]) == 0
     err = capsys.readouterr().err
-    assert "leaves out the measured traffic" in err and "fix:" in err
+    assert "leaves out the measured traffic" in err and "(member traffic.json) is not readable" in err
+    assert "fix:" in err
     assert "memory traffic (ncu)" not in _perfetto_launch_notes(tmp_path / "t.pftrace")
+
+
+def test_report_and_traffic_show_the_numbers_stored_in_the_profile(tmp_path, capsys):
+    """kperf report adds the traffic and bounds tables; kperf traffic reads a profile or its folder."""
+    from kperf.cli import main
+    profile = _measured_profile(tmp_path, version=1)
+    assert not os.path.exists(traffic.sidecar_path(profile))
+    assert main(["report", profile]) == 0
+    out = capsys.readouterr().out
+    assert "Measured memory traffic" in out and "DRAM (L2 capacity)" in out
+    shown = _cli(["traffic", str(tmp_path), "--json"], capsys)
+    assert json.loads(shown)["traffic"][0]["dram_read_bytes"] == 1.1e9
+    from kperf.tracing.saved import attach_traffic
+    attach_traffic(profile, None)  # a profile without measured traffic: the report it always had
+    assert main(["report", profile]) == 0
+    assert "Measured memory traffic" not in capsys.readouterr().out
+    with pytest.raises(KperfError, match=f"{re.escape(profile)} has no traffic.json member, and no "):
+        traffic.load(profile)
+
+
+def test_measured_traffic_from_an_h100_passes_the_checks_and_is_stored_as_it_is(tmp_path):
+    """The side files kperf ncu wrote on an H100 (bench/results) load, and go into a profile unchanged."""
+    import pathlib
+
+    from known_profiles import vanilla
+
+    from kperf.tracing.saved import read_traffic, save_profile
+    found = sorted((pathlib.Path(__file__).parents[2] / "bench" / "results").glob("*/*.traffic.json"))
+    assert found
+    path = save_profile(tmp_path / "p.kperf", [vanilla()])
+    for side in found:
+        data = traffic.load(side)
+        assert traffic.save(path, data) == path and read_traffic(path) == data
