@@ -208,9 +208,9 @@ def _flex_length(args, doc: Doc, S: int, compiled) -> None:
 
 def phase_flex(args, doc: Doc) -> None:
     import torch
-    from torch.nn.attention.flex_attention import flex_attention
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    compiled = torch.compile(flex_attention, dynamic=False)
+
+    from kperf.examples import masked_attention as ma
+    compiled = ma.compiled_flex_attention()
     for S in args.seq_lens:
         _flex_length(args, doc, S, compiled)
         torch.cuda.empty_cache()

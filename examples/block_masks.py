@@ -125,13 +125,14 @@ def bigbird(batch, heads, seq_len, block_m=128, block_n=128, seed=0, global_bloc
 
 
 def make_mask(family: str, batch: int, heads: int, seq_len: int, block_m: int = 128, block_n: int = 128,
-              seed: int = 0) -> MaskSpec:
-    """The mask of ``family`` (one of :data:`FAMILIES` or ``"dense"``) at this shape."""
+              seed: int = 0, **params) -> MaskSpec:
+    """The mask of ``family`` (one of :data:`FAMILIES` or ``"dense"``) at this shape; ``params``: the
+    family's own keywords (``windows``, ``mean_len``, ``global_blocks``, ...), its defaults otherwise."""
     makers = {"dense": dense, "causal": causal, "sliding_window": sliding_window, "document": document,
               "bigbird": bigbird}
     if family not in makers:
         raise ValueError(f"unknown mask family {family!r}; choose among {', '.join(makers)}")
-    return makers[family](batch, heads, seq_len, block_m, block_n, seed=seed)
+    return makers[family](batch, heads, seq_len, block_m, block_n, seed=seed, **params)
 
 
 # --- blocks -----------------------------------------------------------------------------------------------

@@ -312,7 +312,8 @@ def masked_attention(q, k, v, p: Prepared, schedule: str = "grid", sm_scale: flo
     return o
 
 
-def profile_schedule(q, k, v, p: Prepared, schedule: str, capacity: int | None = None) -> dict:
+def profile_schedule(q, k, v, p: Prepared, schedule: str, capacity: int | None = None,
+                     sm_scale: float | None = None) -> dict:
     """One launch of ``schedule`` under ``kperf.profile``; returns ``profile``, ``out`` (the output),
     ``summary`` and ``tiles`` (``examples/masked_imbalance.py``: kperf's imbalance tables joined with
     the work per tile) and ``tile_cta`` (persistent schedules: the CTA that drew each ticket)."""
@@ -324,12 +325,28 @@ def profile_schedule(q, k, v, p: Prepared, schedule: str, capacity: int | None =
         capacity = 1 << (8 * per_cta + 8 - 1).bit_length()
     kernel = kperf.profile(base, capacity=capacity)
     p.tile_cta.fill_(-1)
-    out = masked_attention(q, k, v, p, schedule, kernel=kernel, log_tiles=True)
+    out = masked_attention(q, k, v, p, schedule, sm_scale, kernel=kernel, log_tiles=True)
     prof = kperf.results(kernel)
     tile_cta = p.tile_cta.cpu().numpy() if persistent else None
     summary, tiles = mi.summarize(prof, p.lists, schedule, tile_cta)
     summary["lost_records"] = int(prof.lost_total)
     return {"profile": prof, "out": out, "summary": summary, "tiles": tiles, "tile_cta": tile_cta}
+
+
+_FLEX: dict = {}
+
+
+def compiled_flex_attention():
+    """``torch.compile(flex_attention, dynamic=False)``, made once per process: the FlexAttention baseline
+    (with :func:`block_masks.flex_block_mask`, the same block lists).  Compiled for fixed shapes, once per
+    sequence length (``block_masks.flex_tensors`` gives every family the same tensor shapes), so the
+    recompile limit is raised to hold a sweep's lengths."""
+    if "fn" not in _FLEX:
+        import torch
+        from torch.nn.attention.flex_attention import flex_attention
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        _FLEX["fn"] = torch.compile(flex_attention, dynamic=False)
+    return _FLEX["fn"]
 
 
 def reference(q, k, v, spec: bmk.MaskSpec, sm_scale: float | None = None):

@@ -9,16 +9,19 @@ from kperf.dialect.errors import KperfError
 
 def main(argv=None) -> int:
     from . import args as cli
-    from . import runner, tritonbench_adapter, variants
+    from . import runner, tritonbench_adapter
     try:
         args = cli.parse_args(argv)
-        variants.select(args.only, args.skip)  # unknown names fail here, before any GPU work
+        op = runner.OPERATORS[args.op]
+        op.select(args.only, args.skip)  # unknown names fail here, before any GPU work
         plan = cli.sweep_plan(args)
         print(plan.describe(), flush=True)
         if tritonbench_adapter.available() and not args.standalone:
-            tritonbench_adapter.run(args, plan.shapes)
-        else:
-            runner.run(args)
+            if op.tritonbench:
+                tritonbench_adapter.run(args, plan.shapes)
+                return 0
+            print(f"tritonbench has no {args.op} operator: this package's own loop runs it", flush=True)
+        runner.run(args)
     except KperfError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,12 @@ a method ``(self, q, k, v) -> callable`` of the operator class, a custom metric 
 is the benchmark name).  ``register()`` adds one method per variant and the ``kperf`` metric to
 ``tritonbench.operators.flash_attention.operator.Operator``; ``run(args)`` then drives tritonbench's
 own loop (``Operator(tb_args, extra_args).run()``), once per batch size of the sweep.
+
+Only flash_attention is registered: tritonbench has no operator for ``--op masked_attention``.  Its
+flex_attention operator is the nearest, but its inputs are its own (``(q, k, v, score_mod, block_mask,
+mod_type, kernel_options)``), its mask types are not ``examples/block_masks.py``'s (no BigBird, documents
+packed across the batch) and its FLOP count is not the visited blocks', so registering the masked
+variants there would time other masks; ``runner`` runs that operator instead.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The benchmarked implementations ("variants", tritonbench's benchmark functions).
+"""The benchmarked implementations ("variants", tritonbench's benchmark functions) of flash_attention.
 
 ``kperf_*`` variants are the Triton kernels in this repository's ``examples/``: ``kperf_vanilla`` is
 the warp-specialized tutorial kernel (``examples/attention.py``); ``kperf_ws*`` are the Gluon
@@ -6,6 +6,9 @@ pipelines of ``examples/fa3_pipelines.py``.  ``sdpa_flash`` / ``sdpa_cudnn`` are
 restricted to one backend.  ``Variant.make(q, k, v, causal, sm_scale)`` returns the zero-argument
 callable that is timed; ``Variant.profiled(...)`` runs one launch under ``kperf.profile`` and returns
 the ``kperf.Profile``.
+
+:class:`Variant` and :func:`select` serve every operator: a variant's ``make`` and ``profiled`` take
+that operator's inputs (``masked.py``: one ``MaskedCase``), and ``device`` says what it runs on.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ def capacity_for(seq_len: int, per_block: int = 16, fixed: int = 64) -> int:
     return 1 << (need - 1).bit_length()
 
 
+#: what a variant needs: a Hopper GPU (sm_90: TMA descriptors, wgmma), or any CUDA GPU
+DEVICES = ("hopper", "cuda")
+
+
+class Skipped(KperfError):
+    """A variant that does not run at this shape by design (said in the table, not an error)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Variant:
     name: str
@@ -30,20 +41,24 @@ class Variant:
     description: str
     _make: Callable = dataclasses.field(repr=False, compare=False)
     _profile: Callable | None = dataclasses.field(default=None, repr=False, compare=False)
+    device: str = "hopper"  # one of DEVICES
+    checked: bool = True  # the accuracy metric applies: it computes the operator's function
 
-    def make(self, q, k, v, causal: bool, sm_scale: float) -> Callable:
-        return self._make(q, k, v, causal, sm_scale)
+    def make(self, *inputs) -> Callable:
+        """The zero-argument callable that is timed (flash_attention: ``make(q, k, v, causal, sm_scale)``)."""
+        return self._make(*inputs)
 
     @property
     def profilable(self) -> bool:
         return self._profile is not None
 
-    def profiled(self, q, k, v, causal: bool, sm_scale: float):
-        """Run one launch with kperf profiling on; returns ``(output, kperf.Profile)``."""
+    def profiled(self, *inputs):
+        """Run one launch with kperf profiling on; returns ``(output, kperf.Profile)`` (masked_attention:
+        and the imbalance summary)."""
         if self._profile is None:
             raise KperfError(f"{self.name} is not a Triton kernel: kperf cannot profile it",
                              fix="ask for the kperf metric on kperf_* variants only")
-        return self._profile(q, k, v, causal, sm_scale)
+        return self._profile(*inputs)
 
 
 # --- kperf_* variants ---------------------------------------------------------------------------------
@@ -112,9 +127,9 @@ def _build() -> dict[str, Variant]:
         out[f"kperf_{name}"] = Variant(f"kperf_{name}", "kperf", desc, _gluon_make(name),
                                        _gluon_profile(name))
     out["sdpa_flash"] = Variant("sdpa_flash", "baseline", "PyTorch SDPA, flash backend",
-                                _sdpa_make("FLASH_ATTENTION"))
+                                _sdpa_make("FLASH_ATTENTION"), device="cuda")
     out["sdpa_cudnn"] = Variant("sdpa_cudnn", "baseline", "PyTorch SDPA, cuDNN backend",
-                                _sdpa_make("CUDNN_ATTENTION"))
+                                _sdpa_make("CUDNN_ATTENTION"), device="cuda")
     return out
 
 
@@ -132,11 +147,14 @@ GLUON_PIPELINES = {
 VARIANTS: dict[str, Variant] = _build()
 
 
-def select(only: list[str] | None, skip: list[str] = ()) -> list[Variant]:
-    """The variants ``--only`` / ``--skip`` name, in the order given (default: all, baselines last)."""
-    names = list(only) if only else list(VARIANTS)
-    unknown = [n for n in list(names) + list(skip) if n not in VARIANTS]
+def select(only: list[str] | None, skip: list[str] = (), registry: dict[str, Variant] | None = None
+           ) -> list[Variant]:
+    """The variants ``--only`` / ``--skip`` name, in the order given (default: all, baselines last), from
+    ``registry`` (default: flash_attention's)."""
+    registry = VARIANTS if registry is None else registry
+    names = list(only) if only else list(registry)
+    unknown = [n for n in list(names) + list(skip) if n not in registry]
     if unknown:
         raise KperfError(f"unknown variant(s) {', '.join(unknown)}",
-                         fix=f"use names from {', '.join(VARIANTS)}")
-    return [VARIANTS[n] for n in names if n not in skip]
+                         fix=f"use names from {', '.join(registry)}")
+    return [registry[n] for n in names if n not in skip]
