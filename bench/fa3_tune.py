@@ -123,11 +123,8 @@ def cpu_check(name: str, causal: bool = False) -> dict:
     """Compile one candidate for sm_90 (fp16, d 128, plain: what is timed); shared memory, spills, wgmma
     serialization from ptxas -v."""
     import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.backends.nvidia.compiler import get_ptxas
-    from triton.experimental.gluon._runtime import GluonASTSource
 
-    from kperf import sass
+    from kperf import sass, triton_compat
     fa3 = load_fa3()
     p = pipeline(name)
     row = {"name": name, "causal": causal, "smem_estimate": p.smem_bytes(128)}
@@ -135,8 +132,9 @@ def cpu_check(name: str, causal: bool = False) -> dict:
     try:
         constexprs = p.constexprs(head_dim=128, causal=causal)
         attrs = {(5,): [["tt.divisibility", 16]]}
-        source = GluonASTSource(fa3.fa3_fwd_kernel, fa3.signature(p), constexprs, attrs)
-        k = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=fa3.COMPILE_OPTIONS)
+        source_class = triton_compat.source_class(fa3.fa3_fwd_kernel)
+        source = source_class(fa3.fa3_fwd_kernel, fa3.signature(p), constexprs, attrs)
+        k = triton.compile(source, target=triton_compat.gpu_target(90), options=fa3.COMPILE_OPTIONS)
     except Exception as e:
         last = str(e).splitlines()[-1][:200] if str(e) else ""
         row.update(ok=False, reason=f"compile: {type(e).__name__}: {last}")
@@ -146,7 +144,8 @@ def cpu_check(name: str, causal: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         src = pathlib.Path(tmp) / "k.ptx"
         src.write_text(k.asm["ptx"])
-        ptxas = [get_ptxas(90).path, "-arch=sm_90a", "-v", str(src), "-o", str(src.with_suffix(".cubin"))]
+        cubin = str(src.with_suffix(".cubin"))
+        ptxas = [triton_compat.ptxas_path(90), "-arch=sm_90a", "-v", str(src), "-o", cubin]
         res = subprocess.run(ptxas, capture_output=True, text=True)
     msg = res.stdout + res.stderr
     row["serialized"] = "C7515" in msg or "serialized" in msg

@@ -18,9 +18,10 @@ Proton does accept TTGIR override files holding ``proton.record start|end "name"
    Proton kept and dropped are read from its per-CTA buffer headers.
 
 ``cpu_instrumentation`` registers Proton's real lowering passes with Triton's NVIDIA backend exactly as
-``triton.profiler``'s ``InstrumentationHook.activate`` (Triton 3.6) does, minus the two device queries
-(maximum shared memory, backend), so the proton-syntax folder can be compiled to a cubin on a machine
-without a GPU (tests/unit/test_proton_override.py).
+``triton.profiler``'s ``InstrumentationHook.activate`` of the installed Triton does (through
+``kperf.triton_compat``), minus the two device queries (maximum shared memory, backend), so the
+proton-syntax folder can be compiled to a cubin on a machine without a GPU
+(tests/unit/test_proton_override.py).
 
     python3 -m bench.proton_override --out /tmp/proton_attn            # GPU: folders + timing
     python3 -m bench.proton_override --out /tmp/proton_attn --cpu      # folders + sm_90 compile only
@@ -177,42 +178,16 @@ def triton_override(folder):
         c.override, triton.knobs.cache.override_dir, c.always_compile = saved
 
 
-@contextlib.contextmanager
 def cpu_instrumentation(mode_spec: str = "default", max_shared_mem: int = H100_MAX_SHARED):
     """Proton's instrumentation passes registered with the NVIDIA backend, without a device.
 
-    Mirrors ``InstrumentationHook.activate`` (Triton 3.6): the same passes with the same arguments;
-    the device's maximum shared memory is given instead of queried.  Yields the mode string to put in
-    the compile options' ``instrumentation_mode``.
+    Mirrors ``InstrumentationHook.activate`` of the installed Triton (how Proton joins the pipeline
+    changed between releases: ``kperf.triton_compat.proton_instrumentation``); the device's maximum
+    shared memory is given instead of queried.  A context manager yielding the mode string to put in the
+    compile options' ``instrumentation_mode``.
     """
-    from triton._C.libtriton import passes as triton_passes
-    from triton._C.libtriton import proton as triton_proton
-    from triton.backends.nvidia.compiler import CUDABackend
-    from triton.profiler import mode as pmode
-    from triton.profiler.hooks.instrumentation import Instrumentation, InstrumentationHook, _interpret_mode
-    m = _interpret_mode(mode_spec)
-
-    def to_llvmir(pm):
-        long_clk = pmode.Optimize.CLOCK32 not in m.optimizations
-        triton_proton.add_convert_proton_to_protongpu(
-            pm, m.metric_type, m.sampling_strategy, m.sampling_options, m.granularity, m.buffer_strategy,
-            m.buffer_type, m.buffer_size, max_shared_mem, InstrumentationHook.profile_buffer_size,
-            InstrumentationHook.profile_buffer_alignment, long_clk)
-        triton_passes.common.add_cse(pm)
-        if pmode.Optimize.SCHED_STORES in m.optimizations:
-            triton_proton.add_schedule_buffer_store(pm)
-        triton_proton.add_allocate_proton_shared_memory(pm)
-
-    def to_llvm(pm):
-        triton_proton.add_allocate_proton_global_scratch_buffer(pm)
-        triton_proton.add_convert_proton_nvidia_gpu_to_llvm(pm)
-
-    saved = CUDABackend.instrumentation
-    CUDABackend.instrumentation = Instrumentation({"ttgpuir_to_llvmir": to_llvmir, "llvmir_to_llvm": to_llvm})
-    try:
-        yield str(m)
-    finally:
-        CUDABackend.instrumentation = saved
+    from kperf import triton_compat
+    return triton_compat.proton_instrumentation(mode_spec, max_shared_mem)
 
 
 def compile_with_proton(proton_dir, src=None, options=None, target=None, mode_spec: str = "default"):

@@ -55,6 +55,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 
 import kperf
 from kperf.dialect.errors import KperfError
+from kperf.triton_compat import gluon_tma_load, gluon_tma_store  # renamed in Triton 3.8
 
 BLOCK_M = gl.constexpr(128)  # query rows per CTA: two consumer warpgroups of 64 rows
 WG_M = gl.constexpr(64)  # query rows per consumer warpgroup (one m64 wgmma)
@@ -97,11 +98,11 @@ def _load_block(desc, row, bar, smem, smem2, BLOCK_N: gl.constexpr, SPLIT_N: gl.
     (SPLIT_N) boxes of SPLIT_N rows into the slices of ``smem`` and into ``smem2``, all behind ``bar``."""
     if SPLIT_N > 0:
         for h in gl.static_range(BLOCK_N // SPLIT_N):
-            tma.async_copy_global_to_shared(desc, [row + h * SPLIT_N, 0], bar,
+            gluon_tma_load(desc, [row + h * SPLIT_N, 0], bar,
                                             smem.slice(h * SPLIT_N, SPLIT_N))
-        tma.async_copy_global_to_shared(desc, [row + BLOCK_N, 0], bar, smem2)
+        gluon_tma_load(desc, [row + BLOCK_N, 0], bar, smem2)
     else:
-        tma.async_copy_global_to_shared(desc, [row, 0], bar, smem)
+        gluon_tma_load(desc, [row, 0], bar, smem)
 
 
 @gluon.jit
@@ -132,7 +133,7 @@ def _fa3_load(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, k2_smem, v2_smem, 
                 mbarrier.wait(q_empty.index(wg), i & 1)
             with kperf.scope("load_q"):
                 mbarrier.expect(q_bars.index(wg), desc_q.block_type.nbytes)
-                tma.async_copy_global_to_shared(desc_q, [q_row + wg * 64, 0], q_bars.index(wg),
+                gluon_tma_load(desc_q, [q_row + wg * 64, 0], q_bars.index(wg),
                                                 q_smem.index(wg))
         for j in range(n_blocks):
             row = kv_row + j * (BLOCK_N + SPLIT_N) - pad
@@ -517,7 +518,7 @@ def _consume_tile(desc_o, q, o_smem, k_smem, v_smem, k2_smem, v2_smem, q_bar, q_
             tma.store_wait(pendings=0)  # the previous tile's O store has read o_smem
         o_smem.store(acc.to(dtype))
         fence_async_shared()
-        tma.async_copy_shared_to_global(desc_o, [q_row, 0], o_smem)
+        gluon_tma_store(desc_o, [q_row, 0], o_smem)
         if not PERSISTENT:
             tma.store_wait(pendings=0)
     return turn

@@ -25,6 +25,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 import kperf
+from kperf.triton_compat import gluon_tma_load, gluon_tma_store  # renamed in Triton 3.8
 
 
 @gluon.constexpr_function
@@ -57,8 +58,8 @@ def gluon_matmul_kernel(a_desc, b_desc, c_desc, STAGES: gl.constexpr, num_warps:
 
     for i in gl.static_range(STAGES - 1):  # prologue: fill all stages but one
         mbarrier.expect(bars.index(i), nbytes)
-        tma.async_copy_global_to_shared(a_desc, [off_m, i * BK], bars.index(i), a_bufs.index(i))
-        tma.async_copy_global_to_shared(b_desc, [i * BK, off_n], bars.index(i), b_bufs.index(i))
+        gluon_tma_load(a_desc, [off_m, i * BK], bars.index(i), a_bufs.index(i))
+        gluon_tma_load(b_desc, [i * BK, off_n], bars.index(i), b_bufs.index(i))
 
     for k in range(num_k):
         s = k % STAGES
@@ -71,8 +72,8 @@ def gluon_matmul_kernel(a_desc, b_desc, c_desc, STAGES: gl.constexpr, num_warps:
         if kn < num_k:  # refill the stage the previous wgmma has finished reading
             sn = kn % STAGES
             mbarrier.expect(bars.index(sn), nbytes)
-            tma.async_copy_global_to_shared(a_desc, [off_m, kn * BK], bars.index(sn), a_bufs.index(sn))
-            tma.async_copy_global_to_shared(b_desc, [kn * BK, off_n], bars.index(sn), b_bufs.index(sn))
+            gluon_tma_load(a_desc, [off_m, kn * BK], bars.index(sn), a_bufs.index(sn))
+            gluon_tma_load(b_desc, [kn * BK, off_n], bars.index(sn), b_bufs.index(sn))
 
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, ))
     for i in gl.static_range(STAGES):
@@ -81,7 +82,7 @@ def gluon_matmul_kernel(a_desc, b_desc, c_desc, STAGES: gl.constexpr, num_warps:
     c_smem = gl.allocate_shared_memory(c_desc.dtype, [BM, BN], c_desc.layout)
     c_smem.store(acc.to(c_desc.dtype))
     fence_async_shared()
-    tma.async_copy_shared_to_global(c_desc, [off_m, off_n], c_smem)
+    gluon_tma_store(c_desc, [off_m, off_n], c_smem)
     tma.store_wait(pendings=0)
 
 

@@ -24,6 +24,7 @@ import re
 import warnings
 from collections.abc import Callable
 
+from kperf import triton_compat  # noqa: F401  (first: a Triton kperf was not checked with is refused)
 from kperf.compile_api import compile_failure, kperf_cause, unwrap_jit
 from kperf.dialect.errors import KperfError
 from kperf.dialect.options import OptionError, ProfileConfig

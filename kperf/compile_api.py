@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import triton
-import triton.language as tl
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from triton.runtime.jit import JITFunction
-
 from kperf import sass as sass_tools
-from kperf import schedule, stages
+from kperf import schedule, stages, triton_compat  # triton_compat refuses an unsupported Triton on import
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
 from kperf.dialect.options import MAX_WARPS, ProfileConfig
@@ -58,37 +52,35 @@ class CompileReport:
                 + (f"\n{line}" if self.schedule_drift and (line := self.schedule_drift.headline()) else ""))
 
 
-def unwrap_jit(fn) -> JITFunction:
+def unwrap_jit(fn):
     """The ``JITFunction`` under kperf.profile / autotune / heuristics wrappers."""
     seen = fn
-    while not isinstance(fn, JITFunction) and hasattr(fn, "fn"):
+    jit_function = triton_compat.jit_function_type()
+    while not isinstance(fn, jit_function) and hasattr(fn, "fn"):
         fn = fn.fn
-    if not isinstance(fn, JITFunction):
+    if not isinstance(fn, jit_function):
         raise KperfError(f"{seen!r} is not a Triton kernel", fix="decorate the kernel with @triton.jit")
     return fn
 
 
-def parse_target(target) -> GPUTarget:
-    if isinstance(target, GPUTarget):
+def parse_target(target):
+    if isinstance(target, triton_compat.gpu_target_type()):
         t = target
     else:
         backend, _, arch = str(target).partition(":")
         if backend != "cuda" or not arch.isdigit():
             raise KperfError(f"unsupported target {target!r}",
                              fix="use 'cuda:90' (Hopper) or 'cuda:80' (Ampere)")
-        t = GPUTarget("cuda", int(arch), 32)
+        t = triton_compat.gpu_target(int(arch))
     if t.backend != "cuda" or int(t.arch) < 70:
         raise KperfError(f"kperf lowers records to PTX for NVIDIA GPUs (sm_70+), not {t}",
                          fix="use target='cuda:90'")
     return t
 
 
-def _source_class(fn: JITFunction):
+def _source_class(fn):
     """Triton's ``ASTSource``, or Gluon's for ``@gluon.jit`` kernels (they compile straight to TTGIR)."""
-    if fn.is_gluon():
-        from triton.experimental.gluon._runtime import GluonASTSource
-        return GluonASTSource
-    return ASTSource
+    return triton_compat.source_class(fn)
 
 
 def default_attrs(signature: dict[str, str], fn) -> dict:
@@ -103,7 +95,7 @@ def default_attrs(signature: dict[str, str], fn) -> dict:
     return attrs
 
 
-def check_arguments(fn: JITFunction, signature, constexprs) -> None:
+def check_arguments(fn, signature, constexprs) -> None:
     """The signature and constexprs fit the kernel: known names, known types, every constexpr given."""
     example = 'e.g. {"x": "*fp32", "n": "i32", "BLOCK": "constexpr"}'
     if not isinstance(signature, dict) or not all(isinstance(k, str) for k in signature):
@@ -130,16 +122,15 @@ def check_arguments(fn: JITFunction, signature, constexprs) -> None:
     for name, ty in signature.items():
         if isinstance(ty, str) and ty != "constexpr" and not ty.startswith("tensordesc"):
             try:
-                tl.str_to_ty(ty, None)
+                triton_compat.triton_type(ty)
             except Exception:
                 raise KperfError(f"unknown Triton type {ty!r} for argument {name!r} of {fn.__name__}",
                                  fix="use a type such as *fp16, *fp32, i32, i64, fp32 or constexpr") from None
 
 
-def check_options(gpu: GPUTarget, options: dict) -> None:
+def check_options(gpu, options: dict) -> None:
     """Triton's compile options (``num_warps``, ...) are known to the backend and accepted by it."""
-    from triton.backends.nvidia.compiler import CUDAOptions
-    known = [f.name for f in dataclasses.fields(CUDAOptions)]
+    known = triton_compat.cuda_option_names()
     unknown = sorted(set(options) - set(known) - {"instrumentation_mode"})
     if unknown:
         raise KperfError(f"unknown Triton compile option {', '.join(unknown)}",
@@ -149,8 +140,7 @@ def check_options(gpu: GPUTarget, options: dict) -> None:
         raise KperfError(f"num_warps must be a power of two from 1 to {MAX_WARPS}, got {n!r}",
                          fix="use num_warps=4 or 8")
     try:
-        from triton.backends.nvidia.compiler import CUDABackend
-        CUDABackend(gpu).parse_options(dict(options))
+        triton_compat.cuda_backend(gpu).parse_options(dict(options))
     except (AssertionError, TypeError, ValueError) as e:
         raise KperfError(f"Triton refuses the compile options {options}: {e}",
                          fix="see triton.backends.nvidia.compiler.CUDAOptions") from None
@@ -167,7 +157,7 @@ def kperf_cause(exc: BaseException) -> KperfError | None:
     return None
 
 
-def _source_line(fn: JITFunction, exc: BaseException) -> str:
+def _source_line(fn, exc: BaseException) -> str:
     """``file:line`` of the kernel source a Triton compilation error points at ("" when unknown)."""
     node = getattr(exc, "node", None)
     code = getattr(getattr(fn, "fn", None), "__code__", None)
@@ -179,7 +169,7 @@ def _source_line(fn: JITFunction, exc: BaseException) -> str:
     return f"{code.co_filename}:{first + node.lineno - 1}"
 
 
-def compile_failure(fn: JITFunction, exc: BaseException) -> KperfError:
+def compile_failure(fn, exc: BaseException) -> KperfError:
     """A Triton compilation failure as a KperfError: the kperf error it wraps, or Triton's own message."""
     inner = kperf_cause(exc)
     where = _source_line(fn, exc) or None
@@ -193,8 +183,9 @@ def compile_failure(fn: JITFunction, exc: BaseException) -> KperfError:
                       fix="check the kernel's source at that line, its signature and its constexprs")
 
 
-def _triton_compile(fn: JITFunction, src, gpu: GPUTarget, options: dict):
+def _triton_compile(fn, src, gpu, options: dict):
     try:
+        import triton
         return triton.compile(src, target=gpu, options=options)
     except KperfError:
         raise
@@ -229,6 +220,12 @@ def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, at
     constexprs = {} if constexprs is None else constexprs
     check_arguments(fn, signature, constexprs)
     check_options(gpu, options)
+    if options.get("maxnreg") and triton_compat.FACTS.mode_drops_maxnreg:
+        import warnings
+        version = ".".join(map(str, triton_compat.VERSION))
+        warnings.warn(f"Triton {version} ignores maxnreg when it compiles an instrumented kernel: the "
+                      "instrumented build may use more registers than the plain one",
+                      stacklevel=2)
     attrs = default_attrs(signature, fn) if attrs is None else attrs
     stages.install()
     source_cls = _source_class(fn)
@@ -245,10 +242,9 @@ def compile(fn, *, signature: dict[str, str], constexprs: dict | None = None, at
     geometry = Geometry.from_json(info["geometry"])
     plain_md = {**plain.metadata._asdict(), "num_warps": num_warps}
     fixed = stages.lower_pass(config, plain_md, records=False).apply(plain.asm["ptx"]).ptx
-    from triton.backends.nvidia.compiler import CUDABackend
-    backend = CUDABackend(gpu)
+    backend = triton_compat.cuda_backend(gpu)
     opts = backend.parse_options(dict(options))
-    arch = backend._parse_arch(opts.arch) if opts.arch else gpu.arch
+    arch = triton_compat.cubin_arch(backend, opts)
     sass = sass_tools.disassemble(inst.asm["cubin"])
     sass_plain = sass_tools.disassemble(plain.asm["cubin"])
     n_inst = sass_tools.count_instructions(sass)

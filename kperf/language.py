@@ -7,8 +7,7 @@ as PTX comments, so its SASS is the same as without them: scopes cost nothing wh
 
 from __future__ import annotations
 
-from triton.language import core as tl
-
+from kperf import triton_compat
 from kperf.dialect.errors import KperfError
 from kperf.dialect.record import RecordOp
 
@@ -17,22 +16,22 @@ def _emit(kind: str, name, _semantic) -> None:
     if _semantic is None:
         raise KperfError("kperf scopes can only be used inside a @triton.jit or Gluon kernel",
                          fix="call kperf.scope / enter_scope / exit_scope in kernel code")
-    name = tl._unwrap_if_constexpr(name)
+    name = triton_compat.constexpr_value(name)
     if not isinstance(name, str):
         raise KperfError(f"kperf scope names must be compile-time strings, got {type(name).__name__}",
                          fix='pass a string literal: kperf.scope("load")')
     op = RecordOp(kind, name)
     builder = _semantic.builder
-    builder.create_inline_asm(*op.carrier_builder_args(tl.int32.to_ir(builder)))
+    builder.create_inline_asm(*op.carrier_builder_args(builder.get_int32_ty()))
 
 
-@tl.builtin
+@triton_compat.builtin
 def enter_scope(name, _semantic=None):
     """Record the start of scope ``name`` in this warp's stream."""
     _emit("start", name, _semantic)
 
 
-@tl.builtin
+@triton_compat.builtin
 def exit_scope(name, _semantic=None):
     """Record the end of scope ``name``; must follow its ``enter_scope`` in the same block."""
     _emit("end", name, _semantic)

@@ -29,7 +29,7 @@ import dataclasses
 import os
 import warnings
 
-from kperf import stages
+from kperf import stages, triton_compat
 from kperf.override_folder import (
     ENV_DIR,
     OPTIONS_ATTR,
@@ -82,9 +82,8 @@ class dumped:
         self.written: list[str] = []
 
     def __enter__(self) -> list[str]:
-        import triton
-        self._saved_always = triton.knobs.compilation.always_compile
-        triton.knobs.compilation.always_compile = True  # a cache hit would skip the stages
+        self._saved_always = triton_compat.get_knob("compilation.always_compile")
+        triton_compat.set_knob("compilation.always_compile", True)  # a cache hit would skip the stages
         try:
             os.makedirs(self.folder, exist_ok=True)
         except OSError as e:
@@ -96,9 +95,8 @@ class dumped:
         return self.written
 
     def __exit__(self, *exc):
-        import triton
         stages.HOOK.overrides = self._saved
-        triton.knobs.compilation.always_compile = self._saved_always
+        triton_compat.set_knob("compilation.always_compile", self._saved_always)
         return False
 
 
@@ -117,20 +115,19 @@ class applied:
         self.unused: list = []
 
     def __enter__(self):
-        import triton
-        self._saved_knob = triton.knobs.compilation.override
-        self._saved_listener = triton.knobs.compilation.listener
+        self._saved_knob = triton_compat.get_knob("compilation.override")
+        self._saved_listener = triton_compat.get_knob("compilation.listener")
         self._saved = stages.HOOK.overrides
         cfg = self.config
         if self.auto:
             cfg = dataclasses.replace(cfg, auto=self.auto)
         if self.folder is not None:
-            triton.knobs.compilation.override = False
+            triton_compat.set_knob("compilation.override", False)
             self._digest = digest(self.folder)
             cfg = dataclasses.replace(cfg, override=self._digest)
             self._overrides = dataclasses.replace(self._saved, folder=os.fspath(self.folder), used=self.used)
             stages.HOOK.overrides = self._overrides
-            triton.knobs.compilation.listener = self._listen
+            triton_compat.set_knob("compilation.listener", self._listen)
         return cfg
 
     def _listen(self, *, src, metadata, cache_hit, **rest):
@@ -141,9 +138,8 @@ class applied:
             self._overrides.note_cached(src, metadata, self._digest)
 
     def __exit__(self, exc_type, *exc):
-        import triton
-        triton.knobs.compilation.override = self._saved_knob
-        triton.knobs.compilation.listener = self._saved_listener
+        triton_compat.set_knob("compilation.override", self._saved_knob)
+        triton_compat.set_knob("compilation.listener", self._saved_listener)
         stages.HOOK.overrides = self._saved
         if self.folder is not None and (exc_type is None or issubclass(exc_type, SystemExit)):
             self.unused = unused_files(self.folder, self.used)

@@ -30,11 +30,10 @@ import hashlib
 import os
 import pathlib
 import re
-import sys
 import types
 import warnings
 
-from kperf import ttgir_module
+from kperf import triton_compat, ttgir_module
 from kperf.dialect.errors import KperfError
 from kperf.dialect.mlir_string import encode_mlir_string
 from kperf.dialect.options import ProfileConfig
@@ -64,11 +63,16 @@ def digest(folder: str | os.PathLike) -> str:
 
 
 def options_tag(options) -> str:
-    """The compile options that shape a kernel's TTGIR but not Triton's folder hash."""
+    """The compile options that shape a kernel's TTGIR but not Triton's folder hash.
+
+    ``maxnreg`` is left out where Triton drops it from every instrumented compile
+    (``triton_compat.FACTS.mode_drops_maxnreg``): the plain compile that dumps a file has it, the kperf
+    compile that reads the file back never does, and the two must find the same file.
+    """
     parts = [f"num_warps={options.num_warps}", f"num_stages={options.num_stages}",
              f"num_ctas={getattr(options, 'num_ctas', 1)}"]
     maxnreg = getattr(options, "maxnreg", None)
-    if maxnreg:
+    if maxnreg and not triton_compat.FACTS.mode_drops_maxnreg:
         parts.append(f"maxnreg={maxnreg}")
     return ",".join(parts)
 
@@ -76,25 +80,17 @@ def options_tag(options) -> str:
 def source_key() -> tuple[str, str] | None:
     """``(folder, file name)`` Triton uses to dump/override the kernel being compiled; None outside a compile.
 
-    Triton's stage hook is not given the source; ``triton.compiler.compile`` holds it in its frame
-    (Triton 3.6): the folder is ``_base32(src.hash())`` and the file name ``src.name``, exactly as
-    Triton's own dump and override managers use them.
+    Triton's stage hook is not given the source; ``triton.compile`` holds it in its frame
+    (``triton_compat.compile_source``): the folder is Triton's hash folder of the source and the file name
+    its kernel name, exactly as Triton's own dump and override managers use them.
     """
-    frame = sys._getframe(1)
-    while frame is not None:
-        code, module = frame.f_code.co_name, frame.f_globals.get("__name__")
-        if code == "compile" and module == "triton.compiler.compiler":
-            src = frame.f_locals.get("src")
-            if src is not None and hasattr(src, "hash"):
-                return key_of(src)
-        frame = frame.f_back
-    return None
+    src = triton_compat.compile_source()
+    return None if src is None else key_of(src)
 
 
 def key_of(src) -> tuple[str, str]:
     """``(folder, file name)`` of a Triton compile source (``ASTSource``), as Triton's dump uses them."""
-    from triton.runtime.cache import _base32
-    return _base32(src.hash()), str(src.name)[:150]
+    return triton_compat.override_key(src)
 
 
 # -- reading and writing module attributes ----------------------------------------------------------------

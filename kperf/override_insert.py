@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import pathlib
 
-from kperf import ttgir_module
+from kperf import triton_compat, ttgir_module
 from kperf.dialect.errors import KperfError
 from kperf.dialect.selectors import parse_selectors
 from kperf.dialect.ttgir_text import scan
@@ -43,7 +43,8 @@ def insert(folder: str | os.PathLike, selectors: str, *, kernels: str | None = N
         text = MaterializePass().apply(read_ttgir(f), path=str(f)).text
         mod = ttgir_module.parse(text, ttgir_module.sm90_context(), path=str(f),
                                  fix="fix that line, or dump the kernel again with `kperf dump`")
-        result = AutoInsertPass(tokens).apply(mod, path=f.name)
+        builder = triton_compat.mlir_builder(mod.context)
+        result = AutoInsertPass(tokens).apply(mod, builder, triton_compat.IR, path=f.name)
         new_texts.append((f, textual_records(mod.str(), str(f)), result.num_records))
     done = []
     for f, new, n in new_texts:  # every file was read and instrumented: write them

@@ -25,10 +25,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-import triton
-from triton.runtime import _allocation
-
-from kperf import stages
+from kperf import stages, triton_compat
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
 from kperf.dialect.scope_table import ScopeTable
@@ -51,11 +48,12 @@ class KernelInfo:
     @classmethod
     def from_metadata(cls, name: str, hash: str, md: dict) -> KernelInfo | None:
         info = md.get(stages.METADATA_KEY) or {}
-        if not info.get("num_records") or not md.get("profile_scratch_size"):
+        scratch = md.get(triton_compat.SCRATCH_SIZE)
+        if not info.get("num_records") or not scratch:
             return None
         geometry = Geometry.from_json(info.get("geometry") or info)
-        if geometry.cta_bytes != int(md["profile_scratch_size"]):
-            raise KperfError(f"kernel {name}: profile buffer size {md['profile_scratch_size']} in its "
+        if geometry.cta_bytes != int(scratch):
+            raise KperfError(f"kernel {name}: profile buffer size {scratch} in its "
                              f"metadata does not match kperf's layout ({geometry.cta_bytes})",
                              fix="clear Triton's cache (~/.triton/cache) and recompile")
         from kperf.dialect.options import ProfileConfig
@@ -152,11 +150,9 @@ class Dispatcher:
             if self._active > 1:
                 return
             stages.install()
-            rt = triton.knobs.runtime
-            rt.kernel_load_end_hook.add(self._on_load)
-            rt.launch_exit_hook.add(self._on_launch_exit)
-            self._saved_allocator = _allocation._profile_allocator.get()
-            _allocation.set_profile_allocator(self._allocate)
+            triton_compat.add_launch_hooks(self._on_load, self._on_launch_exit)
+            self._saved_allocator = triton_compat.profile_allocator()
+            triton_compat.set_profile_allocator(self._allocate)
 
     def deactivate(self) -> None:
         with self._lock:
@@ -165,10 +161,8 @@ class Dispatcher:
             self._active -= 1
             if self._active:
                 return
-            rt = triton.knobs.runtime
-            rt.kernel_load_end_hook.remove(self._on_load)
-            rt.launch_exit_hook.remove(self._on_launch_exit)
-            _allocation._profile_allocator.set(self._saved_allocator)
+            triton_compat.remove_launch_hooks(self._on_load, self._on_launch_exit)
+            triton_compat.set_profile_allocator(self._saved_allocator)
             stages.uninstall()
 
     @property
@@ -193,6 +187,8 @@ class Dispatcher:
 
     # -- Triton hooks ---------------------------------------------------------------------------------
     def _on_load(self, module, function, name, metadata_group, hash) -> None:
+        # every load overwrites its handle's entry: Triton 3.8+ unloads a freed kernel's module
+        # (triton_compat.FACTS.unloads_modules), so a handle may come back for another kernel
         path = next((p for k, p in metadata_group.items() if k.endswith(".json")), None)
         info = None
         if path is not None:
@@ -211,7 +207,7 @@ class Dispatcher:
     def _on_launch_exit(self, md) -> None:
         buf = getattr(self._tls, "pending", None)
         self._tls.pending = None
-        data = md.data if hasattr(md, "data") else md
+        data = triton_compat.launch_data(md)
         func = data.get("function")
         info = self._kernels.get(func)
         if info is None:
@@ -268,10 +264,10 @@ class mode_override:
         self.mode = mode
 
     def __enter__(self):
-        self.saved = triton.knobs.compilation.instrumentation_mode
-        triton.knobs.compilation.instrumentation_mode = self.mode
+        self.saved = triton_compat.get_knob("compilation.instrumentation_mode")
+        triton_compat.set_knob("compilation.instrumentation_mode", self.mode)
 
     def __exit__(self, *exc):
-        triton.knobs.compilation.instrumentation_mode = self.saved
+        triton_compat.set_knob("compilation.instrumentation_mode", self.saved)
         return False
 

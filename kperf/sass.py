@@ -33,12 +33,12 @@ def _tool_identity(path: str) -> str:
 
 def _cached(kind: str, key_parts: list[bytes | str], make) -> str:
     """``make()``'s text, kept in Triton's cache under a digest of ``kind`` and ``key_parts``."""
-    from triton.runtime.cache import get_cache_manager
+    from kperf import triton_compat
     h = hashlib.sha256(kind.encode())
     for part in key_parts:
         h.update(part if isinstance(part, bytes) else part.encode())
         h.update(b"\0")
-    manager = get_cache_manager(h.hexdigest())
+    manager = triton_compat.cache_manager(h.hexdigest())
     name = f"{kind}.txt"
     found = manager.get_file(name)
     if found is not None:
@@ -57,8 +57,8 @@ def disassemble(cubin: bytes) -> str:
 
 def assemble_and_disassemble(backend, ptx: str, options, arch) -> str:
     """The SASS of ``ptx`` assembled by Triton's backend (its ptxas and options) for ``arch`` (cached)."""
-    from triton import knobs
-    tool = knobs.nvidia.ptxas.path
+    from kperf import triton_compat
+    tool = triton_compat.ptxas_path(int(arch))
     return _cached("kperf-ptx-sass", [_tool_identity(tool), _tool_identity(cuobjdump_path()), repr(options),
                                       str(arch), ptx],
                    lambda: _cuobjdump(cuobjdump_path(), backend.make_cubin(ptx, {}, options, arch)))

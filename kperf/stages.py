@@ -24,9 +24,7 @@ import functools
 import hashlib
 import pathlib
 
-import triton
-
-from kperf import ttgir_module
+from kperf import triton_compat, ttgir_module
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import ALIGNMENT
 from kperf.dialect.options import ProfileConfig
@@ -49,12 +47,17 @@ def code_hash() -> str:
         for f in sorted(pathlib.Path(pkg.__file__).parent.glob("*.py")):
             h.update(f.read_bytes())
     h.update(pathlib.Path(__file__).read_bytes())
+    h.update(pathlib.Path(triton_compat.__file__).read_bytes())  # how kperf drives this Triton
     return h.hexdigest()[:16]
 
 
 def instrumentation_mode(config: ProfileConfig) -> str:
-    """The ``instrumentation_mode`` Triton gets for ``config``: its options and kperf's code hash."""
-    return f"{config.to_mode()},code={code_hash()}"
+    """The ``instrumentation_mode`` Triton gets for ``config``: its options and kperf's code hash.
+
+    Triton reads its own tools (sanitizers) out of the same option; ``triton_compat.check_mode`` makes
+    sure this Triton does not find one in kperf's string.
+    """
+    return triton_compat.check_mode(f"{config.to_mode()},code={code_hash()}")
 
 
 def _count_carriers(text: str) -> int:
@@ -92,7 +95,9 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
         auto = None
         if config.auto:  # records around ops of the final TTGIR (kperf.passes.auto_insert)
             selectors = tuple(config.auto.split("+"))
-            auto = AutoInsertPass(selectors).apply(mod, path=f"{_name_of(metadata)}.ttgir")
+            builder = triton_compat.mlir_builder(mod.context)
+            auto = AutoInsertPass(selectors).apply(mod, builder, triton_compat.IR,
+                                                   path=f"{_name_of(metadata)}.ttgir")
         text = mod.str()
         roles = warp_roles(text)
         if roles:
@@ -122,8 +127,8 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
             return text
         lowered = lower_pass(config, metadata).apply(text)
         g = lowered.geometry
-        metadata["profile_scratch_size"] = g.cta_bytes
-        metadata["profile_scratch_align"] = ALIGNMENT
+        metadata[triton_compat.SCRATCH_SIZE] = g.cta_bytes
+        metadata[triton_compat.SCRATCH_ALIGN] = ALIGNMENT
         if lowered.shared_bytes is not None:
             metadata["shared"] = lowered.shared_bytes  # smem staging area past the kernel's own
         info.update(num_warps=g.num_warps, capacity=g.capacity, clock=g.clock, strategy=config.strategy,
@@ -177,7 +182,8 @@ class StageHook:
     """kperf's stage-inspection hook as installed in Triton: what it chains, and the override folders.
 
     ``overrides`` is read when a compile starts (``kperf.override`` swaps it for a dump or an override
-    run); everything else a compile needs comes from its options.
+    run); everything else a compile needs comes from its options.  Triton 3.7+ also calls the hook with
+    no arguments for its part of the cache key (``triton_compat.stage_hook_key``).
     """
 
     def __init__(self):
@@ -185,7 +191,12 @@ class StageHook:
         self._previous = None
         self._installed = False
 
-    def __call__(self, backend, stages, options, language, capability):
+    def __call__(self, *args):
+        if not args:  # Triton 3.7+: the hook's part of the cache key
+            return triton_compat.stage_hook_key(self._previous)
+        self._inspect(*args)
+
+    def _inspect(self, backend, stages, options, language, capability):
         if self._previous is not None:
             self._previous(backend, stages, options, language, capability)
         overrides = self.overrides
@@ -204,17 +215,17 @@ class StageHook:
         """Install the hook once, chaining whatever hook was there."""
         if self._installed:
             return
-        current = triton.knobs.runtime.add_stages_inspection_hook
+        current = triton_compat.get_knob("runtime.add_stages_inspection_hook")
         self._previous = current if current is not self else None
-        triton.knobs.runtime.add_stages_inspection_hook = self
+        triton_compat.set_knob("runtime.add_stages_inspection_hook", self)
         self._installed = True
 
     def uninstall(self) -> None:
         """Put back the hook that was installed before kperf's."""
         if not self._installed:
             return
-        if triton.knobs.runtime.add_stages_inspection_hook is self:
-            triton.knobs.runtime.add_stages_inspection_hook = self._previous
+        if triton_compat.get_knob("runtime.add_stages_inspection_hook") is self:
+            triton_compat.set_knob("runtime.add_stages_inspection_hook", self._previous)
         self._previous = None
         self._installed = False
 

@@ -3,7 +3,7 @@
 kperf's TTGIR passes work on text (``kperf-materialize``) while Triton's stages hand modules along, so
 text has to become a module again: after materialization in the stage hook, for an override file, and
 in ``kperf insert``.  Triton's Python bindings parse MLIR only from a file
-(``ir.parse_mlir_module(path, context)``), hence the temporary file.  MLIR prints its diagnostic to the
+(``triton_compat.parse_mlir_file``), hence the temporary file.  MLIR prints its diagnostic to the
 process's stderr naming that temporary file; ``parse`` captures it and raises a ``KperfError`` that names
 ``file:line`` of the text's own file instead (kperf's rewrites keep line numbers), with the line and
 MLIR's message.  A verifier error names the op's ``loc(...)`` rather than a line, so a failed parse is
@@ -18,8 +18,7 @@ import re
 import sys
 import tempfile
 
-from triton._C.libtriton import ir
-
+from kperf import triton_compat
 from kperf.dialect.errors import KperfError
 from kperf.dialect.ttgir_text import locations_to_lines
 
@@ -41,7 +40,6 @@ def parse(text: str, context, path: str | None = None, fix: str | None = None) -
         raise _parse_error(diagnostic, tmp, text, path or "<ttgir>", fix)
     if diagnostic:
         sys.stderr.write(diagnostic)  # what MLIR said besides: not ours to swallow
-    mod.context = context
     return mod
 
 
@@ -53,7 +51,7 @@ def _parse_file(text: str, context) -> tuple[object | None, str, str]:
             f.write(text)
         with _stderr_captured() as captured:
             try:
-                mod = ir.parse_mlir_module(tmp, context)
+                mod = triton_compat.parse_mlir_file(tmp, context)
             except RuntimeError:
                 mod = None
         return mod, captured[0], tmp
@@ -100,9 +98,4 @@ def _parse_error(diagnostic: str, tmp: str, text: str, path: str, fix: str | Non
 
 def sm90_context():
     """A context with Triton's and the NVIDIA backend's dialects loaded (TTGIR read outside a compile)."""
-    from triton.backends.compiler import GPUTarget
-    from triton.backends.nvidia.compiler import CUDABackend
-    ctx = ir.context()
-    ir.load_dialects(ctx)
-    CUDABackend(GPUTarget("cuda", 90, 32)).load_dialects(ctx)
-    return ctx
+    return triton_compat.sm90_context()

@@ -1,12 +1,14 @@
 """``kperf-auto-insert``: put records around chosen ops of the final TTGIR, in process.
 
-Works on the MLIR module through Triton's bundled Python bindings (``triton._C.libtriton.ir``):
-``module.walk`` finds the ops by name, blocks, regions and value ids give the structure (which
-``tt.func``, which ``ttg.warp_specialize`` region, which barrier a TMA copy signals), and the builder
-inserts the carriers (``tt.elementwise_inline_asm``, see :mod:`kperf.dialect.record`) right before and
-after each op, inside ``default`` and ``partitionN`` regions alike.  What the bindings do not expose
-(integer attributes such as ``pendings``, ``num_warps(N)`` of a partition, ``requestedRegisters``) is
-read from the printed module with kperf's TTGIR tokenizer (:mod:`kperf.dialect.ttgir_text`).
+Works on the MLIR module through Triton's bundled Python bindings (the methods it calls are listed in
+``kperf.triton_compat.MLIR_BINDINGS``; the caller hands in the module's builder and the release's IR
+facts, so this layer needs no Triton import of its own): ``module.walk`` finds the ops by name, blocks,
+regions and value ids give the structure (which ``tt.func``, which ``ttg.warp_specialize`` region, which
+barrier a TMA copy signals), and the builder inserts the carriers (``tt.elementwise_inline_asm``, see
+:mod:`kperf.dialect.record`) right before and after each op, inside ``default`` and ``partitionN``
+regions alike.  What the bindings do not expose (integer attributes such as ``pendings``,
+``num_warps(N)`` of a partition, ``requestedRegisters``) is read from the printed module with kperf's
+TTGIR tokenizer (:mod:`kperf.dialect.ttgir_text`).
 
 Selectors (comma separated): op names (``ttng.warp_group_dot``, ``ttng.wait_barrier``, ``scf.for``
 for loop bodies, ... see ``SELECTORS``) or presets (``mma``, ``tma``, ``waits``, ``loops``).
@@ -32,6 +34,7 @@ from kperf.dialect.ttgir_text import loc_file_line, tokenize_line
 
 from .module_index import IndexedOp, ModuleIndex
 from .pass_base import KperfPass
+from .triton_ir import IrFacts
 
 TMA_COPY = "ttng.async_tma_copy_global_to_local"
 
@@ -69,11 +72,13 @@ class AutoInsertPass(KperfPass):
     def __post_init__(self) -> None:  # unknown selectors fail here, not at the first compile
         object.__setattr__(self, "selectors", parse_selectors(self.selectors))
 
-    def apply(self, module, path: str = "<ttgir>") -> AutoInsertResult:
-        from triton._C.libtriton import ir
+    def apply(self, module, builder, ir: IrFacts, path: str = "<ttgir>") -> AutoInsertResult:
+        """Insert into ``module``; ``builder`` builds ops in its context, ``ir`` is the release's IR facts.
+
+        Both come from ``kperf.triton_compat`` (``mlir_builder(module.context)``, ``IR``).
+        """
         wanted = expand(self.selectors)
-        builder = ir.builder(module.context)
-        index = ModuleIndex(module, builder)
+        index = ModuleIndex(module, builder, ir)
         names = _ScopeNames(index, path)
         chosen, flows = _choose(index, names, wanted, _pendings(module.str()))
         _add_wgmma_flows(chosen, flows)

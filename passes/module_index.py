@@ -3,11 +3,15 @@
 ``ModuleIndex`` lists every op in program order with what automatic insertion asks of it: its block
 and region, the previous op in its block, its printed location, the enclosing ``tt.func``, the
 ``ttg.warp_specialize`` region it runs in, and (``root_of``) the allocation a memdesc value views.
+Which op a partition's captured values are operands of differs between Triton releases: the caller
+says (``kperf.passes.triton_ir.IrFacts``, the row ``kperf.triton_compat`` picked).
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+from .triton_ir import WARP_SPECIALIZE, WS_PARTITIONS, IrFacts
 
 _MEMDESC_VIEWS = ("ttg.memdesc_index", "ttg.memdesc_subslice", "ttg.memdesc_reinterpret", "ttg.memdesc_trans")
 
@@ -30,8 +34,9 @@ class IndexedOp:
 class ModuleIndex:
     """Ops of a module in program order within each block, with their structure and locations."""
 
-    def __init__(self, mod, builder):
+    def __init__(self, mod, builder, ir: IrFacts):
         self.mod = mod
+        self.ir = ir
         raw: list = []
         mod.walk(raw.append)
         self.ops: list[IndexedOp] = []
@@ -72,11 +77,11 @@ class ModuleIndex:
         while rid is not None and rid in self.region_owner:
             owner, r = self.region_owner[rid]
             oname = self.ops[owner].name
-            if oname == "ttg.warp_specialize.partitions" and o.ws_region is None:
+            if oname == WS_PARTITIONS and o.ws_region is None:
                 o.ws_region = f"partition{r}"
-            elif oname == "ttg.warp_specialize" and o.ws_region is None and r == 0:
+            elif oname == WARP_SPECIALIZE and o.ws_region is None and r == 0:
                 o.ws_region = "default"
-            if oname == "ttg.warp_specialize" and o.ws_op is None:
+            if oname == WARP_SPECIALIZE and o.ws_op is None:
                 o.ws_op = owner
             if oname == "tt.func":
                 o.func = owner
@@ -93,13 +98,14 @@ class ModuleIndex:
                     value = owner.op.get_operand(0)
                     continue
                 return vid
-            if vid in self.block_args:  # a partition region's capture: the warp_specialize operand
+            if vid in self.block_args:  # a partition region's capture: an operand of the WS op(s)
                 rid, a = self.block_args[vid]
                 holder = self.region_owner.get(rid)
-                if holder and self.ops[holder[0]].name == "ttg.warp_specialize.partitions":
-                    ws = self.ops[holder[0]].ws_op
-                    if ws is not None:
-                        value = self.ops[ws].op.get_operand(a)
+                if holder and self.ops[holder[0]].name == WS_PARTITIONS:
+                    on_partitions = self.ir.ws_captures == WS_PARTITIONS
+                    captures = holder[0] if on_partitions else self.ops[holder[0]].ws_op
+                    if captures is not None:
+                        value = self.ops[captures].op.get_operand(a)
                         continue
             return vid
         return value.id()

@@ -40,6 +40,7 @@ def _region_texts(ttgir: str) -> dict[str, str]:
     return out
 
 
+@pytest.mark.compile_side
 def test_ws_attention_has_records_in_every_partition(ws_report):
     r = ws_report
     assert "ttg.warp_specialize" in r.ttgir
@@ -57,6 +58,7 @@ def test_ws_attention_has_records_in_every_partition(ws_report):
     assert all(re.search(r" attention\.py:\d+", n) for n in names), names
 
 
+@pytest.mark.compile_side
 def test_ws_attention_assembles_without_spills(ws_report):
     r = ws_report
     assert r.num_records == 36
@@ -65,6 +67,7 @@ def test_ws_attention_assembles_without_spills(ws_report):
     assert r.geometry.num_warps == 12
 
 
+@pytest.mark.compile_side
 def test_ws_every_warp_reaches_the_single_ret_with_its_count_store(ws_report):
     """WS lowering: all 12 warps leave through one `ret` (after the exit barrier), where each stores its
     count; warp 0 (default region) writes the CTA end pair after `barrier.sync 1` has waited for the
@@ -81,6 +84,7 @@ def test_ws_every_warp_reaches_the_single_ret_with_its_count_store(ws_report):
     assert "exit;" not in body
 
 
+@pytest.mark.compile_side
 def test_warp_roles_match_the_partition_table_in_ptx(ws_report):
     roles = ws_report.metadata["kperf"]["warp_roles"]
     assert len(roles) == 12
@@ -94,6 +98,7 @@ def test_warp_roles_match_the_partition_table_in_ptx(ws_report):
     assert [int(p[len("partition")]) for p in (roles[w].split()[0] for w in range(4, 12))] == list(states)
 
 
+@pytest.mark.compile_side
 def test_flows_pair_tma_issue_and_wait(ws_report):
     info = ws_report.metadata["kperf"]
     names = ws_report.scopes.names()

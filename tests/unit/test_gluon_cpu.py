@@ -17,6 +17,7 @@ def report():
     return gm.compile_report()
 
 
+@pytest.mark.compile_side
 def test_records_reach_ttgir_and_ptx_and_assemble(report):
     carriers = re.findall(r'kperf\.record (start|end) \\22(\w+)\\22 id=(\d+)', report.ttgir)
     assert [(k, n) for k, n, _ in carriers] == [("start", "tma_wait"), ("end", "tma_wait"),
@@ -27,6 +28,7 @@ def test_records_reach_ttgir_and_ptx_and_assemble(report):
     assert report.local_memory_ops == report.local_memory_ops_plain == 0
 
 
+@pytest.mark.compile_side
 def test_records_sit_around_the_wait_and_the_wgmma(report):
     ptx = report.ptx
     order = [m.group(0) for m in re.finditer(

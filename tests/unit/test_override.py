@@ -41,7 +41,7 @@ def _run(folder, fn, sig, consts, options, **cfg):
         return _compile(fn, sig, consts, options, stages.instrumentation_mode(config)), config
 
 
-@pytest.mark.parametrize("example", ["gemm", "attention"])
+@pytest.mark.parametrize("example", [pytest.param("gemm", marks=pytest.mark.compile_side), "attention"])
 def test_round_trip_dump_insert_compile(tmp_path, example):
     fn, sig, consts, opts, sel = {
         "gemm": (mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, mm.COMPILE_OPTIONS, "mma,loops"),
@@ -67,6 +67,7 @@ def test_round_trip_dump_insert_compile(tmp_path, example):
         assert any(n.startswith("tma.wait") for n in (s["name"] for s in info["scopes"]))
 
 
+@pytest.mark.compile_side
 def test_proton_syntax_file_compiles(tmp_path):
     folder, written = _dump(tmp_path, mm.matmul_kernel, mm.SIGNATURE, mm.CONSTEXPRS, mm.COMPILE_OPTIONS)
     path = pathlib.Path(written[0])

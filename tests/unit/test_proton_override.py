@@ -39,6 +39,7 @@ def _only(folder):
     return files[0]
 
 
+@pytest.mark.compile_side
 def test_folder_is_tritons_override_key(folders):
     tmp, src, info, _, _ = folders
     assert info["hash_folder"] == _base32(src.hash())
@@ -46,6 +47,7 @@ def test_folder_is_tritons_override_key(folders):
         info["hash_folder"], "attn_fwd_kernel.ttgir")
 
 
+@pytest.mark.compile_side
 def test_proton_lines_match_kperf_lines(folders):
     tmp, _, info, _, _ = folders
     k_text = _only(info["kperf_dir"]).read_text()
@@ -64,6 +66,7 @@ def test_proton_lines_match_kperf_lines(folders):
     assert sum(s.op.name.startswith("tma.wait") for s in ps) == 12
 
 
+@pytest.mark.compile_side
 def test_tritons_override_compiles_with_protons_lowering(folders):
     _, _, info, kernel, plain_proton = folders
     assert kernel.asm["ttgir"].count("proton.record") == info["records"]  # the override was applied
@@ -75,6 +78,7 @@ def test_tritons_override_compiles_with_protons_lowering(folders):
     assert len(kernel.asm["cubin"]) > 0
 
 
+@pytest.mark.compile_side
 def test_carriers_are_refused(folders):
     tmp, _, info, _, _ = folders
     from kperf.passes.materialize import MaterializePass
