@@ -202,6 +202,14 @@ def name_filter(kernels, option: str = "kernels") -> Callable[[str], bool] | Non
     return lambda name: any(p.search(name) for p in patterns)
 
 
+def _world_size() -> int:
+    """``WORLD_SIZE`` as torchrun and other launchers set it (1 when unset or not a number)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
 class session(Capture, Profile):
     """Profile every launch of an instrumented Triton kernel inside a ``with`` block.
 
@@ -229,6 +237,11 @@ class session(Capture, Profile):
 
     # Profile reads self.launches; Capture fills it
     def __enter__(self):
+        if type(self) is session and self.out_dir is not None and _world_size() > 1:
+            warnings.warn(f"kperf.session in a job of {_world_size()} processes: every rank writes "
+                          f"{self.out_dir}/profile.kperf over the others'; use kperf.distributed.session "
+                          "(one profile per rank, clocks aligned, kperf merge): docs/multi-gpu.md",
+                          stacklevel=2)
         DISPATCHER.activate()
         DISPATCHER.add_session(self)
         self._mode = mode_override(instrumentation_mode(self.config))

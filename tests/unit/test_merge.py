@@ -238,3 +238,11 @@ def test_untagged_profiles_merge_unaligned_in_the_order_given(tmp_path):
     assert m.launches["rank"].tolist() == [0, 1]
     steps = rank_report(m)["steps"]
     assert steps["straggler"].tolist() == [1] and steps["late_ns"][0] == pytest.approx(3_500)
+
+
+def test_a_plain_session_in_a_multi_process_job_says_to_use_the_distributed_one(tmp_path, monkeypatch):
+    import kperf
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.warns(UserWarning, match="kperf.distributed.session"):
+        with kperf.session(tmp_path):
+            pass
