@@ -63,7 +63,7 @@ def scope_id_array(scopes: ScopesLike) -> np.ndarray | None:
 def in_table(scope: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Boolean mask: which entries of ``scope`` are ids of the table ``ids`` (sorted int64)."""
     if ids.size and ids[0] == 0 and ids[-1] == ids.size - 1:  # the usual dense table 0..n-1
-        return scope.astype(np.int64, copy=False) < ids.size
+        return (scope if scope.dtype.kind == "u" else scope.astype(np.int64, copy=False)) < ids.size
     return np.isin(scope, ids)
 
 

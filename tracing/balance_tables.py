@@ -1,7 +1,8 @@
 """Statistics tables about how work spread over the GPU: CTA spans, SMs, load imbalance per launch.
 
-Inputs and outputs as in :mod:`kperf.tracing.scope_tables`; what each number means:
-``docs/statistics.md``.
+Inputs and outputs as in :mod:`kperf.tracing.scope_tables`.  They read the frame's CTA rows (one per
+CTA, small) and each CTA's busy time (:meth:`~kperf.tracing.frame.Frame.cta_busy`), never the
+intervals themselves.  What each number means: ``docs/statistics.md``.
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ def cta_spans(profile: Any) -> Table:
     busy_ns (time covered by a scope on at least one of its warps), idle_ns (span - busy).
     """
     f = frame(profile)
-    nc = len(f.c_ok)
-    seg_g, seg_s, seg_e = union(f.gcta, f.start_ns, f.end_ns)
-    busy = np.bincount(seg_g, weights=seg_e - seg_s, minlength=nc)
-    n_iv = np.bincount(f.gcta, minlength=nc)
+    busy, n_iv = f.cta_busy()
     rows = np.flatnonzero(f.c_ok)
     span = f.c_end - f.c_start
+    numbers = np.array([d.launch for d in f.launches], np.int64)
     cols = {
         "kernel": f.kernels.names_of(f.c_kernel[rows]),
-        "launch": np.array([f.launches[i].launch for i in f.c_li[rows].tolist()], np.int64),
+        "launch": numbers[f.c_li[rows]] if len(rows) else np.zeros(0, np.int64),
         "cta": f.c_cta[rows], "sm": f.c_sm[rows],
         "start_ns": f.c_start[rows], "end_ns": f.c_end[rows], "span_ns": span[rows],
         "events": f.c_events[rows], "intervals": n_iv[rows],

@@ -49,7 +49,7 @@ from ._common import ScopesLike, plural, scope_id_array, scope_names
 from .clocks import SM_CLOCK_DTYPE, ClockFit, fit_clocks
 from .columns import EVENT_DTYPE
 from .headers import CtaHeaders, check_headers
-from .intervals import describe_unexplained, pair_columns, unexplained_unmatched
+from .intervals import Pairs, describe_unexplained, pair_columns, unexplained_unmatched
 from .launch import CTA_DTYPE, LOST_DTYPE, DecodedLaunch
 from .record_checks import REJECTED_DTYPE
 from .records import DecodedRecords, decode_records
@@ -113,7 +113,8 @@ def decode(
     records = decode_records(regions, headers, fit, geometry, wrap=wrap,
                              ids=scope_id_array(names) if names is not None else None, launch=launch,
                              threads=threads)
-    pairs = pair_columns(records.columns, threads=threads)
+    pairs = Pairs.every_neighbour(len(records.columns)) if records.adjacent else \
+        pair_columns(records.columns, threads=threads)
     loose = unexplained_unmatched(records.columns, pairs.unmatched, records.seg_lost, wrap)
     loose_problem = [describe_unexplained(records.columns, loose, names)] if len(loose) else []
     return DecodedLaunch(

@@ -21,8 +21,9 @@ import numpy as np
 from kperf.dialect.errors import KperfError
 
 from .balance_tables import imbalance
-from .frame import Codes, Frame, frame
+from .frame import Frame, frame
 from .idle_tables import gaps, idle
+from .progress import progress
 from .scope_tables import scope_stats
 from .tables import Table, Tables
 
@@ -122,29 +123,29 @@ def diff(a: Any, b: Any, *, labels: tuple[str, str] = ("A", "B"), by_kernel: boo
     na, nb = len(fa.launches), len(fb.launches)
     per = {v: (na, nb) for v in ("count", "total_ns", "span_ns", "busy_ns", "idle_ns")}
     # gaps and idle time are matched by role across kernels; scopes too unless by_kernel
-    oa, ob = _as_one_kernel(fa), _as_one_kernel(fb)
-    sa, sb = (scope_stats(fa), scope_stats(fb)) if by_kernel else (scope_stats(oa), scope_stats(ob))
+    oa, ob = fa.one_kernel(), fb.one_kernel()
+    steps = {"scopes": lambda f, o: scope_stats(f if by_kernel else o, cycles=False),  # ns only
+             "gaps": lambda f, o: gaps(o), "idle": lambda f, o: idle(o),
+             "launch": lambda f, o: _launch_means(f)}
+    done: dict[str, list[Table]] = {}
+    with progress(2 * len(steps), "diff", events=fa.n_intervals + fb.n_intervals, unit="table") as bar:
+        for name, step in steps.items():  # A's table, then B's
+            bar.set_postfix_str(name)
+            done[name] = [step(fa, oa), step(fb, ob)]
+            bar.update(2)
     keys = ["kernel", "scope"] if by_kernel else ["scope"]
     tables = {
-        "scopes": _match(sa, sb, keys, ["count", "total_ns", "mean_ns", "p50_ns", "p95_ns", "max_ns"], per,
-                         labels, "scopes", "Scopes: A -> B"),
-        "gaps": _match(gaps(oa), gaps(ob), ["role", "before", "after"],
+        "scopes": _match(*done["scopes"], keys, ["count", "total_ns", "mean_ns", "p50_ns", "p95_ns",
+                                                 "max_ns"], per, labels, "scopes", "Scopes: A -> B"),
+        "gaps": _match(*done["gaps"], ["role", "before", "after"],
                        ["count", "total_ns", "mean_ns", "p95_ns"], per, labels, "gaps",
                        "Bubbles (idle gaps) by warp role and boundary: A -> B"),
-        "idle": _match(idle(oa), idle(ob), ["role"], ["span_ns", "busy_ns", "idle_ns", "idle_frac"], per,
+        "idle": _match(*done["idle"], ["role"], ["span_ns", "busy_ns", "idle_ns", "idle_frac"], per,
                        labels, "idle", "Idle time by warp role: A -> B"),
-        "launch": _match(_launch_means(fa), _launch_means(fb), ["metric", "unit"], ["value"], {}, labels,
+        "launch": _match(*done["launch"], ["metric", "unit"], ["value"], {}, labels,
                          "launch", "Launches (mean over launches): A -> B"),
     }
     return Diff(labels, tables)
-
-
-def _as_one_kernel(f: Frame) -> Frame:
-    """``f`` with all its kernels as one (named ``"a+b"``), so tables match rows by scope or role only."""
-    one = Codes()
-    one.code("+".join(f.kernels.names) if f.kernels.names else "kernel")
-    return dataclasses.replace(f, kernel=np.zeros_like(f.kernel), c_kernel=np.zeros_like(f.c_kernel),
-                               kernels=one, declared={(0, s) for _, s in f.declared})
 
 
 def _launch_means(f: Frame) -> Table:

@@ -19,8 +19,6 @@ in the scope-sorted order too, and nothing is left to pair); other blocks take t
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from ._common import ScopesLike, fmt_ids, in_table, plural, scope_id_array
@@ -70,7 +68,6 @@ def _is_ordered(key: np.ndarray, seq: np.ndarray) -> bool:
 BLOCK_EVENTS = 1 << 16
 
 
-@dataclasses.dataclass
 class Pairs:
     """Matched scopes of an :class:`EventColumns` as event positions.
 
@@ -79,24 +76,60 @@ class Pairs:
             intervals are in (launch, cta, warp, start seq) order).
         depth: scopes of the same warp open when the interval starts (``INTERVAL_DTYPE.depth``).
         unmatched: positions of the events that found no partner, increasing.
+        adjacent: every event is paired with its neighbour (``start`` is ``0, 2, 4, ...``, ``end`` is
+            ``start + 1``, depth 0, nothing unmatched): readers may then take the events' columns as
+            strided views (``time_ns[0::2]``) instead of gathering them, and ``start``, ``end`` and
+            ``depth`` are made only when first read (a large launch's decode writes 20 bytes less
+            per interval).
     """
 
-    start: np.ndarray
-    end: np.ndarray
-    depth: np.ndarray
-    unmatched: np.ndarray
+    def __init__(self, start: np.ndarray | None, end: np.ndarray | None, depth: np.ndarray | None,
+                 unmatched: np.ndarray, adjacent: bool = False, n: int | None = None):
+        self._start, self._end, self._depth = start, end, depth
+        self.unmatched, self.adjacent = unmatched, adjacent
+        self._n = len(start) if n is None else n
+
+    @classmethod
+    def every_neighbour(cls, n_events: int) -> Pairs:
+        """Events ``0-1, 2-3, ...`` paired, nothing else (columns made when first read)."""
+        return cls(None, None, None, np.zeros(0, np.int64), adjacent=True, n=n_events // 2)
+
+    @property
+    def start(self) -> np.ndarray:
+        if self._start is None:
+            self._start = np.arange(0, 2 * self._n, 2, dtype=np.int64)
+        return self._start
+
+    @property
+    def end(self) -> np.ndarray:
+        if self._end is None:
+            self._end = self.start + 1
+        return self._end
+
+    @property
+    def depth(self) -> np.ndarray:
+        if self._depth is None:
+            self._depth = np.zeros(self._n, np.uint16)
+        return self._depth
 
     def __len__(self) -> int:
-        return len(self.start)
+        return self._n
 
     def fields(self, cols: EventColumns, idx: np.ndarray | slice | None = None) -> dict[str, np.ndarray]:
         """``INTERVAL_DTYPE`` fields as columns, for all intervals or those at ``idx``."""
-        s = self.start if idx is None else self.start[idx]
-        e = self.end if idx is None else self.end[idx]
+        if self.adjacent and self._start is None:  # positions from the index, no columns made
+            i = np.arange(*(idx or slice(None)).indices(self._n)) if idx is None or isinstance(idx, slice) \
+                else np.asarray(idx, np.int64)
+            s = 2 * i
+            e, depth = s + 1, np.zeros(len(s), np.uint16)
+        else:
+            s = self.start if idx is None else self.start[idx]
+            e = self.end if idx is None else self.end[idx]
+            depth = self.depth if idx is None else self.depth[idx]
         seg = cols.segment_of(s)
         out = {f: cols.seg[f][seg] for f in ("launch", "cta", "sm", "warp")}
         out["scope"] = cols["scope"][s]
-        out["depth"] = self.depth if idx is None else self.depth[idx]
+        out["depth"] = depth
         c, t = cols["cycles"], cols["time_ns"]
         out.update(start_cycles=c[s], end_cycles=c[e], start_ns=t[s], end_ns=t[e])
         return out
@@ -123,28 +156,35 @@ def pair_columns(cols: EventColumns, scopes: ScopesLike = None, threads: int | N
 
     def block(sa: int, sb: int):
         ea, eb = int(start[sa]), int(start[sb])
-        return _pair_block(scope[ea:eb], is_end[ea:eb], start[sa:sb] - ea, ids, ea)
+        s, e, d, u, adjacent = _pair_block(scope[ea:eb], is_end[ea:eb], start[sa:sb] - ea, ids, ea)
+        if adjacent:  # all events in adjacent pairs: 0-1, 2-3, ...
+            return None
+        return s, e, d, u
 
     parts = map_blocks(block, list(zip(bounds[:-1], bounds[1:], strict=True)), E, threads) if E else []
     if not parts:
         z = np.zeros(0, np.int64)
         return Pairs(z, z.copy(), np.zeros(0, np.uint16), z.copy())
-    if len(parts) == 1:
-        return Pairs(*parts[0])
+    if all(p is None for p in parts):  # every block in adjacent pairs, so the launch too
+        return Pairs.every_neighbour(E)
+    for j, (sa, sb) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        if parts[j] is None:
+            s = np.arange(int(start[sa]), int(start[sb]), 2, dtype=np.int64)
+            parts[j] = (s, s + 1, np.zeros(len(s), np.uint16), np.zeros(0, np.int64))
     return Pairs(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
 
 
 def _pair_block(scope: np.ndarray, is_end: np.ndarray, seg_first: np.ndarray, ids: np.ndarray | None,
-                offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(start, end, depth, unmatched) positions (+ ``offset``) for one block of whole segments."""
+                offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(start, end, depth, unmatched) positions (+ ``offset``) for one block of whole segments, and whether
+    the block is all adjacent pairs 0-1, 2-3, ... (then the positions are None)."""
     n = len(scope)
+    known = None if ids is None else in_table(scope, ids)
+    if (known is None or known.all()) and all_adjacent(scope, is_end, seg_first):
+        return None, None, None, None, True
     first = np.zeros(n, bool)
     first[seg_first] = True
     adjacent = ~is_end[:-1] & is_end[1:] & (scope[:-1] == scope[1:]) & ~first[1:]
-    known = None if ids is None else in_table(scope, ids)
-    if (known is None or known.all()) and 2 * int(np.count_nonzero(adjacent)) == n:
-        s = np.arange(offset, offset + n, 2, dtype=np.int64)  # all events in adjacent pairs: 0-1, 2-3, ...
-        return s, s + 1, np.zeros(len(s), np.uint16), np.zeros(0, np.int64)
     # An adjacent (start, end) of one scope in one warp is a pair in the sorted order too.  Scopes
     # with any other event ("loose" scopes) are paired by the sort, on their events only: pairing
     # never looks across scopes, so the result is the same as sorting the whole block.
@@ -180,7 +220,14 @@ def _pair_block(scope: np.ndarray, is_end: np.ndarray, seg_first: np.ndarray, id
     g = gid[starts]
     depth = before[starts] - before[seg_first][g] + lead_open[g]
     depth = np.clip(depth, 0, np.iinfo(np.uint16).max).astype(np.uint16)
-    return starts + offset, ends + offset, depth, np.flatnonzero(~matched) + offset
+    return starts + offset, ends + offset, depth, np.flatnonzero(~matched) + offset, False
+
+
+def all_adjacent(scope: np.ndarray, is_end: np.ndarray, seg_first: np.ndarray) -> bool:
+    """Whether every warp's events (warps starting at ``seg_first``) come as (start, end) pairs of one
+    scope: 0-1, 2-3, ... -- then these are the pairs, and nothing is left over."""
+    return len(scope) % 2 == 0 and not (seg_first & 1).any() and not is_end[0::2].any() \
+        and bool(is_end[1::2].all()) and np.array_equal(scope[0::2], scope[1::2])
 
 
 def pair_runs(scope: np.ndarray, is_end: np.ndarray, seg_first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +236,10 @@ def pair_runs(scope: np.ndarray, is_end: np.ndarray, seg_first: np.ndarray) -> t
     if not len(scope):
         z = np.zeros(0, np.int64)
         return z, z.copy()
-    s, e, _, _ = _pair_block(scope, is_end, np.asarray(seg_first, np.int64), None, 0)
+    s, e, _, _, adjacent = _pair_block(scope, is_end, np.asarray(seg_first, np.int64), None, 0)
+    if adjacent:
+        s = np.arange(0, len(scope), 2, dtype=np.int64)
+        e = s + 1
     return s, e
 
 

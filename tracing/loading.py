@@ -25,12 +25,22 @@ def load_profile_file(path: str | os.PathLike) -> list:
     return list(load_profile(path))
 
 
+def _has(x: Any, name: str) -> bool:
+    """Whether ``x`` has the attribute, without reading it: ``DecodedLaunch.events`` is a property that
+    builds the whole events table (seconds and gigabytes for a large launch)."""
+    return hasattr(type(x), name) or name in getattr(x, "__dict__", {})
+
+
+def _is_launch(x: Any) -> bool:
+    return _has(x, "events") and _has(x, "ctas")
+
+
 def as_launches(profile: Any) -> list:
     """A list of DecodedLaunch from a DecodedLaunch, a list of them, a ``kperf.Profile`` or the path of
     a saved profile."""
     if isinstance(profile, (str, os.PathLike)):
         return load_profile_file(profile)
-    if hasattr(profile, "events") and hasattr(profile, "ctas") and hasattr(profile, "intervals"):
+    if _is_launch(profile) and _has(profile, "intervals"):
         return [profile]
     if hasattr(profile, "decoded") and callable(profile.decoded):
         return list(profile.decoded())
@@ -40,7 +50,7 @@ def as_launches(profile: Any) -> list:
         raise KperfError(f"expected a profile, got {type(profile).__name__}",
                          fix="pass a kperf.Profile, decoded launches or a saved profile's path") from None
     for d in launches:
-        if not (hasattr(d, "events") and hasattr(d, "ctas")):
+        if not _is_launch(d):
             raise KperfError("expected decoded launches (kperf.tracing.DecodedLaunch), "
                              f"got {type(d).__name__}",
                              fix="pass kperf.tracing.saved.load_profile(path) or a kperf.Profile")

@@ -1,14 +1,15 @@
-"""The thread pool that decoding and pairing share.
+"""The thread pool that decoding, pairing and the statistics share.
 
-Both work on blocks of whole warps (about 2**16 events, small enough to stay in cache) and both are
-numpy calls that release the GIL, so a few threads speed them up; small launches stay on the calling
-thread, where starting a pool would cost more than it saves.
+All work on blocks (of whole warps, CTAs or intervals, small enough to stay in cache) with numpy calls
+that release the GIL, so a few threads speed them up; small launches stay on the calling thread,
+where starting a pool would cost more than it saves.  :func:`imap_blocks` hands results back in order
+as they come, for work whose results are folded in one order (sums that must add up the same way).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,3 +37,22 @@ def map_blocks(fn: Callable[..., Any], items: Sequence[tuple], n_events: int, th
         return [fn(*it) for it in items]
     with ThreadPoolExecutor(max_workers=min(threads, len(items))) as ex:
         return list(ex.map(lambda it: fn(*it), items))
+
+
+def imap_blocks(fn: Callable[..., Any], items: Sequence[tuple], n_events: int, threads: int | None,
+                ahead: int = 2) -> Iterator[Any]:
+    """``fn(*item)`` for each item, yielded in order as :func:`map_blocks` computes them, with at most
+    ``ahead`` results per thread waiting: a caller that folds the results in order (sums that must add
+    up in one order) keeps the work parallel and the memory of a few blocks."""
+    threads = default_threads() if threads is None else max(1, int(threads))
+    if threads == 1 or len(items) < 2 or n_events < PARALLEL_MIN_EVENTS:
+        yield from (fn(*it) for it in items)
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as ex:
+        pending = [ex.submit(fn, *it) for it in items[: threads * ahead]]
+        for i in range(len(items)):
+            yield pending[i].result()
+            pending[i] = None  # let the result go once the caller has it
+            j = i + threads * ahead
+            if j < len(items):
+                pending.append(ex.submit(fn, *items[j]))

@@ -1,9 +1,11 @@
 """Pictures of a profile (matplotlib, optional: ``pip install kperf[plot]``).
 
 - :func:`timeline`: one lane per (CTA, warp) of the CTAs and warps chosen, a bar per scope interval
-  (``broken_barh``), one colour per scope, nested scopes drawn thinner on top of their parents, time
-  on a ns/us axis (0 = the launch's first CTA entry), each CTA's span as a light band.
-- :func:`histograms`: one panel per scope, the distribution of its durations.
+  (one collection of rectangles per scope and depth), one colour per scope, nested scopes drawn
+  thinner on top of their parents, time on a ns/us axis (0 = the launch's first CTA entry), each CTA's
+  span as a light band.  Only the intervals of the lanes drawn are read from the launch.
+- :func:`histograms`: one panel per scope, the distribution of its durations, counted launch by launch
+  (the same bins and counts as ``np.histogram`` of all of them, without holding them).
 
 Both write an image (PNG, SVG or PDF by the file's suffix) with the Agg backend, so they work on a
 machine without a display, atomically (:mod:`.atomic`), and return a :class:`PlotResult` naming the
@@ -23,7 +25,9 @@ import numpy as np
 from kperf.dialect.errors import KperfError
 
 from .atomic import atomic_file
-from .frame import cta_bounds, frame
+from .frame import cta_bounds, frame, pieces
+from .group_stats import GroupStats, split_piece
+from .intervals import INTERVAL_DTYPE
 from .labels import kernel_name, warp_role_names, warp_with_role
 from .loading import as_launches
 from .units import PLOT_UNITS, ns_per
@@ -38,8 +42,8 @@ class PlotResult:
     Attributes:
         path: the image written.
         size_px: (width, height) of the image in pixels (raster formats; from figure size x dpi).
-        artists: the matplotlib artists of the data (``BrokenBarHCollection``/``PolyCollection`` per
-            lane and scope for a timeline, the histogram ``BarContainer`` per scope).
+        artists: the matplotlib artists of the data (a ``PolyCollection`` of bars per scope and nesting
+            depth for a timeline, the histogram ``BarContainer`` per scope).
         n_bars: bars drawn: intervals for a timeline, non-empty bins for histograms.
         lanes: the (launch, CTA, warp) of each lane, top to bottom (timeline).
         scopes: the scope names drawn, in legend order.
@@ -100,10 +104,7 @@ def timeline(profile: Any, path: str | os.PathLike, *, launch: int = 0, ctas: Se
     u = ns_per(time_unit, PLOT_UNITS)
     plt = _pyplot()
     d = launches[launch]
-    iv, _ = d.intervals()
-    iv = iv[np.isfinite(iv["start_ns"]) & np.isfinite(iv["end_ns"])]
-    iv = iv[_select(iv["cta"], ctas) & _select(iv["warp"], warps) & _select(iv["sm"], sms)]
-    iv, lanes_all, notes = _lanes(iv, max_lanes)
+    iv, lanes_all, notes = _lanes(d, ctas, warps, sms, max_lanes)
     n_lanes = len(lanes_all)
     names = dict(d.scopes or {})
     sc_ids = np.unique(iv["scope"]).tolist()
@@ -131,60 +132,79 @@ def timeline(profile: Any, path: str | os.PathLike, *, launch: int = 0, ctas: Se
     return PlotResult(out, size, artists, int(len(iv)), lanes, sc_names, notes)
 
 
-def _lanes(iv: np.ndarray, max_lanes: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The intervals drawn, the lanes ((cta << 16) | warp, sorted) and notes on what was left out."""
+def _lanes(d, ctas, warps, sms, max_lanes: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The intervals drawn (``INTERVAL_DTYPE``, only those of the lanes drawn: a large launch is never
+    turned into one table), the lanes ((cta << 16) | warp, sorted) and notes on what was left out."""
+    cols, p = d.columns, d.pairs()
+    seg = cols.seg
+    chosen = np.flatnonzero(_select(seg["cta"], ctas) & _select(seg["warp"], warps) & _select(seg["sm"], sms))
+    # each segment's intervals: first[s]:first[s + 1]
+    first = cols.start // 2 if p.adjacent else np.searchsorted(p.start, cols.start)
+    t = cols["time_ns"]
+    ok = None if np.isfinite(t).all() else np.isfinite(t[p.start]) & np.isfinite(t[p.end])
+    cum = np.arange(len(p) + 1) if ok is None else np.r_[0, np.cumsum(ok)]  # intervals with times so far
+    segs = chosen[cum[first[chosen + 1]] > cum[first[chosen]]]
     notes = []
-    lane_key = (iv["cta"].astype(np.int64) << 16) | iv["warp"].astype(np.int64)
-    lanes = np.unique(lane_key)
-    if len(lanes) > max_lanes:
-        notes.append(f"{len(lanes) - max_lanes} of {len(lanes)} (CTA, warp) lanes left out "
+    if len(segs) > max_lanes:
+        notes.append(f"{len(segs) - max_lanes} of {len(segs)} (CTA, warp) lanes left out "
                      f"(max_lanes={max_lanes}; choose lanes with ctas=/warps=/sms=)")
-        lanes = lanes[:max_lanes]
-        iv = iv[np.isin(lane_key, lanes)]
-    if not len(iv):
+        segs = segs[:max_lanes]
+    idx = np.concatenate([np.arange(first[s], first[s + 1]) for s in segs.tolist()]) if len(segs) \
+        else np.zeros(0, np.int64)  # a loop over the lanes drawn
+    if ok is not None:
+        idx = idx[ok[idx]]
+    if not len(idx):
         raise KperfError("nothing to draw: no scope interval in the chosen CTAs/warps/SMs",
                          fix="check the CTA, warp and SM numbers (kperf report lists them)")
+    iv = np.empty(len(idx), INTERVAL_DTYPE)
+    for f, v in p.fields(cols, idx).items():
+        iv[f] = v
+    lanes = (seg["cta"][segs].astype(np.int64) << 16) | seg["warp"][segs].astype(np.int64)
     return iv, lanes, notes
 
 
 def _cta_bands(ax, d, lane_cta: list[int], u: float) -> None:
-    """Each lane's CTA span as a light band behind its bars."""
+    """Each lane's CTA span as a light band behind its bars (one collection)."""
+    from matplotlib.collections import PolyCollection
     start, end = cta_bounds(d)
-    for i, c in enumerate(lane_cta):
-        if np.isfinite(start[c]) and np.isfinite(end[c]):
-            ax.broken_barh([(start[c] / u, (end[c] - start[c]) / u)], (i - 0.45, 0.9),
-                           facecolors="0.93", edgecolors="none", zorder=0)
+    c = np.asarray(lane_cta, np.int64)
+    i = np.flatnonzero(np.isfinite(start[c]) & np.isfinite(end[c]))
+    x0, x1 = start[c[i]] / u, end[c[i]] / u
+    ax.add_collection(PolyCollection(_boxes(x0, x1, i - 0.45, i + 0.45), facecolors="0.93", edgecolors="none",
+                                     zorder=0))
+
+
+def _boxes(x0: np.ndarray, x1: np.ndarray, y0, y1) -> np.ndarray:
+    """Rectangles [x0, x1] x [y0, y1] as (n, 4, 2) vertices (a PolyCollection's)."""
+    y0, y1 = np.broadcast_to(y0, x0.shape), np.broadcast_to(y1, x0.shape)
+    return np.stack([np.c_[x0, y0], np.c_[x0, y1], np.c_[x1, y1], np.c_[x1, y0]], axis=1)
 
 
 def _interval_bars(ax, iv: np.ndarray, lanes: np.ndarray, sc_ids: list[int], sc_names: list[str],
                    u: float) -> list:
-    """A bar per interval, one ``broken_barh`` per (scope, depth, lane): nested scopes thinner and on
-    top (depth capped at 3), one legend entry per scope.  Returns the artists."""
-    n_lanes = len(lanes)
+    """A bar per interval, one collection of rectangles per (scope, depth): nested scopes thinner and
+    on top (depth capped at 3), one legend entry per scope.  Returns the artists."""
+    from matplotlib.collections import PolyCollection
     colours = scope_colours(sc_names)
     lane = np.searchsorted(lanes, (iv["cta"].astype(np.int64) << 16) | iv["warp"].astype(np.int64))
     depth = np.minimum(iv["depth"].astype(np.int64), 3)
-    t0 = iv["start_ns"] / u
-    w = (iv["end_ns"] - iv["start_ns"]) / u
-    # a loop over these groups, not over intervals
-    key = (np.searchsorted(sc_ids, iv["scope"]) * 4 + depth) * n_lanes + lane
-    order = np.argsort(key, kind="stable")
-    ks = key[order]
-    cut = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
-    labelled = set()
-    artists = []
-    for a, b in zip(cut[:-1], cut[1:], strict=True):
-        idx = order[a:b]
-        k = int(ks[a])
-        li, rest = k % n_lanes, k // n_lanes
-        dep, si = rest % 4, rest // 4
+    x0 = iv["start_ns"] / u
+    x1 = iv["end_ns"] / u
+    key = np.searchsorted(sc_ids, iv["scope"]) * 4 + depth
+    artists, labelled = [], set()
+    for k in np.unique(key).tolist():  # a loop over (scope, depth), not over intervals
+        idx = np.flatnonzero(key == k)
+        dep, si = k % 4, k // 4
         h = 0.8 * (0.75 ** dep)
+        y0, y1 = lane[idx] - h / 2, lane[idx] + h / 2
         name = sc_names[si]
-        col = ax.broken_barh(np.c_[t0[idx], w[idx]], (li - h / 2, h), facecolors=colours[name],
+        col = PolyCollection(_boxes(x0[idx], x1[idx], y0, y1), facecolors=colours[name],
                              edgecolors="black" if dep else "none", linewidths=0.3, zorder=2 + dep,
                              label=None if name in labelled else name)
         labelled.add(name)
+        ax.add_collection(col)
         artists.append(col)
+    ax.autoscale_view()
     return artists
 
 
@@ -198,10 +218,13 @@ def histograms(profile: Any, path: str | os.PathLike, *, scopes: Sequence[str] |
     """
     u = ns_per(time_unit, PLOT_UNITS)
     f = frame(profile)
-    if not len(f.scope):
+    if not f.n_intervals:
         raise KperfError("nothing to draw: the profile has no scope intervals",
                          fix="profile a kernel that has kperf scopes (kperf report shows what was recorded)")
-    present = [f.scopes.names[i] for i in np.unique(f.scope).tolist()]
+    ran = np.zeros(len(f.scopes.names), np.int64)
+    for part in f.parts():  # a loop over launches
+        ran += np.bincount(part.scope, minlength=len(ran))
+    present = [f.scopes.names[i] for i in np.flatnonzero(ran).tolist()]
     chosen = present if scopes is None else list(scopes)
     missing = [s for s in chosen if s not in present]
     if missing:
@@ -213,18 +236,16 @@ def histograms(profile: Any, path: str | os.PathLike, *, scopes: Sequence[str] |
     nrow = -(-n // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.5 * ncol, 3.2 * nrow), dpi=dpi, squeeze=False)
     colours = scope_colours(chosen)
-    dur = f.dur_ns / u
     artists, n_bars = [], 0
-    for i, name in enumerate(chosen):  # a loop over scopes
-        ax = axes[i // ncol][i % ncol]
-        x = dur[f.scope == f.scopes.names.index(name)]
-        counts, edges, bars = ax.hist(x, bins=bins, color=colours[name], log=log)
+    hist = _histograms(f, [f.scopes.names.index(name) for name in chosen], u, bins)
+    for i, (name, (counts, edges, n_iv, p50, p95)) in enumerate(zip(chosen, hist, strict=True)):
+        ax = axes[i // ncol][i % ncol]  # a loop over scopes
+        counts, edges, bars = ax.hist(edges[:-1], bins=edges, weights=counts, color=colours[name], log=log)
         artists.append(bars)
         n_bars += int(np.count_nonzero(counts))
-        p50, p95 = np.percentile(x, [50, 95])
         for v, ls in ((p50, "--"), (p95, ":")):
             ax.axvline(v, color="black", linestyle=ls, linewidth=0.8)
-        ax.set_title(f"{name}: n={len(x)}, p50={p50:.3g}, p95={p95:.3g} {time_unit}", fontsize=9)
+        ax.set_title(f"{name}: n={n_iv}, p50={p50:.3g}, p95={p95:.3g} {time_unit}", fontsize=9)
         ax.set_xlim(left=max(0.0, ax.get_xlim()[0]))  # durations are never negative
         ax.set_xlabel(f"duration ({time_unit})")
         ax.set_ylabel("intervals")
@@ -235,6 +256,45 @@ def histograms(profile: Any, path: str | os.PathLike, *, scopes: Sequence[str] |
     size = _size(fig, dpi)
     plt.close(fig)
     return PlotResult(out, size, artists, n_bars, [], chosen, [])
+
+
+def _histograms(f, codes: list[int], u: float, bins: int) -> list[tuple]:
+    """Per scope code: (counts, bin edges, intervals, p50, p95) of its durations in units of ``u``, read
+    launch by launch (what ``np.histogram(x, bins)`` and ``np.percentile`` of all of them give, without
+    holding them: the edges span the smallest to the largest duration, as numpy's do)."""
+    S = len(f.scopes.names)
+    lo, hi = np.full(S, np.inf), np.full(S, -np.inf)
+
+    def source():  # (scope code, duration / u) piece by piece
+        for part in f.parts():
+            for sl in pieces(len(part)):
+                yield part.scope[sl], part.dur_ns(sl) / u
+
+    def durations():  # the same, split by scope
+        for gid, x in source():
+            yield split_piece(gid, [x], S)[0]
+
+    expect = None
+    if len(f.launches) == 1:  # one launch: each scope's durations go straight into one array
+        expect = sum((np.bincount(p.scope[sl], minlength=S) for p in f.parts() for sl in pieces(len(p))),
+                     np.zeros(S, np.int64))
+    gs = GroupStats(S, source, expect=expect)
+
+    for piece in durations():
+        gs.add_split(*piece)
+        for g, v in piece[3].items():
+            lo[g], hi[g] = min(lo[g], v.min()), max(hi[g], v.max())
+    edges = {c: np.histogram_bin_edges(np.array([lo[c], hi[c]]), bins) for c in codes}
+    kept = {c: gs.kept(c) for c in codes}  # all of a scope's durations, when they were kept
+    counts = {c: np.histogram(v, edges[c])[0] for c, v in kept.items() if v is not None}
+    if len(counts) < len(codes):  # a second read for the others
+        counts.update({c: np.zeros(len(edges[c]) - 1, np.int64) for c in codes if c not in counts})
+        for *_, by_scope in durations():
+            for g, v in by_scope.items():
+                if kept.get(g, 0) is None:
+                    counts[g] += np.histogram(v, edges[g])[0]
+    st = gs.result()
+    return [(counts[c], edges[c], int(st["count"][c]), st["p50"][c], st["p95"][c]) for c in codes]
 
 
 def _save(fig, path, dpi) -> str:

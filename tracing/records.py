@@ -30,6 +30,7 @@ from ._common import fmt_ids, in_table, plural
 from .clocks import ClockFit
 from .columns import EventColumns
 from .headers import CtaHeaders
+from .intervals import all_adjacent
 from .parallel import map_blocks
 from .record_checks import (
     REJECT_INVALID_TAG,
@@ -66,6 +67,7 @@ class DecodedRecords:
     rejected: np.ndarray  # REJECTED_DTYPE rows (kperf.tracing.record_checks)
     seg_lost: np.ndarray  # per segment of ``columns``: records its warp lost to the capacity limit
     problems: list[str]
+    adjacent: bool = False  # every warp's events are (start, end) neighbours of one scope: all paired
 
 
 def decode_records(regions: np.ndarray, headers: CtaHeaders, fit: ClockFit, geometry: Geometry, *,
@@ -112,7 +114,9 @@ def decode_records(regions: np.ndarray, headers: CtaHeaders, fit: ClockFit, geom
         job.scope[:E], job.is_end[:E], job.cycles[:E], job.time_ns[:E], seq=seq,
     )
     lost = cnt - kept
-    return DecodedRecords(columns, vc, job.seg_cta, seg_n, cnt, lost, rejected, lost.ravel()[pres], problems)
+    adjacent = seq is None and all(r.adjacent for r in reports)  # nothing moved: the blocks' pairs stand
+    return DecodedRecords(columns, vc, job.seg_cta, seg_n, cnt, lost, rejected, lost.ravel()[pres], problems,
+                          adjacent)
 
 
 def _blocks(n_ctas: int, events_per_cta: int) -> list[tuple[int, int]]:
@@ -135,6 +139,7 @@ class _Report:
     extra: tuple | None = None  # slots past the count holding data: (segment, count) arrays
     unknown: np.ndarray | None = None  # scope ids not in the table
     back: tuple | None = None  # backward clock steps: (segment, seq, step) arrays
+    adjacent: bool = False  # its events are all (start, end) pairs of one scope, neighbours in each warp
 
 
 class _Rows:
@@ -168,6 +173,8 @@ class _Block:
     tag: np.ndarray  # per event
     time: np.ndarray
     seq: np.ndarray | None = None  # per event, once records were rejected (else from the segments)
+    scope: np.ndarray | None = None  # per event, once read from the tags (kept for writing)
+    clean: bool = False  # every tag valid, every scope id in the (dense) table
 
     def seqs(self) -> np.ndarray:
         """seq per event."""
@@ -212,29 +219,33 @@ class _Job:
         np.cumsum(self.seg_n, out=self.base[1:])
         E = int(self.base[-1])
         self.scope = np.empty(E, np.uint32)
+        self.dense = self.ids is not None and bool(len(self.ids)) and self.ids[0] == 0 \
+            and self.ids[-1] == len(self.ids) - 1  # the usual table 0..n-1
         self.is_end = np.empty(E, bool)
         self.cycles = np.empty(E, np.int64)
         self.time_ns = np.empty(E, np.float64)
 
     def block(self, ca: int, cb: int) -> _Report:
         """Decode the good CTAs ``vc[ca:cb]`` into the output columns; report what was wrong."""
-        b, used2 = self._read(ca, cb)
+        b, slots = self._read(ca, cb)
         rpt = _Report(s0=b.s0, s1=b.s0 + len(b.n), e0=b.e0, written=len(b.tag))
-        rpt.extra = _slots_past_count(used2, b.n, self.C, b.s0)
+        rpt.extra = _slots_past_count(slots, b.n, self.C, b.s0)
         reason = self._tag_reasons(b, rpt)
         if reason is not None:
             _reject(b, rpt, reason)
-        cycles = self._cycles(b).reshape(-1)
+        cycles = self._cycles(b, self.cycles[b.e0 : b.e0 + len(b.tag)]).reshape(-1)
         reason = self._time_reasons(b, cycles, rpt)
         if reason is not None:
             cycles = _reject(b, rpt, reason, cycles)
         self._write(b, cycles)
         rpt.written, rpt.seq = len(b.tag), b.seq
+        out = slice(b.e0, b.e0 + len(b.tag))  # paired here, in cache (kperf.tracing.intervals)
+        rpt.adjacent = all_adjacent(self.scope[out], self.is_end[out], b.lbase[b.n > 0])
         return rpt
 
-    def _read(self, ca: int, cb: int) -> tuple[_Block, np.ndarray]:
-        """The block's kept records in (warp, seq) order, and which slots hold any data (tag or time) as a
-        (segments, C) bool array."""
+    def _read(self, ca: int, cb: int) -> tuple[_Block, tuple[np.ndarray, np.ndarray]]:
+        """The block's kept records in (warp, seq) order, and all its slots' (tags, times) as (segments, C)
+        arrays."""
         W, C = self.W, self.C
         s0, s1 = ca * W, cb * W
         e0 = int(self.base[s0])
@@ -258,16 +269,23 @@ class _Job:
             g = rows.col(np.arange(len(n), dtype=np.int64) * C, force_1d=True) + slot
             tag, tm = tag2.reshape(-1).take(g), time2.reshape(-1).take(g)
             rows.full = False
-        return _Block(s0, e0, n, fseq, lbase, rows, tag, tm), (tag2 != 0) | (time2 != 0)
+        return _Block(s0, e0, n, fseq, lbase, rows, tag, tm), (tag2, time2)
 
     def _tag_reasons(self, b: _Block, rpt: _Report) -> np.ndarray | None:
         """Per event, why its tag is rejected (0: it is not): not valid, or a scope outside the table."""
+        if len(b.tag):  # valid tags lie in [TAG_VALID, TAG_VALID + 2**24): two reductions tell "all"
+            lo, hi = int(b.tag.min()), int(b.tag.max())
+            if lo >= TAG_VALID and hi < TAG_VALID + (1 << 24) and (self.ids is None or self.dense and (
+                    (hi - TAG_VALID) >> TAG_SCOPE_SHIFT) < len(self.ids)):
+                b.clean = True  # and so are their scope ids (in order with the tags, as all are valid)
+                return None
         valid = (b.tag & _VALID_MASK) == TAG_VALID
         reason = None if valid.all() else np.where(valid, 0, REJECT_INVALID_TAG).astype(np.uint8)
         if self.ids is not None:
-            scope = (b.tag >> np.uint32(TAG_SCOPE_SHIFT)) & np.uint32(MAX_SCOPES - 1)
-            unknown = valid & ~in_table(scope, self.ids)
-            if unknown.any():
+            scope = b.scope = (b.tag >> np.uint32(TAG_SCOPE_SHIFT)) & np.uint32(MAX_SCOPES - 1)
+            known = in_table(scope, self.ids)
+            unknown = None if known.all() else valid & ~known
+            if unknown is not None and unknown.any():
                 rpt.unknown = np.unique(scope[unknown])
                 reason = np.zeros(len(b.tag), np.uint8) if reason is None else reason
                 reason[unknown] = REJECT_UNKNOWN_SCOPE
@@ -281,8 +299,11 @@ class _Job:
             return None
         first, last = b.lbase[pres], b.lbase[pres] + b.n[pres] - 1
         p_cta = self.seg_cta[b.s0 + pres]
-        d = cycles[1:] - cycles[:-1]
-        ordered = len(cycles) < 2 or bool(d.min() >= 0) or bool(((d >= 0) | b.firsts()[1:]).all())
+        if b.rows.full:  # every warp a row of the block: in order along each row
+            c2 = cycles.reshape(len(b.n), b.rows.C)
+            ordered = bool((c2[:, 1:] >= c2[:, :-1]).all())
+        else:
+            ordered = len(cycles) < 2 or bool(((cycles[1:] >= cycles[:-1]) | b.firsts()[1:]).all())
         if ordered and (cycles[first] >= self.lo[p_cta]).all() and (cycles[last] <= self.hi[p_cta]).all():
             return None
         cta_ev = np.repeat(p_cta, b.n[pres])
@@ -305,21 +326,33 @@ class _Job:
     def _write(self, b: _Block, cycles: np.ndarray) -> None:
         """Write the block's events (scope, is_end, cycles, time_ns) into the output columns."""
         out = slice(b.e0, b.e0 + len(b.tag))
-        scope = self.scope[out]
-        np.right_shift(b.tag, TAG_SCOPE_SHIFT, out=scope)
-        scope &= np.uint32(MAX_SCOPES - 1)
-        np.equal(b.tag & np.uint32(TAG_END), TAG_END, out=self.is_end[out])
-        self.cycles[out] = cycles
-        rows = b.rows
-        if rows.full:
-            cta_ev = rows.col(self.seg_cta[b.s0 : b.s0 + len(b.n)])
+        if b.clean:  # every tag valid: its scope bits shifted down, in place
+            scope = self.scope[out]
+            np.right_shift(b.tag, np.uint32(TAG_SCOPE_SHIFT), out=scope)
+            scope &= np.uint32(MAX_SCOPES - 1)
+        elif b.scope is not None and len(b.scope) == len(b.tag):
+            self.scope[out] = b.scope
+        else:
+            np.bitwise_and(b.tag >> np.uint32(TAG_SCOPE_SHIFT), np.uint32(MAX_SCOPES - 1),
+                           out=self.scope[out], casting="unsafe")
+        np.bitwise_and(b.tag, np.uint32(TAG_END), out=self.is_end[out], casting="unsafe")
+        if not np.may_share_memory(cycles, self.cycles):  # else _cycles wrote them in place already
+            self.cycles[out] = cycles
+        rows, fit = b.rows, self.fit
+        if rows.full:  # time_ns = offset + ns_per_cycle * (cycles - ref), per warp, written in place
+            seg = self.seg_cta[b.s0 : b.s0 + len(b.n)]
+            t = self.time_ns[out].reshape(len(b.n), rows.C)
+            np.subtract(rows.shape(cycles), fit.ref_cycles[seg][:, None], out=t)
+            t *= fit.ns_per_cycle[seg][:, None]
+            t += fit.offset_ns[seg][:, None]
         else:
             pres = np.flatnonzero(b.n > 0)
             cta_ev = np.repeat(self.seg_cta[b.s0 + pres], b.n[pres])
-        self.time_ns[out] = self.fit.to_ns(cta_ev, rows.shape(cycles)).reshape(-1)
+            self.time_ns[out] = fit.to_ns(cta_ev, cycles)
 
-    def _cycles(self, b: _Block) -> np.ndarray:
-        """Absolute cycles of the block's events (shaped by ``b.rows``)."""
+    def _cycles(self, b: _Block, out: np.ndarray) -> np.ndarray:
+        """Absolute cycles of the block's events (shaped by ``b.rows``); written straight into ``out``
+        (the block's part of the output column) where that is as simple."""
         rep, tm = b.rows, b.time
         if self.clock != "clock":
             return rep.shape(tm.astype(np.int64))
@@ -333,7 +366,7 @@ class _Job:
         signed = signed_steps(cs, ce, end_ok)
         if signed.all():
             rel = rep.shape(tm) - rep.col((cs & MASK32).astype(np.uint32), pres)
-            return rel.view(np.int32).astype(np.int64) + rep.col(cs, pres)
+            return np.add(rel.view(np.int32), rep.col(cs, pres), out=rep.shape(out))
         if len(tm) and not signed.any():
             # each record relative to its warp's first one, modulo 2**32: the running sum of the steps
             # that unwrap32 takes exactly when every consecutive difference lies in [0, 2**31)
@@ -386,6 +419,7 @@ def _reject(b: _Block, rpt: _Report, reason: np.ndarray, cycles: np.ndarray | No
     rpt.dropped = dropped if rpt.dropped is None else rpt.dropped + dropped
     b.n = b.n - dropped
     b.tag, b.time, b.seq = b.tag[keep], b.time[keep], seq[keep]
+    b.scope = None if b.scope is None else b.scope[keep]
     b.lbase = np.zeros(len(b.n), np.int64)
     np.cumsum(b.n[:-1], out=b.lbase[1:])
     b.rows = _Rows(b.n, b.rows.C)
@@ -393,12 +427,13 @@ def _reject(b: _Block, rpt: _Report, reason: np.ndarray, cycles: np.ndarray | No
     return None if cycles is None else cycles[keep]
 
 
-def _slots_past_count(used2: np.ndarray, n: np.ndarray, C: int, s0: int) -> tuple | None:
+def _slots_past_count(slots: tuple[np.ndarray, np.ndarray], n: np.ndarray, C: int, s0: int) -> tuple | None:
     """(segment, count) of the warps whose slots past their count hold data (they never should)."""
     if (n == C).all():
         return None
     past = np.arange(C) >= n[:, None]
-    extra = np.count_nonzero(used2 & past, axis=1)
+    tag2, time2 = slots
+    extra = np.count_nonzero(((tag2 != 0) | (time2 != 0)) & past, axis=1)
     hit = np.flatnonzero(extra)
     return (hit + s0, extra[hit]) if hit.size else None
 

@@ -2,41 +2,96 @@
 
 Every function takes what :func:`kperf.tracing.frame.frame` takes (launches, a ``kperf.Profile``, a
 saved profile's path, or a built :class:`~kperf.tracing.frame.Frame`) and returns a
-:class:`~kperf.tracing.tables.Table`.  What each number means: ``docs/statistics.md``.
+:class:`~kperf.tracing.tables.Table`.  The launches are read one at a time (:meth:`Frame.parts`) and
+reduced into per-group accumulators (:class:`~kperf.tracing.group_stats.GroupStats`), so a profile of
+many launches needs the memory of one.  What each number means: ``docs/statistics.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from kperf.dialect.errors import KperfError
 
-from .frame import frame
-from .group_stats import group_summary
-from .interval_algebra import covered, union
+from .frame import Frame, Intervals, frame, pieces
+from .group_stats import GroupStats, split_piece
+from .parallel import imap_blocks
 from .tables import Table
 
+Piece = Callable[[Intervals, slice], np.ndarray]
 
-def scope_stats(profile: Any, *, by: str = "scope") -> Table:
+
+def summaries(f: Frame, n: int, key: Piece, values: list[Piece]) -> list[dict[str, np.ndarray]]:
+    """count, total, mean, p50, p95, max of each of ``values`` per group ``key`` over every launch, read
+    piece by piece (``key(part, sl)``, ``value(part, sl)``); the columns share each piece's grouping."""
+    def source(value):
+        def pieces_of():
+            for part in f.parts():
+                for sl in pieces(len(part)):
+                    yield key(part, sl), value(part, sl)
+        return pieces_of
+    expect = None
+    if len(f.launches) == 1:  # one launch: each group's values go straight into an array of its size
+        expect = np.zeros(n, np.int64)
+        for part in f.parts():
+            for sl in pieces(len(part)):
+                expect += np.bincount(key(part, sl), minlength=n)
+    stats = [GroupStats(n, source(v), expect=expect) for v in values]
+    for part in f.parts():  # each piece split on a worker thread, folded in order here
+        split = lambda sl, part=part: split_piece(key(part, sl), [v(part, sl) for v in values], n)  # noqa: E731
+        for done in imap_blocks(split, [(sl,) for sl in pieces(len(part))], len(part), None):
+            for gs, one in zip(stats, done, strict=True):
+                gs.add_split(*one)
+    return [gs.result() for gs in stats]
+
+
+def kernel_totals(f: Frame, value: Piece) -> np.ndarray:
+    """The sum of ``value`` per kernel code, added value by value in the launches' order (one kernel per
+    launch: a running sum, continued from the kernel's total so far)."""
+    total = np.zeros(len(f.kernels.names))
+    for part in f.parts():
+        kc = f.kernel_of[part.li]
+        for sl in pieces(len(part)):
+            total[kc] = np.cumsum(np.r_[total[kc], value(part, sl)])[-1]
+    return total
+
+
+def _scope_of(f: Frame, S: int) -> Piece:
+    """The (kernel, scope) key of each interval of a piece (the scope codes themselves for kernel 0)."""
+    return lambda p, sl: p.scope[sl] + f.kernel_of[p.li] * S if f.kernel_of[p.li] else p.scope[sl]
+
+
+def _scope_key(f: Frame, by: str) -> tuple[int, Piece, str]:
+    """(groups, key of each interval, memo name): kernel x scope, or kernel x role x scope."""
+    S, R, K = len(f.scopes.names), max(len(f.roles.names), 1), len(f.kernels.names)
+    if by == "scope" or R == 1:  # one role: the same groups
+        return K * S, _scope_of(f, S), "scope"
+    return (K * R * S, lambda p, sl: (f.kernel_of[p.li] * R + p.per_interval(p.run_role, sl)) * S
+            + p.scope[sl], "role")
+
+
+def scope_stats(profile: Any, *, by: str = "scope", cycles: bool = True) -> Table:
     """Duration statistics per scope (``by="scope"``) or per warp role and scope (``by="role"``).
 
     Columns: kernel, [role,] scope, count, total/mean/p50/p95/max in ns and in cycles, and ``share``:
     the scope's total as a fraction of all intervals' total in the same kernel (nested scopes count
     in their parents too, so shares can add up to more than 1).  Scopes of the scope table that never
-    ran are listed with count 0 (``by="scope"``).
+    ran are listed with count 0 (``by="scope"``).  ``cycles=False`` leaves the ``_cycles`` columns out
+    (and their work: a diff compares ns only).
     """
     if by not in ("scope", "role"):
         raise KperfError(f"scope_stats(by={by!r})", fix="use by='scope' or by='role'")
     f = frame(profile)
     S, R = len(f.scopes.names), max(len(f.roles.names), 1)
-    key = f.kernel * S + f.scope
-    if by == "role":
-        key = (f.kernel * R + f.role) * S + f.scope
-    n = len(f.kernels.names) * S * (R if by == "role" else 1)
-    ns = group_summary(key, n, f.dur_ns)
-    cy = group_summary(key, n, f.dur_cycles)
+    n, key, name = _scope_key(f, by)
+    if cycles or ("summary", name) in f.memo:
+        ns, cy = f.cached(("summary", name),
+                          lambda: summaries(f, n, key, [Intervals.dur_ns, Intervals.dur_cycles]))
+    else:
+        (ns,) = f.cached(("summary ns", name), lambda: summaries(f, n, key, [Intervals.dur_ns]))
     present = ns["count"] > 0
     if by == "scope":
         for kc, sc in f.declared:
@@ -45,7 +100,7 @@ def scope_stats(profile: Any, *, by: str = "scope") -> Table:
     kern = rows // (S * (R if by == "role" else 1))
     role = (rows // S) % R
     scope = rows % S
-    ktotal = np.bincount(f.kernel, weights=f.dur_ns, minlength=len(f.kernels.names))
+    ktotal = f.cached("kernel_totals", lambda: kernel_totals(f, Intervals.dur_ns))
     with np.errstate(invalid="ignore", divide="ignore"):
         share = ns["total"][rows] / ktotal[kern]
     by_total = -ns["total"][rows]
@@ -59,7 +114,7 @@ def scope_stats(profile: Any, *, by: str = "scope") -> Table:
     for k in ("total", "mean", "p50", "p95", "max"):
         cols[f"{k}_ns"] = ns[k][rows]
     cols["share_frac"] = share
-    for k in ("total", "mean", "p50", "p95", "max"):
+    for k in ("total", "mean", "p50", "p95", "max") if cycles else ():
         cols[f"{k}_cycles"] = cy[k][rows]
     notes = []
     if f.dropped:
@@ -85,20 +140,17 @@ def overlap(profile: Any, *, min_frac: float = 0.0) -> Table:
     f = frame(profile)
     S = len(f.scopes.names)
     K = len(f.kernels.names)
-    dur = f.dur_ns
-    a_total = np.bincount(f.kernel * S + f.scope, weights=dur, minlength=K * S)
-    cov = np.zeros((K * S, S))
-    ka_all = f.kernel * S + f.scope
-    for b in np.unique(f.scope).tolist():  # a loop over scopes
-        sel = f.scope == b
-        seg = union(f.gcta[sel], f.start_ns[sel], f.end_ns[sel])
-        q = ~sel  # B's own intervals are not asked about B
-        c = covered(*seg, f.gcta[q], f.start_ns[q], f.end_ns[q])
-        cov[:, b] = np.bincount(ka_all[q], weights=c, minlength=K * S)
+    a_total, cov, present_b = np.zeros(K * S), np.zeros((K * S, S)), np.zeros(K * S, bool)
+    for part in f.parts():  # a loop over launches
+        kc = int(f.kernel_of[part.li])
+        for sl in pieces(len(part)):
+            np.add.at(a_total, kc * S + part.scope[sl].astype(np.intp), part.dur_ns(sl))
+        _, _, mat, codes = part.sweep(cover=True)
+        if len(codes):
+            cov[np.ix_(kc * S + codes, codes)] += mat
+            present_b[kc * S + codes] = True
     ka, b_ = np.nonzero(cov >= 0)
     kern, a = ka // S, ka % S
-    present_b = np.zeros(K * S, bool)
-    present_b[np.unique(f.kernel * S + f.scope)] = True
     keep = (a != b_) & (a_total[ka] > 0) & present_b[kern * S + b_]
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = cov[ka, b_] / a_total[ka]
