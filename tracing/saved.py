@@ -219,7 +219,7 @@ def _open(path: str) -> zipfile.ZipFile:
                          fix=f"pass the file inside it ({', '.join(cand)})" if cand else "pass a .kperf file")
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
         raise damaged(path, f"not a zip archive ({e})") from None
 
 
