@@ -18,7 +18,7 @@ import sys
 from kperf.cli_common import HelpFormatter, flag_words, int_list, load_launches, profile_file
 from kperf.dialect.errors import KperfError
 
-_REPORT_TABLES = ("scopes", "roles", "gaps", "idle", "overlap", "imbalance", "sms", "ctas")
+_REPORT_TABLES = ("kernels", "scopes", "roles", "gaps", "idle", "overlap", "imbalance", "sms", "ctas")
 
 
 def cmd_report(args) -> int:
@@ -181,7 +181,8 @@ def _add_table_args(p, csv_help: str) -> None:
 def _add_report_view_diff(sub) -> None:
     r = sub.add_parser("report", help="print statistics tables of a saved profile",
                        formatter_class=HelpFormatter,
-                       description="Print per-scope and per-warp-role statistics, idle gaps (bubbles), idle "
+                       description="Print a per-kernel summary over the launches, per-scope and "
+                                   "per-warp-role statistics, idle gaps (bubbles), idle "
                                    "time, overlap between scopes, load imbalance across CTAs and SMs. " + _P +
                                    " What each number means: docs/statistics.md.")
     r.add_argument("profile", metavar="PROFILE")

@@ -72,8 +72,13 @@ class Profile:
     def stats(self) -> np.ndarray:
         """Per (kernel, scope) over all launches (``STATS_DTYPE``): count; total, mean, p50, p95, max in
         ns; the same in cycles; share of the kernel's scope time.  Scopes that never ran have count 0."""
+        return self._stats(self.named())
+
+    @staticmethod
+    def _stats(launches) -> np.ndarray:
+        """:meth:`stats` of decoded launches or their ``kperf.tracing.frame.Frame``."""
         from kperf.tracing.stats import scope_stats
-        t = scope_stats(self.named())
+        t = scope_stats(launches)
         out = np.zeros(len(t), STATS_DTYPE)
         for name in STATS_DTYPE.names:
             out[name] = t[name if name != "share" else "share_frac"]
@@ -86,11 +91,15 @@ class Profile:
         return report(self.named())
 
     def table(self, sort_by: str = "total_ns", row_limit: int | None = None, time_unit: str = "us") -> str:
-        """A text table of ``stats()`` plus per-launch lines (clock, lost events, problems)."""
+        """A text table of ``stats()``, then (several launches) the per-kernel table, then per-launch lines
+        (clock, lost events, problems): past 20 launches only those of the launches that lost or rejected
+        records or have problems."""
+        from kperf.tracing.frame import frame
         from kperf.tracing.tables import align_columns
         from kperf.tracing.units import ns_per
         u = ns_per(time_unit)
-        st = self.stats()
+        f = frame(self.named())  # one frame for the scope and kernel tables
+        st = self._stats(f)
         if sort_by not in STATS_DTYPE.names:
             raise KperfError(f"cannot sort by {sort_by!r}", fix=f"use one of {', '.join(STATS_DTYPE.names)}")
         st = st[np.argsort(-st[sort_by] if st.dtype[sort_by].kind in "fi" else st[sort_by], kind="stable")]
@@ -103,13 +112,25 @@ class Profile:
         lines = [f"times in {time_unit}"] + align_columns(_TABLE_HEADS, cells, _TABLE_RIGHT, sep=" ",
                                                           min_widths=_TABLE_WIDTHS)
         lines.append("")
-        for launch, dec in zip(self.launches, self.decoded(), strict=True):
-            lines.append(f"[{launch.kernel.name}] " + dec.summary())
+        return "\n".join(lines + self._launch_lines(time_unit, f))
+
+    def _launch_lines(self, time_unit: str, f) -> list[str]:
+        """The kernels table (several launches) and per-launch lines: past ``MANY_LAUNCHES`` launches only
+        those that lost or rejected records or have problems (``kperf.tracing.kernel_tables``)."""
+        from kperf.tracing.kernel_tables import kernel_stats, launch_lines
+        named = f.launches
+        names = {id(dec): launch.kernel.name for launch, dec in zip(self.launches, named, strict=True)}
+
+        def lines_of(dec) -> list[str]:
+            out = [f"[{names[id(dec)]}] " + dec.summary()]
             if dec.lost_total:
                 need = int(dec.lost["count"].max())
-                lines.append(f"  -> raise capacity to {1 << (need - 1).bit_length()} "
-                             f"(kperf.profile(capacity=...)) to keep every event")
-        return "\n".join(lines)
+                out.append(f"  -> raise capacity to {1 << (need - 1).bit_length()} "
+                           f"(kperf.profile(capacity=...)) to keep every event")
+            return out
+
+        head = [kernel_stats(f).to_text(time_unit), ""] if len(named) > 1 else []
+        return head + launch_lines(named, lines_of)
 
     def __str__(self) -> str:
         return self.table()

@@ -78,6 +78,25 @@ def sm_stats(profile: Any) -> Table:
     return Table("sms", "SMs", cols)
 
 
+def launch_bounds(f: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per launch: CTAs that ran, first CTA entry, last CTA exit (inf / -inf for a launch where none ran)."""
+    L = len(f.launches)
+    ok = f.c_ok
+    cli = f.c_li[ok]
+    k_start = np.full(L, np.inf)
+    k_end = np.full(L, -np.inf)
+    np.minimum.at(k_start, cli, f.c_start[ok])
+    np.maximum.at(k_end, cli, f.c_end[ok])
+    return np.bincount(cli, minlength=L), k_start, k_end
+
+
+def kernel_spans(f: Frame) -> np.ndarray:
+    """Per launch, its kernel span: first CTA entry to last CTA exit, ns (NaN where no CTA ran)."""
+    n, k_start, k_end = launch_bounds(f)
+    with np.errstate(invalid="ignore"):
+        return np.where(n > 0, k_end - k_start, np.nan)
+
+
 def imbalance(profile: Any) -> Table:
     """Load imbalance per launch, across CTAs and across SMs.
 
@@ -93,15 +112,11 @@ def imbalance(profile: Any) -> Table:
     ok = f.c_ok
     cli = f.c_li[ok]
     span = (f.c_end - f.c_start)[ok]
-    n = np.bincount(cli, minlength=L)
+    n, k_start, k_end = launch_bounds(f)
     tot = np.bincount(cli, weights=span, minlength=L)
     sq = np.bincount(cli, weights=span**2, minlength=L)
     mx = np.full(L, np.nan)
-    k_start = np.full(L, np.inf)
-    k_end = np.full(L, -np.inf)
     np.fmax.at(mx, cli, span)
-    np.minimum.at(k_start, cli, f.c_start[ok])
-    np.maximum.at(k_end, cli, f.c_end[ok])
     n_sm = np.bincount(r["li"], minlength=L)
     sb_tot = np.bincount(r["li"], weights=r["busy"], minlength=L)
     sb_max = np.full(L, np.nan)
@@ -110,7 +125,7 @@ def imbalance(profile: Any) -> Table:
     np.minimum.at(sm_done, r["li"], r["last"])
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = tot / n
-        kspan = np.where(n > 0, k_end - k_start, np.nan)
+        kspan = kernel_spans(f)
         sb_mean = sb_tot / n_sm
         cols = {
             "kernel": np.array([kernel_name(d) for d in f.launches] or [""], dtype=object)[:L].astype(str),

@@ -22,8 +22,8 @@ Layout of the trace:
   the loss happened (after its last kept record for keep-first, before its first for wrap);
 - decode problems as a global instant event per launch, and everything in ``otherData.kperf``;
 - numbers given for a launch as a whole (``launch_args``, e.g. the memory traffic ``kperf ncu``
-  measured) as a global instant event at its start and in ``otherData.kperf.launches[i].args``
-  (:mod:`.launch_args`);
+  measured, and the launch's own ``info``) as a global instant event at its start and in
+  ``otherData.kperf.launches[i].args`` (:mod:`.launch_args`);
 - flows (``FLOW_DTYPE``, optional) as flow v1 events with numeric ids, unique in the file:
   ``"ph":"s"`` on the source warp at the issue, ``"ph":"f"`` with ``"bp":"e"`` (bound to the enclosing
   slice) on the destination warp at the completion, 1 ns before it when it ends a slice (see
@@ -61,7 +61,7 @@ from .flows import FLOW_DTYPE, flows_per_launch
 from .intervals import INTERVAL_DTYPE, describe_unmatched, pair
 from .json_rows import FRAC, NUL, assemble, const, ints, jstr, micros, rows, rows_compact, text_table
 from .labels import cta_warp_label, refuse_other_format, role_table
-from .launch_args import DEFAULT_NAME, chrome_event, normalize
+from .launch_args import DEFAULT_NAME, chrome_event, with_info
 from .placement import LaunchSpan, busiest_first, earliest, trace_offsets
 from .select import Subset, subset
 
@@ -277,7 +277,8 @@ def write_chrome_trace(
             list (one per launch) or ``{launch number: array}``.
         launch_args: ``{launch number: {name: value}}``, numbers of a launch as a whole (e.g.
             :func:`kperf.tracing.traffic.trace_args`): a global instant named ``launch_args_name`` at
-            the launch's start carries them, and ``otherData.kperf.launches[i]["args"]``.
+            the launch's start carries them, and ``otherData.kperf.launches[i]["args"]``; each
+            ``DecodedLaunch.info`` joins them (the names given here win).
         launch_args_name: that instant's name.
         compresslevel: gzip level for ``.gz`` paths.
 
@@ -288,7 +289,8 @@ def write_chrome_trace(
     launches = _collect(data, select, flows)
     for ln, off in zip(launches, trace_offsets([ln.span for ln in launches]), strict=True):
         ln.offset_ns = off
-    extra = (normalize(launch_args), launch_args_name)
+    own = [ln.decoded for ln in launches if ln.decoded is not None]
+    extra = (with_info(launch_args, own), launch_args_name)
     with trace_output(path, compresslevel) as f:
         summary = _write(f, launches, scope_names, warp_names, extra)
     return summary

@@ -68,6 +68,7 @@ def decode(
     kernel: str = "",
     warp_roles: list[str] | None = None,
     grid: tuple[int, int, int] | None = None,
+    info: dict[str, Any] | None = None,
     keep_raw: bool = True,
     threads: int | None = None,
 ) -> DecodedLaunch:
@@ -87,6 +88,7 @@ def decode(
             JSON form, or the number of scopes); when given, scope ids outside it are reported.
         kernel, warp_roles, grid: the kernel's name, one role name per warp and the launch grid,
             carried along for traces and saved profiles.
+        info: facts about the launch as a whole (``DecodedLaunch.info``), carried along the same way.
         keep_raw: keep a view of the buffer in ``DecodedLaunch.raw`` (for saving the profile).
         threads: decoding threads (default: the usable CPUs, at most 8).
 
@@ -125,7 +127,7 @@ def decode(
         clock_ghz=fit.ghz, rejected=records.rejected, _pairs=pairs,
         sm_clocks=fit.sms if len(fit.sms) else np.zeros(0, SM_CLOCK_DTYPE), scopes=names,
         gtime_step_ns=fit.gtime_step_ns, kernel=kernel, warp_roles=list(warp_roles) if warp_roles else None,
-        grid=grid, raw=buf[: n * M] if keep_raw else None,
+        grid=grid, info=dict(info) if info is not None else None, raw=buf[: n * M] if keep_raw else None,
     )
 
 

@@ -5,7 +5,9 @@
 per warp that overflowed, one ``REJECTED_DTYPE`` row per record the decoder did not trust (left out of
 the events: :mod:`~kperf.tracing.record_checks`), the clock measurement (``t0_ns``, ``clock_ghz``,
 ``sm_clocks``) and the data problems found while decoding, plus what the caller told the decoder about
-the kernel (name, scope table, warp roles, grid), so traces and saved profiles need nothing else.
+the kernel (name, scope table, warp roles, grid) and facts about the launch as a whole that the runtime
+knows (``info``: e.g. the graph ops an Inductor kernel fused, a CUDA-graph replay number; :func:`plain_info`
+says what it may hold), so traces and saved profiles need nothing else.
 
 Units: ``cycles`` are SM clock cycles in the ``%clock64`` domain of the CTA headers (for
 ``clock="globaltimer"`` they are absolute globaltimer ns); ``time_ns`` is ns since the launch's
@@ -15,6 +17,10 @@ earliest CTA entry (``DecodedLaunch.t0_ns``, absolute globaltimer ns), on one ax
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +28,7 @@ from kperf.dialect.layout import Geometry
 
 from .columns import EventColumns
 from .intervals import Pairs, pair_columns
+from .launch_args import info_text
 from .record_checks import REJECT_REASONS, REJECTED_DTYPE
 
 #: One row per CTA region of the buffer.
@@ -90,6 +97,10 @@ class DecodedLaunch:
         kernel: the kernel's name ("" when unknown).
         warp_roles: one role name per warp (e.g. ``"producer"``), or ``None``.
         grid: the launch grid ``(x, y, z)`` when known.
+        info: facts about the launch as a whole, ``{name: value}`` (a string, int, float, bool or list of
+            strings; :func:`plain_info`), e.g. ``{"inductor_ops": "aten.addmm, aten.relu", "replay": 3}``;
+            saved with the launch, shown on it in both traces and summed up per kernel in the
+            ``kernels`` table.  ``None`` when the runtime told nothing.
         raw: the buffer's bytes (uint8 view, not a copy) as decoded, kept so the launch can be saved
             and re-decoded by a later decoder; ``None`` when not kept.
     """
@@ -111,6 +122,7 @@ class DecodedLaunch:
     warp_roles: list[str] | None = None
     grid: tuple[int, int, int] | None = None
     rejected: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, REJECTED_DTYPE))
+    info: dict[str, str | int | float | bool | list[str]] | None = None
     raw: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _events: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _pairs: Pairs | None = dataclasses.field(default=None, repr=False, compare=False)
@@ -191,6 +203,8 @@ class DecodedLaunch:
             f"on {len(self.sm_clocks)} SMs, clock {self.geometry.clock}, {self.strategy}, "
             f"SM clock {self.clock_ghz:.3f} GHz{self._clock_range()}",
         ]
+        if self.info:
+            lines.append(f"  info: {info_text(self.info)}")
         sampled_out = int(self.ctas["sampled_out"].sum())
         if sampled_out:
             lines.append(f"  {sampled_out} CTAs sampled out (cta_stride / sms): no records, none lost")
@@ -205,3 +219,43 @@ class DecodedLaunch:
                          "intervals and statistics")
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+_INT64 = 1 << 63
+#: what a value of ``DecodedLaunch.info`` may be (for messages)
+INFO_VALUES = "a string, an int, a finite float, a bool or a list of strings"
+
+
+def _info_value(key: str, v: Any) -> str | int | float | bool | list[str]:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, numbers.Integral):
+        if not -_INT64 <= int(v) < _INT64:
+            raise ValueError(f"info[{key!r}]: the int {int(v)} does not fit in 64 bits")
+        return int(v)
+    if isinstance(v, numbers.Real):
+        if not math.isfinite(float(v)):
+            raise ValueError(f"info[{key!r}]: {float(v)} is not a finite number")
+        return float(v)
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
+        return list(v)
+    text = repr(v)
+    raise ValueError(f"info[{key!r}] is {text[:57] + '...' if len(text) > 60 else text}, not {INFO_VALUES}")
+
+
+def plain_info(info: Mapping[str, Any] | None) -> dict[str, str | int | float | bool | list[str]] | None:
+    """``info`` as plain JSON values: string keys; values strings, ints (64-bit), finite floats, bools or
+    lists of strings (a tuple becomes a list, numpy scalars Python ones).  ``None`` stays ``None``; a
+    value of any other kind raises ``ValueError`` naming its key."""
+    if info is None:
+        return None
+    if not isinstance(info, Mapping):
+        raise ValueError(f"info is a {type(info).__name__}, not a {{name: value}} dict")
+    out = {}
+    for k, v in info.items():
+        if not isinstance(k, str):
+            raise ValueError(f"info has the key {k!r}, not a string")
+        out[k] = _info_value(k, v)
+    return out

@@ -9,6 +9,11 @@ double, bool, string: the UI shows numbers as numbers).  Values are normalised o
 number (``None``, NaN) is left out, a whole float becomes an int (byte counts read as integers), numpy
 scalars become Python ones, anything else its ``str``.  A launch without an entry, and a call without
 ``launch_args``, write exactly what they wrote before.
+
+A decoded launch's own facts (``DecodedLaunch.info``: the graph ops an Inductor kernel fused, a CUDA-graph
+replay number...) join its entry without the caller passing them (:func:`with_info`); a name the caller
+gives wins over the launch's own.  A list (of strings) among them becomes one comma-separated string
+(:func:`info_value`), in the traces as in the ``kernels`` table.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -59,6 +64,33 @@ def normalize(launch_args: Mapping[int, Mapping[str, Any]] | None) -> dict[int, 
                             f"got {type(args).__name__}")
         vals = {str(k): _value(v) for k, v in args.items()}
         out[int(launch)] = {k: v for k, v in vals.items() if v is not None}
+    return out
+
+
+def info_value(v: Any) -> bool | int | float | str | None:
+    """A launch ``info`` value as traces and tables show it: a list as one comma-separated string."""
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return _value(v)
+
+
+def info_text(info: Mapping[str, Any] | None) -> str:
+    """``"name=value; name=value"`` of a launch's ``info`` (lists comma-separated), ``""`` for none."""
+    return "; ".join(f"{k}={info_value(v)}" for k, v in (info or {}).items())
+
+
+def with_info(launch_args: Mapping[int, Mapping[str, Any]] | None, launches: Iterable[Any]
+              ) -> dict[int, dict[str, Any]]:
+    """:func:`normalize` of ``launch_args`` with each launch's ``info`` merged into its launch number's
+    entry (the names ``launch_args`` gives win); launches without ``info`` change nothing."""
+    out = normalize(launch_args)
+    for d in launches:
+        info = getattr(d, "info", None)
+        if not info:
+            continue
+        own = {str(k): info_value(v) for k, v in info.items()}
+        n = int(d.launch)
+        out[n] = {**{k: v for k, v in own.items() if v is not None}, **out.get(n, {})}
     return out
 
 

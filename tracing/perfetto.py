@@ -22,8 +22,8 @@ Layout of the trace:
 - a ``"kperf: ..."`` instant on each launch track with what the trace holds (subset, lost records,
   decode problems) as string annotations;
 - numbers given for a launch as a whole (``launch_args``, e.g. the memory traffic ``kperf ncu``
-  measured) as typed annotations of an instant named ``launch_args_name`` at the start of the launch's
-  track (:mod:`.launch_args`).
+  measured, and the launch's own ``info``) as typed annotations of an instant named
+  ``launch_args_name`` at the start of the launch's track (:mod:`.launch_args`).
 
 Time: ns, 0 at the earliest launch's first CTA entry, launches at their absolute ``t0_ns``, as in the
 Chrome trace (:mod:`.placement`).  Large launches get a subset of CTAs by default
@@ -51,7 +51,7 @@ from .decode import DecodedLaunch
 from .flows import flows_per_launch
 from .intervals import describe_unmatched
 from .labels import cta_label, refuse_other_format, role_table, role_with_warp, sm_label
-from .launch_args import DEFAULT_NAME, annotation, normalize
+from .launch_args import DEFAULT_NAME, annotation, with_info
 from .placement import LaunchSpan, busiest_first, earliest, trace_offsets
 from .select import Subset, ranges, subset
 
@@ -155,7 +155,8 @@ def write_perfetto_trace(
         progress: show a progress bar (default: on a terminal, for large traces).
         launch_args: ``{launch number: {name: value}}``, numbers of a launch as a whole (e.g.
             :func:`kperf.tracing.traffic.trace_args`), shown as the annotations of an instant named
-            ``launch_args_name`` at the launch's start, on its track (and in the summary's launches).
+            ``launch_args_name`` at the launch's start, on its track (and in the summary's launches);
+            each ``DecodedLaunch.info`` joins them (the names given here win).
         launch_args_name: that instant's name.
         compresslevel: gzip level for ``.gz`` paths.
 
@@ -171,7 +172,7 @@ def write_perfetto_trace(
     fl = flows_per_launch(flows, decoded)
     offsets = trace_offsets(_spans(decoded))
     launches = [_Launch(d, subset(d, select), f, off) for d, f, off in zip(decoded, fl, offsets, strict=True)]
-    extra = normalize(launch_args)
+    extra = with_info(launch_args, decoded)
     for ln in launches:
         if ln.d.launch in extra:
             ln.args = (launch_args_name, extra[ln.d.launch])

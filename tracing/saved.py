@@ -5,8 +5,8 @@ A ``.kperf`` file is a zip archive:
 
 - ``manifest.json``: ``{"format": "kperf-profile", "version": 2, "kperf_version", "created",
   "device", "launches": [...]}``, one entry per launch with its kernel name, grid, geometry, strategy,
-  scope table, warp roles, clock, ``t0_ns``, lost counts and problems as decoded when saved, and its
-  ``payload``;
+  scope table, warp roles, clock, ``t0_ns``, lost counts and problems as decoded when saved, the
+  launch's ``info`` when it has some (``DecodedLaunch.info``, any version), and its ``payload``;
 - per launch its profile buffer, either packed into zstd-compressed columns (``payload: "packed"``,
   version 2: :mod:`.saved_packed`, :mod:`.codec`; a few bytes per event) or exactly as copied from
   the GPU (``payload: "buffer"``, ``launches/<i>/buffer.bin``, version 1); either way re-decoded on
@@ -52,7 +52,7 @@ from . import codec
 from .atomic import atomic_file
 from .columns import EventColumns
 from .decode import decode
-from .launch import DecodedLaunch
+from .launch import INFO_VALUES, DecodedLaunch, plain_info
 from .saved_checks import (
     MANIFEST_NAME,
     TRAFFIC_MEMBER,
@@ -96,8 +96,17 @@ def _geometry(d: dict) -> Geometry:
     return Geometry(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
 
 
+def _info_json(d: DecodedLaunch) -> dict | None:
+    """The launch's ``info`` as JSON values, or the KperfError that names the value that is none."""
+    try:
+        return plain_info(getattr(d, "info", None))
+    except ValueError as e:
+        raise KperfError(f"cannot save launch {d.launch}: {e}", fix=f"give DecodedLaunch.info values that "
+                         f"are {INFO_VALUES} (str() the others)") from None
+
+
 def _launch_manifest(i: int, d: DecodedLaunch, payload: str) -> dict:
-    return {
+    entry = {
         "index": i, "launch": d.launch, "kernel": d.kernel,
         "grid": list(d.grid) if d.grid else None, "n_ctas": d.n_ctas,
         "geometry": _geometry_json(d.geometry), "strategy": d.strategy,
@@ -108,6 +117,10 @@ def _launch_manifest(i: int, d: DecodedLaunch, payload: str) -> dict:
         "t0_ns": int(d.t0_ns), "gtime_step_ns": int(d.gtime_step_ns), "n_events": d.n_events,
         "lost_total": int(d.lost_total), "problems": list(d.problems), "payload": payload,
     }
+    info = _info_json(d)
+    if info is not None:  # written only when the runtime told something: older files are unchanged
+        entry["info"] = info
+    return entry
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -337,7 +350,8 @@ def _load_launch(path, z, mm, e: dict, threads) -> DecodedLaunch:
     g = _geometry(e["geometry"])
     scopes = {int(k): str(v) for k, v in e["scopes"]} if e.get("scopes") is not None else None
     grid = tuple(e["grid"]) if e.get("grid") else None
-    meta = dict(kernel=e.get("kernel") or "", warp_roles=e.get("warp_roles"), grid=grid)
+    meta = dict(kernel=e.get("kernel") or "", warp_roles=e.get("warp_roles"), grid=grid,
+                info=plain_info(e.get("info")))
     if e["payload"] in ("buffer", "packed"):
         buf = (_member(path, z, mm, f"launches/{i}/buffer.bin") if e["payload"] == "buffer"
                else _packed_buffer(path, z, mm, e, g))

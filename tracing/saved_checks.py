@@ -26,7 +26,7 @@ from kperf.dialect.layout import CLOCKS, MAX_SCOPES, STRATEGIES, Geometry
 from kperf.dialect.options import MAX_CAPACITY, MAX_WARPS
 
 from .clocks import SM_CLOCK_DTYPE
-from .launch import CTA_DTYPE, LOST_DTYPE
+from .launch import CTA_DTYPE, INFO_VALUES, LOST_DTYPE, plain_info
 
 MANIFEST_NAME = "manifest.json"
 TRAFFIC_MEMBER = "traffic.json"  # measured traffic (kperf ncu), optional, in any format version
@@ -137,6 +137,11 @@ def check_entry(path: str, pos: int, e: Any, n: int) -> int:
     f.int("gtime_step_ns", 0, _U64, optional=True)
     f.int("lost_total", 0, _U64)
     f.list_of("problems", lambda p: isinstance(p, str), "strings")
+    info = f.get("info", dict, f"an object of launch facts ({INFO_VALUES} each)", optional=True)
+    try:
+        plain_info(info)
+    except ValueError as err:
+        raise damaged(path, f"launches[{pos}].{err} (each value is {INFO_VALUES})") from None
     if f.get("payload", str, "a string") == "packed":
         f.get("packed", dict, "an object of packed column specs (payload packed)")
     return index

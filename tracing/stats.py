@@ -16,7 +16,8 @@ here:
 - :mod:`.labels`: kernel names and warp roles (``kernel_name``, ``warp_role_names``, ``ALL_WARPS``);
 - :mod:`.interval_algebra` (``union``, ``covered``, the walk through each CTA's intervals) and
   :mod:`.group_stats` (``group_summary``; order statistics in bounded memory): the vectorised helpers;
-- the tables: :mod:`.scope_tables` (scopes, roles, overlap), :mod:`.idle_tables` (gaps, idle),
+- the tables: :mod:`.kernel_tables` (kernels: one row per kernel over its launches),
+  :mod:`.scope_tables` (scopes, roles, overlap), :mod:`.idle_tables` (gaps, idle),
   :mod:`.balance_tables` (ctas, sms, imbalance).
 
 Work is vectorised over intervals with numpy (``bincount``, selections, a sort per CTA's points); the
@@ -49,6 +50,7 @@ from .frame import Frame, cta_bounds, frame
 from .group_stats import group_summary
 from .idle_tables import CTA_END, CTA_START, gaps, idle
 from .interval_algebra import covered, union
+from .kernel_tables import MANY_LAUNCHES, kernel_stats, launch_lines
 from .labels import ALL_WARPS, kernel_name, warp_role_names
 from .loading import as_launches, load_profile_file
 from .progress import progress
@@ -57,8 +59,8 @@ from .tables import Table, Tables
 
 #: every table of a report, in print order, and what computes it
 TABLES: dict[str, Callable[[Frame], Table]] = {
-    "scopes": scope_stats, "roles": role_stats, "gaps": gaps, "idle": idle, "overlap": overlap,
-    "imbalance": imbalance, "sms": sm_stats, "ctas": cta_spans,
+    "kernels": kernel_stats, "scopes": scope_stats, "roles": role_stats, "gaps": gaps, "idle": idle,
+    "overlap": overlap, "imbalance": imbalance, "sms": sm_stats, "ctas": cta_spans,
 }
 
 
@@ -132,8 +134,10 @@ class Report(Tables):
 
 
 def report(profile: Any, tables: Sequence[str] | None = None) -> Report:
-    """The statistics tables of a profile: scopes, roles, gaps, idle, overlap, imbalance, sms, ctas (or
-    those named in ``tables``), each computed when first read."""
+    """The statistics tables of a profile: kernels, scopes, roles, gaps, idle, overlap, imbalance, sms, ctas
+    (or those named in ``tables``), each computed when first read.  The header has each launch's summary;
+    past :data:`~.kernel_tables.MANY_LAUNCHES` launches only those of the launches that lost or rejected
+    records or have problems (:func:`~.kernel_tables.launch_lines`)."""
     f = frame(profile)
     if not f.launches:
         raise KperfError("the profile holds no launches", fix="profile a kernel that has kperf scopes")
@@ -141,10 +145,12 @@ def report(profile: Any, tables: Sequence[str] | None = None) -> Report:
     bad = [t for t in names if t not in TABLES]
     if bad:
         raise KperfError(f"unknown table {', '.join(bad)}", fix=f"choose among {', '.join(TABLES)}")
-    header = []
-    for d in f.launches:
+
+    def lines_of(d) -> list[str]:
         text = d.summary()
-        header.append(text if kernel_name(d) in text.split("\n")[0] else f"[{kernel_name(d)}] {text}")
+        return [text if kernel_name(d) in text.split("\n")[0] else f"[{kernel_name(d)}] {text}"]
+
+    header = launch_lines(f.launches, lines_of)
     if f.dropped:
         header.append(f"{f.dropped} intervals have no time (no SM clock rate could be measured) and are "
                       "left out of every table")
@@ -153,5 +159,6 @@ def report(profile: Any, tables: Sequence[str] | None = None) -> Report:
 
 __all__ = ["ALL_WARPS", "CTA_END", "CTA_START", "Frame", "Report", "Table", "Tables", "as_launches",
            "covered", "cta_bounds", "cta_spans", "frame", "gaps", "group_summary", "idle", "imbalance",
-           "kernel_name", "load_profile_file", "overlap", "report", "role_stats", "scope_stats", "sm_stats",
-           "union", "warp_role_names", "TABLES", "LazyTables"]
+           "kernel_name", "kernel_stats", "launch_lines", "load_profile_file", "MANY_LAUNCHES", "overlap",
+           "report", "role_stats", "scope_stats", "sm_stats", "union", "warp_role_names", "TABLES",
+           "LazyTables"]

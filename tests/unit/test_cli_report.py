@@ -32,7 +32,8 @@ def test_report(saved, tmp_path, capsys):
     rows = {r["scope"]: r for r in csv.DictReader(open(tmp_path / "csv" / "scopes.csv"))}
     assert rows["load"]["count"] == "9" and float(rows["mma"]["total_ns"]) == pytest.approx(12000)
     assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == sorted(
-        f"{t}.csv" for t in ("scopes", "roles", "gaps", "idle", "overlap", "imbalance", "sms", "ctas"))
+        f"{t}.csv" for t in ("kernels", "scopes", "roles", "gaps", "idle", "overlap", "imbalance", "sms",
+                             "ctas"))
     assert main(["report", saved["vanilla"], "--tables", "ctas,imbalance"]) == 0
     out = capsys.readouterr().out
     assert "CTA spans" in out and "Scopes per warp role" not in out
@@ -96,12 +97,12 @@ def test_failed_writes_are_clean_errors_that_name_the_path(saved, tmp_path, caps
     blocker = tmp_path / "file"
     blocker.write_text("")
     for argv, path in (
-            (["report", saved["vanilla"], "--csv", str(blocker / "csv")], blocker / "csv" / "scopes.csv"),
+            (["report", saved["vanilla"], "--csv", str(blocker / "csv")], blocker / "csv" / "kernels.csv"),
             (["export", saved["vanilla"], "--format", "chrome", "--out", str(blocker / "t.json")],
              blocker / "t.json"),
             (["export", saved["vanilla"], "--format", "perfetto", "--out", str(blocker / "t.pftrace")],
              blocker / "t.pftrace"),
-            (["export", saved["vanilla"], "--format", "csv", "--out", str(blocker)], blocker / "scopes.csv"),
+            (["export", saved["vanilla"], "--format", "csv", "--out", str(blocker)], blocker / "kernels.csv"),
             (["diff", saved["vanilla"], saved["improved"], "--csv", str(blocker)],
              blocker / "diff_scopes.csv")):
         assert main(argv) == 2, argv

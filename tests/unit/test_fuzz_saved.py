@@ -30,9 +30,11 @@ and loads the copy with ``load_profile`` (and the traffic with ``read_traffic``)
   number of a warp's first kept record: any number in range is one a warp may have recorded), and
   ``buffer-content`` for a bit flipped in a stored buffer that the decoder cannot tell from a real one
   (what a buffer mutation may do is the decoder fuzz's business: ``test_fuzz_decoder.py``);
+- ``value-change`` also for any edit inside a launch's ``info`` (the runtime's facts about the launch:
+  free-form names and values) that passes the checks;
 - ``optional-dropped``: an optional launch field (``kernel``, ``grid``, ``scopes``, ``warp_roles``,
-  ``clock_ghz``, ``gtime_step_ns``) deleted or set to null: the launch loads equal to the original in
-  everything but that field;
+  ``clock_ghz``, ``gtime_step_ns``, ``info``) deleted or set to null: the launch loads equal to the
+  original in everything but that field;
 - ``traffic-change``: the traffic member edited (its fields, or its bytes with the CRC kept right) into
   traffic that passes the checks: the launches load as before, and the traffic tables and trace
   numbers are made from it without an error (what the checks let through, the readers can use);
@@ -80,9 +82,20 @@ MEASURED = {"format": "kperf-traffic", "version": 1, "created": "2026-12-06T04:0
             "unmatched_profile": [], "notes": ["attn: the last 2 are matched"], "problems": []}
 
 
+#: launch facts as the runtime records them (DecodedLaunch.info), on two of the profiles
+INFO = {"inductor_ops": ["aten.addmm", "aten.relu"], "replay": 3, "cuda_graph": True, "ms": 0.5,
+        "launch_path": "inductor"}
+
+
 def _columns_launch():
     d = kp.vanilla()
     d.raw = None  # saved as decoded tables
+    d.info = dict(INFO)
+    return d
+
+
+def _with_info(d):
+    d.info = dict(INFO)
     return d
 
 
@@ -91,7 +104,7 @@ def _originals() -> dict[str, tuple[bytes, list, dict | None]]:
     if not _ORIGINALS:
         profiles = {"buffer": ([kp.vanilla()], 2), "buffer-v1": ([kp.vanilla()], 1),
                     "columns": ([_columns_launch()], 2), "flows": ([kp.with_flows()[0]], 2),
-                    "two": ([kp.vanilla(launch=0), kp.improved(launch=1)], 1)}
+                    "two": ([kp.vanilla(launch=0), _with_info(kp.improved(launch=1))], 1)}
         for name, (launches, version) in profiles.items():
             path = os.path.join(_DIR, f"{name}.kperf")
             save_profile(path, launches, version=version)
@@ -140,7 +153,7 @@ def _same_kind(a, b) -> bool:
 
 #: members of a "columns" launch that hold measured values (any finite value is a plausible one)
 VALUE_MEMBERS = ("time_ns.npy", "cycles.npy", "ctas.npy", "sm_clocks.npy", "lost.npy", "seg_first_seq.npy")
-OPTIONAL = ("kernel", "grid", "scopes", "warp_roles", "clock_ghz", "gtime_step_ns")  # of a launch entry
+OPTIONAL = ("kernel", "grid", "scopes", "warp_roles", "clock_ghz", "gtime_step_ns", "info")  # of an entry
 
 
 def _edit_manifest(rng: random.Random, m: dict) -> tuple[dict | str, str, str | None]:
@@ -159,13 +172,14 @@ def _edit_manifest(rng: random.Random, m: dict) -> tuple[dict | str, str, str | 
         parent = parent[k]
     key = path[-1]
     optional = f"optional:{key}" if len(path) == 3 and path[0] == "launches" and key in OPTIONAL else None
+    info = len(path) >= 3 and path[0] == "launches" and path[2] == "info"  # free-form: any fact is plausible
     if op == "delete":
         del parent[key]
-        return m, f"delete {path}", optional
+        return m, f"delete {path}", "value-change" if info and len(path) > 3 else optional
     if op == "add-key":
         target = parent[key] if isinstance(parent[key], dict) else m
         target[f"unknown_{rng.randrange(100)}"] = rng.choice(HOSTILE)
-        return m, f"add a key under {path}", None
+        return m, f"add a key under {path}", "value-change" if info and target is not m else None
     old = parent[key]
     new = rng.choice([*HOSTILE, DEEP, _flip_value(rng, old)])
     parent[key] = new
@@ -173,7 +187,8 @@ def _edit_manifest(rng: random.Random, m: dict) -> tuple[dict | str, str, str | 
         depth = rng.choice((3, 1000, 100_000))
         return (json.dumps(m).replace(json.dumps(DEEP), _deep(depth, rng.random() < 0.5)),
                 f"{path}: {old!r:.40} -> nested {depth} deep", None)
-    allowance = "value-change" if _same_kind(old, new) else optional if new is None else None
+    allowance = "value-change" if _same_kind(old, new) or (info and len(path) > 3) else \
+        optional if new is None else None
     return m, f"{path}: {old!r:.40} -> {new!r:.60}", allowance
 
 
@@ -265,7 +280,7 @@ def _mutate(rng: random.Random, data: bytes, traffic: bool = False) -> tuple[byt
 # --------------------------------------------------------------------------- outcomes
 
 _META = ("launch", "kernel", "grid", "geometry", "strategy", "scopes", "warp_roles", "t0_ns", "lost_total",
-         "n_ctas")
+         "n_ctas", "info")
 
 
 def _same_launch(a, b, ignore: str = "") -> bool:

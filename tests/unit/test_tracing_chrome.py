@@ -350,6 +350,24 @@ def test_launch_args_on_the_launch_and_in_other_data(tmp_path):
     assert ev["ts"] == pytest.approx(infos[1]["trace_offset_ns"] / 1000) and infos[1]["trace_offset_ns"] > 0
 
 
+def test_launch_info_joins_the_launch_args(tmp_path):
+    """A launch's own facts (DecodedLaunch.info) show without the caller passing them: lists as one
+    comma-separated string, a name the caller gives winning; a launch without info gets no instant."""
+    a, b = launch(0), launch(1, t0=20_000)
+    a.info = {"inductor_ops": ["aten.addmm", "aten.relu"], "replay": 3, "cuda_graph": True, "ms": 0.5}
+    path = tmp_path / "t.json"
+    write_chrome_trace(path, [a, b], launch_args={0: {"replay": "given"}, 1: {"dram_read_bytes": 7}})
+    tr = load(path)
+    infos = tr["otherData"]["kperf"]["launches"]
+    want = {"inductor_ops": "aten.addmm, aten.relu", "replay": "given", "cuda_graph": True, "ms": 0.5}
+    assert infos[0]["args"] == want and infos[1]["args"] == {"dram_read_bytes": 7}
+    [ev] = [e for e in tr["traceEvents"] if e["name"] == "launch args" and e["ts"] == 0]
+    assert ev["args"] == want
+    write_chrome_trace(path, [a, b])
+    infos = load(path)["otherData"]["kperf"]["launches"]
+    assert infos[0]["args"]["replay"] == 3 and "args" not in infos[1]
+
+
 def test_no_launch_args_writes_the_same_bytes(tmp_path):
     plain, none, other = (tmp_path / f"{n}.json" for n in ("plain", "none", "other"))
     write_chrome_trace(plain, launch())

@@ -257,6 +257,22 @@ def test_launch_args_as_typed_annotations_on_the_launch_track(tmp_path):
     assert "args" not in s["launches"][0] and s["launches"][1]["args"]["l2_hit_pct"] == 90.5
 
 
+def test_launch_info_as_annotations_without_launch_args(tmp_path):
+    """DecodedLaunch.info on the launch-args instant of its track, typed; lists comma-separated; the
+    caller's launch_args win on a name they share."""
+    a, b = launch(launch=0, kernel="mm"), launch(launch=1, kernel="relu")
+    b.info = {"inductor_ops": ["aten.addmm", "aten.relu"], "replay": 3, "cuda_graph": True, "ms": 0.5,
+              "launch_path": "inductor"}
+    s = write_perfetto_trace(tmp_path / "t.pftrace", [a, b], launch_args={1: {"launch_path": "given"}})
+    tr = Trace(tmp_path / "t.pftrace")
+    [(ts, te)] = [(ts, te) for ts, te in tr.of_type(INSTANT) if te.name == "launch args"]
+    assert tr.path(te.track_uuid) == "launch 1: relu" and ts == s["launches"][1]["trace_offset_ns"]
+    assert annotations(te) == {"inductor_ops": ("string_value", "aten.addmm, aten.relu"),
+                               "replay": ("int_value", 3), "cuda_graph": ("bool_value", True),
+                               "ms": ("double_value", 0.5), "launch_path": ("string_value", "given")}
+    assert "args" not in s["launches"][0] and s["launches"][1]["args"]["replay"] == 3
+
+
 def test_no_launch_args_writes_the_same_bytes(tmp_path):
     plain, none, other = (tmp_path / f"{n}.pftrace" for n in ("plain", "none", "other"))
     write_perfetto_trace(plain, launch())
