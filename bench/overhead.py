@@ -11,7 +11,10 @@ Cases (each: plain, every kperf variant, Proton with the same scopes):
   skipped with the reason printed.  Source scopes inside a warp-specialized loop are deleted by
   Triton, so Proton is measured there through a TTGIR override (bench/proton_override.py): the same
   auto-inserted sites written as ``proton.record`` lines, compiled with Triton's own override under
-  Proton's instrumentation mode; a run-time failure is printed as the reason.
+  Proton's instrumentation mode; a run-time failure is printed as the reason;
+- ``heldout``: bench/heldout_attention.py, a warp-specialized attention forward written outside
+  ``examples/`` (host TMA descriptors, head dim 64, 128 x 64 tiles) that no lowering choice was tuned
+  on, ``auto="mma,tma"``, Proton as for ``attention``.
 
 Method: the same kernel source is compiled plain (scopes are no-op carriers), per kperf variant, and
 with Proton (``triton.profiler``, ``backend="instrumentation"``, default mode).  Kernel-only device
@@ -19,7 +22,9 @@ times come from the torch profiler (CUPTI), so neither profiler's host work betw
 ``--rounds`` rounds, each running every variant ``--reps`` times back to back, variants in a rotated
 order per round; overhead = median(variant) / median(plain) - 1, with the IQR of each set and the
 per-round overheads.  Correctness first: each variant's output must equal the plain output bit for
-bit, and each variant's events are counted against what its sampling should keep.
+bit, and each variant's events are counted against what its sampling should keep.  One launch per
+variant is also timed alone (CUPTI) and decoded: the trace's kernel span (first CTA entry to last CTA
+exit, clocks aligned to ``%globaltimer``) against that launch's kernel time.
 
     python3 -m bench.overhead --out bench/results/overhead          # full
     python3 -m bench.overhead --quick --out /tmp/overhead            # about 5 minutes on an H100
@@ -42,15 +47,24 @@ from bench.timing import against_plain, device_times_ms, iqr, run_info
 # name -> ProfileConfig keywords.  Capacity 520 holds the 8192^3 GEMM's 514 records per warp.
 VARIANTS = {
     "check": {"fold": False},  # a capacity check per record (the default before fold was measured)
-    "default": {},  # fold=True for keep-first
-
+    "premerge": {"merge_blocks": False},  # fold, the counter bumped at every label and branch (before)
+    "default": {},  # fold for keep-first, merged blocks
+    "uniform-pointer": {"vector_pointer": False},  # ptxas may keep the record pointer in uniform regs
+    "instr-only": {"sms": (0,), "clone": False},  # every record's instructions, stores only on SM 0
     "smem": {"store": "auto"},
     "smem-fold": {"store": "auto", "fold": True},
     "clock64-fold": {"clock": "clock64", "fold": True},
+    "warpgroup": {"granularity": "warpgroup"},
     "warpgroup-fold": {"granularity": "warpgroup", "fold": True},
+    "warpgroup-smem": {"granularity": "warpgroup", "store": "auto"},
     "cta-fold": {"granularity": "cta", "fold": True},
     "cta-stride-4-fold": {"cta_stride": 4, "fold": True},
+    "cta-stride-8": {"cta_stride": 8},
     "sms-1-in-8": {"sms": tuple(range(0, 132, 8)), "fold": True},
+    # sampling on top of the cheapest per-CTA lowering (one warp per warpgroup, records staged in smem)
+    "warpgroup-smem-cta-stride-8": {"granularity": "warpgroup", "store": "auto", "cta_stride": 8},
+    "warpgroup-smem-sms-1-in-8": {"granularity": "warpgroup", "store": "auto",
+                                  "sms": tuple(range(0, 132, 8))},
 }
 QUICK_VARIANTS = ("check", "default", "smem-fold", "warpgroup-fold", "cta-stride-4-fold")
 
@@ -181,14 +195,48 @@ class AttentionCase(Case):
         from bench import proton_override as po
         try:
             folder = tempfile.mkdtemp(prefix="kperf_proton_ovr_")
-            folders = po.prepare_for_case(folder, self.at.attn_fwd_kernel)
-            r = po.measure(self.run, self.at.attn_fwd_kernel, ref, n, self.kernel_name, folders["proton_dir"],
+            kernel = self.kperf_kernel()
+            folders = po.prepare_for_case(folder, kernel, getattr(self, "options", None))
+            r = po.measure(self.run, kernel, ref, n, self.kernel_name, folders["proton_dir"],
                            plain_ms, n_ctas=self.grid_ctas, expected_records=folders["records"])
         except Exception as e:  # Proton's dialect or runtime may refuse the records: say why
             return {"proton_skipped": f"Proton failed at run time with TTGIR override records: "
                                       f"{type(e).__name__}: {e}"}
         r["proton_override_dir"] = folders["proton_dir"]
         return r
+
+
+class HeldoutCase(AttentionCase):
+    """bench/heldout_attention.py: WS attention written outside examples/, auto-inserted records."""
+
+    name = "heldout"
+
+    def __init__(self, n_ctx: int):
+        import torch
+
+        from bench import heldout_attention as ha
+        self.at = ha
+        self.kernel_name = "heldout_attn_kernel"
+        torch.manual_seed(0)
+        z, h, d = 4, 32, 64
+        self.q, self.k, self.v = (torch.randn(z, h, n_ctx, d, device="cuda", dtype=torch.float16)
+                                  for _ in range(3))
+        self.n_ctas = None
+        self.grid_ctas = (n_ctx // ha.BLOCK_M) * z * h
+        self.extra_config = {"auto": "mma,tma"}
+        self.options = ha.COMPILE_OPTIONS
+
+    def run(self, kernel):
+        return self.at.attention(self.q, self.k, self.v, kernel=kernel)
+
+    def check_plain(self, out) -> float:
+        """Largest error of the plain kernel against fp32 attention on the first 4 heads (each (batch,
+        head) is independent; the whole reference would take 17 GB)."""
+        ref = self.at.reference(self.q[:1, :4], self.k[:1, :4], self.v[:1, :4])
+        return float((out[:1, :4].float() - ref.float()).abs().max())
+
+    def kperf_kernel(self):
+        return self.at.heldout_attn_kernel
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -217,23 +265,13 @@ def measure_case(case: Case, variants: dict, reps: int, rounds: int, proton: boo
     ref = case.run(plain_kernel).clone()
     torch.cuda.synchronize()
     res: dict = {"variants": {}}
+    if hasattr(case, "check_plain"):
+        res["plain_max_abs_error_vs_fp32"] = case.check_plain(ref)
     runners = {"plain": lambda: case.run(plain_kernel)}
     profiled = {}
     for name, cfg in configs.items():
         k = kperf.profile(plain_kernel, config=cfg)
-        t0 = time.perf_counter()
-        out = case.run(k)
-        torch.cuda.synchronize()
-        (dec,) = kperf.results(k).decoded()
-        entry = {"config": cfg.to_mode().split(",code=")[0],
-                 "compile_and_first_launch_s": time.perf_counter() - t0,
-                 "output_identical": bool(torch.equal(out, ref)), "events": int(dec.n_events),
-                 "events_expected": expected_events(case, cfg, dec), "lost": int(dec.lost_total),
-                 "problems": dec.problems, "sampled_out_ctas": int(dec.ctas["sampled_out"].sum()),
-                 "geometry": dec.geometry.to_json()}
-        del dec
-        k.reset()
-        res["variants"][name] = entry
+        res["variants"][name] = first_launches(case, k, cfg, ref)
         profiled[name] = k
         runners[name] = (lambda k=k: case.run(k))
     times = {n: [] for n in runners}
@@ -257,6 +295,34 @@ def measure_case(case: Case, variants: dict, reps: int, rounds: int, proton: boo
     if proton:
         res.update(measure_proton(case, reps * rounds, ref, plain))
     return res
+
+
+def first_launches(case: Case, k, cfg, ref) -> dict:
+    """Compile and check one variant: output identity, events, losses; then one launch timed alone
+    (CUPTI) and decoded, for the trace's kernel span against that launch's kernel time."""
+    import torch
+
+    import kperf
+    t0 = time.perf_counter()
+    out = case.run(k)
+    torch.cuda.synchronize()
+    (dec,) = kperf.results(k).decoded()
+    entry = {"config": cfg.to_mode().split(",code=")[0],
+             "compile_and_first_launch_s": time.perf_counter() - t0,
+             "output_identical": bool(torch.equal(out, ref)), "events": int(dec.n_events),
+             "events_expected": expected_events(case, cfg, dec), "lost": int(dec.lost_total),
+             "problems": dec.problems, "sampled_out_ctas": int(dec.ctas["sampled_out"].sum()),
+             "geometry": dec.geometry.to_json()}
+    del dec
+    k.reset()
+    (ms,) = device_times_ms(lambda: case.run(k), 1, case.kernel_name)
+    (dec,) = kperf.results(k).decoded()
+    span_ms = dec.duration_ns / 1e6
+    entry.update(span_launch_kernel_ms=ms, span_ms=span_ms, span_vs_kernel=span_ms / ms - 1,
+                 span_launch_lost=int(dec.lost_total), span_launch_problems=dec.problems)
+    del dec
+    k.reset()
+    return entry
 
 
 def measure_proton(case: Case, n: int, ref, plain_ms: float) -> dict:
@@ -312,7 +378,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {**run_info(argv), "reps": reps, "rounds": rounds, "cases": {}}
     makers = {"gemm": lambda: GemmCase(args.size), "gluon": lambda: GluonCase(args.size),
-              "attention": lambda: AttentionCase(args.n_ctx)}
+              "attention": lambda: AttentionCase(args.n_ctx), "heldout": lambda: HeldoutCase(args.n_ctx)}
     for cname in (args.only or args.cases).split(","):
         t0 = time.perf_counter()
         try:
@@ -341,15 +407,18 @@ def print_case(name: str, r: dict) -> None:
         return
     print(f"  plain {r['plain_ms_median']:.4f} ms (IQR {r['plain_ms_iqr']:.4f})")
     pov = r.get("proton_overhead")
+    if "plain_max_abs_error_vs_fp32" in r:
+        print(f"  plain output vs fp32 attention: max abs error {r['plain_max_abs_error_vs_fp32']:.2e}")
     print(f"  {'variant':<20} {'ms':>8} {'IQR':>7} {'overhead':>9} {'rounds':>17} {'vs Proton':>9} "
-          f"{'events':>10} {'expected':>10} {'lost':>5} ok")
+          f"{'events':>10} {'expected':>10} {'lost':>5} {'span':>7} ok")
     for v, e in r["variants"].items():
         ratio = f"{e['overhead'] / pov:9.2f}" if pov else f"{'-':>9}"
         rounds = "/".join(f"{x:+.1%}" for x in e["overhead_per_round"])
         ok = e["output_identical"] and not e["problems"] and (e["events_expected"] in (None, e["events"]))
         print(f"  {v:<20} {e['ms_median']:8.4f} {e['ms_iqr']:7.4f} {e['overhead']:+9.2%} {rounds:>17} "
               f"{ratio} "
-              f"{e['events']:>10} {str(e['events_expected']):>10} {e['lost']:>5} {'yes' if ok else 'NO'}")
+              f"{e['events']:>10} {str(e['events_expected']):>10} {e['lost']:>5} {e['span_vs_kernel']:+7.2%} "
+              f"{'yes' if ok else 'NO'}")
         for prob in e["problems"]:
             print(f"      problem: {prob}")
     if pov is not None:

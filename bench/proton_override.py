@@ -292,14 +292,18 @@ def jit_kernel(fn, instrumentation_mode: str):
     return found[-1]
 
 
-def prepare_for_case(out, kernel) -> dict:
-    """Folders for a kernel the JIT already compiled plain (exact source hash); see ``build_folders``."""
+def prepare_for_case(out, kernel, options: dict | None = None) -> dict:
+    """Folders for a kernel the JIT already compiled plain (exact source hash); see ``build_folders``.
+
+    ``options``: the launch's compile options (default ``examples/attention.py``'s)."""
     import triton
-    src, options = jit_source(kernel)
+    src, options = jit_source(kernel, options=options)
     target = triton.runtime.driver.active.get_current_target()
     out = pathlib.Path(out)
     ttgir = dump(out / "dump", src, options, target)
-    n = insert_records(out / "dump", out / "kperf")
+    shutil.rmtree(out / "kperf", ignore_errors=True)
+    done = override.insert(out / "dump", SELECTORS, kernels=kernel.__name__, out=out / "kperf")
+    n = sum(c for _, c in done)
     if to_proton(out / "kperf", out / "proton") != n:
         raise KperfError("kperf and proton record counts differ")
     return {"dump": str(ttgir), "proton_dir": str(out / "proton"), "records": n}

@@ -67,6 +67,14 @@ class ProfileConfig:
         sms: if non-empty, record only CTAs that start on these SM ids (``%smid``).
         clone: with ``cta_stride``/``sms`` sampling, sampled-out CTAs run an uninstrumented copy of
             the kernel body (no per-record cost at all) instead of the predicated-off records.
+        vector_pointer: give the record pointer a lane-dependent offset that lane 0, the only lane that
+            stores, does not see: ptxas can then not keep the (warp-uniform) pointer in uniform registers
+            and copy it into a vector register pair before every store (2 SASS instructions a record
+            where it did so, e.g. the FA3 pipelines' consumer loops).  ``store="global"`` only.
+        merge_blocks: bump the record counter (and clamp the slot pointer) only where control flow
+            joins or leaves: not at labels no branch names (debug-line labels) nor around record-free
+            spin loops (every TMA barrier wait).  ``False``: at every label and branch, as before
+            (``kperf.passes.ptx_blocks``; docs/options.md has the measured difference).
         record_cost: cycles one record adds to a measured interval, subtracted on the host
             (``time -= record_cost * seq`` per warp); 0 = off.  Measure it for your GPU and
             options with ``bench/calibration.py`` (docs/accuracy.md).
@@ -87,6 +95,8 @@ class ProfileConfig:
     cta_stride: int = 1
     sms: tuple[int, ...] = ()
     clone: bool = True
+    vector_pointer: bool = True
+    merge_blocks: bool = True
     record_cost: float = 0.0
     auto: str = ""
     override: str = ""
@@ -115,6 +125,8 @@ class ProfileConfig:
             object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "sms", _check_sms(self.sms))
         _check_bool("clone", self.clone)
+        _check_bool("merge_blocks", self.merge_blocks)
+        _check_bool("vector_pointer", self.vector_pointer)
         _check_record_cost(self.record_cost)
         object.__setattr__(self, "record_cost", float(self.record_cost))
         for name in ("auto", "override"):

@@ -15,7 +15,10 @@ PTX text in, PTX text out (in a ``LoweringResult``).  The input is read through 
   next record, either to global memory or (``store="smem"``) to a staging area in shared memory past
   the kernel's own; with ``keep-first`` a per-record capacity check, or (``fold``) one clamp per basic
   block with records past the capacity landing in ``sink`` spare slots; with ``wrap`` into
-  ``count % capacity``.  The counter and pointer are bumped once per basic block;
+  ``count % capacity``.  The counter and pointer are bumped once per block, where a block ends only
+  where control flow joins or leaves (``kperf.passes.ptx_blocks``: debug labels and record-free spin
+  loops such as TMA barrier waits do not end one); the pointer lane 0 stores through gets a lane-varying
+  offset (``vector_pointer``) so that ptxas keeps it in vector registers;
 - before every ``ret`` and ``exit`` (a predicated one is branched around): a ``smem`` warp copies its
   staged records out (all 32 lanes, coalesced), lane 0 of each recording warp stores its final
   counter, lane 0 of warp 0 stores the closing ``(%globaltimer, %clock64)`` pair and ``%smid``.
@@ -40,6 +43,7 @@ from kperf.dialect.record import RecordOp, parse_carrier
 
 from .pass_base import KperfPass
 from .ptx import BODY_DECLARATIONS, Entry, Kind, PtxLine, find_entry, parse
+from .ptx_blocks import boundaries
 from .ptx_snippets import PREAMBLE_MARK, REGISTER_PREFIX, SMEM_ALIGN, SMEM_SYMBOL, Snippets
 
 #: Largest dynamic shared memory per CTA (opt-in), bytes, by SM major.minor*10 (CUDA programming guide).
@@ -96,7 +100,8 @@ class LowerPtxPass(KperfPass):
         cfg = self.config
         # a dry run finds the largest basic block, which sizes the fold sink
         dry = Geometry(self.num_warps, cfg.capacity, cfg.clock)
-        max_block = _Lowering(self, lines, entry, Snippets(cfg, dry, False, 0), path).run().max_block
+        max_block = max(_Lowering(self, lines, entry, Snippets(cfg, dry, False, 0), path).run().blocks,
+                        default=0)
         g = dataclasses.replace(self.geometry, sink=max_block if cfg.fold else 0)
         store, smem_offset, shared_after = self._place(g)
         low = _Lowering(self, lines, entry, Snippets(cfg, g, store == "smem", smem_offset), path).run()
@@ -134,12 +139,13 @@ class _Lowering:
 
     def __init__(self, p: LowerPtxPass, lines: list[PtxLine], entry: Entry, emit: Snippets, path: str):
         self.p, self.lines, self.entry, self.emit, self.path = p, lines, entry, emit, path
+        self.blocks: list[int] = []  # records of each block with records, in order (sizes the fold sink)
         self.clone = p.config.clone and p.config.samples_ctas
         self.out: list[str] = []
         self.count = 0  # carriers seen
         self.pending = 0  # records in the current basic block whose counter bump is not yet emitted
-        self.max_block = 0
         self.returns = 0
+        self.bounds = boundaries(lines, entry, _carrier_lines(lines, entry, path), p.config.merge_blocks)
 
     def run(self) -> _Lowering:
         lines, entry, out = self.lines, self.entry, self.out
@@ -179,9 +185,9 @@ class _Lowering:
             if op is not None:
                 self._carrier(op, line)
                 return i + 2  # the carrier's comment is replaced; its `mov.u32 $0, 0;` and end stay
-            if _asm_block_branches(self.lines, i):
+            if self._asm_block_bounds(i):
                 self._end_block()
-        if line.ends_block:
+        if i in self.bounds:
             self._end_block()
         if line.is_return:
             epilogue = self.emit.epilogue(self.returns)
@@ -200,11 +206,22 @@ class _Lowering:
         if self.p.records:
             self.out.extend(self.emit.record(op.scope_id, not op.is_start, self.count, self.pending))
             self.pending += 1
-            self.max_block = max(self.max_block, self.pending)
         self.count += 1
+
+    def _asm_block_bounds(self, begin: int) -> bool:
+        """Whether the inline-asm block starting at ``begin`` holds a block boundary (a spin loop's
+        label and branch are none: see ``kperf.passes.ptx_blocks``)."""
+        for j in range(begin + 1, len(self.lines)):
+            if self.lines[j].kind is Kind.ASM_END:
+                return False
+            if j in self.bounds:
+                return True
+        return False
 
     def _end_block(self) -> None:
         self.out.extend(self.emit.flush(self.pending))
+        if self.pending:
+            self.blocks.append(self.pending)
         self.pending = 0
 
     def _plain_copy(self) -> list[str]:
@@ -257,14 +274,17 @@ def _last_instruction_leaves(body: list[PtxLine]) -> bool:
     return False
 
 
-def _asm_block_branches(lines: list[PtxLine], begin: int) -> bool:
-    """Whether the inline-asm block starting at ``begin`` holds labels or branches."""
-    for line in lines[begin + 1:]:
-        if line.kind is Kind.ASM_END:
-            return False
-        if line.ends_block:
-            return True
-    return False
+def _carrier_lines(lines: list[PtxLine], entry: Entry, path: str) -> set[int]:
+    """The lines of every record carrier's inline asm block (``// begin inline asm`` to its end)."""
+    out: set[int] = set()
+    for i in range(entry.body_start + 1, entry.body_end - 1):
+        if lines[i].kind is Kind.ASM_BEGIN and parse_carrier(lines[i + 1].text, where=f"{path} line {i + 2}"):
+            j = i
+            while j < entry.body_end and lines[j].kind is not Kind.ASM_END:
+                out.add(j)
+                j += 1
+            out.add(j)
+    return out
 
 
 def _declares_smem(lines: list[PtxLine]) -> bool:

@@ -87,7 +87,8 @@ class PtxLine:
 
     @property
     def ends_block(self) -> bool:
-        """A label, branch, call, return or trap: the record counter must be current across it."""
+        """A label, branch, call, return or trap as the text has it (``kperf.passes.ptx_blocks`` decides which
+        of these the record counter must be current across)."""
         return self.kind is Kind.LABEL or (self.kind is Kind.INSTRUCTION and self.op in BLOCK_ENDING_OPS)
 
     @property

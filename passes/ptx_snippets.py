@@ -23,6 +23,8 @@ class Snippets:
 
     def __init__(self, cfg: ProfileConfig, g: Geometry, smem: bool, smem_offset: int):
         self.cfg, self.g, self.smem, self.smem_offset = cfg, g, smem, smem_offset
+        # the pointer records are stored through: %kp_base, or lane-varying (``vector_pointer``)
+        self.rbase = "%kp_rbase" if cfg.vector_pointer and not smem else "%kp_base"
 
     def sm_mask_decl(self) -> list[str]:
         words = [0] * (max(self.cfg.sms) // 32 + 1)
@@ -45,6 +47,8 @@ class Snippets:
     def _registers(self) -> list[str]:
         out = [f"\t{PREAMBLE_MARK}"]
         out += [f"\t.reg .b64 {r};" for r in ("%kp_cta", "%kp_base", "%kp_ptr")]
+        if self.rbase != "%kp_base":
+            out += [f"\t.reg .b64 {self.rbase};"]
         out += [f"\t.reg .b32 {r};" for r in ("%kp_n", "%kp_warp", "%kp_slot")]
         out += [f"\t.reg .pred {r};" for r in ("%kp_l0", "%kp_w0", "%kp_s", "%kp_wr")]
         if self.smem:
@@ -109,8 +113,12 @@ class Snippets:
             "\tadd.u64 %d3, %kp_cta, %d2;",
             f"\tadd.u64 %kp_base, %d3, {g.records_offset};",
             "\tmov.u32 %kp_n, 0;",
-            "\tmov.u64 %kp_ptr, %kp_base;",
         ]
+        if self.rbase != "%kp_base":
+            # lane 0 (the only writer) sees %kp_base; the other lanes' pointers differ, so ptxas cannot
+            # keep the pointer in uniform registers and copy it into a vector pair before every store
+            out += ["\tmul.wide.u32 %d7, %t1, 8;", f"\tadd.u64 {self.rbase}, %kp_base, %d7;"]
+        out += [f"\tmov.u64 %kp_ptr, {self.rbase};"]
         if self.smem:
             staging = f"add.u32 %t18, %t18, {self.smem_offset};"
             out += [f"\tmov.u32 %t18, {SMEM_SYMBOL};",
@@ -147,7 +155,7 @@ class Snippets:
         if cfg.fold:
             out.append(f"\tmin.u32 %kp_m, %kp_n, {cfg.capacity};")
             out.append(f"\tmad.lo.u32 %kp_sptr, %kp_m, {rb}, %kp_sbase;" if self.smem
-                       else f"\tmad.wide.u32 %kp_ptr, %kp_m, {rb}, %kp_base;")
+                       else f"\tmad.wide.u32 %kp_ptr, %kp_m, {rb}, {self.rbase};")
         else:
             out.append(f"\tadd.u32 %kp_sptr, %kp_sptr, {pending * rb};" if self.smem
                        else f"\tadd.u64 %kp_ptr, %kp_ptr, {pending * rb};")
@@ -175,7 +183,7 @@ class Snippets:
     def _record_slot(self, k: int, lines: list[str]) -> tuple[str, str]:
         """The address and predicate of the block's ``k``-th record; appends what computes them."""
         cfg, g = self.cfg, self.g
-        ptr, base = ("%kp_sptr", "%kp_sbase") if self.smem else ("%kp_ptr", "%kp_base")
+        ptr, base = ("%kp_sptr", "%kp_sbase") if self.smem else ("%kp_ptr", self.rbase)
         if cfg.strategy == "wrap":
             lines += ["\t.reg .b32 %ks;", f"\tadd.u32 %ks, %kp_n, {k};",
                       f"\tand.b32 %ks, %ks, {cfg.capacity - 1};"]

@@ -53,7 +53,10 @@ def _attention_cases() -> dict:
     from kperf.examples import attention as A
     out = {}
     for name, kw in {"auto-mma-tma": {"auto": "mma,tma"}, "auto-loops": {"auto": "loops"},
-                     "auto-mma-tma-warpgroup": {"auto": "mma,tma", "granularity": "warpgroup"}}.items():
+                     "auto-mma-tma-warpgroup": {"auto": "mma,tma", "granularity": "warpgroup"},
+                     # the lowering before issue 19: a counter bump at every label, a warp-uniform pointer
+                     "auto-mma-tma-premerge": {"auto": "mma,tma", "merge_blocks": False,
+                                               "vector_pointer": False}}.items():
         out[f"attention/{name}"] = (A.attn_fwd_kernel, A.SIGNATURE, A.CONSTEXPRS, None, A.COMPILE_OPTIONS, kw)
     return out
 
@@ -75,7 +78,9 @@ def _gluon_matmul_cases() -> dict:
            "STAGES": "constexpr", "num_warps": "constexpr"}
     cx = {"STAGES": gm.STAGES, "num_warps": gm.NUM_WARPS}
     return {f"gluon_matmul/{name}": (gm.gluon_matmul_kernel, sig, cx, {}, {"num_warps": gm.NUM_WARPS}, kw)
-            for name, kw in {"default": {}, "warpgroup": {"granularity": "warpgroup"}}.items()}
+            for name, kw in {"default": {}, "warpgroup": {"granularity": "warpgroup"},
+                             "warpgroup-smem": {"granularity": "warpgroup", "store": "auto", "capacity": 520},
+                             "premerge": {"merge_blocks": False, "vector_pointer": False}}.items()}
 
 
 def _fa3_cases() -> dict:

@@ -36,6 +36,8 @@ from kperf.dialect.options import MAX_CAPACITY, MAX_WARPS, OptionError, ProfileC
     ({"fold": 1}, "fold", "True or False"),
     ({"fold": True, "strategy": "wrap"}, "fold", "keep-first"),
     ({"clone": "no"}, "clone", "True or False"),
+    ({"merge_blocks": 0}, "merge_blocks", "True or False"),
+    ({"vector_pointer": "yes"}, "vector_pointer", "True or False"),
     ({"strategy": "latest"}, "strategy", "unknown strategy 'latest'"),
     ({"strategy": None}, "strategy", "unknown strategy None"),
     ({"clock": ["clock"]}, "clock", "unknown clock"),

@@ -1,0 +1,112 @@
+"""What each lowering variant costs in SASS on the TMA/wgmma and warp-specialized kernels, without a GPU.
+
+For each case of ``bench.overhead`` (the Gluon GEMM, examples/attention.py, the held-out attention of
+bench/heldout_attention.py; the last two with ``auto="mma,tma"``) and each variant, ``kperf.compile``
+for sm_90 gives the SASS instructions per record site and the fixed cost (preamble and finalize); the
+loops of the instrumented SASS are matched with the plain kernel's (the loop holding ``HGMMA`` is the
+main / consumer loop, the one issuing ``UTMALDG`` without ``HGMMA`` the producer's) and the instructions
+each variant adds to one iteration are counted: that is what a record costs where it matters.
+
+    python3 -m bench.sass_cost --out bench/results/DIR/sass_cost.json    # prints a markdown table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import sys
+
+import kperf
+from bench.overhead import VARIANTS
+from kperf.dialect.options import ProfileConfig
+
+DEFAULT_VARIANTS = ("premerge", "uniform-pointer", "default", "warpgroup", "smem", "warpgroup-smem")
+_INSTR = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+([^;]*);", re.MULTILINE)
+
+
+def loops(sass: str) -> list[dict]:
+    """Each backward branch's loop: instruction count, whether it holds HGMMA / UTMALDG (innermost first)."""
+    ins = [(int(a, 16), t.strip()) for a, t in _INSTR.findall(sass)]
+    out = []
+    for addr, text in ins:
+        m = re.search(r"\bBRA\s+0x([0-9a-f]+)", text)
+        if not m or int(m.group(1), 16) >= addr:
+            continue
+        body = [t for a, t in ins if int(m.group(1), 16) <= a <= addr and not t.startswith("NOP")]
+        if len(body) < 16 or sum("SYNCS.PHASECHK" in t for t in body) == len(body) - 2:
+            continue  # a barrier's retry loop
+        out.append({"n": len(body), "mma": any("HGMMA" in t for t in body),
+                    "tma": any("UTMALDG" in t for t in body)})
+    return sorted(out, key=lambda lp: lp["n"])
+
+
+def _main_loops(sass: str) -> dict:
+    """The innermost loop with HGMMA (main / consumer), the innermost TMA-issuing one without (producer)."""
+    found = loops(sass)
+    mma = next((lp["n"] for lp in found if lp["mma"]), None)
+    producer = next((lp["n"] for lp in found if lp["tma"] and not lp["mma"]), None)
+    return {"mma_loop": mma, "producer_loop": producer}
+
+
+def cases() -> dict:
+    from bench import heldout_attention as H
+    from kperf.examples import attention as A
+    from kperf.examples import gluon_matmul as gm
+
+    def gluon(cfg):
+        return gm.compile_report(config=ProfileConfig(**{"capacity": 520, **cfg}))
+
+    def auto(mod, kernel):
+        return lambda cfg: kperf.compile(kernel, signature=mod.SIGNATURE, constexprs=mod.CONSTEXPRS,
+                                         config=ProfileConfig(auto="mma,tma", **cfg), **mod.COMPILE_OPTIONS)
+
+    return {"gluon": gluon, "attention": auto(A, A.attn_fwd_kernel),
+            "heldout": auto(H, H.heldout_attn_kernel)}
+
+
+def measure(case: str, variants) -> dict:
+    build = cases()[case]
+    out = {}
+    for name in variants:
+        r = build(VARIANTS[name])
+        plain, inst = _main_loops(r.sass_plain), _main_loops(r.sass)
+        out[name] = {"records": r.num_records, "per_record": round(r.sass_per_record, 2),
+                     "fixed": r.sass_fixed_cost, "spills": r.local_memory_ops,
+                     "plain_loops": plain, "loops": inst,
+                     "added": {k: (inst[k] - plain[k]) if inst[k] and plain[k] else None for k in plain},
+                     "profile_bytes_per_cta": r.geometry.cta_bytes, "store": r.metadata["kperf"]["store"]}
+    return out
+
+
+def table(res: dict) -> str:
+    rows = ["| case | variant | SASS / record | fixed | + main/consumer loop | + producer loop | bytes/CTA |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for case, variants in res.items():
+        for name, e in variants.items():
+            plain, added = e["plain_loops"], e["added"]
+            mma, prod = (f"+{added[k]} (of {plain[k]})" if added[k] is not None else "-"
+                         for k in ("mma_loop", "producer_loop"))
+            store = " (smem)" if e["store"] == "smem" else ""
+            rows.append(f"| {case} | {name}{store} | {e['per_record']} | {e['fixed']} | {mma} | {prod} | "
+                        f"{e['profile_bytes_per_cta']} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", default="gluon,attention,heldout")
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    p.add_argument("--out", default=None, help="write the numbers as JSON here")
+    args = p.parse_args(argv)
+    res = {c: measure(c, args.variants.split(",")) for c in args.cases.split(",")}
+    if args.out:
+        pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    print(table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
