@@ -22,7 +22,6 @@ naming the file and the field.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -32,7 +31,6 @@ from collections.abc import Sequence
 
 from kperf.dialect.errors import KperfError
 
-from .atomic import write_error
 from .clock_sync import GPU_METHODS, RankClock, rank_clock
 from .saved import SUFFIX, load_profile, save_profile
 
@@ -51,19 +49,7 @@ def save_rank_profile(path: str | os.PathLike, launches: Sequence, tag: dict, *,
     """Save ``launches`` (``DecodedLaunch``) as a saved profile tagged with ``tag``; returns the path."""
     path = os.fspath(path)
     check_tag(path, tag)
-    tmp = f"{path}.tmp-rank-{os.getpid()}{SUFFIX}"
-    try:
-        save_profile(tmp, launches, device=device)
-        with zipfile.ZipFile(tmp, "a") as z:
-            z.writestr(TAG_MEMBER, json.dumps(tag, indent=1))
-        os.replace(tmp, path)
-    except OSError as e:
-        raise write_error(path, e) from e
-    finally:
-        if os.path.lexists(tmp):
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-    return path
+    return save_profile(path, launches, device=device, extra={TAG_MEMBER: json.dumps(tag, indent=1).encode()})
 
 
 def _bad(path: str, field: str, expected: str, value) -> KperfError:

@@ -168,7 +168,8 @@ def _launch_members(i: int, d: DecodedLaunch, version: int, level: int) -> tuple
 
 
 def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, device: str | None = None,
-                 compress: bool = False, version: int | None = None, level: int = codec.LEVEL) -> str:
+                 compress: bool = False, version: int | None = None, level: int = codec.LEVEL,
+                 extra: dict[str, bytes] | None = None) -> str:
     """Write ``launches`` (``DecodedLaunch`` objects) to one ``.kperf`` file; returns its path.
 
     Args:
@@ -179,6 +180,8 @@ def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, 
         version: the format version: 2 (packed, compressed buffers; needs zstandard) or 1 (raw
             buffers); default 2 when zstandard is installed, else 1 with a warning.
         level: the zstd level of version 2's columns.
+        extra: more members, ``{name: bytes}`` (e.g. a rank's tag: ``tracing.rank_file``), written in
+            the same atomic write; readers ignore members they do not know.
     """
     launches = list(launches)
     if not launches:
@@ -209,6 +212,8 @@ def save_profile(path: str | os.PathLike, launches: Sequence[DecodedLaunch], *, 
                 if isinstance(data, np.ndarray):
                     data = memoryview(np.ascontiguousarray(data)).cast("B")
                 w.write(data)
+        for name, data in (extra or {}).items():
+            z.writestr(zipfile.ZipInfo(name, date_time=stamp), data)
     return path
 
 
