@@ -21,10 +21,12 @@
     kperf merge PROFILES... [--out merged.json] [--csv DIR]   put a multi-GPU job's ranks on one timeline
     kperf bounds gemm|attention|einsum ...  least off-chip traffic any schedule needs, per on-chip capacity
     kperf ncu OUT -- script.py            kperf run under Nsight Compute: measured traffic per launch
+    kperf corpus record OUT -- script.py  record every Triton kernel a program compiles (source, TTIR, ...)
+    kperf corpus check CORPUS --auto loops   compile a recorded corpus through kperf (no GPU needed)
     kperf --version                       kperf's and Triton's versions
 
-The commands live in kperf/cli_compile.py, kperf/cli_report.py, kperf/cli_bounds.py and
-kperf/cli_merge.py; what they share in
+The commands live in kperf/cli_compile.py, kperf/cli_report.py, kperf/cli_bounds.py,
+kperf/cli_merge.py and kperf/cli_corpus.py; what they share in
 kperf/cli_common.py.  Every failure is one ``kperf: error: <cause>`` line and a ``fix:`` line on stderr,
 in the command's words (flags, not Python keywords: :func:`kperf.cli_common.in_flag_words`), exit status
 2 for bad input and 1 for a failed script or an internal error; ``kperf --debug ...`` adds the traceback.
@@ -41,14 +43,16 @@ import traceback
 from kperf.cli_bounds import add_bounds_commands
 from kperf.cli_common import HelpFormatter, ScriptError, in_flag_words
 from kperf.cli_compile import add_compile_commands, cmd_compile, cmd_dump, cmd_insert, cmd_opt, cmd_run
+from kperf.cli_corpus import add_corpus_commands, cmd_corpus_check, cmd_corpus_record
 from kperf.cli_merge import add_merge_commands, cmd_merge
 from kperf.cli_report import add_report_commands, cmd_diff, cmd_export, cmd_plot, cmd_report, cmd_view
 from kperf.dialect.errors import KperfError
 
 # the commands are re-exported: main() calls each through this module's namespace, so a test or a
 # wrapper can replace one (kperf.cli.cmd_report = ...)
-__all__ = ["cmd_compile", "cmd_diff", "cmd_dump", "cmd_export", "cmd_insert", "cmd_merge", "cmd_opt",
-           "cmd_plot", "cmd_report", "cmd_run", "cmd_view", "main", "version_text"]
+__all__ = ["cmd_compile", "cmd_corpus_check", "cmd_corpus_record", "cmd_diff", "cmd_dump", "cmd_export",
+           "cmd_insert", "cmd_merge", "cmd_opt", "cmd_plot", "cmd_report", "cmd_run", "cmd_view", "main",
+           "version_text"]
 
 
 def version_text() -> str:
@@ -93,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     add_report_commands(sub)
     add_bounds_commands(sub)
     add_merge_commands(sub)
+    add_corpus_commands(sub)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="on an error, also print the Python traceback")
