@@ -3,7 +3,7 @@
 ``ProfileConfig(auto=...)`` canonicalises its selectors here; ``kperf.passes.auto_insert`` finds the
 selected ops in the final TTGIR.  Selectors (comma separated): op names (``ttng.warp_group_dot``,
 ``ttng.wait_barrier``, ``scf.for`` for loop bodies, ... see ``SELECTORS``) or presets (``mma``, ``tma``,
-``waits``, ``loops``).
+``waits``, ``loops``, ``kernel``: the kernel's whole body, so every kernel gets at least one scope).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ SELECTORS = {s.op: s for s in (
     Selector("tt.store", "store", "sync", "global store"),
     Selector("tt.descriptor_load", "desc.load", "sync", "tensor-descriptor load (not lowered to TMA copy)"),
     Selector("scf.for", "loop", "loop", "the body of every scf.for loop"),
+    Selector("tt.func", "kernel", "loop", "the whole body of the kernel function (one scope per kernel)"),
 )}
 
 #: ``tma`` adds the barrier waits that consume a TMA copy (not every ``ttng.wait_barrier``).
@@ -47,6 +48,7 @@ PRESETS = {
             "ttng.async_tma_store_wait"),
     "waits": ("ttng.wait_barrier", "ttng.warp_group_dot_wait", "ttg.async_wait", "ttng.async_tma_store_wait"),
     "loops": ("scf.for",),
+    "kernel": ("tt.func",),
 }
 
 

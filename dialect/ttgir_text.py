@@ -324,3 +324,34 @@ def _loc_spans(tokens: list[Token]) -> list[tuple[int, int]]:
             k = close
         k += 1
     return spans
+
+
+_LOOP_OPS = ("scf.for", "scf.while")
+
+
+def record_bound(text: str, path: str = "<ttgir>") -> int | None:
+    """The most records one warp can write in one launch, when the text proves it: the number of record
+    sites, if none sits inside a loop (``scf.for``, either region of ``scf.while``) or in a function
+    other than the kernel (which could be called many times).  None when the count depends on the run."""
+    mod = scan(text, path)
+    if any(not s.func_is_kernel for s in mod.sites):
+        return None
+    in_loop_lines = set()
+    stack: list[bool] = []  # per open brace: does it open a loop body?
+    for idx, line in enumerate(mod.lines):
+        stripped = line.lstrip()
+        if stripped.startswith("#") or not stripped:
+            continue
+        tokens = tokenize_line(line, idx + 1, path)
+        words = {t.text for t in tokens if t.kind == "word"}
+        loop_line = any(op in words for op in _LOOP_OPS) or "do" in words
+        if any(stack):
+            in_loop_lines.add(idx + 1)
+        for t in tokens:
+            if t.kind == "punct" and t.text == "{":
+                stack.append(loop_line)
+            elif t.kind == "punct" and t.text == "}" and stack:
+                stack.pop()
+    if any(s.lineno in in_loop_lines for s in mod.sites):
+        return None
+    return len(mod.sites)

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 from kperf import triton_compat  # noqa: F401  (first: a Triton kperf was not checked with is refused)
 from kperf.compile_api import compile_failure, kperf_cause, unwrap_jit
+from kperf.copy_out import DEFAULT_BUDGET, parse_bytes
+from kperf.coverage import Sampling
 from kperf.dialect.errors import KperfError
 from kperf.dialect.options import OptionError, ProfileConfig
 from kperf.profile_data import Profile
@@ -54,6 +56,14 @@ def _make_config(config: ProfileConfig | None, options: dict, api: str) -> Profi
         raise e.renamed(f"{api}({e.option}=...)") from None
 
 
+def _watch_cuda_graphs() -> None:
+    """Wrap CUDA graph capture/replay now: a profiled kernel may be captured outside any kperf call."""
+    import sys
+    if "torch" in sys.modules:
+        from kperf import cuda_graphs
+        cuda_graphs.install(DISPATCHER)
+
+
 def _reraise_kperf(exc: BaseException, fn) -> None:
     """Raise the KperfError that a Triton compilation error wraps (a bad scope name), at its source line."""
     if not isinstance(exc, KperfError) and kperf_cause(exc) is not None:
@@ -68,8 +78,10 @@ class ProfiledKernel(Capture):
     use the plain kernel unless ``profile_autotune=True``.
     """
 
-    def __init__(self, fn, config: ProfileConfig, profile_autotune: bool = False):
-        super().__init__()
+    def __init__(self, fn, config: ProfileConfig, profile_autotune: bool = False,
+                 sampling: Sampling | None = None, memory_budget: int | None = DEFAULT_BUDGET):
+        super().__init__(sampling=sampling, memory_budget=memory_budget)
+        _watch_cuda_graphs()
         self.fn = fn
         self.config = config
         self.profile_autotune = profile_autotune
@@ -83,7 +95,8 @@ class ProfiledKernel(Capture):
     def run(self, *args, **kwargs):
         DISPATCHER.activate()
         DISPATCHER.push_kernel_capture(self)
-        restore = self._patch_autotuner()
+        tls = DISPATCHER._tls  # the autotuner's timing runs are plain unless profile_autotune (launch_paths)
+        saved, tls.profile_autotune = getattr(tls, "profile_autotune", False), self.profile_autotune
         try:
             with mode_override(instrumentation_mode(self.config)):
                 kernel = self.fn.run(*args, **kwargs)
@@ -91,7 +104,7 @@ class ProfiledKernel(Capture):
             _reraise_kperf(e, self.fn)
             raise
         finally:
-            restore()
+            tls.profile_autotune = saved
             DISPATCHER.pop_kernel_capture()
             DISPATCHER.deactivate()
         self._check_instrumented(kernel)
@@ -107,18 +120,6 @@ class ProfiledKernel(Capture):
                 raise
             finally:
                 DISPATCHER.deactivate()
-
-    def _patch_autotuner(self):
-        bench = getattr(self.fn, "_bench", None)
-        if bench is None or self.profile_autotune:
-            return lambda: None
-        fn = self.fn
-
-        def plain_bench(*args, **kwargs):
-            with mode_override(""):
-                return bench(*args, **kwargs)
-        fn._bench = plain_bench
-        return lambda: fn.__dict__.pop("_bench", None)
 
     def _check_instrumented(self, kernel) -> None:
         md = getattr(kernel, "metadata", None)
@@ -142,14 +143,21 @@ class ProfiledKernel(Capture):
         return f"kperf.profile({self.fn!r}, {self.config})"
 
 
-def profile(fn=None, *, config: ProfileConfig | None = None, profile_autotune: bool = False, **options):
+def profile(fn=None, *, config: ProfileConfig | None = None, profile_autotune: bool = False, every: int = 1,
+            max_launches: int | None = None, memory_budget=DEFAULT_BUDGET, **options):
     """Profile every launch of a Triton kernel; use bare (``@kperf.profile``) or with options.
 
     Args:
         config: a ``ProfileConfig``; or give its fields as keywords (``capacity``, ``strategy``, ``clock``).
         profile_autotune: also instrument the autotuner's timing runs (off: they run plain).
+        every, max_launches: profile one launch in ``every`` (the others run the instrumented kernel but
+            are not kept), at most ``max_launches`` of them.
+        memory_budget: device bytes (int, or e.g. ``"512MiB"``) its launches' profile buffers may hold
+            before they are spilled to host memory together (``kperf.copy_out``).  None: no limit.
     """
     cfg = _make_config(config, options, "kperf.profile")
+    sampling = Sampling(every, max_launches, "kperf.profile")
+    budget = None if memory_budget is None else parse_bytes(memory_budget, "kperf.profile(memory_budget=...)")
     if not isinstance(profile_autotune, bool):
         raise KperfError(f"kperf.profile: profile_autotune must be True or False, got {profile_autotune!r}")
 
@@ -159,7 +167,7 @@ def profile(fn=None, *, config: ProfileConfig | None = None, profile_autotune: b
         if not hasattr(f, "run"):
             raise KperfError(f"kperf.profile expects a Triton kernel, got {f!r}",
                              fix="put @kperf.profile above @triton.jit (or above @triton.autotune)")
-        return ProfiledKernel(f, cfg, profile_autotune)
+        return ProfiledKernel(f, cfg, profile_autotune, sampling, budget)
 
     return wrap(fn) if fn is not None else wrap
 
@@ -221,11 +229,22 @@ class session(Capture, Profile):
         kernels: a kernel-name regex, a list of them, or a predicate; default: every kernel.
         config: a ``ProfileConfig``, or its fields as keywords.
         on_trace_ready: called with the session on exit (after the files are written).
+        every, max_launches: per kernel, profile one launch in ``every``, at most ``max_launches``.
+        memory_budget: device bytes (int, or e.g. ``"512MiB"``) profile buffers may hold before they are
+            spilled to host memory together (``kperf.copy_out``).  None: no limit.
+
+    Launch paths: ``kernel[grid]``, autotuners and heuristics, compiled kernels called directly,
+    ``torch.compile``'s Inductor kernels and CUDA graph replays (``kperf.launch_paths``).
+    ``coverage.table()`` lists every kernel launched inside, its launches profiled, and why any were not.
     """
 
     def __init__(self, out_dir: str | os.PathLike | None = None, *, kernels=None,
-                 config: ProfileConfig | None = None, on_trace_ready: Callable | None = None, **options):
-        Capture.__init__(self, name_filter(kernels, "kperf.session(kernels=...)"))
+                 config: ProfileConfig | None = None, on_trace_ready: Callable | None = None, every: int = 1,
+                 max_launches: int | None = None, memory_budget=DEFAULT_BUDGET, **options):
+        budget = None if memory_budget is None else parse_bytes(memory_budget,
+                                                                "kperf.session(memory_budget=...)")
+        Capture.__init__(self, name_filter(kernels, "kperf.session(kernels=...)"),
+                         Sampling(every, max_launches, "kperf.session"), budget)
         self.config = _make_config(config, options, "kperf.session")
         if on_trace_ready is not None and not callable(on_trace_ready):
             raise KperfError(f"kperf.session: on_trace_ready must be callable, got {on_trace_ready!r}")
@@ -242,6 +261,7 @@ class session(Capture, Profile):
                           f"{self.out_dir}/profile.kperf over the others'; use kperf.distributed.session "
                           "(one profile per rank, clocks aligned, kperf merge): docs/multi-gpu.md",
                           stacklevel=2)
+        _watch_cuda_graphs()
         DISPATCHER.activate()
         DISPATCHER.add_session(self)
         self._mode = mode_override(instrumentation_mode(self.config))
@@ -252,9 +272,21 @@ class session(Capture, Profile):
         self._mode.__exit__()
         DISPATCHER.remove_session(self)
         DISPATCHER.deactivate()
+        unseen = self.coverage.unseen()
+        if unseen:
+            some = ", ".join(f"{k} ({n}: {why})" for k, n, why in unseen[:3])
+            warnings.warn(f"kperf.session: {sum(n for _, n, _ in unseen)} launches of {len(unseen)} kernels "
+                          f"were not profiled: {some}{' ...' if len(unseen) > 3 else ''}; "
+                          "session.coverage.table() lists them all", stacklevel=2)
         if exc_type is None:
             if self.out_dir is not None and self.launches:
                 self.save(self.out_dir)
             if self.on_trace_ready is not None:
                 self.on_trace_ready(self)
         return False
+
+    def table(self, *args, **kwargs) -> str:
+        """``Profile.table()`` and, below it, every kernel launched in the session (``coverage``)."""
+        text = Profile.table(self, *args, **kwargs) if self.launches else "no profiled launch"
+        cov = self.coverage.table()
+        return f"{text}\n\nkernels launched in the session\n{cov}" if cov else text

@@ -62,6 +62,58 @@ def _run_script(script: str, argv: list[str]) -> None:
                           fix="the traceback above shows where in the script") from e
 
 
+def _run_module(module: str, argv: list[str]) -> None:
+    """Run ``module`` as ``python -m module`` would (the working folder first on ``sys.path``)."""
+    import importlib.util
+    sys.argv = [module, *argv]
+    sys.path.insert(0, os.getcwd())
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise KperfError(f"-m {module}: no module named {module!r}",
+                         fix="give a module importable from the working folder or the installed packages, "
+                             "as for python3 -m MODULE")
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            raise
+    except KperfError:
+        raise
+    except Exception as e:
+        traceback.print_exc()
+        raise ScriptError(f"{module} raised {type(e).__name__}: {e}",
+                          fix="the traceback above shows where in the module") from e
+
+
+def run_program(script: str | None, module: str | None, argv: list[str]) -> None:
+    """Run a script or a module (``-m``) as ``python3`` would: its folder (or the working folder) first
+    on ``sys.path``, ``sys.argv`` its own; both are put back afterwards."""
+    saved = list(sys.path), list(sys.argv)
+    try:
+        if module:
+            _run_module(module, argv)
+        else:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+            _run_script(script, argv)
+    finally:
+        sys.path[:], sys.argv[:] = saved
+
+
+def _run_program(args) -> int:
+    """Run ``kperf run``'s program (``-m MODULE [args]`` or ``script.py [args]``); its exit status."""
+    try:
+        if args.module:
+            run_program(None, args.module[0], args.module[1:])
+        else:
+            run_program(args.script, None, args.args)
+    except SystemExit as e:  # the program's own sys.exit(N): the profile is still written, then N
+        return e.code if isinstance(e.code, int) else 1
+    return 0
+
+
 def _load_kernel(spec: str) -> tuple[str, str, object, dict]:
     """``(path, name, kernel, the file's module namespace)`` of ``FILE.py:KERNEL``."""
     path, _, name = spec.rpartition(":")
@@ -183,23 +235,34 @@ def cmd_run(args) -> int:
     if auto:
         config(args, auto=auto)  # a bad selector names --auto before the script starts
     regex(args.kernels, "--kernels")
+    if bool(args.module) == bool(args.script):
+        raise KperfError("kperf run needs a script or -m MODULE (one of them)",
+                         fix="kperf run script.py [args], or kperf run [options] -m pytest [pytest args]")
+    if args.module:
+        args.args = []
     with override.applied(folder, cfg, auto=auto) as cfg:
-        with kperf.session(args.out, kernels=args.kernels, config=cfg) as s:
-            _run_script(args.script, args.args)
+        with kperf.session(args.out, kernels=args.kernels, config=cfg, every=args.every,
+                           max_launches=args.max_launches, memory_budget=args.memory_budget) as s:
+            code = _run_program(args)
     if not s.launches:
         print("kperf: no launch of a kernel with kperf scopes was seen", file=sys.stderr)
-        return 1
+        cov = s.coverage.table()
+        if cov:
+            print(f"kperf: kernels launched:\n{cov}", file=sys.stderr)
+        return code or 1
     print(flag_words(s.table(), args.flags))  # "raise capacity to 2048 (--capacity)"
     print(f"kperf: trace written to {args.out}/chrome_trace.json, profile to {args.out}/profile.kperf")
     print(f"kperf: next: kperf report {args.out} | kperf view {args.out} | "
           f"kperf plot {args.out} --out {args.out}/plots")
-    return 0
+    if code:
+        print(f"kperf: the program exited with status {code}", file=sys.stderr)
+    return code
 
 
 def cmd_dump(args) -> int:
     from kperf import override
     with override.dumped(args.out) as written:
-        _run_script(args.script, args.args)
+        run_program(args.script, None, args.args)
     if not written:
         print("kperf: no kernel was compiled; nothing dumped", file=sys.stderr)
         return 1
@@ -277,7 +340,16 @@ def add_compile_commands(sub) -> None:
     r.add_argument("--override", default=None, metavar="DIR",
                    help="compile kernels from the TTGIR files in DIR (kperf dump / kperf insert)")
     r.add_argument("--auto", default=None, help=_AUTO_HELP)
-    r.add_argument("script")
+    r.add_argument("--every", type=int, default=1, metavar="N",
+                   help="profile one launch in N of each kernel (the others still run instrumented)")
+    r.add_argument("--max-launches", type=int, default=None, metavar="N",
+                   help="profile at most N launches of each kernel")
+    r.add_argument("--memory-budget", default="1GiB", metavar="BYTES",
+                   help="device memory profile buffers may hold (e.g. 512MiB) before they are spilled to the "
+                        "host together")
+    r.add_argument("-m", dest="module", nargs=argparse.REMAINDER, default=None, metavar="MODULE ...",
+                   help="run a module as python3 -m would (everything after it is its arguments)")
+    r.add_argument("script", nargs="?")
     r.add_argument("args", nargs=argparse.REMAINDER)
     r.set_defaults(func=cmd_run)
     d = sub.add_parser("dump", formatter_class=HelpFormatter,

@@ -1,19 +1,22 @@
 """Runtime: Triton hooks, the profile allocator, and asynchronous capture of profile buffers.
 
-One ``Dispatcher`` owns everything kperf changes in Triton (the stage hook, the profile allocator,
-the kernel-load and launch-exit hooks); the first ``activate()`` installs, the last ``deactivate()``
-restores what was there.
+One ``Dispatcher`` owns everything kperf changes in Triton and PyTorch while profiling is on (the stage
+hook, the profile allocator, the kernel-load and launch-exit hooks; the launch paths of
+``kperf.launch_paths``: CUDA graph capture and replay, Inductor's kernels, compiled kernels called
+directly); the first ``activate()`` installs, the last ``deactivate()`` restores what was there.
 
 Per launch of an instrumented kernel, with no device synchronisation:
 
 1. Triton's launcher asks the profile allocator for ``grid * cta_bytes`` bytes: kperf hands out a
    zeroed device buffer (an async memset on the launch stream);
 2. the kernel writes its records;
-3. the launch-exit hook (which runs once the launch is queued) queues a copy of the buffer into
-   pinned host memory on the same stream and records a CUDA event.
+3. the launch-exit hook (which runs once the launch is queued) decides which captures take the launch
+   (name filters, sampling) and keeps its buffer on the device (``kperf.copy_out``: buffers go to the
+   host together when results are asked for or when the bytes held pass the memory budget).
 
-The buffer is decoded only when results are asked for (``LaunchRecord.decoded``), after waiting for
-its event.  Device buffers are dropped as soon as their copies are done.
+During a CUDA graph capture step 3 keeps the buffer with the graph instead and every replay copies it
+(``kperf.cuda_graphs``).  A buffer is decoded when results are asked for (``LaunchRecord.decoded``).
+Launches a capture does not profile are counted with their reason (``kperf.coverage``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import time
 import warnings
 from collections.abc import Callable
 
-from kperf import stages, triton_compat
+from kperf import copy_out, stages, triton_compat
+from kperf.coverage import NO_RECORDS, PLAIN, Coverage, Sampling
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
 from kperf.dialect.scope_table import ScopeTable
@@ -65,27 +69,43 @@ class KernelInfo:
 
 @dataclasses.dataclass
 class LaunchRecord:
-    """One profiled launch: its kernel, its buffer on the way to the host, and (lazily) its decode."""
+    """One profiled launch: its kernel, its buffer (on the device until spilled), and (lazily) its decode."""
 
     index: int  # launch number within this process
     kernel: KernelInfo
     n_ctas: int
     host_time: float  # time.time() at launch
-    _device: object = None  # torch tensor until the copy is done
-    _host: object = None  # pinned torch tensor
-    _event: object = None
+    _device: object = None  # the device buffer until it is spilled to the host (kperf.copy_out.HELD)
     _decoded: object = None
+    info: dict | None = None  # facts about the launch as a whole (launch path, graph replay, Inductor ops)
+    _host: object = None  # the raw buffer (numpy uint8) once on the host
+    _error: Exception | None = None  # the CUDA error met before the buffer got out (a fault)
+
+    @property
+    def nbytes(self) -> int:
+        return self.n_ctas * self.kernel.geometry.cta_bytes
+
+    def device_buffer(self):
+        return self._device
+
+    def landed(self, host) -> None:
+        """The spill put this launch's buffer on the host."""
+        self._host, self._device = host, None
+
+    def lost(self, error: Exception) -> None:
+        """The GPU faulted before this launch's buffer got out."""
+        self._error, self._device = error, None
 
     def host_bytes(self):
-        """The raw buffer as a numpy uint8 array (waits for the copy)."""
-        if self._event is not None:
-            try:
-                self._event.synchronize()
-            except RuntimeError as e:  # torch's CUDA errors: the launch (or one before it) faulted
-                raise lost_to_a_fault(self.index, self.kernel.name, e) from e
-            self._event = None
-            self._device = None
-        return self._host.numpy()
+        """The raw buffer as a numpy uint8 array (spills what the device holds, once, if needed)."""
+        if self._device is not None:
+            copy_out.HELD.spill()
+        if self._error is not None:
+            raise lost_to_a_fault(self.index, self.kernel.name, self._error) from self._error
+        if self._host is None:
+            raise KperfError(f"launch {self.index} of {self.kernel.name}: its raw buffer was released after "
+                             "decoding", fix="use decoded()")
+        return self._host
 
     def flows(self):
         """``FLOW_DTYPE`` arrows from async issue to completion (empty unless auto-insertion paired some)."""
@@ -97,7 +117,8 @@ class LaunchRecord:
             from kperf.tracing.decode import decode
             self._decoded = decode(self.host_bytes(), self.kernel.geometry, strategy=self.kernel.strategy,
                                    n_ctas=self.n_ctas, launch=self.index, scopes=self.kernel.scopes.to_json(),
-                                   warp_roles=self.kernel.warp_roles, kernel=self.kernel.name)
+                                   warp_roles=self.kernel.warp_roles, kernel=self.kernel.name,
+                                   info=self.info)
             if self.kernel.record_cost:
                 from kperf.accuracy import subtract_record_cost
                 subtract_record_cost(self._decoded, self.kernel.record_cost)
@@ -117,27 +138,47 @@ def lost_to_a_fault(index: int, kernel: str, error: Exception) -> KperfError:
 
 
 class Capture:
-    """Something that collects launches: a ``ProfiledKernel`` or a session."""
+    """Something that collects launches: a ``ProfiledKernel`` or a session.
 
-    def __init__(self, name_filter: Callable[[str], bool] | None = None):
+    ``name_filter`` picks kernels by name, ``sampling`` launches of each kernel; ``memory_budget``
+    bounds the device bytes its launches' buffers hold before a spill; ``config`` is the
+    ``ProfileConfig`` kernels compiled for it get (set by the subclass).
+    """
+
+    config = None
+
+    def __init__(self, name_filter: Callable[[str], bool] | None = None, sampling: Sampling | None = None,
+                 memory_budget: int | None = copy_out.DEFAULT_BUDGET):
         self.launches: list[LaunchRecord] = []
         self._filter = name_filter
+        self.sampling = sampling or Sampling()
+        self.coverage = Coverage()
+        self.memory_budget = memory_budget
 
     def wants(self, kernel_name: str) -> bool:
         return self._filter is None or self._filter(kernel_name)
 
+    def take(self, kernel_name: str) -> bool:
+        """Whether this launch of ``kernel_name`` is profiled (sampling); a launch left out is counted."""
+        reason = self.sampling.take(kernel_name)
+        if reason is not None:
+            self.coverage.skipped(kernel_name, reason)
+        return reason is None
+
     def add(self, record: LaunchRecord) -> None:
         self.launches.append(record)
+        self.coverage.profiled(record.kernel.name)
 
 
 class Dispatcher:
-    """Installs and removes kperf's Triton hooks; routes each instrumented launch to its captures."""
+    """Installs and removes kperf's hooks; routes each instrumented launch to its captures."""
 
     def __init__(self):
         self._active = 0
         self._lock = threading.Lock()
         self._tls = threading.local()
-        self._kernels: dict[int, KernelInfo | None] = {}  # CUfunction -> info (None: not instrumented)
+        # CUfunction -> KernelInfo, or the reason the kernel is not instrumented (a str)
+        self._kernels: dict[int, KernelInfo | str] = {}
         self._sessions: list[Capture] = []
         self._saved_allocator = None
         self._launch_count = 0
@@ -153,6 +194,8 @@ class Dispatcher:
             triton_compat.add_launch_hooks(self._on_load, self._on_launch_exit)
             self._saved_allocator = triton_compat.profile_allocator()
             triton_compat.set_profile_allocator(self._allocate)
+            from kperf import launch_paths
+            launch_paths.install(self)
 
     def deactivate(self) -> None:
         with self._lock:
@@ -161,6 +204,8 @@ class Dispatcher:
             self._active -= 1
             if self._active:
                 return
+            from kperf import launch_paths
+            launch_paths.uninstall()
             triton_compat.remove_launch_hooks(self._on_load, self._on_launch_exit)
             triton_compat.set_profile_allocator(self._saved_allocator)
             stages.uninstall()
@@ -185,73 +230,119 @@ class Dispatcher:
     def remove_session(self, cap: Capture) -> None:
         self._sessions.remove(cap)
 
+    def sessions(self) -> list[Capture]:
+        return list(self._sessions)
+
+    def targets(self) -> list[Capture]:
+        """The captures a launch on this thread goes to: the ``kperf.profile`` kernel, then sessions."""
+        stack = getattr(self._tls, "stack", None) or []
+        return ([stack[-1]] if stack else []) + list(self._sessions)
+
+    def config_for(self, kernel_name: str):
+        """The ``ProfileConfig`` to build ``kernel_name`` with for the captures that want it (or None)."""
+        for t in reversed(self.targets()):
+            if t.config is not None and t.wants(kernel_name):
+                return t.config
+        return None
+
+    def take(self, kernel_name: str) -> list[Capture]:
+        """The captures that profile this launch of ``kernel_name`` (filters and sampling applied)."""
+        return [t for t in self.targets() if t.wants(kernel_name) and t.take(kernel_name)]
+
+    def benchmarking(self):
+        """A ``with`` block of a tuner's timing runs: compiled and run plain, never captured."""
+        return _Benchmarking(self._tls)
+
+    def launching(self, taken: list[Capture], info: dict | None) -> None:
+        """Tell the launch-exit hook that a launch path already chose this launch's captures."""
+        self._tls.taken, self._tls.info = taken, info
+
     # -- Triton hooks ---------------------------------------------------------------------------------
     def _on_load(self, module, function, name, metadata_group, hash) -> None:
         # every load overwrites its handle's entry: Triton 3.8+ unloads a freed kernel's module
         # (triton_compat.FACTS.unloads_modules), so a handle may come back for another kernel
         path = next((p for k, p in metadata_group.items() if k.endswith(".json")), None)
-        info = None
+        info = PLAIN
         if path is not None:
             with open(path) as f:
                 md = json.load(f)
-            info = KernelInfo.from_metadata(name, hash, md)
+            info = KernelInfo.from_metadata(name, hash, md) or (NO_RECORDS if stages.METADATA_KEY in md
+                                                                 else PLAIN)
         self._kernels[function] = info
 
+    def kernel_info(self, function) -> KernelInfo | str:
+        return self._kernels.get(function, PLAIN)
+
     def _allocate(self, size: int, alignment: int, stream):
-        import torch
-        with torch.cuda.stream(_as_torch_stream(stream)):  # the memset runs before the kernel, in order
-            buf = torch.zeros(size, dtype=torch.uint8, device="cuda")
+        buf = copy_out.zeroed_buffer(size, stream)
         self._tls.pending = buf
         return buf
 
     def _on_launch_exit(self, md) -> None:
-        buf = getattr(self._tls, "pending", None)
-        self._tls.pending = None
+        tls = self._tls
+        buf, taken, extra = (getattr(tls, "pending", None), getattr(tls, "taken", None),
+                             getattr(tls, "info", None))
+        tls.pending = tls.taken = tls.info = None
+        if md is None or getattr(tls, "benchmarking", False):  # a tuner's timing run: never captured
+            return
         data = triton_compat.launch_data(md)
-        func = data.get("function")
-        info = self._kernels.get(func)
-        if info is None:
+        info = self._kernels.get(data.get("function"), PLAIN)
+        if not isinstance(info, KernelInfo):
+            name = data.get("name") or "?"
+            for t in self.targets():
+                if t.wants(name):
+                    t.coverage.skipped(name, info)
+            return
+        targets = taken if taken is not None else self.take(info.name)
+        if not targets:
             return
         if buf is None:
             warnings.warn(f"kperf: launch of {info.name} got no profile buffer (another profile allocator "
                           f"is installed?); its records are lost", stacklevel=2)
             return
-        targets = [c for c in self._targets() if c.wants(info.name)]
-        if not targets:
-            return
-        import torch
         size = buf.numel()
         if size % info.geometry.cta_bytes:
             raise KperfError(f"profile buffer of {size} bytes is not a whole number of "
                              f"{info.geometry.cta_bytes}-byte CTA regions")
-        stream = data.get("stream")
-        host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
-        torch_stream = _as_torch_stream(stream)
-        try:
-            with torch.cuda.stream(torch_stream):
-                host.copy_(buf, non_blocking=True)
-                event = torch.cuda.Event()
-                event.record(torch_stream)
-        except RuntimeError as e:  # the kernel faulted fast enough for the copy's enqueue to see it
-            raise lost_to_a_fault(self._launch_count + 1, info.name, e) from e
+        from kperf import cuda_graphs
+        if cuda_graphs.capturing():
+            cuda_graphs.captured(info, buf, size // info.geometry.cta_bytes, targets, extra)
+            return
+        if cuda_graphs.capturing_unseen():
+            warnings.warn(f"kperf: a launch of {info.name} was captured into a CUDA graph whose capture "
+                          "began before kperf was watching (it wraps torch.cuda.CUDAGraph at kperf.profile / "
+                          "kperf.session); its replays are not profiled", stacklevel=2)
+            return
+        self.record(info, buf, size // info.geometry.cta_bytes, data.get("stream"), targets, extra)
+
+    def record(self, info: KernelInfo, buf, n_ctas: int, stream, targets: list[Capture],
+               extra: dict | None = None) -> LaunchRecord:
+        """Hand a launch of ``info`` (its device buffer ``buf``) to ``targets``; the buffer stays on the
+        device until results are asked for or the bytes held pass the budget (``kperf.copy_out``)."""
         self._launch_count += 1
-        record = LaunchRecord(self._launch_count, info, size // info.geometry.cta_bytes, time.time(),
-                              _device=buf, _host=host, _event=event)
+        record = LaunchRecord(self._launch_count, info, n_ctas, time.time(), _device=buf, info=extra)
         for t in targets:
             t.add(record)
         self.last_launch = record
+        budgets = [t.memory_budget for t in targets if t.memory_budget is not None]
+        copy_out.HELD.add(record, min(budgets) if budgets else None)
+        return record
 
-    def _targets(self) -> list[Capture]:
-        stack = getattr(self._tls, "stack", None) or []
-        return ([stack[-1]] if stack else []) + list(self._sessions)
 
+class _Benchmarking:
+    def __init__(self, tls):
+        self._tls = tls
 
-def _as_torch_stream(handle):
-    import torch
-    current = torch.cuda.current_stream()
-    if handle is None or handle == current.cuda_stream:
-        return current
-    return torch.cuda.ExternalStream(handle)
+    def __enter__(self):
+        self._saved = getattr(self._tls, "benchmarking", False)
+        self._tls.benchmarking = True
+        self._mode = mode_override("")
+        self._mode.__enter__()
+
+    def __exit__(self, *exc):
+        self._mode.__exit__()
+        self._tls.benchmarking = self._saved
+        return False
 
 
 DISPATCHER = Dispatcher()

@@ -20,6 +20,7 @@ there, and holding the override folders in use (``kperf.override_folder.Override
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import pathlib
@@ -28,6 +29,7 @@ from kperf import triton_compat, ttgir_module
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import ALIGNMENT
 from kperf.dialect.options import ProfileConfig
+from kperf.dialect.ttgir_text import record_bound
 from kperf.override_folder import Overrides, source_key
 from kperf.passes.auto_insert import AutoInsertPass
 from kperf.passes.lower_ptx import LowerPtxPass
@@ -115,7 +117,7 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
         if before is not None and overridden is None and from_source < before:
             _raise_lost(before, from_source)
         info.update(config=instrumentation_mode(config), scopes=result.table.to_json(),
-                    num_records=result.num_records)
+                    num_records=result.num_records, record_bound=record_bound(result.text))
         if auto is not None and auto.flows:
             info["flows"] = flows_to_ids(auto.flows, result.table)
         return ttgir_module.parse(result.text, mod.context)
@@ -125,7 +127,7 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
         info = metadata.setdefault(METADATA_KEY, {})
         if not info.get("num_records"):
             return text
-        lowered = lower_pass(config, metadata).apply(text)
+        lowered = fitted_lowering(config, metadata, text, info.get("record_bound"))
         g = lowered.geometry
         metadata[triton_compat.SCRATCH_SIZE] = g.cta_bytes
         metadata[triton_compat.SCRATCH_ALIGN] = ALIGNMENT
@@ -138,6 +140,29 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
 
     stages["ttgir"] = ttgir_stage
     stages["ptx"] = ptx_stage
+
+
+def fitted_config(config: ProfileConfig, bound: int | None, ptx_records: int) -> ProfileConfig:
+    """``config`` with ``capacity`` cut to what one warp can write, when the kernel proves a bound.
+
+    A kernel whose records all sit outside loops writes at most one record per site and warp
+    (``record_bound``; the PTX may hold copies of a site on different paths, so the larger count is
+    used).  A smaller buffer is a smaller memset and copy per launch; ``wrap`` keeps a power of two."""
+    if not bound:
+        return config
+    need = max(bound, ptx_records)
+    if config.strategy == "wrap":
+        need = 1 << (need - 1).bit_length()
+    if need >= config.capacity:
+        return config
+    return dataclasses.replace(config, capacity=need)
+
+
+def fitted_lowering(config: ProfileConfig, metadata: dict, ptx: str, bound: int | None):
+    """The PTX lowering of ``ptx``, its capacity fitted to the kernel where it can be (``fitted_config``)."""
+    lowered = lower_pass(config, metadata).apply(ptx)
+    fitted = fitted_config(config, bound, lowered.num_records)
+    return lowered if fitted is config else lower_pass(fitted, metadata).apply(ptx)
 
 
 def lower_pass(config: ProfileConfig, metadata: dict, records: bool = True) -> LowerPtxPass:

@@ -218,6 +218,58 @@ def remove_launch_hooks(on_load, on_launch_exit) -> None:
     get_knob("runtime.launch_exit_hook").remove(on_launch_exit)
 
 
+# -- launch paths kperf wraps (kperf.launch_paths) ------------------------------------------------------
+
+def compiled_kernel_type() -> type:
+    """Triton's ``CompiledKernel`` (what ``triton.compile`` returns; ``kernel[grid](*args)`` launches it)."""
+    from triton.compiler.compiler import CompiledKernel
+    return CompiledKernel
+
+
+def autotuner_type() -> type:
+    """Triton's ``Autotuner`` (``@triton.autotune``); its ``_bench`` runs one config's timing launches."""
+    from triton.runtime.autotuner import Autotuner
+    return Autotuner
+
+
+def _hashable(value):
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
+
+
+def kernel_metadata(kernel) -> dict:
+    """A compiled kernel's metadata as a dict (a namedtuple in every supported release)."""
+    md = kernel.metadata
+    return md._asdict() if hasattr(md, "_asdict") else dict(md)
+
+
+def recompile(kernel, instrumentation_mode: str):
+    """``kernel`` (a ``CompiledKernel``) compiled again from its source, target and options, with
+    ``instrumentation_mode`` in place of its own (lists read back from the metadata JSON become tuples)."""
+    md = kernel_metadata(kernel)
+    names = set(cuda_option_names())
+    options = {k: _hashable(v) for k, v in md.items() if k in names}
+    options["instrumentation_mode"] = instrumentation_mode
+    return triton.compile(kernel.src, target=md["target"], options=options)
+
+
+@contextlib.contextmanager
+def compile_option(name: str, value):
+    """Every ``triton.compile(...)`` call inside the block gets ``options[name] = value`` (how kperf asks
+    for an instrumented build through a caller that compiles for itself, such as Inductor); yields the
+    list of the kernels those calls return."""
+    original, built = triton.compile, []
+
+    def compile_with(*args, **kwargs):
+        kwargs["options"] = {**(kwargs.get("options") or {}), name: value}
+        built.append(original(*args, **kwargs))
+        return built[-1]
+    triton.compile = compile_with
+    try:
+        yield built
+    finally:
+        triton.compile = original
+
+
 # -- the override folder's key ----------------------------------------------------------------------------
 
 #: Where ``triton.compile`` runs (the stage hook is not given the source; this frame holds it as ``src``).
@@ -439,3 +491,43 @@ def _proton_passes(load_dialects, to_llvmir, to_llvm):
     finally:
         CUDABackend.instrumentation = saved
 
+
+# -- compile records (kperf.corpus) -----------------------------------------------------------------------
+
+#: The keywords Triton calls ``knobs.compilation.listener`` with at the end of every ``triton.compile``,
+#: a cache hit too (``CompilationListener``; the same in every supported release).
+LISTENER_ARGS = ("src", "metadata", "metadata_group", "times", "cache_hit")
+
+
+def compile_facts(src, metadata: dict, metadata_group: dict) -> dict:
+    """What one ``triton.compile`` was, from its listener call (``kperf.corpus`` records it).
+
+    ``kind``: "triton" (an ``ASTSource`` of a ``@triton.jit`` function), "gluon" (``@gluon.jit``: it enters
+    at TTGIR, so no TTIR is kept) or "ir" (compiled from an IR file).  ``function`` is the Python
+    function (None for IR files); ``constants`` and ``attrs`` are keyed by argument name (``x`` or
+    ``x[1]`` inside a tuple argument); ``ttir`` is the path of the TTIR Triton wrote into its cache
+    folder for this kernel (None when it kept none: a Gluon kernel, or ``TRITON_STORE_BINARY_ONLY``).
+    """
+    jit = getattr(src, "fn", None)
+    names = list(getattr(jit, "arg_names", None) or [])
+
+    def by_name(path) -> str:
+        path = path if isinstance(path, tuple) else (path,)
+        head = names[path[0]] if isinstance(path[0], int) and path[0] < len(names) else str(path[0])
+        return head + "".join(f"[{i}]" for i in path[1:])
+
+    kind = "ir" if jit is None else ("gluon" if jit.is_gluon() else "triton")
+    target = metadata.get("target")
+    options = set(cuda_option_names())
+    return {
+        "kind": kind, "name": str(metadata.get("name") or src.name).lstrip("@"),
+        "function": getattr(jit, "fn", None), "source": getattr(jit, "src", None),
+        "line": getattr(jit, "starting_line_number", None),
+        "signature": {str(k): v for k, v in dict(getattr(src, "signature", {}) or {}).items()},
+        "constants": {by_name(k): v for k, v in dict(getattr(src, "constants", {}) or {}).items()},
+        "attrs": {by_name(k): v for k, v in dict(getattr(src, "attrs", {}) or {}).items()},
+        "options": {k: v for k, v in metadata.items() if k in options},
+        "target": None if target is None else (target.backend, target.arch, target.warp_size),
+        "triton_version": metadata.get("triton_version", triton.__version__),
+        "ttir": metadata_group.get(f"{str(src.name)[:150]}.ttir"),
+    }

@@ -154,8 +154,11 @@ def _choose(index: ModuleIndex, names: _ScopeNames, wanted: set[str],
         if sel is None:
             continue
         take, name = _scope_name(o, sel, names, wanted, flows, pending)
-        if take:
+        if take and o.name == "tt.func":
+            take, name = _is_kernel(o.op), "kernel"  # the kernel only: other functions see no buffer
+        elif take:
             _check_in_kernel(o, index, names)
+        if take:
             chosen.append((o, name, sel.kind))
     return chosen, flows
 
@@ -183,6 +186,10 @@ def _scope_name(o: IndexedOp, sel: Selector, names: _ScopeNames, wanted: set[str
     elif o.name == "ttng.warp_group_dot_wait":
         return take, f"wgmma.wait({pending}) {line}"
     return take, f"{sel.short} {line}"
+
+
+def _is_kernel(fn) -> bool:
+    return fn.get_str_attr("sym_visibility") != "private" and not fn.get_bool_attr("noinline")
 
 
 def _check_in_kernel(o: IndexedOp, index: ModuleIndex, names: _ScopeNames) -> None:

@@ -116,7 +116,7 @@ def test_selectors_presets_and_errors():
     with pytest.raises(KperfError) as e:
         parse_selectors("mma,wgmma")
     assert "'wgmma'" in str(e.value) and "ttng.warp_group_dot" in str(e.value) and "loops" in str(e.value)
-    assert set(PRESETS) == {"mma", "tma", "waits", "loops"}
+    assert set(PRESETS) == {"mma", "tma", "waits", "loops", "kernel"}
     assert "scf.for" in SELECTORS
 
 

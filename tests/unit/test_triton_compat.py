@@ -381,3 +381,59 @@ def test_cache_manager_keeps_a_file(tmp_path):
         triton_compat.cache_manager(key).put("text", "t.txt", binary=False)
         found = triton_compat.cache_manager(key).get_file("t.txt")
     assert found is not None and pathlib.Path(found).read_text() == "text"
+
+
+# -- compile records (kperf.corpus) -----------------------------------------------------------------------
+
+def test_the_compile_listener_sees_every_compile_and_its_ttir(tmp_path):
+    """Triton calls ``knobs.compilation.listener`` with ``LISTENER_ARGS`` after every ``triton.compile``,
+    a cache hit too, and keeps ``<name>.ttir`` in the kernel's cache folder; an IR-file compile is seen
+    the same way (its name is ``@name``)."""
+    calls = []
+
+    def listener(**kwargs):
+        calls.append((tuple(kwargs), kwargs["cache_hit"], triton_compat.compile_facts(
+            kwargs["src"], kwargs["metadata"], kwargs["metadata_group"])))
+    src = triton_compat.source_class(_add)(_add, {"x_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
+                                           {"BLOCK": 128}, {(0,): [["tt.divisibility", 16]]})
+    knobs = {"cache.dir": str(tmp_path), "compilation.always_compile": False,
+             "compilation.listener": listener}
+    with triton_compat.knobs_set(knobs):
+        for _ in range(2):
+            triton.compile(src, target=triton_compat.gpu_target(), options={"num_warps": 2})
+        triton.compile(calls[0][2]["ttir"], target=triton_compat.gpu_target(), options={"num_warps": 2})
+    assert [c[0] for c in calls] == [triton_compat.LISTENER_ARGS] * 3
+    assert [c[1] for c in calls] == [False, True, False]
+    first, hit, from_ir = (c[2] for c in calls)
+    assert first["kind"] == "triton" and first["name"] == "_add" and first["function"] is _add.fn
+    assert first["constants"] == {"BLOCK": 128} and first["attrs"] == {"x_ptr": [["tt.divisibility", 16]]}
+    assert first["signature"]["x_ptr"] == "*fp32" and first["options"]["num_warps"] == 2
+    assert first["target"] == ("cuda", 90, 32) and first["line"] == _add.starting_line_number
+    assert "def _add(" in first["source"] and first["triton_version"] == triton.__version__
+    assert first["ttir"] == hit["ttir"] and "tt.func public @_add" in pathlib.Path(first["ttir"]).read_text()
+    assert from_ir["kind"] == "ir" and from_ir["name"] == "_add" and from_ir["function"] is None
+    assert pathlib.Path(from_ir["ttir"]).is_file()
+    protocol = inspect.signature(triton.knobs.CompilationListener.__call__).parameters
+    assert tuple(protocol)[1:] == triton_compat.LISTENER_ARGS
+
+
+def test_launch_path_internals_kperf_wraps():
+    """``kperf.launch_paths`` wraps ``CompiledKernel.__getitem__`` (direct launches) and ``Autotuner._bench``
+    (timing runs); the twin of a compiled kernel is rebuilt from ``src``, its metadata's options and target;
+    ``compile_option`` reaches callers that compile for themselves through ``triton.compile``."""
+    ck, at = triton_compat.compiled_kernel_type(), triton_compat.autotuner_type()
+    assert callable(ck.__getitem__) and "grid" in inspect.signature(ck.__getitem__).parameters
+    assert callable(at._bench)
+    src = triton_compat.source_class(_add)(_add, {"x_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
+                                           {"BLOCK": 128})
+    with triton_compat.compile_option("num_warps", 2) as built:
+        plain = triton.compile(src, target=triton_compat.gpu_target(), options={"num_warps": 4})
+    assert built == [plain] and plain.metadata.num_warps == 2  # the option given wins over the caller's
+    assert isinstance(plain, ck) and plain.src is src
+    md = triton_compat.kernel_metadata(plain)
+    assert md["target"] == triton_compat.gpu_target() and md["instrumentation_mode"] == ""
+    twin = triton_compat.recompile(plain, "")
+    tmd = triton_compat.kernel_metadata(twin)
+    same = ("num_warps", "num_stages", "name")
+    assert [tmd[k] for k in same] == [md[k] for k in same]
+    assert twin.hash == plain.hash  # same source, options and target: Triton's cache key is the same

@@ -1,0 +1,175 @@
+"""A session over many short launches: host time per launch, memory held, time to results.
+
+The case from issue 16: 1000 launches of a small ``@kperf.profile`` kernel (1024 CTAs of 4 warps, about
+17 us each on an H100).  Measured in one process, side by side:
+
+- ``plain``: the kernel without kperf, 1000 launches back to back (wall time / launch, after a sync);
+- ``copy``: one device-to-host copy of the kernel's profile buffer into pinned memory (CUDA events), the
+  copy every profiled launch needs;
+- ``kperf``: the same 1000 launches under ``kperf.profile`` (default options) and under a session with
+  ``every=10``; per launch wall time, device memory kperf held at the end of the loop
+  (``torch.cuda.memory_allocated`` above the plain run's), pinned bytes held, and the seconds from the
+  last launch to decoded results and ``table()``.
+
+    python3 -m bench.session_scale --out bench/results/.../session_scale.json [--launches 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+from bench.timing import run_info
+
+BLOCK = 4096
+
+
+def _kernel():
+    import triton
+    import triton.language as tl
+
+    import kperf
+
+    @triton.jit
+    def step(x, y, out, n, BLOCK: tl.constexpr):
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        with kperf.scope("load"):
+            a = tl.load(x + i, mask=i < n)
+            b = tl.load(y + i, mask=i < n)
+        with kperf.scope("compute"):
+            c = tl.sqrt(a * a + b * b) * 0.5 + a
+        with kperf.scope("store"):
+            tl.store(out + i, c, mask=i < n)
+    return step
+
+
+def _loop(launch, n: int) -> float:
+    """Seconds per launch of ``n`` launches back to back (the GPU drained before and after)."""
+    import torch
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(n):
+        launch()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t) / n
+
+
+def _copy_us(nbytes: int, reps: int = 200) -> float:
+    import torch
+    dev = torch.zeros(nbytes, dtype=torch.uint8, device="cuda")
+    host = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    host.copy_(dev, non_blocking=True)
+    a.record()
+    for _ in range(reps):
+        host.copy_(dev, non_blocking=True)
+    b.record()
+    b.synchronize()
+    return a.elapsed_time(b) * 1e3 / reps
+
+
+def _profiled(fn, launches: int, grid, args, **options) -> dict:
+    """kperf.profile over ``launches`` launches: time per launch, memory held, time to results."""
+    import torch
+
+    import kperf
+    k = kperf.profile(fn, **options)
+    k[grid](*args, BLOCK=BLOCK)  # compile
+    torch.cuda.synchronize()
+    k.reset()
+    base = torch.cuda.memory_allocated()
+    try:
+        from kperf.copy_out import HELD
+        spills0 = HELD.spills
+    except ImportError:
+        spills0 = 0
+    per = _loop(lambda: k[grid](*args, BLOCK=BLOCK), launches)
+    held_dev = torch.cuda.memory_allocated() - base
+    try:  # what kperf holds after the loop: device buffers (issue 16) / pinned copies (before)
+        from kperf.copy_out import HELD
+        held_host, spills = 0, HELD.spills - spills0
+    except ImportError:
+        held_host, spills = sum(r.n_ctas * r.kernel.geometry.cta_bytes for r in k.launches), 0
+    t = time.perf_counter()
+    prof = kperf.results(k)
+    decs = prof.decoded()
+    table = prof.table()
+    to_results = time.perf_counter() - t
+    events = sum(d.n_events for d in decs)
+    lost = sum(int(d.lost_total) for d in decs)
+    g = k.launches[0].kernel.geometry
+    return {"us_per_launch": per * 1e6, "device_bytes_held": held_dev, "pinned_bytes_held": held_host,
+            "results_s": to_results, "launches": len(decs), "events": events, "lost": lost,
+            "capacity": g.capacity, "buffer_bytes": k.launches[0].n_ctas * g.cta_bytes,
+            "table_lines": table.count("\n") + 1,
+            "spills": spills}
+
+
+def main(argv=None) -> int:
+    import torch
+
+    import kperf
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--launches", type=int, default=1000)
+    p.add_argument("--out", required=True)
+    p.add_argument("--baseline", action="store_true",
+                   help="only the default kperf.profile case (for a checkout from before sessions at scale)")
+    args = p.parse_args(argv)
+    fn = _kernel()
+    n = 1024 * BLOCK
+    x, y = torch.rand(n, device="cuda"), torch.rand(n, device="cuda")
+    out = torch.empty_like(x)
+    grid = (1024,)
+    fn[grid](x, y, out, n, BLOCK=BLOCK)
+    plain_out = out.clone()
+    plain = _loop(lambda: fn[grid](x, y, out, n, BLOCK=BLOCK), args.launches)
+    res = {"run": run_info(argv), "launches": args.launches, "plain_us_per_launch": plain * 1e6}
+    res["kperf_profile"] = _profiled(fn, args.launches, grid, (x, y, out, n))
+    assert torch.equal(out, plain_out), "kperf changed the kernel's output"
+    res["copy_us"] = _copy_us(res["kperf_profile"]["buffer_bytes"])
+    if args.baseline:
+        return _write(res, args)
+    res["kperf_profile_small_budget"] = _profiled(fn, args.launches, grid, (x, y, out, n),
+                                                  memory_budget="64MiB")
+    with kperf.session(every=10) as s:
+        t = time.perf_counter()
+        for _ in range(args.launches):
+            fn[grid](x, y, out, n, BLOCK=BLOCK)
+        torch.cuda.synchronize()
+        per = (time.perf_counter() - t) / args.launches
+    t = time.perf_counter()
+    s.decoded()
+    res["session_every_10"] = {"us_per_launch": per * 1e6, "profiled": len(s.launches),
+                               "results_s": time.perf_counter() - t, "coverage": s.coverage.rows()}
+    return _write(res, args)
+
+
+def _write(res: dict, args) -> int:
+    target = 2 * (res["plain_us_per_launch"] + res["copy_us"])
+    res["target_us_per_launch"] = target
+    path = pathlib.Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1))
+    kp = res["kperf_profile"]
+    print(f"plain {res['plain_us_per_launch']:.1f} us/launch, copy {res['copy_us']:.1f} us "
+          f"({kp['buffer_bytes']} B), target <= {target:.1f} us")
+    for name in ("kperf_profile", "kperf_profile_small_budget"):
+        if name not in res:
+            continue
+        r = res[name]
+        print(f"{name}: {r['us_per_launch']:.1f} us/launch, "
+              f"device held {r['device_bytes_held'] / 2**20:.1f} MiB, "
+              f"pinned held {r['pinned_bytes_held'] / 2**20:.1f} MiB, results {r['results_s']:.2f} s, "
+              f"{r['events']} events, lost {r['lost']}, capacity {r['capacity']}, spills {r['spills']}")
+    r = res.get("session_every_10")
+    if r is None:
+        return 0
+    print(f"session every=10: {r['us_per_launch']:.1f} us/launch, {r['profiled']} profiled, "
+          f"results {r['results_s']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

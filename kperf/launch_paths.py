@@ -1,0 +1,127 @@
+"""Every way a Triton kernel gets launched, made to launch its instrumented build while profiling is on.
+
+kperf instruments at compile time, so a launch is profiled only if it runs a kernel compiled in a kperf
+mode.  Each launch path gets there differently:
+
+- ``JITFunction.run`` (``kernel[grid](...)``, ``@triton.heuristics``): compiles for the current
+  ``instrumentation_mode`` knob, which ``kperf.profile`` / ``kperf.session`` set; nothing to wrap.
+- ``@triton.autotune``: its timing runs (``Autotuner._bench``) run plain and are not captured (unless
+  ``kperf.profile(profile_autotune=True)``); the launch with the chosen config goes through the JIT.
+- a compiled kernel called directly (``triton.compile(...)[grid](*args)``, libraries that cache compiled
+  kernels): ``CompiledKernel.__getitem__`` runs an instrumented twin, compiled once from the kernel's
+  own source, target and options (``triton_compat.recompile``).
+- Inductor (``torch.compile``): its kernels are compiled and launched by its own ``CachingAutotuner``
+  (``kperf.inductor``).
+- CUDA graphs: capture and replay (``kperf.cuda_graphs``).
+
+Ahead-of-time compiled kernels (``triton.tools.compile``: C launchers) never reach Python and cannot be
+seen.  A launch kperf sees but cannot profile is counted with its reason (``kperf.coverage``).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+import weakref
+
+from kperf import cuda_graphs, inductor, triton_compat
+from kperf.coverage import NO_RECORDS
+
+_originals: dict = {}
+_dispatcher = None
+_twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # CompiledKernel -> {mode: twin or reason}
+_twin_lock = threading.Lock()
+COMPILED_KERNEL = {"launch_path": "compiled kernel"}
+
+
+def install(dispatcher) -> None:
+    """Wrap the launch paths (called by the dispatcher's first ``activate``)."""
+    global _dispatcher
+    _dispatcher = dispatcher
+    ck, at = triton_compat.compiled_kernel_type(), triton_compat.autotuner_type()
+    _originals["getitem"] = ck.__getitem__
+    _originals["bench"] = at._bench
+    ck.__getitem__ = _getitem
+    at._bench = _bench
+    cuda_graphs.install(dispatcher)
+    inductor.install(dispatcher)
+
+
+def uninstall() -> None:
+    """Put every wrapped path back (the dispatcher's last ``deactivate``)."""
+    global _dispatcher
+    if not _originals:
+        return
+    triton_compat.compiled_kernel_type().__getitem__ = _originals.pop("getitem")
+    triton_compat.autotuner_type()._bench = _originals.pop("bench")
+    inductor.uninstall()  # the CUDA graph wrappers stay (kperf.cuda_graphs.install)
+    _dispatcher = None
+
+
+def _bench(self, *args, **kwargs):
+    if _dispatcher is None or getattr(_dispatcher._tls, "profile_autotune", False):
+        return _originals["bench"](self, *args, **kwargs)
+    with _dispatcher.benchmarking():
+        return _originals["bench"](self, *args, **kwargs)
+
+
+def _getitem(self, grid):
+    d = _dispatcher
+    if d is None or getattr(d._tls, "benchmarking", False):
+        return _originals["getitem"](self, grid)
+    twin = _twin_for(self, d)
+    if twin is None:
+        return _originals["getitem"](self, grid)
+    runner = _originals["getitem"](twin, grid)
+
+    def launch(*args, **kwargs):
+        d.launching(None, COMPILED_KERNEL)
+        try:
+            return runner(*args, **kwargs)
+        finally:
+            d.launching(None, None)
+    return launch
+
+
+def _twin_for(kernel, d):
+    """The instrumented build of a compiled kernel for the captures that want it, or None."""
+    name = getattr(kernel, "name", None) or triton_compat.kernel_metadata(kernel).get("name", "?")
+    if _is_instrumented(kernel):
+        return None  # built in a kperf mode already: the launch hooks see it as it is
+    config = d.config_for(name)
+    if config is None:
+        return None
+    from kperf.stages import instrumentation_mode
+    mode = instrumentation_mode(config)
+    with _twin_lock:
+        by_mode = _twins.setdefault(kernel, {})
+        if mode not in by_mode:
+            by_mode[mode] = _build_twin(kernel, name, mode)
+    twin = by_mode[mode]
+    if isinstance(twin, str):
+        for t in d.targets():
+            if t.wants(name):
+                t.coverage.skipped(name, twin)
+        return None
+    return twin
+
+
+def _is_instrumented(kernel) -> bool:
+    from kperf.dialect.options import ProfileConfig
+    mode = triton_compat.kernel_metadata(kernel).get("instrumentation_mode") or ""
+    return ProfileConfig.is_kperf_mode(mode)
+
+
+def _build_twin(kernel, name: str, mode: str):
+    """Compile the twin; a kernel kperf cannot build instrumented runs plain, with the reason kept."""
+    try:
+        twin = triton_compat.recompile(kernel, mode)
+    except Exception as e:
+        from kperf.compile_api import kperf_cause
+        cause = kperf_cause(e)
+        if cause is None:
+            raise
+        warnings.warn(f"kperf: {name} runs uninstrumented: {cause}", stacklevel=4)
+        return f"could not be instrumented ({str(cause).splitlines()[0]})"
+    info = (triton_compat.kernel_metadata(twin).get("kperf") or {})
+    return twin if info.get("num_records") else NO_RECORDS

@@ -1,0 +1,208 @@
+"""CPU checks of the launch paths, sampling, coverage, the memory budget's parsing and capacity fitting."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+import kperf
+from kperf import coverage, launch_paths, triton_compat
+from kperf.copy_out import parse_bytes
+from kperf.dialect.errors import KperfError
+from kperf.dialect.options import ProfileConfig
+from kperf.dialect.ttgir_text import record_bound
+from kperf.runtime import Capture, Dispatcher, KernelInfo
+from kperf.stages import fitted_config
+
+pytestmark = pytest.mark.compile_side
+
+
+def _carrier(kind: str, name: str) -> str:
+    return f'%r = tt.elementwise_inline_asm "// kperf.record {kind} \\22{name}\\22" {{pure = false}} -> i32'
+
+
+def _module(body: str, extra: str = "") -> str:
+    return textwrap.dedent(f"""\
+        module {{
+          tt.func public @k(%a: i32) {{
+        {textwrap.indent(body, "    ")}
+            tt.return
+          }}
+        {extra}
+        }}
+        """)
+
+
+def test_record_bound_counts_sites_only_when_no_loop_holds_one():
+    straight = _module(f"{_carrier('start', 'x')}\n{_carrier('end', 'x')}")
+    assert record_bound(straight) == 2
+    in_for = _module(f"scf.for %i = %c0 to %c4 step %c1 {{\n  {_carrier('start', 'x')}\n}}\n"
+                     f"{_carrier('end', 'x')}")
+    assert record_bound(in_for) is None
+    in_while_body = _module(f"scf.while (%x = %a) : (i32) -> i32 {{\n  scf.condition(%t) %x : i32\n}} do {{\n"
+                            f"  {_carrier('start', 'x')}\n  scf.yield %x : i32\n}}\n{_carrier('end', 'x')}")
+    assert record_bound(in_while_body) is None
+    after_loop = _module(f"scf.for %i = %c0 to %c4 step %c1 {{\n}}\n{_carrier('start', 'x')}\n"
+                         f"{_carrier('end', 'x')}")
+    assert record_bound(after_loop) == 2
+    callee = "  tt.func private @f(%b: i32) {\n    " + _carrier("start", "y") + "\n    tt.return\n  }"
+    assert record_bound(_module(_carrier("end", "y"), callee)) is None
+
+
+def test_fitted_config_shrinks_only_to_a_proven_bound():
+    cfg = ProfileConfig()
+    assert fitted_config(cfg, 4, 4).capacity == 4
+    assert fitted_config(cfg, 4, 6).capacity == 6  # the PTX holds more copies: the larger count
+    assert fitted_config(cfg, None, 4) is cfg
+    assert fitted_config(ProfileConfig(capacity=2), 4, 4).capacity == 2
+    assert fitted_config(ProfileConfig(strategy="wrap", capacity=1024), 5, 5).capacity == 8
+
+
+def test_kernel_preset_profiles_a_kernel_without_loops_in_a_fitted_buffer():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def double(x, y, n, B: tl.constexpr):
+        i = tl.program_id(0) * B + tl.arange(0, B)
+        tl.store(y + i, tl.load(x + i, mask=i < n) * 2, mask=i < n)
+    r = kperf.compile(double, signature={"x": "*fp32", "y": "*fp32", "n": "i32", "B": "constexpr"},
+                      constexprs={"B": 1024}, num_warps=4, auto="kernel")
+    info = r.metadata["kperf"]
+    assert [s["name"] for s in info["scopes"]] == ["kernel"]
+    assert info["record_bound"] == 2 and info["capacity"] == 2
+    assert r.metadata["profile_scratch_size"] < 1024  # vs 33 KB per CTA at the default capacity
+
+
+def test_sampling_every_and_max_launches():
+    s = coverage.Sampling(every=3, max_launches=2)
+    got = [s.take("k") for _ in range(10)]
+    assert [i for i, r in enumerate(got) if r is None] == [0, 3]
+    assert got[1] == coverage.SAMPLED and got[6] == coverage.LIMIT
+    assert coverage.Sampling(every=2).take("other") is None  # counted per kernel
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(KperfError, match="every"):
+            coverage.Sampling(every=bad)
+    with pytest.raises(KperfError, match="max_launches"):
+        kperf.session(max_launches=0)
+
+
+def test_coverage_table_and_unseen_leave_out_sampling():
+    c = coverage.Coverage()
+    c.profiled("a")
+    c.skipped("a", coverage.SAMPLED)
+    c.skipped("b", coverage.PLAIN)
+    c.skipped("b", coverage.PLAIN)
+    assert [r[:3] for r in c.rows()] == [("a", 2, 1), ("b", 2, 0)]
+    assert c.unseen() == [("b", 2, coverage.PLAIN)]
+    table = c.table()
+    assert "launches" in table and "profiled" in table and "compiled plain" in table
+
+
+def test_memory_budget_parsing():
+    assert parse_bytes("512MiB") == 512 << 20 and parse_bytes("2 GB") == 2 * 10**9
+    assert parse_bytes(4096) == 4096
+    for bad in ("lots", -5, 0, "3 parsecs", True):
+        with pytest.raises(KperfError, match="memory_budget") as e:
+            parse_bytes(bad)
+        assert "2GiB" in e.value.fix
+    with pytest.raises(KperfError, match=r"kperf.session\(memory_budget"):
+        kperf.session(memory_budget="much")
+
+
+def test_launch_exit_counts_plain_and_recordless_kernels_with_their_reasons():
+    d = Dispatcher()
+    cap = Capture()
+    d.add_session(cap)
+    d._kernels[11] = coverage.NO_RECORDS
+    d._on_launch_exit({"function": 11, "name": "no_scopes", "stream": 0})
+    d._on_launch_exit({"function": 12, "name": "loaded_before", "stream": 0})
+    d._on_launch_exit(None)  # Triton passes no metadata without an enter hook: ignored
+    assert dict((k, why) for k, _, why in cap.coverage.unseen()) == {"no_scopes": coverage.NO_RECORDS,
+                                                                     "loaded_before": coverage.PLAIN}
+    with d.benchmarking():
+        d._on_launch_exit({"function": 12, "name": "loaded_before", "stream": 0})  # a tuner's timing run
+    assert {k: n for k, n, _ in cap.coverage.unseen()} == {"no_scopes": 1, "loaded_before": 1}
+
+
+def test_activation_wraps_every_launch_path_and_restores_it():
+    import torch
+
+    from kperf import cuda_graphs
+    ck, at = triton_compat.compiled_kernel_type(), triton_compat.autotuner_type()
+    before = (ck.__getitem__, at._bench)
+    d = Dispatcher()
+    d.activate()
+    try:
+        assert ck.__getitem__ is launch_paths._getitem and at._bench is launch_paths._bench
+        # CUDA graph capture and replay are watched from then on (a profiled kernel is captured and
+        # replayed outside any kperf call)
+        assert torch.cuda.CUDAGraph.replay is cuda_graphs._replay
+        import torch._inductor.runtime.triton_heuristics as th  # imported while active: wrapped on import
+        assert th.CachingAutotuner.run.__module__ == "kperf.inductor"
+    finally:
+        d.deactivate()
+    assert (ck.__getitem__, at._bench) == before
+    assert torch.cuda.CUDAGraph.replay is cuda_graphs._replay
+    assert th.CachingAutotuner.run.__module__ != "kperf.inductor"
+    assert not any(type(f).__module__ == "kperf.inductor" for f in sys.meta_path)
+
+
+def test_recompile_builds_an_instrumented_twin_of_a_plain_compiled_kernel():
+    import triton
+    import triton.language as tl
+
+    from kperf import stages
+
+    @triton.jit
+    def scale(x, y, n, B: tl.constexpr):
+        i = tl.program_id(0) * B + tl.arange(0, B)
+        for _ in range(2):
+            tl.store(y + i, tl.load(x + i, mask=i < n) * 3, mask=i < n)
+    src = triton.compiler.ASTSource(scale, {"x": "*fp32", "y": "*fp32", "n": "i32", "B": "constexpr"},
+                                    {"B": 256})
+    options = {"num_warps": 2, "num_stages": 2}
+    plain = triton.compile(src, target=triton_compat.gpu_target(), options=options)
+    stages.install()
+    try:
+        twin = triton_compat.recompile(plain, stages.instrumentation_mode(ProfileConfig(auto="loops")))
+    finally:
+        stages.uninstall()
+    md, tmd = triton_compat.kernel_metadata(plain), triton_compat.kernel_metadata(twin)
+    same = ("num_warps", "num_stages", "name", "target")
+    assert [tmd[k] for k in same] == [md[k] for k in same]
+    assert tmd["kperf"]["num_records"] == 2 and tmd["profile_scratch_size"] > 0
+    assert not md.get("profile_scratch_size")
+    info = KernelInfo.from_metadata(tmd["name"], tmd["hash"], tmd)
+    assert info is not None and info.num_records == 2 and info.name == "scale"
+
+
+def test_inductor_origin_is_read_from_the_comment_above_the_kernel(tmp_path):
+    from kperf import inductor
+    code = tmp_path / "output_code.py"
+    # the layout of Inductor's output code (torch._inductor.codegen.wrapper: define_kernel writes the
+    # metadata comment of torch._inductor.utils.get_kernel_metadata, then the kernel's definition)
+    code.write_text(textwrap.dedent("""\
+        # kernel path: /tmp/torchinductor_root/ab/cabc.py
+        # Topologically Sorted Source Nodes: [layer_norm, gelu], Original ATen: [aten.layer_norm, aten.gelu]
+        # Source node to ATen node mapping:
+        #   gelu => add_1, erf
+        #   layer_norm => add, mul
+        # Graph fragment:
+        #   %add : Tensor "f32[4, 128]" = call_function[target=torch.ops.aten.add.Tensor](args = (%a, 1))
+        triton_per_fused_gelu_0 = async_compile.triton('triton_per_fused_gelu_0', '''
+        import triton
+        ''', device_str='cuda')
+
+        # kernel path: /tmp/torchinductor_root/cd/ccd.py
+        # Unsorted Source Nodes: [relu], Original ATen: [aten.relu]
+        triton_poi_fused_relu_1 = async_compile.triton('triton_poi_fused_relu_1', '''
+        ''', device_str='cuda')
+        """))
+    got = inductor._origin_in(str(code), "triton_per_fused_gelu_0")
+    assert got == {"source_nodes": "layer_norm, gelu", "inductor_ops": "aten.layer_norm, aten.gelu"}
+    assert inductor._origin_in(str(code), "triton_poi_fused_relu_1")["inductor_ops"] == "aten.relu"
+    assert inductor._origin_in(str(code), "no_such_kernel") == {}
+    assert inductor._origin_in(str(tmp_path / "missing.py"), "k") == {}
