@@ -115,7 +115,7 @@ class ClockFit:
 
 
 def _i64(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a).astype(np.int64)
+    return np.asarray(a).astype(np.int64, copy=False)  # never written to: no copy needed
 
 
 def fit_clocks(
@@ -147,78 +147,75 @@ def fit_clocks(
     if not ok.any():
         return ClockFit(0, 0, float("nan"), np.zeros(0, SM_CLOCK_DTYPE), nan.copy(), nan.copy(), ref,
                         np.zeros(n, bool), [])
-    t0 = int(ctas.gs[ok].min())
+    t0 = int(ctas.good(ctas.gs).min())
     pts = _points(ctas)
-    n_distinct, span = _spread(pts)
+    varied, span = _spread(pts)
     gaps = np.diff(np.sort(pts.y))  # between distinct readings (np.unique would load numpy.ma: 30 ms)
     gaps = gaps[gaps != 0]
     step = int(gaps.min()) if gaps.size else 0
     min_span = max(float(min_span_ns), MIN_FIT_SPAN_STEPS * step)
-    rates, problems = _rates(pts, n_distinct, span, min_span, clock)
-    pieces: list[tuple[np.ndarray, np.ndarray] | None] = [None] * pts.k
-    if clock != "globaltimer" and np.isfinite(rates.launch):
-        knot_span = max(float(KNOT_SPAN_NS), KNOT_SPAN_STEPS * step)
-        pieces = _piecewise_knots(pts.s, pts.dx, pts.dy, pts.k, knot_span, *_PLAUSIBLE_NS_PER_CYCLE)
-    cmap = _ClockMap(pts.k, pts.mx, pts.my, rates.used, pieces)
-    cta_sm = np.full(n, -1, np.int64)  # per CTA: its entry SM's index in pts.sm_ids
-    cta_sm[ok] = np.searchsorted(pts.sm_ids, ctas.sm_start[ok])
-    sms, wobbly = _sm_table(pts, span, rates, cmap, cta_sm[ok], clock)
+    rates, problems = _rates(pts, varied, span, min_span, clock)
+    knots = _Knots.none(pts.k)
+    knot_span = max(float(KNOT_SPAN_NS), KNOT_SPAN_STEPS * step)
+    if clock != "globaltimer" and np.isfinite(rates.launch) and _may_have_knots(pts, span, knot_span):
+        knots = _piecewise_knots(pts, knot_span, *_PLAUSIBLE_NS_PER_CYCLE)
+    cmap = _ClockMap(pts.k, pts.mx, pts.my, rates.used, knots)
+    n_ok = int(np.count_nonzero(ok))
+    cta_sm = pts.s[:n_ok]  # per good CTA: its entry SM's index in pts.sm_ids (its entry pair comes first)
+    y_pts, rate_pts = cmap.evaluate(pts.s, pts.dx)  # at every pair, once: the table and the CTAs use them
+    sms, wobbly = _sm_table(pts, span, rates, cmap, cta_sm, clock, y_pts)
     ns_per_cycle, offset, own = nan.copy(), nan.copy(), np.zeros(n, bool)
     if clock == "globaltimer":
         ns_per_cycle[ok] = 1.0
         offset[ok] = (ctas.gs[ok] - t0).astype(np.float64)
+    elif ctas.all_ok:  # every CTA good: its line as it comes
+        ns_per_cycle, offset = _cta_lines(ctas, pts, cta_sm, t0, y_pts, rate_pts)
+        own = sms["own_rate"][cta_sm]
     else:
-        ns_per_cycle[ok], offset[ok] = _cta_lines(ctas, pts, cmap, cta_sm[ok], t0)
-        own[ok] = sms["own_rate"][cta_sm[ok]]
+        ns_per_cycle[ok], offset[ok] = _cta_lines(ctas, pts, cta_sm, t0, y_pts, rate_pts)
+        own[ok] = sms["own_rate"][cta_sm]
     ghz = 1.0 / rates.launch if np.isfinite(rates.launch) else float("nan")
-    odd = _impossible_cta_rates(ctas) + _odd_cta_rates(ctas, ghz, step)
+    odd = _cta_rate_problems(ctas, ghz, step)
     return ClockFit(t0, step, ghz, sms, ns_per_cycle, offset, ref, own, problems + wobbly + odd)
 
 
-def _odd_cta_rates(c: _Ctas, ghz: float, step: int) -> list[str]:
-    """CTAs whose own clock rate (header cycles over header ns, entry to exit) is off the launch's by
-    more than :data:`CTA_RATE_FACTOR`: one of their four readings is corrupt.  Only CTAs that ran at
-    least :data:`CTA_RATE_MIN_STEPS` globaltimer steps are judged (the quantisation stays small)."""
-    if not np.isfinite(ghz):
-        return []
-    dg = c.ge - c.gs
-    judged = c.end_ok & (c.sm_start == c.sm_end) & (dg >= CTA_RATE_MIN_STEPS * max(step, 1))
-    idx = np.flatnonzero(judged)
+def _cta_rate_problems(c: _Ctas, ghz: float, step: int) -> list[str]:
+    """CTAs whose own clock rate (header cycles over header ns, entry to exit, on one SM) is wrong: one of
+    their four readings is corrupt.  Reported when it lies outside :data:`CTA_POSSIBLE_GHZ` even with the
+    entry-to-exit time off by :data:`GTIME_MAX_STEP_NS`; and when it is off the launch's rate ``ghz`` by
+    more than :data:`CTA_RATE_FACTOR`, judged only where the CTA ran at least
+    :data:`CTA_RATE_MIN_STEPS` globaltimer steps (the quantisation stays small)."""
+    idx = np.flatnonzero(c.end_ok & (c.sm_start == c.sm_end))
     if not idx.size:
         return []
-    rate = (c.ce[idx] - c.cs[idx]).astype(np.float64) / dg[idx].astype(np.float64)
-    odd = (rate > ghz * CTA_RATE_FACTOR) | (rate < ghz / CTA_RATE_FACTOR)
-    if not odd.any():
-        return []
-    ex = [f"CTA {i} ({r:.2f} GHz)"
-          for i, r in zip(idx[odd][:5].tolist(), rate[odd][:5].tolist(), strict=True)]
-    return [f"{plural(int(odd.sum()), 'CTA')} whose header readings give a clock rate far from the launch's "
-            f"{ghz:.3f} GHz (a corrupt entry or exit reading; their events are placed with it): "
-            f"{fmt_ids(ex, 5, total=int(odd.sum()))}"]
-
-
-def _impossible_cta_rates(c: _Ctas) -> list[str]:
-    """CTAs whose own clock rate (header cycles over header ns, entry to exit, on one SM) lies outside
-    :data:`CTA_POSSIBLE_GHZ` even with the entry-to-exit time off by :data:`GTIME_MAX_STEP_NS`."""
-    judged = c.end_ok & (c.sm_start == c.sm_end)
-    idx = np.flatnonzero(judged)
-    if not idx.size:
-        return []
-    dg = (c.ge[idx] - c.gs[idx]).astype(np.float64)
+    dg_steps = c.ge[idx] - c.gs[idx]
+    dg = dg_steps.astype(np.float64)
     dc = (c.ce[idx] - c.cs[idx]).astype(np.float64)
     lo, hi = CTA_POSSIBLE_GHZ
     with np.errstate(divide="ignore", invalid="ignore"):
-        fastest = dc / np.maximum(dg - GTIME_MAX_STEP_NS, 0.0)
-        slowest = dc / (dg + GTIME_MAX_STEP_NS)
         rate = dc / dg
-    bad = (fastest < lo) | (slowest > hi)
-    if not bad.any():
-        return []
-    ex = [f"CTA {i} ({r:.3g} GHz)"
-          for i, r in zip(idx[bad][:5].tolist(), rate[bad][:5].tolist(), strict=True)]
-    return [f"{plural(int(bad.sum()), 'CTA')} whose header readings give a clock rate no GPU runs at "
+        bad = (dc / np.maximum(dg - GTIME_MAX_STEP_NS, 0.0) < lo) | (dc / (dg + GTIME_MAX_STEP_NS) > hi)
+    problems = []
+    if bad.any():
+        ex = [f"CTA {i} ({r:.3g} GHz)"
+              for i, r in zip(idx[bad][:5].tolist(), rate[bad][:5].tolist(), strict=True)]
+        problems.append(
+            f"{plural(int(bad.sum()), 'CTA')} whose header readings give a clock rate no GPU runs at "
             f"(outside {lo}-{hi} GHz: a corrupt entry or exit reading; their events are placed with it): "
-            f"{fmt_ids(ex, 5, total=int(bad.sum()))}"]
+            f"{fmt_ids(ex, 5, total=int(bad.sum()))}")
+    if not np.isfinite(ghz):
+        return problems
+    long = dg_steps >= CTA_RATE_MIN_STEPS * max(step, 1)
+    idx, rate = idx[long], rate[long]
+    odd = (rate > ghz * CTA_RATE_FACTOR) | (rate < ghz / CTA_RATE_FACTOR)
+    if odd.any():
+        ex = [f"CTA {i} ({r:.2f} GHz)"
+              for i, r in zip(idx[odd][:5].tolist(), rate[odd][:5].tolist(), strict=True)]
+        problems.append(
+            f"{plural(int(odd.sum()), 'CTA')} whose header readings give a clock rate far from the launch's "
+            f"{ghz:.3f} GHz (a corrupt entry or exit reading; their events are placed with it): "
+            f"{fmt_ids(ex, 5, total=int(odd.sum()))}")
+    return problems
 
 
 #: the plausible clock rates as ns per cycle: (lowest, highest)
@@ -238,13 +235,25 @@ class _Ctas:
     ge: np.ndarray  # ... and at exit
     ce: np.ndarray
 
+    def __post_init__(self) -> None:
+        self.all_ok, self.all_end = bool(self.ok.all()), bool(self.end_ok.all())
+
+    def good(self, a: np.ndarray) -> np.ndarray:
+        """``a[ok]`` (``a`` itself when every CTA is good: read only)."""
+        return a if self.all_ok else a[self.ok]
+
+    def ended(self, a: np.ndarray) -> np.ndarray:
+        """``a[end_ok]`` (``a`` itself when every CTA has a usable exit pair: read only)."""
+        return a if self.all_end else a[self.end_ok]
+
 
 @dataclasses.dataclass
 class _Points:
     """Every valid (clock64, globaltimer) pair of the launch, grouped by SM, with least-squares sums.
 
     ``dx``, ``dy`` are a pair's cycles and ns after its SM's reference pair (its first one, ``xref``,
-    ``yref``), so float64 only ever sees small differences; the per-SM sums are over those.
+    ``yref``), so float64 only ever sees small differences; the per-SM sums are over those.  The good
+    CTAs' entry pairs come first, in CTA order, then the usable exit pairs.
     """
 
     sm_ids: np.ndarray  # the SMs that have pairs, increasing
@@ -260,19 +269,39 @@ class _Points:
     my: np.ndarray
     sxx: np.ndarray  # per SM: sum of centred dx * dx and dx * dy
     sxy: np.ndarray
+    order: np.ndarray  # the pairs by (SM, dy), ties in pair order (np.lexsort((dy, s)))
+    starts: np.ndarray  # per SM: where its pairs begin in ``order``
 
     @property
     def k(self) -> int:
         return len(self.sm_ids)
 
 
+def _sorted_pairs(p_sm: np.ndarray, p_y: np.ndarray) -> tuple | None:
+    """The pairs by (SM, globaltimer), ties in pair order, through one sort of an int64 key: (order,
+    per SM: where its pairs begin in ``order``, its id, its first pair; per pair: its SM's index).  None
+    where SM ids or readings spread too far for the key (a corrupt header)."""
+    y0 = int(p_y.min())
+    if int(p_sm.min()) < 0 or int(p_sm.max()) >= 1 << 20 or int(p_y.max()) - y0 >= 1 << 42:
+        return None
+    order = np.argsort((p_sm << 42) | (p_y - y0), kind="stable")
+    s_sorted = p_sm[order]
+    starts = _edges(s_sorted[1:] != s_sorted[:-1]).nonzero()[0]
+    sm_ids = s_sorted[starts]
+    return order, starts, sm_ids, np.minimum.reduceat(order, starts), np.searchsorted(sm_ids, p_sm)
+
+
 def _points(c: _Ctas) -> _Points:
     """The pairs: every good CTA's entry pair on its entry SM, every usable exit pair on its exit SM."""
-    p_sm = np.concatenate([c.sm_start[c.ok], c.sm_end[c.end_ok]])
-    p_x = np.concatenate([c.cs[c.ok], c.ce[c.end_ok]])
-    p_y = np.concatenate([c.gs[c.ok], c.ge[c.end_ok]])
-    sm_ids, first, p_s = np.unique(p_sm, return_index=True, return_inverse=True)
-    p_s = p_s.ravel()
+    p_sm = np.concatenate([c.good(c.sm_start), c.ended(c.sm_end)])
+    p_x = np.concatenate([c.good(c.cs), c.ended(c.ce)])
+    p_y = np.concatenate([c.good(c.gs), c.ended(c.ge)])
+    fast = _sorted_pairs(p_sm, p_y)
+    if fast is not None:  # dy below is exact (readings < 2**42 apart): its order is the readings'
+        order, starts, sm_ids, first, p_s = fast
+    else:
+        sm_ids, first, p_s = np.unique(p_sm, return_index=True, return_inverse=True)
+        p_s = p_s.ravel()
     k = len(sm_ids)
     xref, yref = p_x[first], p_y[first]
     dx = (p_x - xref[p_s]).astype(np.float64)
@@ -281,21 +310,23 @@ def _points(c: _Ctas) -> _Points:
     mx = np.bincount(p_s, dx, k) / cnt
     my = np.bincount(p_s, dy, k) / cnt
     cx, cy = dx - mx[p_s], dy - my[p_s]
+    if fast is None:
+        order = np.lexsort((dy, p_s))
+        starts = np.zeros(k, np.int64)
+        np.cumsum(cnt[:-1].astype(np.int64), out=starts[1:])
     return _Points(sm_ids, p_s, p_x, p_y, xref, yref, dx, dy, cnt, mx, my,
-                   sxx=np.bincount(p_s, cx * cx, k), sxy=np.bincount(p_s, cx * cy, k))
+                   sxx=np.bincount(p_s, cx * cx, k), sxy=np.bincount(p_s, cx * cy, k), order=order,
+                   starts=starts)
 
 
 def _spread(pts: _Points) -> tuple[np.ndarray, np.ndarray]:
-    """Per SM: distinct clock values among its pairs, and the globaltimer span of its pairs (ns)."""
-    order = np.lexsort((pts.x, pts.s))
-    s_sorted, x_sorted = pts.s[order], pts.x[order]
-    new = np.ones(len(order), bool)
-    new[1:] = (s_sorted[1:] != s_sorted[:-1]) | (x_sorted[1:] != x_sorted[:-1])
-    n_distinct = np.bincount(s_sorted[new], minlength=pts.k)
-    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-    y_sorted = pts.dy[order]
-    span = np.maximum.reduceat(y_sorted, starts) - np.minimum.reduceat(y_sorted, starts)
-    return n_distinct, span
+    """Per SM: whether its pairs hold at least two distinct clock values, and their globaltimer span
+    (ns)."""
+    x_sorted = pts.x[pts.order]
+    varied = np.maximum.reduceat(x_sorted, pts.starts) > np.minimum.reduceat(x_sorted, pts.starts)
+    y_sorted = pts.dy[pts.order]
+    span = np.maximum.reduceat(y_sorted, pts.starts) - np.minimum.reduceat(y_sorted, pts.starts)
+    return varied, span
 
 
 @dataclasses.dataclass
@@ -318,7 +349,7 @@ def _median(x: np.ndarray) -> float:
     return float((p[k - 1] + p[k]) / 2)
 
 
-def _rates(pts: _Points, n_distinct: np.ndarray, span: np.ndarray, min_span: float,
+def _rates(pts: _Points, varied: np.ndarray, span: np.ndarray, min_span: float,
            clock: str) -> tuple[_Rates, list[str]]:
     """Each SM's rate and the launch-wide rate (see the module docstring), and the problems found."""
     problems = []
@@ -326,8 +357,8 @@ def _rates(pts: _Points, n_distinct: np.ndarray, span: np.ndarray, min_span: flo
         b_own = np.where(pts.sxx > 0, pts.sxy / pts.sxx, np.nan)  # ns per cycle
     lo, hi = _PLAUSIBLE_NS_PER_CYCLE
     plausible = np.isfinite(b_own) & (b_own >= lo) & (b_own <= hi)
-    good = (n_distinct >= 2) & (span >= min_span) & plausible
-    bad_rate = (n_distinct >= 2) & (span >= min_span) & ~plausible
+    good = varied & (span >= min_span) & plausible
+    bad_rate = varied & (span >= min_span) & ~plausible
     if bad_rate.any():
         problems.append(
             f"implausible clock rate measured on {plural(int(bad_rate.sum()), 'SM')} "
@@ -351,36 +382,75 @@ def _rates(pts: _Points, n_distinct: np.ndarray, span: np.ndarray, min_span: flo
 
 
 @dataclasses.dataclass
+class _Knots:
+    """The knots of every SM that has a piecewise-linear map, as one list: map ``i`` (of the SM index
+    ``sm[i]``) runs through ``(x, y)[start[i]:start[i] + count[i]]`` (float cycles and ns from the SM's
+    reference pair, increasing); ``of_sm``: per SM index, its map or -1."""
+
+    sm: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    of_sm: np.ndarray
+
+    @classmethod
+    def none(cls, k: int) -> _Knots:
+        z, zf = np.zeros(0, np.int64), np.zeros(0)
+        return cls(z, z, z, zf, zf, np.full(k, -1, np.int64))
+
+    def segment_ghz(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per map: its slowest and fastest segment rate (GHz)."""
+        ghz = np.diff(self.x) / np.diff(self.y)  # the pairs of knots inside a map are its segments
+        inside = np.ones(len(ghz), bool)
+        inside[self.start[1:] - 1] = False
+        first = self.start - np.arange(len(self.start))  # each map's first segment in ghz[inside]
+        ghz = ghz[inside]
+        return np.minimum.reduceat(ghz, first), np.maximum.reduceat(ghz, first)
+
+
+@dataclasses.dataclass
 class _ClockMap:
     """Per SM, ns after its reference pair as a function of cycles after it: piecewise-linear through
-    the SM's knots where it has them (``pieces``), else the straight line of rate ``b`` through the
+    the SM's knots where it has them (``knots``), else the straight line of rate ``b`` through the
     SM's mean pair."""
 
     k: int
     mx: np.ndarray  # per SM: mean dx, mean dy
     my: np.ndarray
     b: np.ndarray  # per SM: ns per cycle of the straight line
-    pieces: list[tuple[np.ndarray, np.ndarray] | None]  # per SM: knots (x, y), or None
+    knots: _Knots
 
     def evaluate(self, s_idx: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ns since the SM's reference pair, local ns per cycle) at ``x`` cycles after it, for points
-        on the SMs ``s_idx``."""
+        on the SMs ``s_idx``: on a piecewise map its segment's line (the end segments extended)."""
         y, slope = self.my[s_idx] + self.b[s_idx] * (x - self.mx[s_idx]), self.b[s_idx]
-        order = np.argsort(s_idx, kind="stable")  # the points of SM i: order[bounds[i]:bounds[i + 1]]
-        bounds = np.searchsorted(s_idx[order], np.arange(self.k + 1))
-        for sm in np.flatnonzero([pc is not None for pc in self.pieces]):  # a loop over SMs
-            sel = order[bounds[sm]:bounds[sm + 1]]
-            if len(sel):
-                y[sel], slope[sel] = _interp(*self.pieces[sm], x[sel])
+        kn = self.knots
+        if not len(kn.sm):
+            return y, slope
+        m = kn.of_sm[s_idx]
+        sel = np.flatnonzero(m >= 0)
+        m, xs = m[sel], x[sel]
+        # per map, np.searchsorted(its knots' x, xs, "right"), for all maps at once: on keys (map, rank
+        # of the value among all knots' and points' x), exact, increasing along the knots
+        v = np.sort(np.concatenate([kn.x, xs]))
+        v = v[_run_starts(v)]
+        knot_map = np.repeat(np.arange(len(kn.sm), dtype=np.int64), kn.count)
+        keys = knot_map * len(v) + np.searchsorted(v, kn.x)
+        found = np.searchsorted(keys, m * len(v) + np.searchsorted(v, xs), "right") - kn.start[m]
+        seg = kn.start[m] + np.clip(found - 1, 0, kn.count[m] - 2)
+        kx, ky = kn.x[seg], kn.y[seg]
+        s = (kn.y[seg + 1] - ky) / (kn.x[seg + 1] - kx)
+        y[sel], slope[sel] = ky + s * (xs - kx), s
         return y, slope
 
 
 def _sm_table(pts: _Points, span: np.ndarray, rates: _Rates, cmap: _ClockMap, good_cta_sm: np.ndarray,
-              clock: str) -> tuple[np.ndarray, list[str]]:
-    """The ``SM_CLOCK_DTYPE`` table (``good_cta_sm``: the SM index of each good CTA), and a problem
-    when the map leaves large residuals."""
+              clock: str, y_pts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The ``SM_CLOCK_DTYPE`` table (``good_cta_sm``: the SM index of each good CTA; ``y_pts``: the map
+    at every pair), and a problem when the map leaves large residuals."""
     k = pts.k
-    resid = pts.dy - cmap.evaluate(pts.s, pts.dx)[0]  # NaN where no rate is known
+    resid = pts.dy - y_pts  # NaN where no rate is known
     rms = np.sqrt(np.bincount(pts.s, resid * resid, k) / pts.cnt)
     max_res = np.zeros(k)
     with np.errstate(invalid="ignore"):
@@ -396,13 +466,11 @@ def _sm_table(pts: _Points, span: np.ndarray, rates: _Rates, cmap: _ClockMap, go
     sms["own_rate"] = rates.good
     sms["n_segments"] = 1
     sms["ghz_min"] = sms["ghz_max"] = 1.0 / rates.used
-    for sm, pc in enumerate(cmap.pieces):  # a loop over SMs
-        if pc is not None:
-            kx, ky = pc
-            seg_ghz = np.diff(kx) / np.diff(ky)
-            sms["n_segments"][sm] = len(seg_ghz)
-            sms["ghz_min"][sm], sms["ghz_max"][sm] = seg_ghz.min(), seg_ghz.max()
-            sms["own_rate"][sm] = True
+    kn = cmap.knots
+    if len(kn.sm):
+        sms["n_segments"][kn.sm] = kn.count - 1
+        sms["ghz_min"][kn.sm], sms["ghz_max"][kn.sm] = kn.segment_ghz()
+        sms["own_rate"][kn.sm] = True
     with np.errstate(divide="ignore", invalid="ignore"):
         sms["fit_ghz"] = np.where(rates.own > 0, 1.0 / rates.own, np.nan)
     sms["rms_ns"] = rms
@@ -417,24 +485,28 @@ def _sm_table(pts: _Points, span: np.ndarray, rates: _Rates, cmap: _ClockMap, go
     ]
 
 
-def _cta_lines(c: _Ctas, pts: _Points, cmap: _ClockMap, s: np.ndarray,
-               t0: int) -> tuple[np.ndarray, np.ndarray]:
+def _cta_lines(c: _Ctas, pts: _Points, s: np.ndarray, t0: int, y_pts: np.ndarray,
+               rate_pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ns per cycle, offset ns on the launch axis) of every good CTA (on SM index ``s``): the line
     through the map at its entry and, when it has an exit pair on the same SM, its exit; else the
-    map's local rate at its entry."""
-    ok = c.ok
-    x0 = (c.cs[ok] - pts.xref[s]).astype(np.float64)
-    y0, rate = cmap.evaluate(s, x0)
-    same = c.end_ok[ok] & (c.sm_end[ok] == c.sm_start[ok]) & (c.ce[ok] > c.cs[ok])
-    x1 = (c.ce[ok] - pts.xref[s]).astype(np.float64)
-    y1, _ = cmap.evaluate(s[same], x1[same])
-    rate[same] = (y1 - y0[same]) / (x1[same] - x0[same])
+    map's local rate at its entry.  ``y_pts``, ``rate_pts``: the map and its rate at every pair (the
+    good CTAs' entry pairs first, then the usable exit pairs, each in CTA order)."""
+    n_ok = len(s)
+    x0 = pts.dx[:n_ok]
+    y0, rate = y_pts[:n_ok], rate_pts[:n_ok].copy()
+    has_exit = c.good(c.end_ok)
+    same = has_exit & (c.good(c.sm_end) == c.good(c.sm_start)) & (c.good(c.ce) > c.good(c.cs))
+    if c.all_end:  # the exit pairs follow the entry pairs, CTA by CTA
+        x1, y1 = pts.dx[n_ok:][same], y_pts[n_ok:][same]
+    else:
+        exit_pt = n_ok + np.cumsum(has_exit) - 1  # per good CTA: its exit pair (where it has one)
+        x1, y1 = pts.dx[exit_pt[same]], y_pts[exit_pt[same]]
+    rate[same] = (y1 - y0[same]) / (x1 - x0[same])
     return rate, (pts.yref[s] - t0).astype(np.float64) + y0
 
 
-def _piecewise_knots(p_s: np.ndarray, dx: np.ndarray, dy: np.ndarray, k: int, span: float,
-                     lo: float, hi: float) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """Per SM, knots ``(x, y)`` (float cycles and ns from the SM's reference pair) of its map, or None.
+def _piecewise_knots(pts: _Points, span: float, lo: float, hi: float) -> _Knots:
+    """The knots of every SM's map (float cycles and ns from the SM's reference pair), where it has one.
 
     The SM's pairs are binned by globaltimer into bins ``span`` ns wide, counted from its first pair,
     and the pairs of each bin are averaged into a knot, skipping a knot that falls less than
@@ -442,37 +514,51 @@ def _piecewise_knots(p_s: np.ndarray, dx: np.ndarray, dy: np.ndarray, k: int, sp
     averages out part of the globaltimer's quantisation.  An SM gets a map only with at least
     two knots, increasing in both coordinates, and plausible rates on every segment.
     """
-    order = np.lexsort((dy, p_s))
-    s, x, y = p_s[order], dx[order], dy[order]
-    first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    y_first = np.repeat(y[first], np.diff(np.r_[first, len(s)]))
+    order = pts.order
+    s, x, y = pts.s[order], pts.dx[order], pts.dy[order]
+    y_first = y[pts.starts][s]  # the SM's first (earliest) pair
     bin_ = np.floor((y - y_first) / span).astype(np.int64)
-    new = np.r_[True, (s[1:] != s[:-1]) | (bin_[1:] != bin_[:-1])]
+    new = _edges((s[1:] != s[:-1]) | (bin_[1:] != bin_[:-1]))
     g = np.cumsum(new) - 1
     c = np.bincount(g)
     kx, ky, ks = np.bincount(g, x) / c, np.bincount(g, y) / c, s[new]
     # a knot per bin, but none less than span/2 after the previous bin's: kept knots stay span/2 apart
     # (a dropped knot's successor lies in a later bin, at least a whole bin after the last kept one)
-    keep = np.r_[True, (ks[1:] != ks[:-1]) | (ky[1:] - ky[:-1] >= span / 2)]
+    keep = _edges((ks[1:] != ks[:-1]) | (ky[1:] - ky[:-1] >= span / 2))
     kx, ky, ks = kx[keep], ky[keep], ks[keep]
-    bounds = np.searchsorted(ks, np.arange(k + 1))
-    out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * k
-    for sm in range(k):  # a loop over SMs
-        a, e = bounds[sm], bounds[sm + 1]
-        if e - a < 2:
-            continue
-        ddx, ddy = np.diff(kx[a:e]), np.diff(ky[a:e])
-        if (ddx <= 0).any() or (ddy <= 0).any():
-            continue
+    ddx, ddy = np.diff(kx), np.diff(ky)
+    with np.errstate(divide="ignore", invalid="ignore"):
         rate = ddy / ddx
-        if ((rate < lo) | (rate > hi)).any():
-            continue
-        out[sm] = (kx[a:e], ky[a:e])
+    bad = (ks[1:] == ks[:-1]) & ((ddx <= 0) | (ddy <= 0) | (rate < lo) | (rate > hi))
+    mapped = np.bincount(ks, minlength=pts.k) >= 2  # two knots or more, every segment fine
+    mapped[ks[1:][bad]] = False
+    sel = mapped[ks]
+    sm = np.flatnonzero(mapped)
+    count = np.bincount(ks[sel], minlength=pts.k)[sm]
+    start = np.zeros(len(sm), np.int64)
+    np.cumsum(count[:-1], out=start[1:])
+    of_sm = np.full(pts.k, -1, np.int64)
+    of_sm[sm] = np.arange(len(sm))
+    return _Knots(sm, start, count, kx[sel], ky[sel], of_sm)
+
+
+def _may_have_knots(pts: _Points, span: np.ndarray, knot_span: float) -> bool:
+    """Whether any SM can get two knots (:func:`_piecewise_knots`): they lie ``knot_span / 2`` apart or
+    more, and each is a mean of the SM's pairs, inside its span but for the rounding of the mean (at
+    most ``pairs * 2**-53`` times the largest ``|dy|``, here taken twice over)."""
+    rounding = len(pts.dy) * 2.3e-16 * float(np.abs(pts.dy).max())
+    return bool((float(span.max()) + 2 * rounding) * (1 + 1e-12) >= knot_span / 2)
+
+
+def _edges(change: np.ndarray) -> np.ndarray:
+    """``np.r_[True, change]``: True where a run begins, given where each element differs from the one
+    before (np.r_ costs more than the work here)."""
+    out = np.empty(len(change) + 1, bool)
+    out[0] = True
+    out[1:] = change
     return out
 
 
-def _interp(kx: np.ndarray, ky: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Piecewise-linear ``y(x)`` through knots ``(kx, ky)``, end segments extended; and its slope."""
-    seg = np.clip(np.searchsorted(kx, x, "right") - 1, 0, len(kx) - 2)
-    slope = (ky[seg + 1] - ky[seg]) / (kx[seg + 1] - kx[seg])
-    return ky[seg] + slope * (x - kx[seg]), slope
+def _run_starts(v: np.ndarray) -> np.ndarray:
+    """Where a run of equal values in ``v`` begins (bool)."""
+    return _edges(v[1:] != v[:-1])

@@ -40,13 +40,17 @@ class EventColumns:
             segment: the segment's warp, the ``seq`` of its first event and its number of events.
         scope, is_end, cycles, time_ns: per-event columns.
         seq: per-event ``seq`` when it is not ``first_seq`` + position (records were dropped).
+        start: the segments' offsets (``[0, *cumsum(n)]``, int64) when the caller has them.
     """
 
     def __init__(self, seg: dict[str, np.ndarray], scope: np.ndarray, is_end: np.ndarray,
-                 cycles: np.ndarray, time_ns: np.ndarray, seq: np.ndarray | None = None):
+                 cycles: np.ndarray, time_ns: np.ndarray, seq: np.ndarray | None = None,
+                 start: np.ndarray | None = None):
         self.seg = {k: np.asarray(v, np.int64) for k, v in seg.items()}
-        self.start = np.zeros(len(self.seg["n"]) + 1, np.int64)  # segment offsets
-        np.cumsum(self.seg["n"], out=self.start[1:])
+        if start is None:
+            start = np.zeros(len(self.seg["n"]) + 1, np.int64)
+            np.cumsum(self.seg["n"], out=start[1:])
+        self.start = start  # segment offsets
         self.cols = {"scope": scope, "is_end": is_end, "cycles": cycles, "time_ns": time_ns}
         if seq is not None:
             self.cols["seq"] = seq

@@ -53,8 +53,12 @@ def check_headers(regions: np.ndarray, raw: np.ndarray, geometry: Geometry,
     ``(n_ctas, cta_bytes)`` uint8 array; ``grid``: the launch grid when known) and say what is wrong
     with them."""
     hdr = regions["header"]
-    written = raw[:, :CTA_HEADER_BYTES].any(axis=1)
-    valid, field_problems = _check_fields(hdr, written, geometry)
+    magic_ok = hdr["magic"] == MAGIC
+    written = magic_ok.copy()  # a header with the (non-zero) magic was written; the others are read
+    if not magic_ok.all():
+        rest = np.flatnonzero(~magic_ok)
+        written[rest] = raw[rest, :CTA_HEADER_BYTES].any(axis=1)
+    valid, field_problems = _check_fields(hdr, written, magic_ok, geometry)
     h = CtaHeaders(
         fields=hdr, ok=written & valid, end_ok=np.zeros(len(hdr), bool),
         sm_start=hdr["smid_start"].astype(np.int64), sm_end=hdr["smid_end"].astype(np.int64),
@@ -75,6 +79,8 @@ def _check_padding(raw: np.ndarray, geometry: Geometry) -> list[str]:
     g = geometry
     after_counts = raw[:, g.counts_offset + 4 * g.slots:g.records_offset]
     after_slots = raw[:, g.records_offset + g.slots * g.warp_bytes:]
+    if not after_counts.any() and not after_slots.any():  # all zero (one reduction each): no region
+        return []
     bad = np.flatnonzero(after_counts.any(axis=1) | after_slots.any(axis=1))
     if not bad.size:
         return []
@@ -87,6 +93,8 @@ def _check_flags(h: CtaHeaders, raw: np.ndarray) -> tuple[np.ndarray, list[str]]
     wrote records (a sampled-out CTA writes neither), and flag bits this decoder does not know."""
     problems = []
     flags = h.fields["flags"]
+    if not flags.any():
+        return np.zeros(len(flags), bool), problems
     sampled = h.ok & (flags & FLAG_SAMPLED_OUT != 0)
     idx = np.flatnonzero(sampled)
     if idx.size:
@@ -123,14 +131,19 @@ def _never_written_problems(raw: np.ndarray, written: np.ndarray) -> list[str]:
     return [msg + "; left out of the events"]
 
 
-def _check_fields(hdr: np.ndarray, written: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, list[str]]:
-    """Whether magic, version and num_warps are right, per CTA; and the problems of the written CTAs
-    where one is not, each reported by the first field that is wrong."""
+def _check_fields(hdr: np.ndarray, written: np.ndarray, magic_ok: np.ndarray,
+                  geometry: Geometry) -> tuple[np.ndarray, list[str]]:
+    """Whether magic (``magic_ok``, given), version and num_warps are right, per CTA; and the problems of
+    the written CTAs where one is not, each reported by the first field that is wrong."""
     problems = []
     magic, version, nwarps = hdr["magic"], hdr["version"], hdr["num_warps"]
-    magic_ok = magic == MAGIC
-    version_ok = np.isin(version, SUPPORTED_VERSIONS)
+    version_ok = version == SUPPORTED_VERSIONS[0]
+    for v in SUPPORTED_VERSIONS[1:]:  # np.isin costs 10 times more
+        version_ok |= version == v
     nw_ok = nwarps == geometry.num_warps
+    valid = magic_ok & version_ok & nw_ok
+    if valid.all():
+        return valid, problems
     bad = np.flatnonzero(written & ~magic_ok)
     if bad.size:
         problems.append(
@@ -152,7 +165,7 @@ def _check_fields(hdr: np.ndarray, written: np.ndarray, geometry: Geometry) -> t
             f"{fmt_ids(np.unique(nwarps[bad]))} but the geometry has {geometry.num_warps} (wrong geometry?): "
             f"CTA {fmt_ids(bad)}; left out of the events"
         )
-    return magic_ok & version_ok & nw_ok, problems
+    return valid, problems
 
 
 def _check_exit_pairs(h: CtaHeaders) -> tuple[np.ndarray, list[str]]:
@@ -163,6 +176,8 @@ def _check_exit_pairs(h: CtaHeaders) -> tuple[np.ndarray, list[str]]:
     end_written = (ge != 0) | (ce != 0)
     same_sm = h.sm_start == h.sm_end
     end_ok = ok & end_written & (ge >= gs) & (~same_sm | (ce >= cs))
+    if not (ok & ~(end_ok & same_sm)).any():  # every good CTA ended fine on its SM: none of the below
+        return end_ok, problems
     bad = np.flatnonzero(ok & ~end_written)
     if bad.size:
         problems.append(f"{plural(bad.size, 'CTA')} never wrote exit timestamps (did not reach ret?): "
@@ -187,10 +202,14 @@ def _check_ctaids(h: CtaHeaders, grid: tuple[int, ...] | None) -> list[str]:
     idx = np.flatnonzero(ok)
     if not idx.size:
         return []
-    cid = np.stack([h.fields[f][idx].astype(np.int64) for f in ("ctaid_x", "ctaid_y", "ctaid_z")], axis=1)
+    every = idx.size == n
+    x, y, z = ((h.fields[f] if every else h.fields[f][idx]).astype(np.int64)
+               for f in ("ctaid_x", "ctaid_y", "ctaid_z"))
+    if grid is None and _one_per_region(x, y, z, idx, n):
+        return []
+    cid = np.stack([x, y, z], axis=1)
     problems = []
-    _, inv, cnt = np.unique(cid, axis=0, return_inverse=True, return_counts=True)
-    dup = idx[cnt[inv.ravel()] > 1]
+    dup = idx[_repeated_rows(cid)]
     if dup.size:
         problems.append(f"{plural(dup.size, 'CTA region')} holding the same ctaid as another region (a "
                         f"region copied or overwritten): region {fmt_ids(dup)}")
@@ -219,3 +238,23 @@ def _check_ctaids(h: CtaHeaders, grid: tuple[int, ...] | None) -> list[str]:
         problems.append(f"{plural(bad.size, 'CTA region')} holding another CTA's ctaid "
                         f"(grid {'x'.join(map(str, dims.tolist()))}): region {fmt_ids(bad)}")
     return problems
+
+
+def _one_per_region(x: np.ndarray, y: np.ndarray, z: np.ndarray, idx: np.ndarray, n: int) -> bool:
+    """Whether the good regions ``idx`` hold the ctaids (``x``, ``y``, ``z``) of a grid of ``n`` CTAs, each
+    its own region's (then no two hold the same ctaid, and none lies outside the grid they imply)."""
+    dims = (int(x.max()) + 1, int(y.max()) + 1, int(z.max()) + 1)
+    if dims[0] * dims[1] * dims[2] != n:  # exact: Python ints
+        return False
+    return bool(np.array_equal(x + dims[0] * (y + dims[1] * z), idx))
+
+
+def _repeated_rows(cid: np.ndarray) -> np.ndarray:
+    """bool per row of ``cid`` (ctaids, int64 (n, 3), not negative): another row holds the same ctaid.
+    Counted on each ctaid's linear id where the ctaids span a grid of few CTAs (a sort otherwise)."""
+    dims = [int(d) + 1 for d in cid.max(axis=0)]
+    if dims[0] * dims[1] * dims[2] > max(4 * len(cid), 1 << 16):  # exact: Python ints
+        _, inv, cnt = np.unique(cid, axis=0, return_inverse=True, return_counts=True)
+        return cnt[inv.ravel()] > 1
+    lin = cid[:, 0] + dims[0] * (cid[:, 1] + dims[1] * cid[:, 2])  # distinct ctaids, distinct ids
+    return np.bincount(lin)[lin] > 1

@@ -13,9 +13,14 @@ rows of :attr:`DecodedRecords.rejected`.  Slots past a warp's count that hold da
 than the cycles the CTA ran, are reported.  Nothing here raises: every finding is a sentence in
 :attr:`DecodedRecords.problems`.
 
-Speed: the good CTAs are cut into blocks of about :data:`BLOCK_EVENTS` events (their temporaries stay
-in cache), decoded on a few threads (:mod:`.parallel`) straight into preallocated columns.  A block
-whose warps are all full and unrotated is handled as a 2D (warps, capacity) array with no gather.
+Speed: the good CTAs are cut into blocks of about :data:`BLOCK_EVENTS` records kept and at most about
+:data:`BLOCK_SLOTS` slots (their temporaries stay in cache; a launch that fills few of its slots is
+read in few blocks), decoded on a few threads (:mod:`.parallel`) straight into preallocated columns.
+A block whose warps are all full and unrotated is handled as 2D arrays with no gather, its per-CTA
+values broadcast along (CTAs, slots x capacity) rows; otherwise the kept records are taken from the
+buffer's words, and the slots past the counts are checked in one pass over them.  A check that holds
+for a well-formed block (every time in order and inside its CTA's span, every tag valid) is made with
+a few reductions; the per-record work that finds what is wrong runs only where one of them fails.
 """
 
 from __future__ import annotations
@@ -47,8 +52,11 @@ from .record_checks import (
 )
 from .unwrap import MASK32, anchor, signed_steps, unwrap32
 
-#: events decoded per block: the block's temporaries stay in cache
+#: events decoded per block: the block's temporaries stay in cache ...
 BLOCK_EVENTS = 1 << 16
+#: ... and slots read per block (a warp's slots past its count are checked too)
+BLOCK_SLOTS = 1 << 20
+_I64_MAX = np.iinfo(np.int64).max
 #: tag bits 24..30, zero in every valid tag: a valid tag has bit 31 set and these clear
 _TAG_RESERVED = (TAG_VALID - 1) & ~((1 << (TAG_SCOPE_SHIFT + TAG_SCOPE_BITS)) - 1)
 _VALID_MASK = np.uint32(TAG_VALID | _TAG_RESERVED)
@@ -80,7 +88,7 @@ def decode_records(regions: np.ndarray, headers: CtaHeaders, fit: ClockFit, geom
     W, C = geometry.slots, geometry.capacity  # slots: the recording warps (kperf.dialect.layout)
     vc = np.flatnonzero(headers.ok)
     nv = vc.size
-    cnt = regions["counts"][vc].astype(np.int64)  # (nv, W)
+    cnt = (regions["counts"] if nv == len(regions) else regions["counts"][vc]).astype(np.int64)  # (nv, W)
     kept = np.minimum(cnt, C)
     gt = geometry.clock == "globaltimer"
     lo, hi = span_bounds(headers.gtime_start if gt else headers.clock_start,
@@ -89,40 +97,57 @@ def decode_records(regions: np.ndarray, headers: CtaHeaders, fit: ClockFit, geom
                          max(SPAN_SLACK, 4 * fit.gtime_step_ns) if gt else SPAN_SLACK)
     job = _Job(
         recs=regions["records"][:, :, :C], vc=vc, W=W, C=C, wrap=wrap, clock=geometry.clock,  # no sink
+        words=regions.view("<u4"), layout=(geometry.cta_bytes // 4, geometry.records_offset // 4,
+                                           geometry.warp_bytes // 4, geometry.record_bytes // 4),
         first_seq=(cnt - kept if wrap else np.zeros_like(cnt)).ravel(),  # seq of each warp's oldest kept
         seg_n=kept.ravel(), seg_cta=np.repeat(vc, W), cs=headers.clock_start, ce=headers.clock_end,
         end_ok=headers.end_ok, fit=fit, ids=ids, lo=lo, hi=hi,
     )
-    reports = map_blocks(job.block, _blocks(nv, W * C), len(job.scope), threads)
+    reports = map_blocks(job.block, _blocks(kept, W * C), len(job.scope), threads)
     seg_n = job.seg_n.copy()
-    seg_warp = np.tile(geometry.slot_warps, nv)
+    seg_warp = np.empty((nv, W), np.int64)
+    seg_warp[:] = geometry.slot_warps
+    seg_warp = seg_warp.reshape(-1)
     seq = None
     if any(r.dropped is not None for r in reports):
         seq = job.compact(reports, seg_n)
     rejected, back = _rejected_rows(reports, job.seg_cta, seg_warp)
     unknown = [r.unknown for r in reports if r.unknown is not None]
     problems = _count_problems(cnt, vc, headers, geometry) + _extra_problems(reports, job.seg_cta, seg_warp)
-    problems += rejected_problems(
-        rejected, back, 0 if ids is None else len(ids), np.unique(np.concatenate(unknown)) if unknown else
-        np.zeros(0, np.int64), "ns" if gt else "cycles")
+    if len(rejected) or len(back[0]):
+        problems += rejected_problems(
+            rejected, back, 0 if ids is None else len(ids), np.unique(np.concatenate(unknown)) if unknown else
+            np.zeros(0, np.int64), "ns" if gt else "cycles")
     E = int(seg_n.sum())
-    pres = np.flatnonzero(seg_n > 0)
-    p_cta = job.seg_cta[pres]
+    every = bool(seg_n.all())  # every segment has events: its per-segment arrays as they are
+    pres = None if every else np.flatnonzero(seg_n > 0)
+    p_cta = job.seg_cta if every else job.seg_cta[pres]
     columns = EventColumns(
-        {"launch": np.full(len(pres), launch, np.int64), "cta": p_cta, "sm": headers.sm_start[p_cta],
-         "warp": seg_warp[pres], "first_seq": job.first_seq[pres], "n": seg_n[pres]},
+        {"launch": np.full(len(p_cta), launch, np.int64), "cta": p_cta, "sm": headers.sm_start[p_cta],
+         "warp": seg_warp if every else seg_warp[pres],
+         "first_seq": job.first_seq if every else job.first_seq[pres], "n": seg_n if every else seg_n[pres]},
         job.scope[:E], job.is_end[:E], job.cycles[:E], job.time_ns[:E], seq=seq,
+        start=job.base if every and seq is None else None,  # every segment as decoded
     )
     lost = cnt - kept
     adjacent = seq is None and all(r.adjacent for r in reports)  # nothing moved: the blocks' pairs stand
-    return DecodedRecords(columns, vc, job.seg_cta, seg_n, cnt, lost, rejected, lost.ravel()[pres], problems,
-                          adjacent)
+    return DecodedRecords(columns, vc, job.seg_cta, seg_n, cnt, lost, rejected,
+                          lost.reshape(-1) if every else lost.reshape(-1)[pres], problems, adjacent)
 
 
-def _blocks(n_ctas: int, events_per_cta: int) -> list[tuple[int, int]]:
-    """``[(first, end), ...]`` CTA ranges (indices into the good CTAs) of about BLOCK_EVENTS events."""
-    step = max(1, BLOCK_EVENTS // max(events_per_cta, 1))
-    return [(a, min(a + step, n_ctas)) for a in range(0, n_ctas, step)]
+def _blocks(kept: np.ndarray, slots: int) -> list[tuple[int, int]]:
+    """``[(first, end), ...]`` CTA ranges (indices into the good CTAs) of at most about BLOCK_EVENTS
+    records kept and BLOCK_SLOTS slots (``kept``: per good CTA and slot; ``slots``: per CTA): a launch
+    that fills few of its slots is read in few blocks."""
+    if not len(kept):
+        return []
+    if int(kept.sum()) * (BLOCK_SLOTS // BLOCK_EVENTS) + slots * len(kept) <= BLOCK_SLOTS:
+        return [(0, len(kept))]
+    kept = kept.sum(axis=1)
+    cost = kept * (BLOCK_SLOTS // BLOCK_EVENTS) + slots  # in slots: a record kept weighs as much as 16
+    first = (np.cumsum(cost) - cost) // BLOCK_SLOTS  # the block of each CTA
+    edges = [0, *(np.flatnonzero(first[1:] != first[:-1]) + 1).tolist(), len(kept)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 @dataclasses.dataclass
@@ -144,19 +169,25 @@ class _Report:
 
 class _Rows:
     """Per-event layout of one block: a 2D (segments, capacity) view when every segment is full
-    (per-segment values then broadcast), else flat with per-segment values repeated."""
+    (per-segment values then broadcast; per-CTA values along (CTAs, slots x capacity) rows, fewer and
+    longer), else flat with per-segment values repeated."""
 
-    def __init__(self, n: np.ndarray, C: int):
-        self.n, self.C = n, C
+    def __init__(self, n: np.ndarray, C: int, W: int):
+        self.n, self.C, self.W = n, C, W
         self.full = bool(len(n)) and bool((n == C).all())
 
     def shape(self, x: np.ndarray) -> np.ndarray:
         return x.reshape(len(self.n), self.C) if self.full else x
 
+    def by_cta(self, x: np.ndarray) -> np.ndarray:
+        """A full block's events as (CTAs, slots x capacity) rows."""
+        return x.reshape(len(self.n) // self.W, self.W * self.C)
+
     def col(self, v: np.ndarray, pres: np.ndarray | None = None, force_1d: bool = False) -> np.ndarray:
-        """Per-segment values ``v`` (for all segments, or for the present ones ``pres``), per event."""
+        """Per-segment values ``v`` (for all segments, or for the present ones ``pres``), per event (a
+        column of the 2D view when the block is full)."""
         if self.full and not force_1d:
-            return np.broadcast_to(v[:, None], (len(self.n), self.C))
+            return v[:, None]  # broadcast by the arithmetic it takes part in
         return np.repeat(v, self.n if pres is None else self.n[pres])
 
 
@@ -172,6 +203,8 @@ class _Block:
     rows: _Rows
     tag: np.ndarray  # per event
     time: np.ndarray
+    cta: np.ndarray  # the block's CTAs (region indices): a full block's rows of rows.by_cta
+    rel: np.ndarray | None = None  # a full block's cycles after its CTA's clock_start (clock="clock")
     seq: np.ndarray | None = None  # per event, once records were rejected (else from the segments)
     scope: np.ndarray | None = None  # per event, once read from the tags (kept for writing)
     clean: bool = False  # every tag valid, every scope id in the (dense) table
@@ -198,6 +231,8 @@ class _Job:
     """One launch's records: the inputs per segment (warp) and the output columns."""
 
     recs: np.ndarray  # the buffer's records field, (n_ctas, W, C)
+    words: np.ndarray  # the same buffer as 32-bit words
+    layout: tuple[int, int, int, int]  # in words: a CTA region, its first record, a warp's slots, a record
     vc: np.ndarray  # good CTAs (region indices)
     W: int
     C: int
@@ -215,8 +250,12 @@ class _Job:
     hi: np.ndarray
 
     def __post_init__(self) -> None:
-        self.base = np.zeros(len(self.seg_n) + 1, np.int64)  # first event of each segment
-        np.cumsum(self.seg_n, out=self.base[1:])
+        S = len(self.seg_n)
+        if S and self.seg_n[0] == self.seg_n.min() == self.seg_n.max():  # every warp as many (no cumsum)
+            self.base = np.arange(S + 1, dtype=np.int64) * int(self.seg_n[0])  # first event of each segment
+        else:
+            self.base = np.zeros(S + 1, np.int64)
+            np.cumsum(self.seg_n, out=self.base[1:])
         E = int(self.base[-1])
         self.scope = np.empty(E, np.uint32)
         self.dense = self.ids is not None and bool(len(self.ids)) and self.ids[0] == 0 \
@@ -229,7 +268,7 @@ class _Job:
         """Decode the good CTAs ``vc[ca:cb]`` into the output columns; report what was wrong."""
         b, slots = self._read(ca, cb)
         rpt = _Report(s0=b.s0, s1=b.s0 + len(b.n), e0=b.e0, written=len(b.tag))
-        rpt.extra = _slots_past_count(slots, b.n, self.C, b.s0)
+        rpt.extra = _slots_past_count(slots, b, self.C)
         reason = self._tag_reasons(b, rpt)
         if reason is not None:
             _reject(b, rpt, reason)
@@ -243,33 +282,45 @@ class _Job:
         rpt.adjacent = all_adjacent(self.scope[out], self.is_end[out], b.lbase[b.n > 0])
         return rpt
 
-    def _read(self, ca: int, cb: int) -> tuple[_Block, tuple[np.ndarray, np.ndarray]]:
-        """The block's kept records in (warp, seq) order, and all its slots' (tags, times) as (segments, C)
-        arrays."""
+    def _read(self, ca: int, cb: int) -> tuple[_Block, np.ndarray | None]:
+        """The block's kept records in (warp, seq) order, and, where some warp did not fill its slots, all
+        its slots (the buffer's records, (CTAs, W, C)); the full block's slots are all kept."""
         W, C = self.W, self.C
         s0, s1 = ca * W, cb * W
         e0 = int(self.base[s0])
         n, fseq = self.seg_n[s0:s1], self.first_seq[s0:s1]
         lbase = self.base[s0:s1] - e0
-        rows = _Rows(n, C)
+        rows = _Rows(n, C, W)
         ctas = self.vc[ca:cb]
         if ctas[-1] - ctas[0] == cb - ca - 1:  # consecutive regions: a strided view, no gather
             recs = self.recs[ctas[0] : ctas[-1] + 1]
         else:
             recs = self.recs[ctas]
-        tag2 = np.ascontiguousarray(recs["tag"]).reshape(-1, C)
-        time2 = np.ascontiguousarray(recs["time"]).reshape(-1, C)
+        tags, times = recs["tag"], recs["time"]  # (CTAs, W, C), strided
         rotated = self.wrap and bool(np.any(fseq % C))
-        if rows.full and not rotated:
-            tag, tm = tag2.reshape(-1), time2.reshape(-1)
-        else:
-            m = int(self.base[s1]) - e0
-            local = np.arange(m, dtype=np.int64) + rows.col(fseq - lbase, force_1d=True)  # seq
-            slot = (local & (C - 1)) if self.wrap else local
-            g = rows.col(np.arange(len(n), dtype=np.int64) * C, force_1d=True) + slot
-            tag, tm = tag2.reshape(-1).take(g), time2.reshape(-1).take(g)
-            rows.full = False
-        return _Block(s0, e0, n, fseq, lbase, rows, tag, tm), (tag2, time2)
+        if rows.full and not rotated:  # every slot kept, in order: contiguous copies
+            tag, tm = np.ascontiguousarray(tags).reshape(-1), np.ascontiguousarray(times).reshape(-1)
+            return _Block(s0, e0, n, fseq, lbase, rows, tag, tm, ctas), None
+        rows.full = False
+        tag, tm = self._gather(ctas, n, fseq, lbase)
+        b = _Block(s0, e0, n, fseq, lbase, rows, tag, tm, ctas)
+        return b, None if (n == C).all() else recs
+
+    def _gather(self, ctas: np.ndarray, n: np.ndarray, fseq: np.ndarray,
+                lbase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(tag, time) of the kept records of the block's warps (``n`` each, the oldest of seq ``fseq``,
+        the first at ``lbase``), in (warp, seq) order: taken from the buffer's words, no slot copied that
+        is not kept."""
+        cta_w, rec0_w, warp_w, k = self.layout
+        base = (ctas[:, None] * cta_w + rec0_w + np.arange(self.W, dtype=np.int64) * warp_w).reshape(-1)
+        if self.wrap:  # the slot of seq q is q % C
+            local = np.arange(int(n.sum()), dtype=np.int64) + np.repeat(fseq - lbase, n)
+            at = np.repeat(base, n) + k * (local & (self.C - 1))
+        else:  # the slot of seq q is q
+            at = np.arange(int(n.sum()), dtype=np.int64) * k + np.repeat(base + k * (fseq - lbase), n)
+        if k == 2:  # RECORD32_DTYPE: tag, low 32 bits of the clock
+            return self.words.take(at), self.words.take(at + 1)
+        return self.words.take(at), self.words.view("<u8").take((at >> 1) + 1)  # tag, zero, 64-bit time
 
     def _tag_reasons(self, b: _Block, rpt: _Report) -> np.ndarray | None:
         """Per event, why its tag is rejected (0: it is not): not valid, or a scope outside the table."""
@@ -294,18 +345,17 @@ class _Job:
     def _time_reasons(self, b: _Block, cycles: np.ndarray, rpt: _Report) -> np.ndarray | None:
         """Per event, why its time is rejected (0: it is not): outside its CTA's span, out of order in its
         warp, or the partner of either (kperf.tracing.record_checks); the backward steps go to ``rpt``."""
+        if b.rows.full and self._in_order(b, cycles):
+            return None
         pres = np.flatnonzero(b.n > 0)
         if not len(pres):
             return None
         first, last = b.lbase[pres], b.lbase[pres] + b.n[pres] - 1
         p_cta = self.seg_cta[b.s0 + pres]
-        if b.rows.full:  # every warp a row of the block: in order along each row
-            c2 = cycles.reshape(len(b.n), b.rows.C)
-            ordered = bool((c2[:, 1:] >= c2[:, :-1]).all())
-        else:
+        if not b.rows.full:
             ordered = len(cycles) < 2 or bool(((cycles[1:] >= cycles[:-1]) | b.firsts()[1:]).all())
-        if ordered and (cycles[first] >= self.lo[p_cta]).all() and (cycles[last] <= self.hi[p_cta]).all():
-            return None
+            if ordered and (cycles[first] >= self.lo[p_cta]).all() and (cycles[last] <= self.hi[p_cta]).all():
+                return None
         cta_ev = np.repeat(p_cta, b.n[pres])
         out = (cycles < self.lo[cta_ev]) | (cycles > self.hi[cta_ev])
         reason = np.where(out, REJECT_OUT_OF_SPAN, 0).astype(np.uint8)
@@ -323,6 +373,18 @@ class _Job:
         reason[mate[reason[mate] == 0]] = REJECT_PARTNER
         return reason
 
+    def _in_order(self, b: _Block, cycles: np.ndarray) -> bool:
+        """A full block: whether every warp's times never decrease and its first and last lie in the
+        CTA's span (then all of them do)."""
+        C = b.rows.C
+        step = cycles[1:] >= cycles[:-1]
+        step[C - 1::C] = True  # from one warp's last record to the next warp's first
+        if not step.all():
+            return False
+        c3 = cycles.reshape(len(b.cta), b.rows.W, C)
+        return bool((c3[:, :, 0] >= self.lo[b.cta][:, None]).all()
+                    and (c3[:, :, -1] <= self.hi[b.cta][:, None]).all())
+
     def _write(self, b: _Block, cycles: np.ndarray) -> None:
         """Write the block's events (scope, is_end, cycles, time_ns) into the output columns."""
         out = slice(b.e0, b.e0 + len(b.tag))
@@ -339,12 +401,14 @@ class _Job:
         if not np.may_share_memory(cycles, self.cycles):  # else _cycles wrote them in place already
             self.cycles[out] = cycles
         rows, fit = b.rows, self.fit
-        if rows.full:  # time_ns = offset + ns_per_cycle * (cycles - ref), per warp, written in place
-            seg = self.seg_cta[b.s0 : b.s0 + len(b.n)]
-            t = self.time_ns[out].reshape(len(b.n), rows.C)
-            np.subtract(rows.shape(cycles), fit.ref_cycles[seg][:, None], out=t)
-            t *= fit.ns_per_cycle[seg][:, None]
-            t += fit.offset_ns[seg][:, None]
+        if rows.full:  # time_ns = offset + ns_per_cycle * (cycles - ref), per CTA, written in place
+            t = rows.by_cta(self.time_ns[out])
+            if b.rel is not None:  # cycles - ref: ref is clock_start (ClockFit.ref_cycles), exact in int64
+                np.multiply(b.rel, fit.ns_per_cycle[b.cta][:, None], out=t)
+            else:
+                np.subtract(rows.by_cta(cycles), fit.ref_cycles[b.cta][:, None], out=t)
+                t *= fit.ns_per_cycle[b.cta][:, None]
+            t += fit.offset_ns[b.cta][:, None]
         else:
             pres = np.flatnonzero(b.n > 0)
             cta_ev = np.repeat(self.seg_cta[b.s0 + pres], b.n[pres])
@@ -355,7 +419,13 @@ class _Job:
         (the block's part of the output column) where that is as simple."""
         rep, tm = b.rows, b.time
         if self.clock != "clock":
-            return rep.shape(tm.astype(np.int64))
+            out[...] = tm  # the 64-bit readings as int64, in place
+            return rep.shape(out)
+        if rep.full:
+            cs = self.cs[b.cta]
+            if signed_steps(cs, self.ce[b.cta], self.end_ok[b.cta]).all():  # as below, per CTA
+                b.rel = (rep.by_cta(tm) - (cs & MASK32).astype(np.uint32)[:, None]).view(np.int32)
+                return np.add(b.rel, cs[:, None], out=rep.by_cta(out))
         pres = np.flatnonzero(b.n > 0)
         run, first = b.n[pres], b.lbase[pres]
         p_cta = self.seg_cta[b.s0 + pres]
@@ -422,20 +492,28 @@ def _reject(b: _Block, rpt: _Report, reason: np.ndarray, cycles: np.ndarray | No
     b.scope = None if b.scope is None else b.scope[keep]
     b.lbase = np.zeros(len(b.n), np.int64)
     np.cumsum(b.n[:-1], out=b.lbase[1:])
-    b.rows = _Rows(b.n, b.rows.C)
+    b.rows = _Rows(b.n, b.rows.C, b.rows.W)
     b.rows.full = False
     return None if cycles is None else cycles[keep]
 
 
-def _slots_past_count(slots: tuple[np.ndarray, np.ndarray], n: np.ndarray, C: int, s0: int) -> tuple | None:
-    """(segment, count) of the warps whose slots past their count hold data (they never should)."""
-    if (n == C).all():
+def _slots_past_count(slots: np.ndarray | None, b: _Block, C: int) -> tuple | None:
+    """(segment, count) of the warps whose slots past their count hold data (they never should).
+
+    ``slots``: the block's record slots (``_Job._read``; None when every warp filled its slots); ``b``
+    the block as read, its records the slots below each warp's count (or all of them)."""
+    if slots is None:
         return None
-    past = np.arange(C) >= n[:, None]
-    tag2, time2 = slots
-    extra = np.count_nonzero(((tag2 != 0) | (time2 != 0)) & past, axis=1)
+    # as many slots hold data as records kept: none past a count does (one pass over the slots, no copy
+    # where a record is one 64-bit word)
+    used = None if slots.dtype.itemsize == 8 else slots["tag"] | slots["time"]
+    if np.count_nonzero(slots.view("<u8") if used is None else used) == np.count_nonzero(b.tag | b.time):
+        return None
+    used = (slots["tag"] | slots["time"]).reshape(-1, C)
+    past = np.arange(C) >= b.n[:, None]
+    extra = np.count_nonzero((used != 0) & past, axis=1)
     hit = np.flatnonzero(extra)
-    return (hit + s0, extra[hit]) if hit.size else None
+    return (hit + b.s0, extra[hit]) if hit.size else None
 
 
 def _rejected_rows(reports: list[_Report], seg_cta: np.ndarray,
@@ -465,6 +543,8 @@ def _count_problems(cnt: np.ndarray, vc: np.ndarray, headers: CtaHeaders, geomet
         return []
     span = np.where(headers.end_ok & (headers.sm_start == headers.sm_end),
                     headers.clock_end - headers.clock_start, -1)[vc]
+    if cnt.max() <= SPAN_SLACK and span.max() <= _I64_MAX - SPAN_SLACK:  # none over span + slack (exact)
+        return []
     bad = np.argwhere((span[:, None] >= 0) & (cnt > span[:, None] + SPAN_SLACK))
     if not len(bad):
         return []
