@@ -42,24 +42,7 @@ def _run_script(script: str, argv: list[str]) -> None:
     if not os.path.isfile(script):
         raise KperfError(f"no script at {script}", fix="give the path of a Python file")
     sys.argv = [script, *argv]
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as e:
-        if e.code not in (None, 0):
-            raise
-    except KperfError:
-        raise
-    except Exception as e:
-        from kperf.compile_api import kperf_cause
-        if kperf_cause(e) is not None:
-            raise
-        tb = e.__traceback__  # the script's own error: its traceback from the script's frames on
-        while tb is not None and tb.tb_next is not None and \
-                os.path.realpath(tb.tb_frame.f_code.co_filename) != os.path.realpath(script):
-            tb = tb.tb_next
-        traceback.print_exception(type(e), e, tb)
-        raise ScriptError(f"{script} raised {type(e).__name__}: {e}",
-                          fix="the traceback above shows where in the script") from e
+    _run_main(lambda: runpy.run_path(script, run_name="__main__"), script, "script")
 
 
 def _run_module(module: str, argv: list[str]) -> None:
@@ -75,17 +58,30 @@ def _run_module(module: str, argv: list[str]) -> None:
         raise KperfError(f"-m {module}: no module named {module!r}",
                          fix="give a module importable from the working folder or the installed packages, "
                              "as for python3 -m MODULE")
+    _run_main(lambda: runpy.run_module(module, run_name="__main__", alter_sys=True), module, "module")
+
+
+def _run_main(run, name: str, kind: str) -> None:
+    """Run a program's ``__main__``: ``sys.exit(0)`` ends it normally, a nonzero exit goes on up; its own
+    error is printed with its traceback (from the program's frames on) and becomes a ``ScriptError``."""
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        run()
     except SystemExit as e:
         if e.code not in (None, 0):
             raise
     except KperfError:
         raise
     except Exception as e:
-        traceback.print_exc()
-        raise ScriptError(f"{module} raised {type(e).__name__}: {e}",
-                          fix="the traceback above shows where in the module") from e
+        from kperf.compile_api import kperf_cause
+        if kperf_cause(e) is not None:
+            raise
+        tb = e.__traceback__  # a script's own error: its traceback from the script's frames on
+        while kind == "script" and tb is not None and tb.tb_next is not None and \
+                os.path.realpath(tb.tb_frame.f_code.co_filename) != os.path.realpath(name):
+            tb = tb.tb_next
+        traceback.print_exception(type(e), e, tb)
+        raise ScriptError(f"{name} raised {type(e).__name__}: {e}",
+                          fix=f"the traceback above shows where in the {kind}") from e
 
 
 def run_program(script: str | None, module: str | None, argv: list[str]) -> None:

@@ -110,26 +110,10 @@ def test_session_sampling_and_budget_bound_what_is_held():
     assert s.launches[0].kernel.geometry.capacity == 4
 
 
-def _block(dim=256, heads=4):
+def _block():
     """A small transformer block (pre-norm attention + MLP), nobody's kernel: Inductor writes them."""
-    class Block(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.n1, self.n2 = torch.nn.LayerNorm(dim), torch.nn.LayerNorm(dim)
-            self.qkv, self.proj = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
-            self.up, self.down = torch.nn.Linear(dim, 4 * dim), torch.nn.Linear(4 * dim, dim)
-            self.heads = heads
-
-        def forward(self, x):
-            b, t, d = x.shape
-            qkv = self.qkv(self.n1(x)).view(b, t, 3, self.heads, d // self.heads)
-            q, k, v = qkv.transpose(1, 3).unbind(2)
-            s = (q @ k.transpose(-1, -2)) * (d // self.heads) ** -0.5  # written out: deterministic kernels
-            s = s.masked_fill(torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
-            a = torch.softmax(s, dim=-1) @ v
-            x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
-            return x + self.down(torch.nn.functional.gelu(self.up(self.n2(x))))
-    return Block().cuda()
+    from bench.inductor_block import block
+    return block(dim=256, heads=4)
 
 
 def test_torch_compile_block_forward_backward_every_kernel_profiled():
