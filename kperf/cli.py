@@ -56,7 +56,8 @@ __all__ = ["cmd_compile", "cmd_corpus_check", "cmd_corpus_record", "cmd_diff", "
 
 
 def version_text() -> str:
-    """``kperf 0.1.0 (Triton 3.6.0)``: from the installed packages' metadata, without importing them."""
+    """``kperf 0.1.0 (Triton 3.6.0); supports triton<3.10,>=3.6``: from the installed packages' metadata,
+    without importing them."""
     from importlib.metadata import PackageNotFoundError, version
 
     def of(package: str) -> str | None:
@@ -66,7 +67,13 @@ def version_text() -> str:
             return None
 
     triton = of("triton")
-    return f"kperf {of('kperf') or 'unknown (not installed)'} (Triton {triton or 'not installed'})"
+    text = f"kperf {of('kperf') or 'unknown (not installed)'} (Triton {triton or 'not installed'})"
+    try:  # the Triton releases this kperf supports, as its package declares them (no Triton import)
+        from importlib.metadata import requires
+        needs = next((r for r in requires("kperf") or [] if r.replace(" ", "").startswith("triton")), None)
+    except PackageNotFoundError:
+        needs = None
+    return f"{text}; supports {needs}" if needs else text
 
 
 def _failure(exc: BaseException) -> tuple[KperfError, int]:

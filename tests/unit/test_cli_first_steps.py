@@ -148,7 +148,11 @@ def test_version_and_defaults_in_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0
-    assert capsys.readouterr().out.strip() == f"kperf {version('kperf')} (Triton {version('triton')})"
+    from kperf.triton_compat import PIP_RANGE
+    text = capsys.readouterr().out.strip()
+    assert text.startswith(f"kperf {version('kperf')} (Triton {version('triton')}); supports triton")
+    want = {c.strip() for c in PIP_RANGE.removeprefix("triton").split(",")}
+    assert {c.strip() for c in text.split("supports triton", 1)[1].split(",")} == want
     for command, defaults in (("compile", ["(default: cuda:90)", "(default: 1024)", "(default: keep-first)",
                                            "(default: the file's COMPILE_OPTIONS, else 4)"]),
                               ("report", ["(default: us)", "(default: 40)"]),
