@@ -261,8 +261,7 @@ class session(Capture, Profile):
                           f"{self.out_dir}/profile.kperf over the others'; use kperf.distributed.session "
                           "(one profile per rank, clocks aligned, kperf merge): docs/multi-gpu.md",
                           stacklevel=2)
-        _watch_cuda_graphs()
-        DISPATCHER.activate()
+        DISPATCHER.activate()  # watches CUDA graphs from then on (kperf.launch_paths.install)
         DISPATCHER.add_session(self)
         self._mode = mode_override(instrumentation_mode(self.config))
         self._mode.__enter__()

@@ -29,7 +29,8 @@ from kperf.coverage import NO_RECORDS
 
 _originals: dict = {}
 _dispatcher = None
-_twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # CompiledKernel -> {mode: twin or reason}
+#: CompiledKernel -> {"name", "instrumented", then per mode: its twin or the reason there is none}
+_twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _twin_lock = threading.Lock()
 COMPILED_KERNEL = {"launch_path": "compiled kernel"}
 
@@ -85,31 +86,31 @@ def _getitem(self, grid):
 
 def _twin_for(kernel, d):
     """The instrumented build of a compiled kernel for the captures that want it, or None."""
-    name = getattr(kernel, "name", None) or triton_compat.kernel_metadata(kernel).get("name", "?")
-    if _is_instrumented(kernel):
+    known = _twins.get(kernel)
+    if known is None:  # read the kernel's metadata once, not on every launch
+        md = triton_compat.kernel_metadata(kernel)
+        from kperf.dialect.options import ProfileConfig
+        mode = md.get("instrumentation_mode") or ""
+        known = _twins[kernel] = {"name": getattr(kernel, "name", None) or md.get("name", "?"),
+                                  "instrumented": ProfileConfig.is_kperf_mode(mode)}
+    if known["instrumented"]:
         return None  # built in a kperf mode already: the launch hooks see it as it is
+    name = known["name"]
     config = d.config_for(name)
     if config is None:
         return None
     from kperf.stages import instrumentation_mode
     mode = instrumentation_mode(config)
-    with _twin_lock:
-        by_mode = _twins.setdefault(kernel, {})
-        if mode not in by_mode:
-            by_mode[mode] = _build_twin(kernel, name, mode)
-    twin = by_mode[mode]
+    twin = known.get(mode)
+    if twin is None:
+        with _twin_lock:
+            twin = known[mode] = known.get(mode) or _build_twin(kernel, name, mode)
     if isinstance(twin, str):
         for t in d.targets():
             if t.wants(name):
                 t.coverage.skipped(name, twin)
         return None
     return twin
-
-
-def _is_instrumented(kernel) -> bool:
-    from kperf.dialect.options import ProfileConfig
-    mode = triton_compat.kernel_metadata(kernel).get("instrumentation_mode") or ""
-    return ProfileConfig.is_kperf_mode(mode)
 
 
 def _build_twin(kernel, name: str, mode: str):

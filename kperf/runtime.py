@@ -28,7 +28,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-from kperf import copy_out, stages, triton_compat
+from kperf import copy_out, cuda_graphs, stages, triton_compat
 from kperf.coverage import NO_RECORDS, PLAIN, Coverage, Sampling
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
@@ -304,7 +304,6 @@ class Dispatcher:
         if size % info.geometry.cta_bytes:
             raise KperfError(f"profile buffer of {size} bytes is not a whole number of "
                              f"{info.geometry.cta_bytes}-byte CTA regions")
-        from kperf import cuda_graphs
         if cuda_graphs.capturing():
             cuda_graphs.captured(info, buf, size // info.geometry.cta_bytes, targets, extra)
             return
