@@ -197,25 +197,28 @@ def _cta_rate_problems(c: _Ctas, ghz: float, step: int) -> list[str]:
         bad = (dc / np.maximum(dg - GTIME_MAX_STEP_NS, 0.0) < lo) | (dc / (dg + GTIME_MAX_STEP_NS) > hi)
     problems = []
     if bad.any():
-        ex = [f"CTA {i} ({r:.3g} GHz)"
-              for i, r in zip(idx[bad][:5].tolist(), rate[bad][:5].tolist(), strict=True)]
         problems.append(
             f"{plural(int(bad.sum()), 'CTA')} whose header readings give a clock rate no GPU runs at "
             f"(outside {lo}-{hi} GHz: a corrupt entry or exit reading; their events are placed with it): "
-            f"{fmt_ids(ex, 5, total=int(bad.sum()))}")
+            f"{_rate_examples(idx, rate, bad, '.3g')}")
     if not np.isfinite(ghz):
         return problems
     long = dg_steps >= CTA_RATE_MIN_STEPS * max(step, 1)
     idx, rate = idx[long], rate[long]
     odd = (rate > ghz * CTA_RATE_FACTOR) | (rate < ghz / CTA_RATE_FACTOR)
     if odd.any():
-        ex = [f"CTA {i} ({r:.2f} GHz)"
-              for i, r in zip(idx[odd][:5].tolist(), rate[odd][:5].tolist(), strict=True)]
         problems.append(
             f"{plural(int(odd.sum()), 'CTA')} whose header readings give a clock rate far from the launch's "
             f"{ghz:.3f} GHz (a corrupt entry or exit reading; their events are placed with it): "
-            f"{fmt_ids(ex, 5, total=int(odd.sum()))}")
+            f"{_rate_examples(idx, rate, odd, '.2f')}")
     return problems
+
+
+def _rate_examples(idx: np.ndarray, rate: np.ndarray, mask: np.ndarray, spec: str) -> str:
+    """The first CTAs ``mask`` picks, with their clock rates (``CTA 7 (0.41 GHz), ...``)."""
+    first = zip(idx[mask][:5].tolist(), rate[mask][:5].tolist(), strict=True)
+    ex = [f"CTA {i} ({r:{spec}} GHz)" for i, r in first]
+    return fmt_ids(ex, 5, total=int(mask.sum()))
 
 
 #: the plausible clock rates as ns per cycle: (lowest, highest)
