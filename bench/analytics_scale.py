@@ -23,7 +23,6 @@ Writes ``analytics_scale.json`` (every number, the machine, the command) and pri
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -31,8 +30,7 @@ import sys
 import tempfile
 import time
 
-from bench.host_throughput import machine
-from bench.timing import command_name
+from bench.timing import cpu_run_info
 
 SCOPES = ["load", "mma", "epilogue", "store"]
 TARGETS = {"report": (3.0, 1500.0), "diff": (5.0, 1500.0)}  # seconds, MB of peak RSS (issue 17)
@@ -206,10 +204,8 @@ def main(argv=None) -> int:
         res["runs"] = measure(profile, n, work, args.rounds)
     res["load_avg_after"] = os.getloadavg()
     res["targets"] = verdicts(res["runs"])
-    res["machine"] = machine()
+    res.update(cpu_run_info(argv))
     res["git_head"] = _git_head()
-    res["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    res["command"] = "python3 " + " ".join([command_name()] + (argv if argv is not None else sys.argv[1:]))
     with open(os.path.join(args.out, "analytics_scale.json"), "w") as f:
         json.dump(res, f, indent=1)
     print_table(res)

@@ -22,7 +22,6 @@ Writes ``saved_size.json`` (every number, the machine, the command) and prints a
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
@@ -32,8 +31,8 @@ import zipfile
 
 import numpy as np
 
-from bench.host_throughput import machine, rss_mb
-from bench.timing import command_name, first_and_best
+from bench.host_throughput import rss_mb
+from bench.timing import cpu_run_info, first_and_best
 from kperf.dialect.layout import Geometry
 from kperf.tracing import decode, load_profile, save_profile
 from tests.unit.reference_encoder import bulk_buffer  # the tests' independent encoder (run from the root)
@@ -156,9 +155,7 @@ def main(argv=None) -> int:
             print_row(name, res["profiles"][name])
             del d
     res["rss_mb_peak"] = rss_mb()
-    res["machine"] = machine()
-    res["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    res["command"] = "python3 " + " ".join([command_name()] + (argv if argv is not None else sys.argv[1:]))
+    res.update(cpu_run_info(argv))
     with open(os.path.join(args.out, "saved_size.json"), "w") as f:
         json.dump(res, f, indent=1)
     return 0 if all(p["loads_equal_original"] for p in res["profiles"].values()) else 1

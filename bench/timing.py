@@ -13,6 +13,7 @@ is kept apart from the best of the repeats.  Every results file also records wha
 
 from __future__ import annotations
 
+import datetime
 import platform
 import statistics
 import sys
@@ -103,6 +104,14 @@ def run_info(argv: list[str] | None = None) -> dict:
     return {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "command": "python3 " + " ".join([command_name()] + list(args)),
             "torch": torch.__version__, "triton": triton.__version__, "python": platform.python_version()}
+
+
+def cpu_run_info(argv: list[str] | None = None) -> dict:
+    """Machine, date and command line of a CPU-only benchmark, for the head of its results file."""
+    from bench.host_throughput import machine
+    args = argv if argv is not None else sys.argv[1:]
+    return {"machine": machine(), "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": "python3 " + " ".join([command_name()] + list(args))}
 
 
 def command_name() -> str:
