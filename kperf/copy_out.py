@@ -37,25 +37,22 @@ def parse_bytes(value, option: str = "memory_budget") -> int:
 
 
 class Streams:
-    """Torch stream objects for the raw stream handles Triton launches on (made once per handle)."""
+    """The launch's stream, from the raw handle Triton launches on: the current stream, or a torch
+    ``ExternalStream`` made once per other handle."""
 
     def __init__(self):
-        self._by_handle: dict = {}
-
-    def get(self, handle):
-        import torch
-        s = self._by_handle.get(handle)
-        if s is None:
-            current = torch.cuda.current_stream()
-            same = handle is None or handle == current.cuda_stream
-            s = current if same else torch.cuda.ExternalStream(handle)
-            if handle is not None:
-                self._by_handle[handle] = s
-        return s
+        self._external: dict = {}
 
     def is_current(self, handle) -> bool:
         import torch
         return handle is None or handle == torch._C._cuda_getCurrentRawStream(torch.cuda.current_device())
+
+    def external(self, handle):
+        s = self._external.get(handle)
+        if s is None:
+            import torch
+            s = self._external[handle] = torch.cuda.ExternalStream(handle)
+        return s
 
 
 STREAMS = Streams()
@@ -66,7 +63,7 @@ def zeroed_buffer(size: int, stream_handle):
     import torch
     if STREAMS.is_current(stream_handle):
         return torch.zeros(size, dtype=torch.uint8, device="cuda")
-    with torch.cuda.stream(STREAMS.get(stream_handle)):
+    with torch.cuda.stream(STREAMS.external(stream_handle)):
         return torch.zeros(size, dtype=torch.uint8, device="cuda")
 
 
