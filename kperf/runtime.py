@@ -293,7 +293,13 @@ class Dispatcher:
                 if t.wants(name):
                     t.coverage.skipped(name, info)
             return
-        targets = taken if taken is not None else self.take(info.name)
+        capturing = cuda_graphs.capturing()
+        if taken is not None:
+            targets = taken
+        elif capturing:  # a capture runs nothing: sampling decides at each replay (kperf.cuda_graphs)
+            targets = [t for t in self.targets() if t.wants(info.name)]
+        else:
+            targets = self.take(info.name)
         if not targets:
             return
         if buf is None:
@@ -304,7 +310,7 @@ class Dispatcher:
         if size % info.geometry.cta_bytes:
             raise KperfError(f"profile buffer of {size} bytes is not a whole number of "
                              f"{info.geometry.cta_bytes}-byte CTA regions")
-        if cuda_graphs.capturing():
+        if capturing:
             cuda_graphs.captured(info, buf, size // info.geometry.cta_bytes, targets, extra)
             return
         if cuda_graphs.capturing_unseen():

@@ -206,3 +206,31 @@ def test_inductor_origin_is_read_from_the_comment_above_the_kernel(tmp_path):
     assert inductor._origin_in(str(code), "triton_poi_fused_relu_1")["inductor_ops"] == "aten.relu"
     assert inductor._origin_in(str(code), "no_such_kernel") == {}
     assert inductor._origin_in(str(tmp_path / "missing.py"), "k") == {}
+
+
+def test_a_capture_is_not_sampled_each_replay_is():
+    """A launch captured into a CUDA graph runs at every replay, so sampling (every=) must not drop it at
+    capture time: the capture is remembered for the graph whatever the sampling says."""
+    import torch
+
+    from kperf import cuda_graphs
+    from kperf.dialect.layout import Geometry
+    from kperf.dialect.scope_table import ScopeTable
+
+    class Graph:  # what the capture wrapper remembers launches under (a torch.cuda.CUDAGraph on a GPU)
+        pass
+    d = Dispatcher()
+    cap = Capture(sampling=coverage.Sampling(every=10))
+    d.add_session(cap)
+    g = Geometry(4, 2)
+    d._kernels[7] = KernelInfo("k", "h", ScopeTable.from_json([]), g, "keep-first", 2)
+    graph, saved = Graph(), cuda_graphs._dispatcher
+    cuda_graphs._dispatcher, cuda_graphs._state.graph = d, graph
+    try:
+        for _ in range(2):  # the 2nd capture launch would be sampled out if sampling applied here
+            d._tls.pending = torch.zeros(3 * g.cta_bytes, dtype=torch.uint8)
+            d._on_launch_exit({"function": 7, "name": "k", "stream": 0})
+    finally:
+        cuda_graphs._state.graph, cuda_graphs._dispatcher = None, saved
+    assert [cl.n_ctas for cl in cuda_graphs._launches[graph]] == [3, 3]
+    assert cap.launches == [] and cap.coverage.rows() == []  # nothing ran, nothing counted yet
