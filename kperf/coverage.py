@@ -19,6 +19,20 @@ SAMPLED = "left out by sampling (every=)"
 LIMIT = "past max_launches"
 
 
+def build_failure(kernel: str, error: Exception) -> str:
+    """The reason an instrumented build of ``kernel`` failed, warned once: a ``KperfError`` (what kperf
+    cannot do, e.g. place a record) lets the launch run plain; any other error is the program's and is
+    raised again."""
+    import warnings
+
+    from kperf.compile_api import kperf_cause
+    cause = kperf_cause(error)
+    if cause is None:
+        raise error
+    warnings.warn(f"kperf: {kernel} runs uninstrumented: {cause}", stacklevel=4)
+    return f"could not be instrumented ({str(cause).splitlines()[0]})"
+
+
 class Sampling:
     """Which launches of each kernel a capture keeps: every ``every``-th, at most ``max_launches``."""
 

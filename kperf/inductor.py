@@ -25,10 +25,9 @@ import gc
 import importlib.abc
 import re
 import sys
-import warnings
 
 from kperf import triton_compat
-from kperf.coverage import NO_RECORDS
+from kperf.coverage import NO_RECORDS, build_failure
 
 MODULE = "torch._inductor.runtime.triton_heuristics"
 _original_run = None
@@ -123,19 +122,23 @@ def _run(self, *args, **kwargs):
             self._cached_launcher = fast
 
 
+def _coordesc_pending(self) -> bool:
+    return bool(self.inductor_meta.get("coordinate_descent_tuning")) and \
+        not getattr(self.launchers[0].config, "found_by_coordesc", False)
+
+
 def _settle(self, args, kwargs) -> bool:
     """Let Inductor finish choosing this kernel's config (plain timing runs); False if it cannot yet."""
-    with _dispatcher.benchmarking():
-        if not self.launchers:
-            self.precompile()
-        if len(self.launchers) > 1:
-            self.autotune_to_one_config(*args, **kwargs)
-        meta = self.inductor_meta
-        tuned = getattr(self.launchers[0].config, "found_by_coordesc", False)
-        if meta.get("coordinate_descent_tuning") and not tuned:
-            self.launchers = [self.coordinate_descent_tuning(self.launchers[0], *args, **kwargs)]
-    combo = meta.get("combo_tuning_groups") and not getattr(self.launchers[0].config,
-                                                            "found_by_combo_autotune", False)
+    if len(self.launchers) != 1 or _coordesc_pending(self):  # else settled already: nothing to run
+        with _dispatcher.benchmarking():
+            if not self.launchers:
+                self.precompile()
+            if len(self.launchers) > 1:
+                self.autotune_to_one_config(*args, **kwargs)
+            if _coordesc_pending(self):
+                self.launchers = [self.coordinate_descent_tuning(self.launchers[0], *args, **kwargs)]
+    combo = self.inductor_meta.get("combo_tuning_groups") and \
+        not getattr(self.launchers[0].config, "found_by_combo_autotune", False)
     return len(self.launchers) == 1 and not combo
 
 
@@ -163,12 +166,7 @@ def _build(self, name: str, cfg, mode: str):
         with triton_compat.compile_option("instrumentation_mode", mode) as built:
             result = self._precompile_config(cfg)
     except Exception as e:
-        from kperf.compile_api import kperf_cause
-        cause = kperf_cause(e)
-        if cause is None:
-            raise
-        warnings.warn(f"kperf: Inductor kernel {name} runs uninstrumented: {cause}", stacklevel=5)
-        return f"could not be instrumented ({str(cause).splitlines()[0]})"
+        return build_failure(f"Inductor kernel {name}", e)
     info = triton_compat.kernel_metadata(built[-1]).get("kperf") if built else None
     if not info or not info.get("num_records"):
         return NO_RECORDS

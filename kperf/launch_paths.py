@@ -21,11 +21,10 @@ seen.  A launch kperf sees but cannot profile is counted with its reason (``kper
 from __future__ import annotations
 
 import threading
-import warnings
 import weakref
 
 from kperf import cuda_graphs, inductor, triton_compat
-from kperf.coverage import NO_RECORDS
+from kperf.coverage import NO_RECORDS, build_failure
 
 _originals: dict = {}
 _dispatcher = None
@@ -118,11 +117,6 @@ def _build_twin(kernel, name: str, mode: str):
     try:
         twin = triton_compat.recompile(kernel, mode)
     except Exception as e:
-        from kperf.compile_api import kperf_cause
-        cause = kperf_cause(e)
-        if cause is None:
-            raise
-        warnings.warn(f"kperf: {name} runs uninstrumented: {cause}", stacklevel=4)
-        return f"could not be instrumented ({str(cause).splitlines()[0]})"
+        return build_failure(name, e)
     info = (triton_compat.kernel_metadata(twin).get("kperf") or {})
     return twin if info.get("num_records") else NO_RECORDS
