@@ -164,21 +164,23 @@ class AttentionCase(Case):
     def __init__(self, n_ctx: int):
         import dataclasses
 
-        import torch
-
         from kperf.dialect.options import ProfileConfig
         from kperf.examples import attention as at
         if "auto" not in {f.name for f in dataclasses.fields(ProfileConfig)}:
             raise RuntimeError("this checkout's ProfileConfig has no `auto` option (automatic insertion on "
                                "the final TTGIR), and source scopes cannot survive warp specialization")
-        self.at = at
-        self.kernel_name = "attn_fwd_kernel"
+        self._inputs(at, "attn_fwd_kernel", n_ctx, (4, 16, 128), block_m=128)
+
+    def _inputs(self, module, kernel_name: str, n_ctx: int, zhd: tuple, block_m: int) -> None:
+        """Random fp16 q, k, v of (z, h, n_ctx, d) for ``module``'s kernel; records from auto-insertion."""
+        import torch
+        self.at, self.kernel_name = module, kernel_name
         torch.manual_seed(0)
-        z, h, d = 4, 16, 128
+        z, h, d = zhd
         self.q, self.k, self.v = (torch.randn(z, h, n_ctx, d, device="cuda", dtype=torch.float16)
                                   for _ in range(3))
         self.n_ctas = None  # counted from the decode (auto insertion decides the records)
-        self.grid_ctas = (n_ctx // 128) * z * h
+        self.grid_ctas = (n_ctx // block_m) * z * h
         self.extra_config = {"auto": "mma,tma"}
 
     def run(self, kernel):
@@ -212,18 +214,8 @@ class HeldoutCase(AttentionCase):
     name = "heldout"
 
     def __init__(self, n_ctx: int):
-        import torch
-
         from bench import heldout_attention as ha
-        self.at = ha
-        self.kernel_name = "heldout_attn_kernel"
-        torch.manual_seed(0)
-        z, h, d = 4, 32, 64
-        self.q, self.k, self.v = (torch.randn(z, h, n_ctx, d, device="cuda", dtype=torch.float16)
-                                  for _ in range(3))
-        self.n_ctas = None
-        self.grid_ctas = (n_ctx // ha.BLOCK_M) * z * h
-        self.extra_config = {"auto": "mma,tma"}
+        self._inputs(ha, "heldout_attn_kernel", n_ctx, (4, 32, 64), block_m=ha.BLOCK_M)
         self.options = ha.COMPILE_OPTIONS
 
     def run(self, kernel):
