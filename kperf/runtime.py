@@ -270,9 +270,6 @@ class Dispatcher:
                                                                  else PLAIN)
         self._kernels[function] = info
 
-    def kernel_info(self, function) -> KernelInfo | str:
-        return self._kernels.get(function, PLAIN)
-
     def _allocate(self, size: int, alignment: int, stream):
         buf = copy_out.zeroed_buffer(size, stream)
         self._tls.pending = buf
