@@ -330,10 +330,15 @@ _LOOP_OPS = ("scf.for", "scf.while")
 
 
 def record_bound(text: str, path: str = "<ttgir>") -> int | None:
+    """``scanned_record_bound`` of the module ``text``."""
+    return scanned_record_bound(scan(text, path))
+
+
+def scanned_record_bound(mod: ScannedModule) -> int | None:
     """The most records one warp can write in one launch, when the text proves it: the number of record
     sites, if none sits inside a loop (``scf.for``, either region of ``scf.while``) or in a function
     other than the kernel (which could be called many times).  None when the count depends on the run."""
-    mod = scan(text, path)
+    path = mod.path
     if any(not s.func_is_kernel for s in mod.sites):
         return None
     in_loop_lines = set()

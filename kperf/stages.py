@@ -29,7 +29,6 @@ from kperf import triton_compat, ttgir_module
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import ALIGNMENT
 from kperf.dialect.options import ProfileConfig
-from kperf.dialect.ttgir_text import record_bound
 from kperf.override_folder import Overrides, source_key
 from kperf.passes.auto_insert import AutoInsertPass
 from kperf.passes.lower_ptx import LowerPtxPass
@@ -117,7 +116,7 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
         if before is not None and overridden is None and from_source < before:
             _raise_lost(before, from_source)
         info.update(config=instrumentation_mode(config), scopes=result.table.to_json(),
-                    num_records=result.num_records, record_bound=record_bound(result.text))
+                    num_records=result.num_records, record_bound=result.record_bound)
         if auto is not None and auto.flows:
             info["flows"] = flows_to_ids(auto.flows, result.table)
         return ttgir_module.parse(result.text, mod.context)

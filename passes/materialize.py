@@ -16,7 +16,7 @@ from kperf.dialect.errors import KperfError
 from kperf.dialect.mlir_string import encode_mlir_string
 from kperf.dialect.record import RecordOp
 from kperf.dialect.scope_table import ScopeTable, build_scope_table
-from kperf.dialect.ttgir_text import ScannedModule, scan
+from kperf.dialect.ttgir_text import ScannedModule, scan, scanned_record_bound
 
 from .pass_base import KperfPass
 
@@ -26,6 +26,7 @@ class MaterializeResult:
     text: str
     table: ScopeTable
     num_records: int  # static count of record sites
+    record_bound: int | None = None  # records one warp can write at most, when no site is in a loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +55,7 @@ class MaterializePass(KperfPass):
                 tok = site.string_token
                 asm = encode_mlir_string(op.carrier_asm())
                 lines[site.lineno - 1] = line[:tok.start] + asm + line[tok.end:]
-        return MaterializeResult("\n".join(lines) + "\n", table, len(mod.sites))
+        return MaterializeResult("\n".join(lines) + "\n", table, len(mod.sites), scanned_record_bound(mod))
 
     def run_text(self, text: str, path: str = "<ttgir>") -> str:
         return self.apply(text, path).text
