@@ -329,11 +329,6 @@ def _loc_spans(tokens: list[Token]) -> list[tuple[int, int]]:
 _LOOP_OPS = ("scf.for", "scf.while")
 
 
-def record_bound(text: str, path: str = "<ttgir>") -> int | None:
-    """``scanned_record_bound`` of the module ``text``."""
-    return scanned_record_bound(scan(text, path))
-
-
 def scanned_record_bound(mod: ScannedModule) -> int | None:
     """The most records one warp can write in one launch, when the text proves it: the number of record
     sites, if none sits inside a loop (``scf.for``, either region of ``scf.while``) or in a function

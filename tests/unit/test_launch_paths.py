@@ -12,7 +12,7 @@ from kperf import coverage, launch_paths, triton_compat
 from kperf.copy_out import parse_bytes
 from kperf.dialect.errors import KperfError
 from kperf.dialect.options import ProfileConfig
-from kperf.dialect.ttgir_text import record_bound
+from kperf.dialect.ttgir_text import scan, scanned_record_bound
 from kperf.runtime import Capture, Dispatcher, KernelInfo
 from kperf.stages import fitted_config
 
@@ -33,6 +33,10 @@ def _module(body: str, extra: str = "") -> str:
         {extra}
         }}
         """)
+
+
+def record_bound(text: str) -> int | None:
+    return scanned_record_bound(scan(text))
 
 
 def test_record_bound_counts_sites_only_when_no_loop_holds_one():
