@@ -45,6 +45,8 @@ class Sampling:
             raise KperfError(f"{api}(max_launches=...): expected a whole number >= 1 or None, got "
                              f"{max_launches!r}", fix="max_launches=None keeps every sampled launch")
         self.every, self.max_launches = every, max_launches
+        #: Whether some launches may be left out (then a launch is sampled before it runs, to run it plain).
+        self.active = every > 1 or max_launches is not None
         self._seen: collections.Counter = collections.Counter()
         self._kept: collections.Counter = collections.Counter()
 

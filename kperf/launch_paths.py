@@ -4,7 +4,9 @@ kperf instruments at compile time, so a launch is profiled only if it runs a ker
 mode.  Each launch path gets there differently:
 
 - ``JITFunction.run`` (``kernel[grid](...)``, ``@triton.heuristics``): compiles for the current
-  ``instrumentation_mode`` knob, which ``kperf.profile`` / ``kperf.session`` set; nothing to wrap.
+  ``instrumentation_mode`` knob, which ``kperf.profile`` / ``kperf.session`` set.  Under sampling
+  (``every=``, ``max_launches=``) a launch is sampled before it runs, and one left out runs the plain
+  build (compiled once more, without the mode) rather than paying for records nobody keeps.
 - ``@triton.autotune``: its timing runs (``Autotuner._bench``) run plain and are not captured (unless
   ``kperf.profile(profile_autotune=True)``); the launch with the chosen config goes through the JIT.
 - a compiled kernel called directly (``triton.compile(...)[grid](*args)``, libraries that cache compiled
@@ -41,8 +43,10 @@ def install(dispatcher) -> None:
     ck, at = triton_compat.compiled_kernel_type(), triton_compat.autotuner_type()
     _originals["getitem"] = ck.__getitem__
     _originals["bench"] = at._bench
+    _originals["jit_run"] = triton_compat.jit_function_type().run
     ck.__getitem__ = _getitem
     at._bench = _bench
+    triton_compat.jit_function_type().run = _jit_run
     cuda_graphs.install(dispatcher)
     inductor.install(dispatcher)
 
@@ -54,6 +58,7 @@ def uninstall() -> None:
         return
     triton_compat.compiled_kernel_type().__getitem__ = _originals.pop("getitem")
     triton_compat.autotuner_type()._bench = _originals.pop("bench")
+    triton_compat.jit_function_type().run = _originals.pop("jit_run")
     inductor.uninstall()  # the CUDA graph wrappers stay (kperf.cuda_graphs.install)
     _dispatcher = None
 
@@ -63,6 +68,31 @@ def _bench(self, *args, **kwargs):
         return _originals["bench"](self, *args, **kwargs)
     with _dispatcher.benchmarking():
         return _originals["bench"](self, *args, **kwargs)
+
+
+def _sampled(d, name: str):
+    """For a launch of ``name`` not yet sampled: None when no capture samples it (the launch-exit hook
+    decides), else the captures that keep this launch (empty: run it plain, uncaptured)."""
+    tls = d._tls
+    if (getattr(tls, "benchmarking", False) or getattr(tls, "taken", None) is not None
+            or cuda_graphs.capturing() or not d.samples(name)):
+        return None  # a capture samples at each replay (kperf.cuda_graphs), not at capture
+    return d.take(name)
+
+
+def _jit_run(self, *args, **kwargs):
+    d = _dispatcher
+    taken = None if d is None or kwargs.get("warmup") else _sampled(d, self.__name__)
+    if taken is None:
+        return _originals["jit_run"](self, *args, **kwargs)
+    if not taken:
+        with d.benchmarking():  # left out by sampling: the plain build, not captured
+            return _originals["jit_run"](self, *args, **kwargs)
+    d.launching(taken, None)
+    try:
+        return _originals["jit_run"](self, *args, **kwargs)
+    finally:
+        d.launching(None, None)
 
 
 def _getitem(self, grid):
@@ -75,7 +105,10 @@ def _getitem(self, grid):
     runner = _originals["getitem"](twin, grid)
 
     def launch(*args, **kwargs):
-        d.launching(None, COMPILED_KERNEL)
+        taken = _sampled(d, _twins[self]["name"])
+        if taken is not None and not taken:  # left out by sampling: the kernel as it is
+            return _originals["getitem"](self, grid)(*args, **kwargs)
+        d.launching(taken, COMPILED_KERNEL)
         try:
             return runner(*args, **kwargs)
         finally:

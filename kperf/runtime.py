@@ -249,6 +249,11 @@ class Dispatcher:
         """The captures that profile this launch of ``kernel_name`` (filters and sampling applied)."""
         return [t for t in self.targets() if t.wants(kernel_name) and t.take(kernel_name)]
 
+    def samples(self, kernel_name: str) -> bool:
+        """Whether a capture that wants ``kernel_name`` may leave launches of it out (``every=``,
+        ``max_launches=``): then a launch path samples before launching, and runs a left-out launch plain."""
+        return any(t.sampling.active and t.wants(kernel_name) for t in self.targets())
+
     def benchmarking(self):
         """A ``with`` block of a tuner's timing runs: compiled and run plain, never captured."""
         return _Benchmarking(self._tls)

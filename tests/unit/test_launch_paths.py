@@ -238,3 +238,38 @@ def test_a_capture_is_not_sampled_each_replay_is():
         cuda_graphs._state.graph, cuda_graphs._dispatcher = None, saved
     assert [cl.n_ctas for cl in cuda_graphs._launches[graph]] == [3, 3]
     assert cap.launches == [] and cap.coverage.rows() == []  # nothing ran, nothing counted yet
+
+
+def test_a_jit_launch_left_out_by_sampling_runs_the_plain_build_uncaptured(monkeypatch):
+    """Under every=3 a JIT launch is sampled before it runs: a kept one carries its captures to the
+    launch-exit hook, a left-out one runs with the mode knob cleared (the plain build) and is not captured."""
+    d = Dispatcher()
+    cap = Capture(sampling=coverage.Sampling(every=3))
+    d.add_session(cap)
+    seen = []
+
+    def run(self, *args, **kwargs):  # stands for JITFunction.run: what the launch would see
+        seen.append((getattr(d._tls, "taken", None), getattr(d._tls, "benchmarking", False),
+                     triton_compat.get_knob("compilation.instrumentation_mode")))
+        return "kernel"
+
+    class Fn:
+        __name__ = "k"
+    monkeypatch.setattr(launch_paths, "_dispatcher", d)
+    monkeypatch.setitem(launch_paths._originals, "jit_run", run)
+    with kperf.runtime.mode_override("kperf:test"):
+        for _ in range(6):
+            assert launch_paths._jit_run(Fn(), grid=(1,), warmup=False) == "kernel"
+        launch_paths._jit_run(Fn(), grid=(1,), warmup=True)  # a warmup launches nothing: not sampled
+    kept, left = seen[0], seen[1]
+    assert kept == ([cap], False, "kperf:test") and left == (None, True, "")
+    assert [s[1] for s in seen] == [False, True, True, False, True, True, False]
+    assert dict(cap.coverage._skipped["k"]) == {coverage.SAMPLED: 4}
+    assert getattr(d._tls, "taken", None) is None and not getattr(d._tls, "benchmarking", False)
+    other = Capture()  # a capture that samples nothing: the launch-exit hook decides, as before
+    d2 = Dispatcher()
+    d2.add_session(other)
+    monkeypatch.setattr(launch_paths, "_dispatcher", d2)
+    seen.clear()
+    launch_paths._jit_run(Fn(), grid=(1,), warmup=False)
+    assert seen[0][:2] == (None, False)
