@@ -6,6 +6,8 @@
 #   fa3       FA3 pipelines: a smoke run per variant (hangs left out), correctness, sweeps, traces
 #   fa3tests  the FA3 GPU tests
 #   fa3traces kperf traces, summaries and diffs of vanilla vs improved FA3 pipelines (traces.tgz)
+#   reach     1000 launches of a small kernel (session scale); a transformer block under torch.compile
+#   liger     Liger-Kernel's tests plain and under `kperf run` (needs .liger carried: wheels + liger-src.tar.gz)
 # Each part writes logs and JSON under OUTDIR/<part>/ and ends with a short table.
 set -uo pipefail
 OUT=${1:?usage: bench/gpu_run.sh OUTDIR PART...}
@@ -52,6 +54,16 @@ for part in "$@"; do
           --variants kperf_vanilla,kperf_ws,kperf_ws_overlap,kperf_ws_pingpong_persistent >"$d/run.log" 2>&1
       (cd "$d" && tar czf traces.tgz traces && rm -rf traces)
       tail -5 "$d/run.log" ;;
+    reach)
+      timeout 150 python3 -m bench.session_scale --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1
+      timeout 300 python3 -m bench.inductor_block --out "$d/inductor" >"$d/inductor_block.log" 2>&1
+      tail -12 "$d/session_scale.log"; tail -20 "$d/inductor_block.log" ;;
+    liger)
+      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/liger_site .liger/*.whl
+      mkdir -p /tmp/liger && tar xzf .liger/liger-src.tar.gz -C /tmp/liger
+      PYTHONPATH=/tmp/liger_site:${PYTHONPATH:-} LIGER_TIMEOUT=${LIGER_TIMEOUT:-200} \
+          bash bench/liger_suite.sh "$d" /tmp/liger ${LIGER_TESTS:-rms_norm layer_norm geglu swiglu dyt}
+      ls "$d/kperf" | head; tail -3 "$d/kperf.log" ;;
     *) echo "unknown part $part"; exit 2 ;;
   esac
 done
