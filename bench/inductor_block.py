@@ -48,6 +48,7 @@ def run_mode(mode: str, out: pathlib.Path) -> dict:
     import torch
 
     import kperf
+    torch._dynamo.reset()  # no compiled graph of an earlier mode (cached per code object) is reused
     torch.manual_seed(0)
     if mode.startswith("max-autotune"):  # tuning every GEMM of the block takes minutes: one Linear + GELU,
         lin = torch.nn.Linear(512, 2048).cuda()  # Triton templates only, so one of them wins
