@@ -104,7 +104,7 @@ def _profiled(fn, launches: int, grid, args, **options) -> dict:
             "results_s": to_results, "launches": len(decs), "events": events, "lost": lost,
             "capacity": g.capacity, "buffer_bytes": k.launches[0].n_ctas * g.cta_bytes,
             "table_lines": table.count("\n") + 1,
-            "problems": sorted({p.split(":")[0] for d in decs for p in d.problems})[:5],
+            "problems": [p for d in decs for p in d.problems][:5],
             "rejected": sum(int(getattr(d, "rejected_total", 0)) for d in decs),
             "spills": spills}
 
