@@ -182,21 +182,25 @@ def origin(autotuner) -> dict:
     if cached is not None:
         return cached
     out = {"launch_path": "inductor"}
-    path = _output_code_path(autotuner)
-    if path is not None:
-        out["inductor_module"] = path
-        out.update(_origin_in(path, autotuner.fn.__name__))
+    paths = _module_paths(autotuner)
+    for path in paths:  # the graph's output code names the ops; the kernel's own module does not
+        found = _origin_in(path, autotuner.fn.__name__)
+        if found:
+            out.update(inductor_module=path, **found)
+            break
+    else:
+        if paths:
+            out["inductor_module"] = paths[0]
     autotuner.__dict__["_kperf_origin"] = out
     return out
 
 
-def _output_code_path(autotuner) -> str | None:
-    """The output-code module holding this kernel (the module whose globals name it)."""
-    for ref in gc.get_referrers(autotuner):
-        if isinstance(ref, dict) and isinstance(ref.get("__file__"), str) and \
-                any(v is autotuner for v in ref.values()):
-            return ref["__file__"]
-    return None
+def _module_paths(autotuner) -> list[str]:
+    """The files of the modules whose globals name this kernel: the graph's output code, and the
+    kernel's own module when Inductor compiled it apart (in a worker, or from its cache)."""
+    return [ref["__file__"] for ref in gc.get_referrers(autotuner)
+            if isinstance(ref, dict) and isinstance(ref.get("__file__"), str)
+            and any(v is autotuner for v in ref.values())]
 
 
 def _origin_in(path: str, kernel: str) -> dict:

@@ -212,6 +212,30 @@ def test_inductor_origin_is_read_from_the_comment_above_the_kernel(tmp_path):
     assert inductor._origin_in(str(tmp_path / "missing.py"), "k") == {}
 
 
+def test_inductor_origin_comes_from_the_output_code_when_the_kernel_module_also_names_it(tmp_path):
+    """A kernel compiled apart (a worker, Inductor's cache) is also bound in its own module, whose file has
+    no origin comment; the output code's is the one to read, whichever module the GC lists first."""
+    import types
+
+    from kperf import inductor
+    kernel_file = tmp_path / "ckernel.py"
+    kernel_file.write_text("import triton\n@triton.jit\ndef triton_poi_fused_relu_0(x):\n    pass\n")
+    wrapper = tmp_path / "coutput.py"
+    wrapper.write_text("# Topologically Sorted Source Nodes: [relu], Original ATen: [aten.relu]\n"
+                       "triton_poi_fused_relu_0 = async_compile.triton('triton_poi_fused_relu_0', \"\"\"\n"
+                       "\"\"\", device_str='cuda')\n")
+
+    class Autotuner:  # Inductor's CachingAutotuner: the kernel's function is .fn
+        fn = types.SimpleNamespace(__name__="triton_poi_fused_relu_0")
+    tuner = Autotuner()
+    modules = [types.ModuleType(f"m{i}") for i in range(2)]
+    for mod, path in zip(modules, (kernel_file, wrapper), strict=True):
+        mod.__file__, mod.triton_poi_fused_relu_0 = str(path), tuner
+    assert inductor.origin(tuner) == {"launch_path": "inductor", "inductor_module": str(wrapper),
+                                      "source_nodes": "relu", "inductor_ops": "aten.relu"}
+    assert inductor._module_paths(tuner)[0] in (str(kernel_file), str(wrapper))
+
+
 def test_a_capture_is_not_sampled_each_replay_is():
     """A launch captured into a CUDA graph runs at every replay, so sampling (every=) must not drop it at
     capture time: the capture is remembered for the graph whatever the sampling says."""
