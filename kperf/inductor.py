@@ -130,13 +130,15 @@ def _coordesc_pending(self) -> bool:
 def _settle(self, args, kwargs) -> bool:
     """Let Inductor finish choosing this kernel's config (plain timing runs); False if it cannot yet."""
     if len(self.launchers) != 1 or _coordesc_pending(self):  # else settled already: nothing to run
+        # as CachingAutotuner.run calls them: its tuning runs pass the stream themselves
+        tune_kwargs = {k: v for k, v in kwargs.items() if k not in ("stream", "benchmark_run")}
         with _dispatcher.benchmarking():
             if not self.launchers:
                 self.precompile()
             if len(self.launchers) > 1:
-                self.autotune_to_one_config(*args, **kwargs)
+                self.autotune_to_one_config(*args, **tune_kwargs)
             if _coordesc_pending(self):
-                self.launchers = [self.coordinate_descent_tuning(self.launchers[0], *args, **kwargs)]
+                self.launchers = [self.coordinate_descent_tuning(self.launchers[0], *args, **tune_kwargs)]
     combo = self.inductor_meta.get("combo_tuning_groups") and \
         not getattr(self.launchers[0].config, "found_by_combo_autotune", False)
     return len(self.launchers) == 1 and not combo

@@ -297,3 +297,36 @@ def test_a_jit_launch_left_out_by_sampling_runs_the_plain_build_uncaptured(monke
     seen.clear()
     launch_paths._jit_run(Fn(), grid=(1,), warmup=False)
     assert seen[0][:2] == (None, False)
+
+
+def test_inductor_tuning_before_the_instrumented_build_gets_the_arguments_inductor_gives_it(monkeypatch):
+    """CachingAutotuner.run takes ``stream`` apart and tunes with the other arguments (its timing runs pass
+    the stream themselves): passing it on failed on the H100 with 'got multiple values for keyword argument
+    stream' for a kernel with several configs under reduce-overhead."""
+    from kperf import inductor
+
+    class Config:
+        found_by_coordesc = False
+
+    class Launcher:
+        config = Config()
+
+    class Autotuner:  # the parts of Inductor's CachingAutotuner that _settle drives
+        inductor_meta = {"coordinate_descent_tuning": True}
+
+        def __init__(self):
+            self.launchers, self.calls = [Launcher(), Launcher()], []
+
+        def autotune_to_one_config(self, *args, **kwargs):
+            self.calls.append(("autotune", args, kwargs, inductor._dispatcher._tls.benchmarking))
+            self.launchers = self.launchers[:1]
+
+        def coordinate_descent_tuning(self, launcher, *args, **kwargs):
+            self.calls.append(("coordesc", args, kwargs, inductor._dispatcher._tls.benchmarking))
+            launcher.config.found_by_coordesc = True
+            return launcher
+    monkeypatch.setattr(inductor, "_dispatcher", Dispatcher())
+    tuner = Autotuner()
+    assert inductor._settle(tuner, (1, 2), {"stream": 7, "benchmark_run": False, "extra": 3})
+    assert tuner.calls == [("autotune", (1, 2), {"extra": 3}, True), ("coordesc", (1, 2), {"extra": 3}, True)]
+    assert not inductor._dispatcher._tls.benchmarking
