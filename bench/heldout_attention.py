@@ -11,6 +11,10 @@ written with a plain store: Triton 3.6's Hopper warp specialization fails on a h
 the epilogue ("tt.descriptor_store op tensor descriptor block and tensor types must match").  kperf
 instruments it only through automatic insertion (``auto="mma,tma"``):
 Triton's warp specialization would delete source scopes in the loop.
+
+Not usable yet: its first GPU run (an H100, Triton 3.6, 2026-12-06) hung in the plain build's first
+launch, before kperf was involved (bench/results/h100-2026-12-06-s9).  The host descriptors with 3 stages
+are what it does not share with examples/attention.py, which runs; mend it on a GPU before using it.
 """
 
 from __future__ import annotations
