@@ -16,12 +16,13 @@ from the events.  What each number means: ``docs/statistics.md``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._common import plural
+from ._common import fmt_ids, plural
 from .balance_tables import kernel_spans
 from .frame import frame
 from .group_stats import group_summary
@@ -79,10 +80,32 @@ def notable(d: Any) -> bool:
 def launch_lines(launches: Sequence[Any], lines_of: Callable[[Any], list[str]],
                  many: int = MANY_LAUNCHES) -> list[str]:
     """Each launch's lines (``lines_of``); past ``many`` launches only those of the :func:`notable` ones,
-    after a line that says so."""
+    after a line that says so, and launches that report only problems of the same kinds as more than
+    :data:`GROUPED` others as one line per kind (1000 launches of a short kernel each noting a clock-map
+    residual filled 2,000 lines)."""
     if len(launches) <= many:
         return [line for d in launches for line in lines_of(d)]
     shown = [d for d in launches if notable(d)]
     head = (f"{len(launches)} launches; only the {len(shown)} that lost or rejected records or report "
             "problems are listed (all of them: the kernels and imbalance tables)" + (":" if shown else ""))
-    return [head] + [line for d in shown for line in lines_of(d)]
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for d in shown:
+        if not (d.lost_total or getattr(d, "rejected_total", 0)):
+            groups.setdefault(tuple(problem_kind(p) for p in d.problems), []).append(d)
+    grouped = {id(d) for ds in groups.values() if len(ds) > GROUPED for d in ds}
+    lines = [head] + [line for d in shown if id(d) not in grouped for line in lines_of(d)]
+    for ds in groups.values():
+        if len(ds) > GROUPED:
+            ids = fmt_ids([d.launch for d in ds], limit=6, total=len(ds))
+            lines += [f"{plural(len(ds), 'launch', 'launches')} ({ids}) report: {p} (launch {ds[0].launch}; "
+                      "the others alike)" for p in ds[0].problems]
+    return lines
+
+
+#: Launches with only problems of the same kinds are listed one by one up to this many, else as one line.
+GROUPED = 3
+
+
+def problem_kind(problem: str) -> str:
+    """A problem's sentence with its numbers and parenthesised lists taken out: what kind of problem."""
+    return re.sub(r"\([^)]*\)|\d[\d.,]*", "#", problem)

@@ -204,3 +204,31 @@ def test_report_of_many_launches(tmp_path, capsys):
     rows = {r["kernel"]: r for r in stats.kernel_stats(load_profile(path)).rows()}
     assert rows["mm"]["launches"] == 9 and rows["mm"]["info"] == "inductor_ops=aten.mm"
     assert (tmp_path / "csv" / "kernels.csv").exists()
+
+
+def test_many_launches_with_the_same_kinds_of_problem_are_one_line_per_kind():
+    """Past MANY_LAUNCHES launches, launches reporting only problems of one kind (numbers aside) are summed
+    up in one line per kind; launches that lost records and rare problems keep their own lines."""
+    import types
+
+    from kperf.tracing.kernel_tables import GROUPED, MANY_LAUNCHES, launch_lines
+
+    def launch(i, problems=(), lost=0):
+        return types.SimpleNamespace(launch=i, problems=list(problems), lost_total=lost, rejected_total=0)
+    residual = "clock map residual above 1000 ns on {} SMs (SM 3, 9; worst {} ns): times are approximate"
+    launches = [launch(i, [residual.format(i % 7 + 1, 1000 + i)]) for i in range(40)]
+    launches += [launch(40, lost=5), launch(41, ["2 CTAs never wrote exit timestamps"])]
+    launches += [launch(i) for i in range(42, 42 + MANY_LAUNCHES)]
+
+    def lines_of(d):
+        return [f"launch {d.launch}"] + [f"  problem: {p}" for p in d.problems]
+    lines = launch_lines(launches, lines_of)
+    assert lines[0].startswith(f"{len(launches)} launches; only the 42 that")
+    assert "launch 40" in lines and "launch 41" in lines
+    assert "  problem: 2 CTAs never wrote exit timestamps" in lines
+    [grouped] = [line for line in lines if line.startswith("40 launches")]
+    assert grouped.startswith("40 launches (0, 1, 2, 3, 4, 5, ... (40 in all)) report: clock map residual")
+    assert "worst 1000 ns" in grouped and "(launch 0; the others alike)" in grouped
+    assert not any(line == "launch 7" for line in lines) and len(lines) == 1 + 1 + 2 + 1
+    few = [launch(i, [residual.format(1, 1)]) for i in range(GROUPED)] + [launch(i) for i in range(30)]
+    assert sum(line.startswith("launch ") for line in launch_lines(few, lines_of)) == GROUPED  # each its own
