@@ -19,18 +19,20 @@ SAMPLED = "left out by sampling (every=)"
 LIMIT = "past max_launches"
 
 
-def build_failure(kernel: str, error: Exception) -> str:
+def build_failure(kernel: str, error: Exception, stage: str | None = None) -> str:
     """The reason an instrumented build of ``kernel`` failed, warned once: a ``KperfError`` (what kperf
-    cannot do, e.g. place a record) lets the launch run plain; any other error is the program's and is
-    raised again."""
+    cannot do, e.g. place a record), or any error in a compile ``stage`` of the instrumented build, lets
+    the launch run plain; any other error is the program's and is raised again."""
     import warnings
 
     from kperf.compile_api import kperf_cause
     cause = kperf_cause(error)
-    if cause is None:
+    if cause is None and stage is None:
         raise error
-    warnings.warn(f"kperf: {kernel} runs uninstrumented: {cause}", stacklevel=4)
-    return f"could not be instrumented ({str(cause).splitlines()[0]})"
+    first = (str(cause or error).splitlines() or [type(error).__name__])[0]
+    where = "" if cause is not None else f"its {stage} stage failed: {type(error).__name__}: "
+    warnings.warn(f"kperf: {kernel} runs uninstrumented: {where}{cause or error}", stacklevel=4)
+    return f"could not be instrumented ({where}{first})"
 
 
 class Sampling:

@@ -28,6 +28,7 @@ import sys
 
 from kperf import triton_compat
 from kperf.coverage import NO_RECORDS, build_failure
+from kperf.stages import failed_stage
 
 MODULE = "torch._inductor.runtime.triton_heuristics"
 _original_run = None
@@ -168,7 +169,7 @@ def _build(self, name: str, cfg, mode: str):
         with triton_compat.compile_option("instrumentation_mode", mode) as built:
             result = self._precompile_config(cfg)
     except Exception as e:
-        return build_failure(f"Inductor kernel {name}", e)
+        return build_failure(f"Inductor kernel {name}", e, failed_stage(e))
     info = triton_compat.kernel_metadata(built[-1]).get("kperf") if built else None
     if not info or not info.get("num_records"):
         return NO_RECORDS

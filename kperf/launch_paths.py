@@ -6,7 +6,10 @@ mode.  Each launch path gets there differently:
 - ``JITFunction.run`` (``kernel[grid](...)``, ``@triton.heuristics``): compiles for the current
   ``instrumentation_mode`` knob, which ``kperf.profile`` / ``kperf.session`` set.  Under sampling
   (``every=``, ``max_launches=``) a launch is sampled before it runs, and one left out runs the plain
-  build (compiled once more, without the mode) rather than paying for records nobody keeps.
+  build (compiled once more, without the mode) rather than paying for records nobody keeps.  In a
+  session, a kernel whose instrumented build fails (a ``KperfError``, or an error in any compile stage
+  of that build: it never launched) runs plain from then on, counted with the reason; a
+  ``kperf.profile`` kernel's build error is raised.
 - ``@triton.autotune``: its timing runs (``Autotuner._bench``) run plain and are not captured (unless
   ``kperf.profile(profile_autotune=True)``); the launch with the chosen config goes through the JIT.
 - a compiled kernel called directly (``triton.compile(...)[grid](*args)``, libraries that cache compiled
@@ -27,12 +30,15 @@ import weakref
 
 from kperf import cuda_graphs, inductor, triton_compat
 from kperf.coverage import NO_RECORDS, build_failure
+from kperf.stages import failed_stage
 
 _originals: dict = {}
 _dispatcher = None
 #: CompiledKernel -> {"name", "instrumented", then per mode: its twin or the reason there is none}
 _twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _twin_lock = threading.Lock()
+#: JITFunction -> {instrumentation mode: why its instrumented build failed} (sessions only; then plain)
+_failed_builds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 COMPILED_KERNEL = {"launch_path": "compiled kernel"}
 
 
@@ -82,17 +88,45 @@ def _sampled(d, name: str):
 
 def _jit_run(self, *args, **kwargs):
     d = _dispatcher
-    taken = None if d is None or kwargs.get("warmup") else _sampled(d, self.__name__)
-    if taken is None:
+    if d is None or kwargs.get("warmup") or getattr(d._tls, "benchmarking", False):
         return _originals["jit_run"](self, *args, **kwargs)
+    if self in _failed_builds:  # (the knob is read only then: reading one costs a small launch 1-2 us)
+        failed = _failed_builds[self].get(triton_compat.get_knob("compilation.instrumentation_mode"))
+        if failed is not None:  # its instrumented build failed before: plain, counted with the reason
+            return _run_plain(d, self, failed, args, kwargs)
+    try:
+        return _jit_launch(d, self, args, kwargs)
+    except Exception as e:
+        stage = failed_stage(e)
+        if stage is None or getattr(d._tls, "stack", None):  # the program's error, or a kperf.profile
+            raise  # kernel's own build (asked for by name: its error is the answer)
+        reason = build_failure(self.__name__, e, stage)
+        mode = triton_compat.get_knob("compilation.instrumentation_mode")
+        _failed_builds.setdefault(self, {})[mode] = reason
+        return _run_plain(d, self, reason, args, kwargs)
+
+
+def _jit_launch(d, fn, args, kwargs):
+    taken = _sampled(d, fn.__name__)
+    if taken is None:
+        return _originals["jit_run"](fn, *args, **kwargs)
     if not taken:
         with d.benchmarking():  # left out by sampling: the plain build, not captured
-            return _originals["jit_run"](self, *args, **kwargs)
+            return _originals["jit_run"](fn, *args, **kwargs)
     d.launching(taken, None)
     try:
-        return _originals["jit_run"](self, *args, **kwargs)
+        return _originals["jit_run"](fn, *args, **kwargs)
     finally:
         d.launching(None, None)
+
+
+def _run_plain(d, fn, reason: str, args, kwargs):
+    """A session's launch whose instrumented build failed (it never ran): the plain build, counted."""
+    for t in d.targets():
+        if t.wants(fn.__name__):
+            t.coverage.skipped(fn.__name__, reason)
+    with d.benchmarking():
+        return _originals["jit_run"](fn, *args, **kwargs)
 
 
 def _getitem(self, grid):
@@ -150,6 +184,6 @@ def _build_twin(kernel, name: str, mode: str):
     try:
         twin = triton_compat.recompile(kernel, mode)
     except Exception as e:
-        return build_failure(name, e)
+        return build_failure(name, e, failed_stage(e))
     info = (triton_compat.kernel_metadata(twin).get("kperf") or {})
     return twin if info.get("num_records") else NO_RECORDS

@@ -141,6 +141,7 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
 
     stages["ttgir"] = ttgir_stage
     stages["ptx"] = ptx_stage
+    _tag_errors(stages)
 
 
 def fitted_config(config: ProfileConfig, bound: int | None, ptx_records: int) -> ProfileConfig:
@@ -202,6 +203,43 @@ def _raise_lost(before: int, after: int) -> None:
         "passes between TTIR and TTGIR (warp specialization deletes records inside warp_specialize loops)",
         fix="move the scopes outside the warp-specialized loop, or instrument the final TTGIR "
             "(TTGIR override files or automatic insertion)")
+
+
+#: The attribute an error raised in a compile stage of an instrumented build carries: the stage's name.
+FAILED_STAGE = "kperf_failed_stage"
+
+
+def _tag_errors(stages: dict) -> None:
+    """Make every stage's error say which stage of an instrumented build raised it (``failed_stage``)."""
+    for name, stage in list(stages.items()):
+        stages[name] = _tagged(name, stage)
+
+
+def _tagged(name: str, stage):
+    def run(src, metadata):
+        try:
+            return stage(src, metadata)
+        except Exception as e:
+            if getattr(e, FAILED_STAGE, None) is None:
+                try:
+                    setattr(e, FAILED_STAGE, name)
+                except AttributeError:  # an exception type without a __dict__: not tagged
+                    pass
+            raise
+    return run
+
+
+def failed_stage(error: BaseException) -> str | None:
+    """The compile stage of an instrumented build that raised ``error`` (or an error it wraps), else None:
+    a launch that failed there never ran, so running it plain instead runs it once."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        stage = getattr(error, FAILED_STAGE, None)
+        if stage is not None:
+            return stage
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class StageHook:

@@ -330,3 +330,66 @@ def test_inductor_tuning_before_the_instrumented_build_gets_the_arguments_induct
     assert inductor._settle(tuner, (1, 2), {"stream": 7, "benchmark_run": False, "extra": 3})
     assert tuner.calls == [("autotune", (1, 2), {"extra": 3}, True), ("coordesc", (1, 2), {"extra": 3}, True)]
     assert not inductor._dispatcher._tls.benchmarking
+
+
+def test_every_stage_of_an_instrumented_build_tags_its_errors():
+    from kperf.stages import failed_stage, instrument_stages
+
+    def boom(src, metadata):
+        raise RuntimeError("ptxas: out of registers")
+    stages = {"ttir": lambda s, m: s, "ttgir": lambda s, m: s, "llir": lambda s, m: s,
+              "ptx": lambda s, m: s, "cubin": boom}
+    instrument_stages(stages, ProfileConfig())
+    with pytest.raises(RuntimeError) as err:
+        stages["cubin"]("ptx", {})
+    assert failed_stage(err.value) == "cubin"
+    try:  # a wrapped error still names the stage
+        try:
+            stages["cubin"]("ptx", {})
+        except RuntimeError as inner:
+            raise ValueError("wrapped") from inner
+    except ValueError as outer:
+        assert failed_stage(outer) == "cubin"
+    assert failed_stage(RuntimeError("the program's own")) is None
+
+
+def test_a_session_launch_whose_instrumented_build_fails_runs_plain_once_counted(monkeypatch):
+    """In a session over someone's program, a kernel kperf cannot build never breaks the program: the
+    launch (which never ran) runs the plain build, and so do the kernel's later launches, each counted
+    with the reason; a kperf.profile kernel's own build error is raised."""
+    from kperf.stages import FAILED_STAGE
+    d = Dispatcher()
+    cap = Capture()
+    d.add_session(cap)
+    calls = []
+
+    def run(self, *args, **kwargs):
+        mode = triton_compat.get_knob("compilation.instrumentation_mode")
+        calls.append(mode)
+        if mode:
+            err = RuntimeError("ptxas: too many resources requested for launch")
+            setattr(err, FAILED_STAGE, "cubin")
+            raise err
+        return "plain kernel"
+
+    class Fn:
+        __name__ = "k"
+    fn = Fn()
+    monkeypatch.setattr(launch_paths, "_dispatcher", d)
+    monkeypatch.setitem(launch_paths._originals, "jit_run", run)
+    with kperf.runtime.mode_override("kperf:test"):
+        with pytest.warns(UserWarning, match="k runs uninstrumented: its cubin stage failed"):
+            assert launch_paths._jit_run(fn, grid=(1,), warmup=False) == "plain kernel"
+        assert launch_paths._jit_run(fn, grid=(1,), warmup=False) == "plain kernel"
+        assert calls == ["kperf:test", "", ""]  # the failing build is not tried again
+        [(name, launched, profiled, why)] = cap.coverage.rows()
+        assert (name, launched, profiled) == ("k", 2, 0) and "its cubin stage failed" in why
+        d.push_kernel_capture(Capture())  # a kperf.profile kernel: its error is the answer
+        other = Fn()
+        with pytest.raises(RuntimeError, match="too many resources"):
+            launch_paths._jit_run(other, grid=(1,), warmup=False)
+        d.pop_kernel_capture()
+        plain = RuntimeError("the program's own error")
+        monkeypatch.setitem(launch_paths._originals, "jit_run", lambda *a, **k: (_ for _ in ()).throw(plain))
+        with pytest.raises(RuntimeError, match="program's own"):
+            launch_paths._jit_run(Fn(), grid=(1,), warmup=False)
