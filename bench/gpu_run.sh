@@ -7,7 +7,8 @@
 #   fa3tests  the FA3 GPU tests
 #   fa3traces kperf traces, summaries and diffs of vanilla vs improved FA3 pipelines (traces.tgz)
 #   reach     1000 launches of a small kernel (session scale); a transformer block under torch.compile
-#   liger     Liger-Kernel's tests plain and under `kperf run` (needs .liger carried: wheels + liger-src.tar.gz)
+#   liger     Liger-Kernel's tests plain and under `kperf run`, side by side (needs .liger carried: wheels +
+#             liger-src.tar.gz); the 5 default test files took over 170 s each way on an H100
 # Each part writes logs and JSON under OUTDIR/<part>/ and ends with a short table.
 set -uo pipefail
 OUT=${1:?usage: bench/gpu_run.sh OUTDIR PART...}
@@ -21,8 +22,8 @@ for part in "$@"; do
   d="$OUT/$part"; mkdir -p "$d"
   case "$part" in
     tests)
-      KPERF_OUT="$d/ws_trace" timeout 330 python3 -m pytest -q -m gpu tests/gpu -p no:cacheprovider \
-          --ignore=tests/gpu/test_fa3_gpu.py -rfEs >"$d/gpu_tests.log" 2>&1
+      KPERF_OUT="$d/ws_trace" timeout 330 python3 -m pytest -v -m gpu tests/gpu -p no:cacheprovider \
+          --ignore=tests/gpu/test_fa3_gpu.py -rfEs -o faulthandler_timeout=120 >"$d/gpu_tests.log" 2>&1
       timeout 120 python3 -m bench.capture_real_profiles --out "$d/real" >"$d/capture.log" 2>&1
       (cd "$d" && tar czf real.tgz real && rm -rf real)
       tail -25 "$d/gpu_tests.log"; cat "$d/capture.log" ;;
@@ -61,7 +62,7 @@ for part in "$@"; do
     liger)
       python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/liger_site .liger/*.whl
       mkdir -p /tmp/liger && tar xzf .liger/liger-src.tar.gz -C /tmp/liger
-      PYTHONPATH=/tmp/liger_site:${PYTHONPATH:-} LIGER_TIMEOUT=${LIGER_TIMEOUT:-200} \
+      PYTHONPATH=/tmp/liger_site:${PYTHONPATH:-} LIGER_TIMEOUT=${LIGER_TIMEOUT:-470} \
           bash bench/liger_suite.sh "$d" /tmp/liger ${LIGER_TESTS:-rms_norm layer_norm geglu swiglu dyt}
       ls "$d/kperf" | head; tail -3 "$d/kperf.log" ;;
     *) echo "unknown part $part"; exit 2 ;;
