@@ -50,6 +50,7 @@ with the default geometry, and decoders read both (``SUPPORTED_VERSIONS``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -178,8 +179,8 @@ class Geometry:
         """Bytes from one slot's first record to the next slot's (capacity plus sink)."""
         return (self.capacity + self.sink) * self.record_bytes
 
-    @property
-    def cta_bytes(self) -> int:
+    @functools.cached_property
+    def cta_bytes(self) -> int:  # cached: read several times for every profiled launch
         return _round_up(self.records_offset + self.slots * self.warp_bytes, ALIGNMENT)
 
     def to_json(self) -> dict:

@@ -88,6 +88,7 @@ class ProfiledKernel(Capture):
         self.profile_autotune = profile_autotune
         self._warned_empty = False
         self._activation = None  # a weakref.finalize that deactivates the dispatcher (from the first run)
+        self._mode = (None, "")  # (config, its instrumentation_mode string)
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)
         self.__doc__ = getattr(fn, "__doc__", None)
 
@@ -101,8 +102,10 @@ class ProfiledKernel(Capture):
         DISPATCHER.push_kernel_capture(self)
         tls = DISPATCHER._tls  # the autotuner's timing runs are plain unless profile_autotune (launch_paths)
         saved, tls.profile_autotune = getattr(tls, "profile_autotune", False), self.profile_autotune
+        if self._mode[0] is not self.config:  # the mode string, built once per config (hashing one costs)
+            self._mode = (self.config, instrumentation_mode(self.config))
         try:
-            with mode_override(instrumentation_mode(self.config)):
+            with mode_override(self._mode[1]):
                 kernel = self.fn.run(*args, **kwargs)
         except Exception as e:
             _reraise_kperf(e, self.fn)

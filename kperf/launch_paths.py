@@ -80,8 +80,8 @@ def _sampled(d, name: str):
     """For a launch of ``name`` not yet sampled: None when no capture samples it (the launch-exit hook
     decides), else the captures that keep this launch (empty: run it plain, uncaptured)."""
     tls = d._tls
-    if (getattr(tls, "benchmarking", False) or getattr(tls, "taken", None) is not None
-            or cuda_graphs.capturing() or not d.samples(name)):
+    if (not d.samples(name) or getattr(tls, "benchmarking", False) or getattr(tls, "taken", None) is not None
+            or cuda_graphs.capturing()):
         return None  # a capture samples at each replay (kperf.cuda_graphs), not at capture
     return d.take(name)
 
@@ -90,7 +90,7 @@ def _jit_run(self, *args, **kwargs):
     d = _dispatcher
     if d is None or kwargs.get("warmup") or getattr(d._tls, "benchmarking", False):
         return _originals["jit_run"](self, *args, **kwargs)
-    if self in _failed_builds:  # (the knob is read only then: reading one costs a small launch 1-2 us)
+    if _failed_builds and self in _failed_builds:  # (hashing a JITFunction and reading the knob cost us)
         failed = _failed_builds[self].get(triton_compat.get_knob("compilation.instrumentation_mode"))
         if failed is not None:  # its instrumented build failed before: plain, counted with the reason
             return _run_plain(d, self, failed, args, kwargs)

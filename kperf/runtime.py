@@ -252,7 +252,10 @@ class Dispatcher:
     def samples(self, kernel_name: str) -> bool:
         """Whether a capture that wants ``kernel_name`` may leave launches of it out (``every=``,
         ``max_launches=``): then a launch path samples before launching, and runs a left-out launch plain."""
-        return any(t.sampling.active and t.wants(kernel_name) for t in self.targets())
+        stack = getattr(self._tls, "stack", None)  # targets() without building its list: asked every launch
+        if stack and stack[-1].sampling.active and stack[-1].wants(kernel_name):
+            return True
+        return any(s.sampling.active and s.wants(kernel_name) for s in self._sessions)
 
     def benchmarking(self):
         """A ``with`` block of a tuner's timing runs: compiled and run plain, never captured."""

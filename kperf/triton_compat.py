@@ -117,11 +117,15 @@ KNOBS = ("compilation.instrumentation_mode", "compilation.always_compile", "comp
          "nvidia.ptxas_blackwell")
 
 
+#: ``group.name`` -> (group, name): the instrumentation-mode knob is read and set around every profiled launch
+_KNOB_PARTS = {name: tuple(name.split(".")) for name in KNOBS}
+
+
 def _knob_group(name: str):
-    if name not in KNOBS:
+    parts = _KNOB_PARTS.get(name)
+    if parts is None:
         raise KperfError(f"kperf does not use Triton knob {name!r}", fix=f"use one of {', '.join(KNOBS)}")
-    group, _, attr = name.partition(".")
-    return getattr(triton.knobs, group), attr
+    return getattr(triton.knobs, parts[0]), parts[1]
 
 
 def get_knob(name: str):
