@@ -60,17 +60,18 @@ def exit_us(calls: int) -> float:
     buf = torch.zeros(1024 * g.cta_bytes, dtype=torch.uint8)
     md = {"function": 7, "name": "k", "stream": 0}
     unseen, cuda_graphs.capturing_unseen = cuda_graphs.capturing_unseen, lambda: False  # a CUDA query
+    held, copy_out.HELD = copy_out.HELD, copy_out.DeviceHeld()  # the process's own held launches untouched
     try:
         def loop(n):
             for _ in range(n):
                 d._tls.pending = buf
                 d._on_launch_exit(md)
-            copy_out.HELD._held.clear()
-            copy_out.HELD.bytes = 0
+            assert len(cap.launches) == n and copy_out.HELD.bytes == n * buf.numel()
+            copy_out.HELD = copy_out.DeviceHeld()
             cap.launches.clear()
         return _per_call_us(loop, calls)
     finally:
-        cuda_graphs.capturing_unseen = unseen
+        cuda_graphs.capturing_unseen, copy_out.HELD = unseen, held
 
 
 def main(argv=None) -> int:

@@ -393,3 +393,12 @@ def test_a_session_launch_whose_instrumented_build_fails_runs_plain_once_counted
         monkeypatch.setitem(launch_paths._originals, "jit_run", lambda *a, **k: (_ for _ in ()).throw(plain))
         with pytest.raises(RuntimeError, match="program's own"):
             launch_paths._jit_run(Fn(), grid=(1,), warmup=False)
+
+
+def test_the_host_cost_benchmark_times_both_parts_and_leaves_the_process_as_it_was(capsys):
+    from bench import launch_host_cost
+    from kperf import copy_out, launch_paths
+    held, run = copy_out.HELD, launch_paths._originals.get("jit_run")
+    assert launch_host_cost.main(["--calls", "300"]) == 0
+    assert "us of kperf's Python per profiled launch" in capsys.readouterr().out
+    assert copy_out.HELD is held and launch_paths._originals.get("jit_run") is run
