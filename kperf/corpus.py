@@ -19,7 +19,8 @@ into an existing corpus adds the kernels it lacks.
 
 Replaying (:func:`compile_kernel`, :func:`check`, ``kperf corpus check``) compiles a kernel from its
 recorded TTIR, not from Python: the source's imports (Inductor's runtime, a library) need not be
-installed, and the kernel is the one Triton built then.  The compile is kperf's: the stage hook with
+installed, and the kernel is the one Triton built then (spelled as this Triton reads TTIR:
+``triton_compat.readable_ttir``).  The compile is kperf's: the stage hook with
 ``ProfileConfig(auto=...)`` inserts records into the final TTGIR and lowers them into the PTX, which
 Triton's cubin stage assembles with ptxas.  A kernel either compiles (with records wherever the selectors
 found ops) or fails with kperf's "cannot place a record around <op>" error; anything else is a bug.
@@ -396,7 +397,7 @@ def compile_kernel(kernel: Kernel, auto: str, target="cuda:90") -> Compiled:
     ``"mma,tma"``, ...) for ``target``; Triton's cubin stage assembles the PTX with ptxas."""
     import triton
 
-    from kperf import stages
+    from kperf import stages, triton_compat
     from kperf.compile_api import kperf_cause, parse_target
     from kperf.dialect.options import ProfileConfig
     gpu = parse_target(target)
@@ -405,8 +406,8 @@ def compile_kernel(kernel: Kernel, auto: str, target="cuda:90") -> Compiled:
     stages.install()
     with tempfile.TemporaryDirectory(prefix="kperf_corpus_") as tmp:
         path = os.path.join(tmp, f"{kernel.id}.ttir")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(kernel.ttir)
+        with open(path, "w", encoding="utf-8") as f:  # in this Triton's spelling (3.8+ renamed some)
+            f.write(triton_compat.readable_ttir(kernel.ttir, kernel.triton))
         try:
             built = triton.compile(path, target=gpu, options=options)
         except KperfError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import sys
 
 import triton
@@ -78,6 +79,12 @@ class Facts:
     #: Gluon's Hopper TMA copies (``...nvidia.hopper.tma``): global-to-shared and shared-to-global.  3.8
     #: renamed them ``async_load``/``async_store`` (the old names kept as aliases); 3.9 made the old raise.
     gluon_tma: tuple[str, str]
+    #: TTIR spells a tensor descriptor's type ``!tt.tensordesc<tensor<64x64xf16>>`` (3.6-3.7), not
+    #: ``!tt.tensordesc<64x64xf16>`` (3.8+, which refuses the old spelling).
+    ttir_desc_wraps_tensor: bool
+    #: TTIR writes a load's or store's cache modifier and eviction policy as one ``{cachePolicy =
+    #: #tt.cache_policy<...>}`` attribute (3.9), not as ``cacheModifier = cg evictionPolicy = evict_last``.
+    ttir_cache_policy_attr: bool
 
 
 _TMA_OLD = ("async_copy_global_to_shared", "async_copy_shared_to_global")
@@ -89,21 +96,54 @@ BY_VERSION = {
     (3, 6): Facts(stage_hook_keyed=False, mode_match="equals", mode_tools=("consan",),
                   mode_drops_maxnreg=False, default_profile_scratch=False, gluon_source_ext="ttgir",
                   sm90_ptxas="ptxas", proton_hooks="backend", proton_global_scratch_pass=True,
-                  unloads_modules=False, gluon_tma=_TMA_OLD),
+                  unloads_modules=False, gluon_tma=_TMA_OLD,
+                  ttir_desc_wraps_tensor=True, ttir_cache_policy_attr=False),
     (3, 7): Facts(stage_hook_keyed=True, mode_match="substring", mode_tools=_TOOLS_37,
                   mode_drops_maxnreg=False, default_profile_scratch=False, gluon_source_ext="ttgir",
                   sm90_ptxas="ptxas", proton_hooks="backend", proton_global_scratch_pass=True,
-                  unloads_modules=False, gluon_tma=_TMA_OLD),
+                  unloads_modules=False, gluon_tma=_TMA_OLD,
+                  ttir_desc_wraps_tensor=True, ttir_cache_policy_attr=False),
     (3, 8): Facts(stage_hook_keyed=True, mode_match="substring", mode_tools=_TOOLS_38,
                   mode_drops_maxnreg=False, default_profile_scratch=True, gluon_source_ext="ttgir",
                   sm90_ptxas="ptxas", proton_hooks="backend", proton_global_scratch_pass=False,
-                  unloads_modules=True, gluon_tma=_TMA_NEW),
+                  unloads_modules=True, gluon_tma=_TMA_NEW,
+                  ttir_desc_wraps_tensor=False, ttir_cache_policy_attr=False),
     (3, 9): Facts(stage_hook_keyed=True, mode_match="names", mode_tools=_TOOLS_38,
                   mode_drops_maxnreg=True, default_profile_scratch=True, gluon_source_ext="glir",
                   sm90_ptxas="ptxas_blackwell", proton_hooks="registry", proton_global_scratch_pass=False,
-                  unloads_modules=True, gluon_tma=_TMA_NEW),
+                  unloads_modules=True, gluon_tma=_TMA_NEW,
+                  ttir_desc_wraps_tensor=False, ttir_cache_policy_attr=True),
 }
 FACTS = BY_VERSION[VERSION]
+FACTS = BY_VERSION[VERSION]
+
+_DESC_TYPE = re.compile(r"!tt\.tensordesc<tensor<([^<>]*)>>")
+_DESC_RESULT = re.compile(r"(tt\.make_tensor_descriptor [^\n]*: <[^<>]*>, )<tensor<([^<>]*)>>")
+_CACHE_ATTRS = re.compile(r"^(\s*(?:%\S+ = )?tt\.(?:load|store) [^:{\n]*?)"
+                          r"((?: (?:cacheModifier|evictionPolicy) = \w+)+)( :)", re.MULTILINE)
+
+
+def readable_ttir(text: str, written_by: str) -> str:
+    """TTIR that Triton ``written_by`` (a version string) wrote, in the spelling this Triton parses: the
+    spellings that changed since (``Facts.ttir_*``) rewritten.  TTIR of an unknown or newer release comes
+    back as it is (its parse error then says what does not read)."""
+    try:
+        was = BY_VERSION[tuple(int(x) for x in written_by.split(".")[:2])]
+    except (KeyError, ValueError):
+        return text
+    if was.ttir_desc_wraps_tensor and not FACTS.ttir_desc_wraps_tensor:
+        text = _DESC_RESULT.sub(r"\1<\2>", _DESC_TYPE.sub(r"!tt.tensordesc<\1>", text))
+    if FACTS.ttir_cache_policy_attr and not was.ttir_cache_policy_attr:
+        text = _CACHE_ATTRS.sub(_cache_policy, text)
+    return text
+
+
+def _cache_policy(m: re.Match) -> str:
+    given = dict(re.findall(r"(cacheModifier|evictionPolicy) = (\w+)", m.group(2)))
+    policy = (f"cache_modifier = {given.get('cacheModifier', 'none')}, "
+              f"eviction_policy = {given.get('evictionPolicy', 'evict_normal')}")
+    return f"{m.group(1)} {{cachePolicy = #tt.cache_policy<{policy}>}}{m.group(3)}"
+
 #: The IR facts kperf's passes need (``kperf.passes.triton_ir``: pure data, that layer reads no version).
 IR = triton_ir.BY_VERSION[VERSION]
 

@@ -437,3 +437,33 @@ def test_launch_path_internals_kperf_wraps():
     same = ("num_warps", "num_stages", "name")
     assert [tmd[k] for k in same] == [md[k] for k in same]
     assert twin.hash == plain.hash  # same source, options and target: Triton's cache key is the same
+
+
+def test_how_ttir_spells_descriptors_and_cache_policies():
+    """``Facts.ttir_desc_wraps_tensor`` / ``ttir_cache_policy_attr`` as this Triton writes TTIR."""
+    @triton.jit
+    def spellings(x, y, d):
+        v = tl.load(x + tl.arange(0, 128), cache_modifier=".cg")
+        tl.store(y + tl.arange(0, 128), v, eviction_policy="evict_first")
+        d.store([0, 0], d.load([0, 0]))
+    sig = {"x": "*fp32", "y": "*fp32", "d": "tensordesc<fp16[64, 64]>"}
+    src = triton_compat.source_class(spellings)(spellings, sig, {}, {})
+    ttir = triton.compile(src, target=triton_compat.gpu_target(), options={"num_warps": 4}).asm["ttir"]
+    wraps, attr = triton_compat.FACTS.ttir_desc_wraps_tensor, triton_compat.FACTS.ttir_cache_policy_attr
+    assert ("!tt.tensordesc<tensor<64x64xf16>>" in ttir) == wraps
+    assert ("!tt.tensordesc<64x64xf16>" in ttir) == (not wraps)
+    assert ("cacheModifier = cg" in ttir, "#tt.cache_policy<cache_modifier = cg" in ttir) == (not attr, attr)
+
+
+def test_ttir_written_by_36_is_read_here_once_respelled(tmp_path):
+    """TTIR that Triton 3.6 wrote (a descriptor argument, a device-made descriptor, loads and a store with a
+    cache modifier or an eviction policy: tests/data/ttir/spellings-3.6.ttir) compiles here after
+    ``readable_ttir``, as the kernel corpus recorded with 3.6 needs on 3.8 and 3.9."""
+    text = (pathlib.Path(__file__).parents[1] / "data" / "ttir" / "spellings-3.6.ttir").read_text()
+    path = tmp_path / "spellings.ttir"
+    path.write_text(triton_compat.readable_ttir(text, "3.6.0"))
+    built = triton.compile(str(path), target=triton_compat.gpu_target(), options={"num_warps": 4})
+    assert built.asm["cubin"] and "spellings" in built.asm["ptx"]
+    assert triton_compat.readable_ttir(text, "3.10.0") == text  # a release kperf does not know: as it is
+    if (3, 8) <= triton_compat.VERSION:
+        assert triton_compat.readable_ttir(text, "3.6.0") != text
