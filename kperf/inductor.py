@@ -102,13 +102,15 @@ def _run(self, *args, **kwargs):
     if config is None:
         return _original_run(self, *args, **kwargs)
     taken = d.take(name)
-    if not taken:
-        return _original_run(self, *args, **kwargs)
+    if not taken:  # left out by sampling (counted there): plain, and not counted again at its exit
+        with d.benchmarking():
+            return _original_run(self, *args, **kwargs)
     twin = _instrumented_launcher(self, name, config, args, kwargs)
     if isinstance(twin, str):
         for t in taken:
             t.coverage.skipped(name, twin)
-        return _original_run(self, *args, **kwargs)
+        with d.benchmarking():
+            return _original_run(self, *args, **kwargs)
     saved, fast = self.launchers, getattr(self, "_cached_launcher", _MISSING)
     self.launchers = [twin]
     if fast is not _MISSING:

@@ -402,3 +402,28 @@ def test_the_host_cost_benchmark_times_both_parts_and_leaves_the_process_as_it_w
     assert launch_host_cost.main(["--calls", "300"]) == 0
     assert "us of kperf's Python per profiled launch" in capsys.readouterr().out
     assert copy_out.HELD is held and launch_paths._originals.get("jit_run") is run
+
+
+def test_inductor_launches_kperf_runs_plain_are_counted_once(monkeypatch):
+    """A launch left out by sampling, or whose instrumented build failed, runs Inductor's plain launcher:
+    counted where kperf decided, not a second time (as "compiled plain") by the launch-exit hook."""
+    import types
+
+    from kperf import inductor
+    d = Dispatcher()
+    cap = Capture(sampling=coverage.Sampling(every=2))
+    cap.config = ProfileConfig(auto="kernel")
+    d.add_session(cap)
+    d._kernels[5] = coverage.PLAIN  # what the hook knows of Inductor's plain build
+
+    def plain_run(self, *args, **kwargs):  # Inductor's CachingAutotuner.run: the plain kernel launches
+        d._on_launch_exit({"function": 5, "name": "triton_poi_k"})
+        return "ran"
+    monkeypatch.setattr(inductor, "_dispatcher", d)
+    monkeypatch.setattr(inductor, "_original_run", plain_run)
+    monkeypatch.setattr(inductor, "_instrumented_launcher", lambda *a: "could not be instrumented (test)")
+    tuner = types.SimpleNamespace(fn=types.SimpleNamespace(__name__="triton_poi_k"))
+    assert [inductor._run(tuner, 1, stream=0) for _ in range(2)] == ["ran", "ran"]
+    [(name, launched, profiled, why)] = cap.coverage.rows()
+    assert (name, launched, profiled) == ("triton_poi_k", 2, 0)
+    assert "could not be instrumented (test)" in why and "compiled plain" not in why
