@@ -424,6 +424,11 @@ def test_launch_path_internals_kperf_wraps():
     ck, at = triton_compat.compiled_kernel_type(), triton_compat.autotuner_type()
     assert callable(ck.__getitem__) and "grid" in inspect.signature(ck.__getitem__).parameters
     assert callable(at._bench)
+    # JITFunction.run (kperf samples there): kernel[grid](...) reaches it through the class attribute, with
+    # grid and warmup as keywords, and the kernel's name is the function's (what the exit hook sees)
+    run = inspect.signature(triton_compat.jit_function_type().run).parameters
+    assert {"grid", "warmup"} <= set(run) and _add.__name__ == "_add"
+    assert "self.run(" in inspect.getsource(triton_compat.jit_function_type().__getitem__)
     src = triton_compat.source_class(_add)(_add, {"x_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
                                            {"BLOCK": 128})
     with triton_compat.compile_option("num_warps", 2) as built:
