@@ -6,6 +6,8 @@
 #   fa3       FA3 pipelines: a smoke run per variant (hangs left out), correctness, sweeps, traces
 #   fa3tests  the FA3 GPU tests
 #   fa3traces kperf traces, summaries and diffs of vanilla vs improved FA3 pipelines (traces.tgz)
+#   async     issue 19's final run: Gluon TMA/wgmma GEMM and WS attention, plain vs the chosen lowerings vs
+#             sampling vs Proton, 20 launches x 3 rounds; then the async-lowering GPU tests
 #   reach     1000 launches of a small kernel (session scale); a transformer block under torch.compile
 #   liger     Liger-Kernel's tests plain and under `kperf run`, side by side (needs .liger carried: wheels +
 #             liger-src.tar.gz); the 5 default test files took over 170 s each way on an H100
@@ -55,6 +57,13 @@ for part in "$@"; do
           --variants kperf_vanilla,kperf_ws,kperf_ws_overlap,kperf_ws_pingpong_persistent >"$d/run.log" 2>&1
       (cd "$d" && tar czf traces.tgz traces && rm -rf traces)
       tail -5 "$d/run.log" ;;
+    async)
+      timeout 420 python3 -m bench.overhead --only gluon,attention --n-ctx 4096 --reps 20 --rounds 3 \
+          --variants default,warpgroup-smem,cta-stride-8,warpgroup-smem-cta-stride-8,warpgroup-smem-sms-1-in-8 \
+          --out "$d" >"$d/overhead.log" 2>&1
+      timeout 150 python3 -m pytest -v -m gpu tests/gpu/test_async_lowering_gpu.py -p no:cacheprovider \
+          -o faulthandler_timeout=100 >"$d/gpu_tests.log" 2>&1
+      grep -h -A16 "^== " "$d/overhead.log" | cut -c1-150; tail -3 "$d/gpu_tests.log" ;;
     reach)
       timeout 150 python3 -m bench.session_scale --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1
       timeout 300 python3 -m bench.inductor_block --out "$d/inductor" >"$d/inductor_block.log" 2>&1
