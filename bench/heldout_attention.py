@@ -29,7 +29,8 @@ BLOCK_M, BLOCK_N, NUM_WARPS, NUM_STAGES = 128, 64, 4, 3
 
 @triton.jit
 def heldout_attn_kernel(desc_q, desc_k, desc_v, out_ptr, lse_ptr, scale_log2, N_CTX,
-                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                        WARP_SPECIALIZE: tl.constexpr = True):
     """One CTA: BLOCK_M query rows of one (batch x head); ``lse_ptr`` gets each row's log2-sum-exp2."""
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
@@ -38,7 +39,7 @@ def heldout_attn_kernel(desc_q, desc_k, desc_v, out_ptr, lse_ptr, scale_log2, N_
     run_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
     run_sum = tl.zeros([BLOCK_M], tl.float32)
     out = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    for kv in tl.range(0, N_CTX, BLOCK_N, warp_specialize=True):
+    for kv in tl.range(0, N_CTX, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
         k = desc_k.load([row0 + kv, 0])
         s = tl.dot(q, tl.trans(k)) * scale_log2  # scores in log2 units
         new_max = tl.maximum(run_max, tl.max(s, 1))
@@ -67,7 +68,8 @@ def descriptors(q, k, v):
     return desc(q, BLOCK_M), desc(k, BLOCK_N), desc(v, BLOCK_N)
 
 
-def attention(q, k, v, *, kernel=heldout_attn_kernel, sm_scale: float | None = None):
+def attention(q, k, v, *, kernel=heldout_attn_kernel, sm_scale: float | None = None,
+              num_stages: int = NUM_STAGES, warp_specialize: bool = True):
     """``softmax(q k^T * sm_scale) v`` for contiguous ``[Z, H, N_CTX, HEAD_DIM]`` fp16/bf16 tensors."""
     import torch
     z, h, n_ctx, d = q.shape
@@ -79,7 +81,8 @@ def attention(q, k, v, *, kernel=heldout_attn_kernel, sm_scale: float | None = N
     lse = torch.empty((z, h, n_ctx), device=q.device, dtype=torch.float32)
     grid = (n_ctx // BLOCK_M, z * h)
     kernel[grid](*descriptors(q, k, v), o, lse, sm_scale * 1.4426950408889634, n_ctx, HEAD_DIM=d,
-                 BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, num_warps=NUM_WARPS, num_stages=NUM_STAGES)
+                 BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, WARP_SPECIALIZE=warp_specialize, num_warps=NUM_WARPS,
+                 num_stages=num_stages)
     return o
 
 
@@ -97,9 +100,9 @@ def signature(head_dim: int = 64, dtype: str = "fp16") -> dict[str, str]:
             "desc_v": f"tensordesc<{dtype}[{BLOCK_N}, {head_dim}]>",
             "out_ptr": f"*{dtype}",
             "lse_ptr": "*fp32", "scale_log2": "fp32", "N_CTX": "i32", "HEAD_DIM": "constexpr",
-            "BLOCK_M": "constexpr", "BLOCK_N": "constexpr"}
+            "BLOCK_M": "constexpr", "BLOCK_N": "constexpr", "WARP_SPECIALIZE": "constexpr"}
 
 
 SIGNATURE = signature()
-CONSTEXPRS = {"HEAD_DIM": 64, "BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N}
+CONSTEXPRS = {"HEAD_DIM": 64, "BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "WARP_SPECIALIZE": True}
 COMPILE_OPTIONS = {"num_warps": NUM_WARPS, "num_stages": NUM_STAGES}

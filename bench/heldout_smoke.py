@@ -1,0 +1,70 @@
+"""Which builds of the held-out WS attention (bench/heldout_attention.py) finish on this GPU, plain.
+
+Its first GPU run hung in the plain build's first launch (H100, Triton 3.6, 2026-12-06).  Each variant
+here (warp specialization on or off, 2 or 3 stages) runs in its own process under a time limit, so a hang
+costs only its own process: plain kernel, one (batch, head)-independent check of the first 4 heads
+against an fp32 reference.  Written per variant: finished / hung (time limit) / failed (with the error),
+the seconds taken and the largest difference from the reference.
+
+    python3 -m bench.heldout_smoke --out $OUT/heldout_smoke.json [--timeout 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+VARIANTS = {"ws-3-stages": (True, 3), "ws-2-stages": (True, 2), "no-ws-3-stages": (False, 3),
+            "no-ws-2-stages": (False, 2)}
+#: The shape of the GPU test that hung (batch, heads, tokens, head dim).
+SHAPE = (2, 32, 4096, 64)
+
+
+def _child(ws: bool, stages: int) -> None:
+    import torch
+
+    from bench import heldout_attention as H
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(SHAPE, device="cuda", dtype=torch.float16) for _ in range(3))
+    out = H.attention(q, k, v, num_stages=stages, warp_specialize=ws)
+    torch.cuda.synchronize()
+    ref = H.reference(q[:1, :4], k[:1, :4], v[:1, :4])
+    print(json.dumps({"max_abs_diff": float((out[:1, :4].float() - ref.float()).abs().max())}))
+
+
+def run_variant(name: str, timeout: float) -> dict:
+    ws, stages = VARIANTS[name]
+    code = f"from bench.heldout_smoke import _child; _child({ws}, {stages})"
+    t = time.perf_counter()
+    try:
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"variant": name, "result": "hung", "seconds": round(time.perf_counter() - t, 1)}
+    res = {"variant": name, "seconds": round(time.perf_counter() - t, 1)}
+    if p.returncode:
+        return {**res, "result": "failed", "error": (p.stderr.strip().splitlines() or ["?"])[-1][:400]}
+    return {**res, "result": "finished", **json.loads(p.stdout.strip().splitlines()[-1])}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    args = ap.parse_args(argv)
+    from bench.timing import run_info
+    rows = [run_variant(v, args.timeout) for v in args.variants.split(",")]
+    with open(args.out, "w") as f:
+        json.dump({"run": run_info(argv),
+                   "shape": SHAPE, "timeout_s": args.timeout, "variants": rows}, f, indent=1)
+    for r in rows:
+        detail = r.get("max_abs_diff", r.get("error", ""))
+        print(f"{r['variant']:16} {r['result']:9} {r['seconds']:6.1f} s  {detail}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
