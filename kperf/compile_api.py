@@ -14,7 +14,7 @@ import dataclasses
 
 from kperf import sass as sass_tools
 from kperf import schedule, stages, triton_compat  # triton_compat refuses an unsupported Triton on import
-from kperf.dialect.errors import KperfError
+from kperf.dialect.errors import KperfError, error_chain
 from kperf.dialect.layout import Geometry
 from kperf.dialect.options import MAX_WARPS, ProfileConfig
 from kperf.dialect.scope_table import ScopeTable
@@ -148,13 +148,7 @@ def check_options(gpu, options: dict) -> None:
 
 def kperf_cause(exc: BaseException) -> KperfError | None:
     """The ``KperfError`` that ``exc`` wraps (Triton wraps errors raised in kernel code), if any."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KperfError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((e for e in error_chain(exc) if isinstance(e, KperfError)), None)
 
 
 def _source_line(fn, exc: BaseException) -> str:

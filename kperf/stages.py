@@ -26,7 +26,7 @@ import hashlib
 import pathlib
 
 from kperf import triton_compat, ttgir_module
-from kperf.dialect.errors import KperfError
+from kperf.dialect.errors import KperfError, error_chain
 from kperf.dialect.layout import ALIGNMENT
 from kperf.dialect.options import ProfileConfig
 from kperf.override_folder import Overrides, source_key
@@ -232,14 +232,8 @@ def _tagged(name: str, stage):
 def failed_stage(error: BaseException) -> str | None:
     """The compile stage of an instrumented build that raised ``error`` (or an error it wraps), else None:
     a launch that failed there never ran, so running it plain instead runs it once."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        stage = getattr(error, FAILED_STAGE, None)
-        if stage is not None:
-            return stage
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    tags = (getattr(e, FAILED_STAGE, None) for e in error_chain(error))
+    return next((stage for stage in tags if stage is not None), None)
 
 
 class StageHook:
