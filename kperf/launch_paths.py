@@ -122,9 +122,7 @@ def _jit_launch(d, fn, args, kwargs):
 
 def _run_plain(d, fn, reason: str, args, kwargs):
     """A session's launch whose instrumented build failed (it never ran): the plain build, counted."""
-    for t in d.targets():
-        if t.wants(fn.__name__):
-            t.coverage.skipped(fn.__name__, reason)
+    d.skipped(fn.__name__, reason)
     with d.benchmarking():
         return _originals["jit_run"](fn, *args, **kwargs)
 
@@ -173,9 +171,7 @@ def _twin_for(kernel, d):
         with _twin_lock:
             twin = known[mode] = known.get(mode) or _build_twin(kernel, name, mode)
     if isinstance(twin, str):
-        for t in d.targets():
-            if t.wants(name):
-                t.coverage.skipped(name, twin)
+        d.skipped(name, twin)
         return None
     return twin
 

@@ -249,6 +249,12 @@ class Dispatcher:
         """The captures that profile this launch of ``kernel_name`` (filters and sampling applied)."""
         return [t for t in self.targets() if t.wants(kernel_name) and t.take(kernel_name)]
 
+    def skipped(self, kernel_name: str, reason: str) -> None:
+        """Count a launch of ``kernel_name`` kperf does not profile, with why, in each capture wanting it."""
+        for t in self.targets():
+            if t.wants(kernel_name):
+                t.coverage.skipped(kernel_name, reason)
+
     def samples(self, kernel_name: str) -> bool:
         """Whether a capture that wants ``kernel_name`` may leave launches of it out (``every=``,
         ``max_launches=``): then a launch path samples before launching, and runs a left-out launch plain."""
@@ -293,10 +299,7 @@ class Dispatcher:
         data = triton_compat.launch_data(md)
         info = self._kernels.get(data.get("function"), PLAIN)
         if not isinstance(info, KernelInfo):
-            name = data.get("name") or "?"
-            for t in self.targets():
-                if t.wants(name):
-                    t.coverage.skipped(name, info)
+            self.skipped(data.get("name") or "?", info)
             return
         capturing = cuda_graphs.capturing()
         if taken is not None:
