@@ -156,8 +156,8 @@ def profile(fn=None, *, config: ProfileConfig | None = None, profile_autotune: b
     Args:
         config: a ``ProfileConfig``; or give its fields as keywords (``capacity``, ``strategy``, ``clock``).
         profile_autotune: also instrument the autotuner's timing runs (off: they run plain).
-        every, max_launches: profile one launch in ``every`` (the others run the instrumented kernel but
-            are not kept), at most ``max_launches`` of them.
+        every, max_launches: profile one launch in ``every`` (the others run the plain build), at most
+            ``max_launches`` of them.
         memory_budget: device bytes (int, or e.g. ``"512MiB"``) its launches' profile buffers may hold
             before they are spilled to host memory together (``kperf.copy_out``).  None: no limit.
     """

@@ -337,7 +337,7 @@ def add_compile_commands(sub) -> None:
                    help="compile kernels from the TTGIR files in DIR (kperf dump / kperf insert)")
     r.add_argument("--auto", default=None, help=_AUTO_HELP)
     r.add_argument("--every", type=int, default=1, metavar="N",
-                   help="profile one launch in N of each kernel (the others still run instrumented)")
+                   help="profile one launch in N of each kernel (the others run the plain build)")
     r.add_argument("--max-launches", type=int, default=None, metavar="N",
                    help="profile at most N launches of each kernel")
     r.add_argument("--memory-budget", default="1GiB", metavar="BYTES",

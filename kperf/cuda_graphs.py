@@ -1,9 +1,9 @@
 """Instrumented kernels inside CUDA graphs: capture keeps the buffer, every replay copies it out.
 
 A launch captured into a CUDA graph (``torch.cuda.graph``, ``torch.compile(mode="reduce-overhead")``'s
-CUDA graph trees) does not run at capture; it runs at every ``replay()``.  Copying its profile buffer at
-capture time (what kperf does for an ordinary launch) would record a copy of garbage into the graph and
-an event that cannot be waited on.  So during a capture:
+CUDA graph trees) does not run at capture; it runs at every ``replay()``.  Handing its buffer to the
+captures at capture time (what kperf does for an ordinary launch) would keep a buffer that the next
+replay overwrites, and no replay's records of their own.  So during a capture:
 
 - the profile allocator's buffer is allocated (and its memset captured) on the capturing stream, from
   the graph's memory pool, and kperf keeps it for the graph's lifetime, so nothing else in the graph
