@@ -194,7 +194,10 @@ def _cta_rate_problems(c: _Ctas, ghz: float, step: int) -> list[str]:
     lo, hi = CTA_POSSIBLE_GHZ
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = dc / dg
-        bad = (dc / np.maximum(dg - GTIME_MAX_STEP_NS, 0.0) < lo) | (dc / (dg + GTIME_MAX_STEP_NS) > hi)
+        # the lowest and highest rates the readings allow, with GTIME_MAX_STEP_NS of skew either way (the
+        # bare rate of a short CTA flagged 1-2 CTAs in almost every launch of a 17 us kernel on an H100)
+        slowest, fastest = dc / (dg + GTIME_MAX_STEP_NS), dc / np.maximum(dg - GTIME_MAX_STEP_NS, 0.0)
+        bad = (fastest < lo) | (slowest > hi)
     problems = []
     if bad.any():
         problems.append(
@@ -205,12 +208,7 @@ def _cta_rate_problems(c: _Ctas, ghz: float, step: int) -> list[str]:
         return problems
     long = dg_steps >= CTA_RATE_MIN_STEPS * max(step, 1)
     idx, rate = idx[long], rate[long]
-    dc, dg = dc[long], dg[long]
-    # odd even allowing GTIME_MAX_STEP_NS of skew between a header's two readings: the bare factor flagged
-    # 1-2 short CTAs in almost every launch of a 17 us kernel on an H100
-    with np.errstate(divide="ignore", invalid="ignore"):
-        odd = ((dc / (dg + GTIME_MAX_STEP_NS) > ghz * CTA_RATE_FACTOR)
-               | (dc / np.maximum(dg - GTIME_MAX_STEP_NS, 0.0) < ghz / CTA_RATE_FACTOR))
+    odd = (slowest[long] > ghz * CTA_RATE_FACTOR) | (fastest[long] < ghz / CTA_RATE_FACTOR)
     if odd.any():
         problems.append(
             f"{plural(int(odd.sum()), 'CTA')} whose header readings give a clock rate far from the launch's "
