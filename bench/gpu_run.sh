@@ -8,7 +8,7 @@
 #   fa3traces kperf traces, summaries and diffs of vanilla vs improved FA3 pipelines (traces.tgz)
 #   async     issue 19's final run: Gluon TMA/wgmma GEMM and WS attention, plain vs the chosen lowerings vs
 #             sampling vs Proton, 20 launches x 3 rounds; then the async-lowering GPU tests
-#   heldout   which builds of the held-out WS attention finish (bench/heldout_smoke.py; 45 s limit each)
+#   heldout   which builds of the held-out WS attention finish (bench/heldout_smoke.py; all at once, 60 s limit)
 #   reach     1000 launches of a small kernel (session scale); a transformer block under torch.compile
 #   liger     Liger-Kernel's tests plain and under `kperf run`, side by side (needs .liger carried: wheels +
 #             liger-src.tar.gz); the 5 default test files took over 170 s each way on an H100
@@ -66,7 +66,7 @@ for part in "$@"; do
           -o faulthandler_timeout=100 >"$d/gpu_tests.log" 2>&1
       grep -h -A16 "^== " "$d/overhead.log" | cut -c1-150; tail -3 "$d/gpu_tests.log" ;;
     heldout)
-      timeout 200 python3 -m bench.heldout_smoke --out "$d/heldout_smoke.json" --timeout 45 >"$d/heldout_smoke.log" 2>&1
+      timeout 100 python3 -m bench.heldout_smoke --out "$d/heldout_smoke.json" --timeout 60 >"$d/heldout_smoke.log" 2>&1
       cat "$d/heldout_smoke.log" ;;
     reach)
       timeout 150 python3 -m bench.session_scale --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1

@@ -1,8 +1,8 @@
 """Which builds of the held-out WS attention (bench/heldout_attention.py) finish on this GPU, plain.
 
 Its first GPU run hung in the plain build's first launch (H100, Triton 3.6, 2026-12-06).  Each variant
-here (warp specialization on or off, 2 or 3 stages) runs in its own process under a time limit, so a hang
-costs only its own process: plain kernel, one (batch, head)-independent check of the first 4 heads
+here (warp specialization on or off, 2 or 3 stages) runs in its own process, all at once under one time limit, so a
+hang costs only its own process: plain kernel, one (batch, head)-independent check of the first 4 heads
 against an fp32 reference.  Written per variant: finished / hung (time limit) / failed (with the error),
 the seconds taken and the largest difference from the reference.
 
@@ -35,18 +35,32 @@ def _child(ws: bool, stages: int) -> None:
     print(json.dumps({"max_abs_diff": float((out[:1, :4].float() - ref.float()).abs().max())}))
 
 
-def run_variant(name: str, timeout: float) -> dict:
+def _start(name: str) -> subprocess.Popen:
     ws, stages = VARIANTS[name]
     code = f"from bench.heldout_smoke import _child; _child({ws}, {stages})"
-    t = time.perf_counter()
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _finish(name: str, p: subprocess.Popen, t0: float, deadline: float) -> dict:
     try:
-        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+        out, err = p.communicate(timeout=max(0.0, deadline - time.perf_counter()))
     except subprocess.TimeoutExpired:
-        return {"variant": name, "result": "hung", "seconds": round(time.perf_counter() - t, 1)}
-    res = {"variant": name, "seconds": round(time.perf_counter() - t, 1)}
+        p.kill()
+        p.communicate()
+        return {"variant": name, "result": "hung", "seconds": round(time.perf_counter() - t0, 1)}
+    res = {"variant": name, "seconds": round(time.perf_counter() - t0, 1)}
     if p.returncode:
-        return {**res, "result": "failed", "error": (p.stderr.strip().splitlines() or ["?"])[-1][:400]}
-    return {**res, "result": "finished", **json.loads(p.stdout.strip().splitlines()[-1])}
+        return {**res, "result": "failed", "error": (err.strip().splitlines() or ["?"])[-1][:400]}
+    return {**res, "result": "finished", **json.loads(out.strip().splitlines()[-1])}
+
+
+def run_variants(names: list[str], timeout: float) -> list[dict]:
+    """All variants at once, one process each (a hang holds only its own process and SMs it occupies;
+    the others' kernels still finish), each given ``timeout`` seconds from the common start."""
+    t0 = time.perf_counter()
+    procs = {n: _start(n) for n in names}
+    return [_finish(n, p, t0, t0 + timeout) for n, p in procs.items()]
 
 
 def main(argv=None) -> int:
@@ -56,7 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     args = ap.parse_args(argv)
     from bench.timing import run_info
-    rows = [run_variant(v, args.timeout) for v in args.variants.split(",")]
+    rows = run_variants(args.variants.split(","), args.timeout)
     with open(args.out, "w") as f:
         json.dump({"run": run_info(argv),
                    "shape": SHAPE, "timeout_s": args.timeout, "variants": rows}, f, indent=1)

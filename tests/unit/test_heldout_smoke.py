@@ -8,13 +8,16 @@ from bench import heldout_smoke
 
 def test_a_failing_variant_is_reported_with_its_error(monkeypatch):
     monkeypatch.setitem(heldout_smoke.VARIANTS, "broken", ("undefined_name", 3))  # the child raises
-    r = heldout_smoke.run_variant("broken", timeout=120)
+    r, = heldout_smoke.run_variants(["broken"], timeout=120)
     assert r["variant"] == "broken" and r["seconds"] >= 0
     assert r["result"] == "failed" and "NameError" in r["error"]
 
 
-def test_a_variant_past_its_time_limit_is_hung():
-    assert heldout_smoke.run_variant("ws-3-stages", timeout=0.05)["result"] == "hung"
+def test_variants_run_at_once_and_one_past_the_time_limit_is_hung(monkeypatch):
+    monkeypatch.setitem(heldout_smoke.VARIANTS, "broken", ("undefined_name", 3))
+    rows = heldout_smoke.run_variants(["ws-3-stages", "broken"], timeout=0.05)
+    assert [r["variant"] for r in rows] == ["ws-3-stages", "broken"]
+    assert {r["result"] for r in rows} == {"hung"}
 
 
 def test_the_variants_cover_both_suspects():
