@@ -1,10 +1,10 @@
 """Which builds of the held-out WS attention (bench/heldout_attention.py) finish on this GPU, plain.
 
 Its first GPU run hung in the plain build's first launch (H100, Triton 3.6, 2026-12-06).  Each variant
-here (warp specialization on or off, 2 or 3 stages) runs in its own process, all at once under one time limit, so a
-hang costs only its own process: plain kernel, one (batch, head)-independent check of the first 4 heads
-against an fp32 reference.  Written per variant: finished / hung (time limit) / failed (with the error),
-the seconds taken and the largest difference from the reference.
+here (warp specialization on or off, 2 or 3 stages) runs in its own process, all at once under one time
+limit, so a hang costs only its own process: plain kernel, one (batch, head)-independent check of the
+first 4 heads against an fp32 reference.  Written per variant: finished / hung (time limit) / failed
+(with the error), the seconds taken and the largest difference from the reference.
 
     python3 -m bench.heldout_smoke --out $OUT/heldout_smoke.json [--timeout 60]
 """
