@@ -9,6 +9,8 @@
 #   async     issue 19's final run: Gluon TMA/wgmma GEMM and WS attention, plain vs the chosen lowerings vs
 #             sampling vs Proton, 20 launches x 3 rounds; then the async-lowering GPU tests
 #   heldout   which builds of the held-out WS attention finish (bench/heldout_smoke.py; all at once, 60 s limit)
+#   tests39   with a newer Triton first on PYTHONPATH (../shared/triton-on-gpu.md): every GPU test but those of
+#             torch.compile (torch 2.11 expects its own Triton 3.6), FA3's last
 #   reach     1000 launches of a small kernel (session scale); a transformer block under torch.compile
 #   liger     Liger-Kernel's tests plain and under `kperf run`, side by side (needs .liger carried: wheels +
 #             liger-src.tar.gz); the 5 default test files took over 170 s each way on an H100
@@ -30,6 +32,14 @@ for part in "$@"; do
       timeout 120 python3 -m bench.capture_real_profiles --out "$d/real" >"$d/capture.log" 2>&1
       (cd "$d" && tar czf real.tgz real && rm -rf real)
       tail -25 "$d/gpu_tests.log"; cat "$d/capture.log" ;;
+    tests39)
+      python3 -c "import triton, torch; print('triton', triton.__version__, 'torch', torch.__version__)" >"$d/versions.txt"
+      timeout 300 python3 -m pytest -v -m gpu tests/gpu -p no:cacheprovider --ignore=tests/gpu/test_fa3_gpu.py \
+          -k "not torch_compile and not max_autotune and not reduce_overhead" -rfEs -o faulthandler_timeout=120 \
+          >"$d/gpu_tests.log" 2>&1
+      timeout 200 python3 -m pytest -v -m gpu tests/gpu/test_fa3_gpu.py -p no:cacheprovider -rfEs \
+          -o faulthandler_timeout=120 >"$d/fa3_tests.log" 2>&1
+      cat "$d/versions.txt"; tail -15 "$d/gpu_tests.log"; tail -6 "$d/fa3_tests.log" ;;
     overhead)
       timeout 380 python3 -m bench.overhead --quick --out "$d" >"$d/overhead.log" 2>&1
       timeout 150 python3 -m bench.calibration --out "$d/calibration" >"$d/calibration.log" 2>&1
