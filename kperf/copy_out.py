@@ -36,37 +36,6 @@ def parse_bytes(value, option: str = "memory_budget") -> int:
                      f"got {value!r}", fix=f"pass {option}=2 << 30 or {option}='2GiB'")
 
 
-class Streams:
-    """The launch's stream, from the raw handle Triton launches on: the current stream, or a torch
-    ``ExternalStream`` made once per other handle."""
-
-    def __init__(self):
-        self._external: dict = {}
-
-    def is_current(self, handle) -> bool:
-        import torch
-        return handle is None or handle == torch._C._cuda_getCurrentRawStream(torch.cuda.current_device())
-
-    def external(self, handle):
-        s = self._external.get(handle)
-        if s is None:
-            import torch
-            s = self._external[handle] = torch.cuda.ExternalStream(handle)
-        return s
-
-
-STREAMS = Streams()
-
-
-def zeroed_buffer(size: int, stream_handle):
-    """A zeroed device buffer of ``size`` bytes; the memset runs on ``stream_handle``, before the kernel."""
-    import torch
-    if STREAMS.is_current(stream_handle):
-        return torch.zeros(size, dtype=torch.uint8, device="cuda")
-    with torch.cuda.stream(STREAMS.external(stream_handle)):
-        return torch.zeros(size, dtype=torch.uint8, device="cuda")
-
-
 class PinnedPool:
     """Pinned staging buffers, reused by size (pinning fresh host memory is slow, reusing it is free).
     Up to ``keep`` bytes of free buffers are kept."""

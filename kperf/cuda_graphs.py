@@ -5,9 +5,10 @@ CUDA graph trees) does not run at capture; it runs at every ``replay()``.  Handi
 captures at capture time (what kperf does for an ordinary launch) would keep a buffer that the next
 replay overwrites, and no replay's records of their own.  So during a capture:
 
-- the profile allocator's buffer is allocated (and its memset captured) on the capturing stream, from
-  the graph's memory pool, and kperf keeps it for the graph's lifetime, so nothing else in the graph
-  reuses the memory: each replay zeroes it and the kernel fills it;
+- the profile allocator's buffer is allocated outside every pool where the capture lets another thread
+  allocate (Inductor's trees capture in "thread_local" mode), else from the graph's memory pool
+  (``kperf.device_buffers``); its memset is captured on the capturing stream, and kperf keeps it for the
+  graph's lifetime, so nothing else reuses the memory: each replay zeroes it and the kernel fills it;
 - the launch is remembered with the graph (``captured``), not copied.
 
 After each ``replay()`` kperf queues, on the replaying stream, a device copy of every remembered buffer,
@@ -23,6 +24,8 @@ import dataclasses
 import itertools
 import threading
 import weakref
+
+from kperf import device_buffers
 
 _state = threading.local()  # .graph: the CUDAGraph this thread is capturing
 _launches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # graph -> [CapturedLaunch]
@@ -40,6 +43,12 @@ class CapturedLaunch:
     n_ctas: int
     owners: list  # kperf.profile kernels capturing at the time (sessions are looked up at replay)
     info: dict | None
+
+
+def capture_mode() -> str | None:
+    """The ``capture_error_mode`` of the capture this thread is under (through ``torch.cuda.CUDAGraph``),
+    or None when it is not capturing."""
+    return getattr(_state, "mode", None) if getattr(_state, "graph", None) is not None else None
 
 
 def capturing() -> bool:
@@ -66,6 +75,7 @@ def _capture_begin(self, *args, **kwargs):
     _meta.setdefault(self, {"id": next(_ids), "replays": 0})
     _launches.pop(self, None)  # a graph captured again forgets what it held
     _state.graph = self
+    _state.mode = kwargs.get("capture_error_mode", args[1] if len(args) > 1 else "global")
     try:
         return _originals["capture_begin"](self, *args, **kwargs)
     except BaseException:
@@ -104,7 +114,7 @@ def _copy_replay(launches: list[CapturedLaunch], meta: dict) -> None:
             info = {**(cl.info or {}), "cuda_graph": meta["id"], "replay": meta["replays"]}
             # the next replay overwrites the graph's buffer: this replay's records go on in a copy (D2D,
             # ordered after the replay on this stream)
-            _dispatcher.record(cl.kernel, cl.buf.clone(), cl.n_ctas, None, targets, info)
+            _dispatcher.record(cl.kernel, device_buffers.copy(cl.buf), cl.n_ctas, None, targets, info)
 
 
 def install(dispatcher) -> None:
@@ -115,6 +125,7 @@ def install(dispatcher) -> None:
     replay without kperf launches in it costs one Python call)."""
     global _dispatcher
     import sys
+    device_buffers.install()
     torch = sys.modules.get("torch")
     if torch is None or _originals:
         return

@@ -28,7 +28,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-from kperf import copy_out, cuda_graphs, stages, triton_compat
+from kperf import copy_out, cuda_graphs, device_buffers, stages, triton_compat
 from kperf.coverage import NO_RECORDS, PLAIN, Coverage, Sampling
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import Geometry
@@ -285,7 +285,7 @@ class Dispatcher:
         self._kernels[function] = info
 
     def _allocate(self, size: int, alignment: int, stream):
-        buf = copy_out.zeroed_buffer(size, stream)
+        buf = device_buffers.zeroed_buffer(size, stream, capture_mode=cuda_graphs.capture_mode())
         self._tls.pending = buf
         return buf
 

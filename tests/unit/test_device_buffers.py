@@ -1,0 +1,96 @@
+"""Where profile buffers come from: outside any pool this thread is routed to (Inductor's CUDA graph trees
+route their warm-ups and recordings to a pool they check and recycle), or the graph's pool in a "global"
+capture, where no thread may allocate device memory.  The GPU test
+``test_reduce_overhead_cudagraph_replays_are_captured`` runs the real trees."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from kperf import cuda_graphs, device_buffers
+
+
+@pytest.fixture
+def fake_routing(monkeypatch):
+    """torch._C's allocate-to-pool calls replaced by recorders, then watched as kperf watches them."""
+    calls = []
+    device_buffers.uninstall()
+    for name in (*device_buffers.ROUTE_BEGIN, device_buffers.ROUTE_END):
+        monkeypatch.setattr(torch._C, name, lambda *a, _n=name: calls.append((_n, a)), raising=False)
+    device_buffers.install()
+    yield calls
+    device_buffers.uninstall()
+
+
+def test_a_thread_routed_to_a_pool_is_seen_until_the_route_ends(fake_routing):
+    assert not device_buffers.routed()
+    torch._C._cuda_beginAllocateCurrentThreadToPool(0, (1, 2))  # what the trees' pool manager calls
+    assert device_buffers.routed()
+    other = []
+    t = threading.Thread(target=lambda: other.append(device_buffers.routed()))
+    t.start()
+    t.join()
+    assert other == [False]  # the route is this thread's
+    torch._C._cuda_endAllocateToPool(0, (1, 2))
+    assert not device_buffers.routed()
+    torch._C._cuda_endAllocateToPool(0, (1, 2))  # an end kperf saw no begin for
+    assert not device_buffers.routed()
+    assert [c[0] for c in fake_routing] == ["_cuda_beginAllocateCurrentThreadToPool",
+                                            "_cuda_endAllocateToPool", "_cuda_endAllocateToPool"]
+    assert fake_routing[0][1] == (0, (1, 2))  # torch's own function still does the routing
+
+
+def test_uninstall_puts_torch_back(fake_routing):
+    wrapped = torch._C._cuda_endAllocateToPool
+    device_buffers.uninstall()
+    assert torch._C._cuda_endAllocateToPool is not wrapped
+    torch._C._cuda_endAllocateToPool(0, (1, 2))
+    assert fake_routing[-1][0] == "_cuda_endAllocateToPool"
+
+
+@pytest.mark.parametrize("mode, routed, expected", [
+    (None, False, False),  # an ordinary launch: the current allocation, as any tensor
+    (None, True, True),  # a trees' warm-up: never their pool
+    ("thread_local", False, True),  # a trees' recording: another thread may allocate
+    ("relaxed", True, True),
+    ("global", True, False),  # no thread may allocate: the graph's own pool
+])
+def test_the_buffer_leaves_every_pool_where_it_may(fake_routing, mode, routed, expected):
+    if routed:
+        torch._C._cuda_beginAllocateCurrentThreadToPool(0, (1, 2))
+    assert device_buffers.off_pool(mode) is expected
+
+
+def test_an_off_pool_allocation_runs_on_kperfs_worker_thread():
+    seen = []
+
+    def allocate(nbytes, device):
+        seen.append((threading.get_ident(), threading.current_thread().name))
+        return torch.zeros(nbytes, dtype=torch.uint8)
+    buf = device_buffers.allocate_off_pool(64, 0, allocate)
+    assert buf.numel() == 64
+    ident, name = seen[0]
+    assert ident != threading.get_ident() and name.startswith("kperf-alloc")
+
+
+@pytest.mark.parametrize("args, kwargs, mode", [
+    ((), {}, "global"),  # torch.cuda.CUDAGraph.capture_begin's default
+    ((None, "relaxed"), {}, "relaxed"),
+    ((), {"pool": None, "capture_error_mode": "thread_local"}, "thread_local"),  # torch.cuda.graph's call
+])
+def test_the_capture_wrapper_knows_the_capture_mode(monkeypatch, args, kwargs, mode):
+    seen = []
+    monkeypatch.setitem(cuda_graphs._originals, "capture_begin",
+                        lambda self, *a, **k: seen.append(cuda_graphs.capture_mode()))
+    monkeypatch.setitem(cuda_graphs._originals, "capture_end", lambda self, *a, **k: None)
+
+    class Graph:
+        pass
+    g = Graph()
+    assert cuda_graphs.capture_mode() is None
+    cuda_graphs._capture_begin(g, *args, **kwargs)
+    cuda_graphs._capture_end(g)
+    assert seen == [mode] and cuda_graphs.capture_mode() is None
