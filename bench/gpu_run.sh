@@ -79,7 +79,7 @@ for part in "$@"; do
       timeout 100 python3 -m bench.heldout_smoke --out "$d/heldout_smoke.json" --timeout 60 >"$d/heldout_smoke.log" 2>&1
       cat "$d/heldout_smoke.log" ;;
     reach)
-      timeout 150 python3 -m bench.session_scale --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1
+      timeout 150 python3 -m bench.session_scale --host-profile --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1
       timeout 300 python3 -m bench.inductor_block --out "$d/inductor" >"$d/inductor_block.log" 2>&1
       tail -12 "$d/session_scale.log"; tail -20 "$d/inductor_block.log" ;;
     liger)

@@ -70,7 +70,31 @@ def _copy_us(nbytes: int, reps: int = 200) -> float:
     return a.elapsed_time(b) * 1e3 / reps
 
 
-def _profiled(fn, launches: int, grid, args, **options) -> dict:
+def _host_profile(launch, n: int, top: int = 25, sync=None) -> list:
+    """Where the host time of ``n`` more launches goes (cProfile, own time per function, top ``top``):
+    which part of a profiled launch -- kperf's Python, Triton's launcher, the buffer's allocation and
+    memset -- sets the per-launch time on this machine."""
+    import cProfile
+    import pstats
+    if sync is None:
+        import torch
+        sync = torch.cuda.synchronize
+    sync()
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(n):
+        launch()
+    pr.disable()
+    sync()
+    st = pstats.Stats(pr).stats
+    where = {k: f"{k[0].split('site-packages/')[-1]}:{k[1]}({k[2]})" for k in st}
+    rows = sorted(((v[2] / n * 1e6, v[3] / n * 1e6, v[1] / n, where[k]) for k, v in st.items()),
+                  reverse=True)[:top]
+    return [{"own_us_per_launch": round(own, 2), "cumulative_us_per_launch": round(cum, 2),
+             "calls_per_launch": calls, "function": name} for own, cum, calls, name in rows]
+
+
+def _profiled(fn, launches: int, grid, args, host_profile: bool = False, **options) -> dict:
     """kperf.profile over ``launches`` launches: time per launch, memory held, time to results."""
     import torch
 
@@ -100,13 +124,18 @@ def _profiled(fn, launches: int, grid, args, **options) -> dict:
     events = sum(d.n_events for d in decs)
     lost = sum(int(d.lost_total) for d in decs)
     g = k.launches[0].kernel.geometry
+    hot = None
+    if host_profile:  # after the results: these launches are not among those counted above
+        k.reset()
+        hot = _host_profile(lambda: k[grid](*args, BLOCK=BLOCK), min(launches, 200))
+        k.reset()
     return {"us_per_launch": per * 1e6, "device_bytes_held": held_dev, "pinned_bytes_held": held_host,
             "results_s": to_results, "launches": len(decs), "events": events, "lost": lost,
             "capacity": g.capacity, "buffer_bytes": k.launches[0].n_ctas * g.cta_bytes,
             "table_lines": table.count("\n") + 1,
             "problems": [p for d in decs for p in d.problems][:5],
             "rejected": sum(int(getattr(d, "rejected_total", 0)) for d in decs),
-            "spills": spills}
+            "spills": spills, **({"host_profile": hot} if hot else {})}
 
 
 def main(argv=None) -> int:
@@ -118,6 +147,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--baseline", action="store_true",
                    help="only the default kperf.profile case (for a checkout from before sessions at scale)")
+    p.add_argument("--host-profile", action="store_true",
+                   help="also profile 200 more launches' host time by function (cProfile) into the JSON")
     args = p.parse_args(argv)
     fn = _kernel()
     n = 1024 * BLOCK
@@ -128,7 +159,7 @@ def main(argv=None) -> int:
     plain_out = out.clone()
     plain = _loop(lambda: fn[grid](x, y, out, n, BLOCK=BLOCK), args.launches)
     res = {"run": run_info(argv), "launches": args.launches, "plain_us_per_launch": plain * 1e6}
-    res["kperf_profile"] = _profiled(fn, args.launches, grid, (x, y, out, n))
+    res["kperf_profile"] = _profiled(fn, args.launches, grid, (x, y, out, n), host_profile=args.host_profile)
     assert torch.equal(out, plain_out), "kperf changed the kernel's output"
     res["copy_us"] = _copy_us(res["kperf_profile"]["buffer_bytes"])
     if args.baseline:
