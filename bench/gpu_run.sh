@@ -80,7 +80,7 @@ for part in "$@"; do
       cat "$d/heldout_smoke.log" ;;
     reach)
       timeout 150 python3 -m bench.session_scale --host-profile --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1
-      timeout 300 python3 -m bench.inductor_block --out "$d/inductor" >"$d/inductor_block.log" 2>&1
+      timeout 400 python3 -m bench.inductor_block --out "$d/inductor" >"$d/inductor_block.log" 2>&1
       tail -12 "$d/session_scale.log"; tail -20 "$d/inductor_block.log" ;;
     liger)
       python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/liger_site .liger/*.whl

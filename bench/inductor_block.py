@@ -1,7 +1,9 @@
 """torch.compile under a kperf session: a transformer block's forward and backward, every kernel profiled.
 
-For each compile mode (default, ``max-autotune-no-cudagraphs``, ``reduce-overhead``) the block is
-compiled and run once plain (compiling and tuning happen there, outside the session), then run under
+For each compile mode (default, ``max-autotune-no-cudagraphs``, ``reduce-overhead`` forward and backward,
+and its forward alone under ``torch.no_grad()``: ``reduce-overhead-inference``), in a process of its own
+(CUDA graph trees and Dynamo keep state across compiles), the block is compiled and run plain (compiling,
+tuning and graph recording happen there, outside the session), then run under
 ``kperf.session(auto="kernel")``.  Written per mode: kernels launched vs profiled (the session's
 coverage), whether outputs and gradients equal the plain run's bit for bit, launches that came through
 Inductor with the graph ops they fused, CUDA graph replays captured, and the session's profile and
@@ -20,7 +22,7 @@ import shutil
 
 from bench.timing import run_info
 
-MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+MODES = ("default", "reduce-overhead", "reduce-overhead-inference", "max-autotune-no-cudagraphs")
 
 
 def block(dim: int = 512, heads: int = 8):
@@ -48,7 +50,6 @@ def run_mode(mode: str, out: pathlib.Path) -> dict:
     import torch
 
     import kperf
-    torch._dynamo.reset()  # no compiled graph of an earlier mode (cached per code object) is reused
     torch.manual_seed(0)
     if mode.startswith("max-autotune"):  # tuning every GEMM of the block takes minutes: one Linear + GELU,
         lin = torch.nn.Linear(512, 2048).cuda()  # Triton templates only, so one of them wins
@@ -59,21 +60,27 @@ def run_mode(mode: str, out: pathlib.Path) -> dict:
         cfg.max_autotune_gemm_backends = "TRITON"
     else:
         m = block()
-    backward = not mode.startswith("max-autotune")  # (its backward GEMMs would be tuned too)
+    # (max-autotune's backward GEMMs would be tuned too)
+    backward = not mode.startswith("max-autotune") and not mode.endswith("-inference")
     x = torch.randn(8, 256, 512, device="cuda", requires_grad=backward)
-    f = torch.compile(m, mode=None if mode == "default" else mode)
-    steps = 3 if mode == "reduce-overhead" else 1
+    graphs = mode.startswith("reduce-overhead")
+    f = torch.compile(m, mode="reduce-overhead" if graphs else None if mode == "default" else mode)
+    steps = 3 if graphs else 1
 
     def step():
-        if mode == "reduce-overhead":
+        if graphs:
             torch.compiler.cudagraph_mark_step_begin()  # a new step: earlier graph outputs may be reused
         x.grad = None
-        y = f(x)
+        with torch.set_grad_enabled(backward):
+            y = f(x)
         if backward:
             y.sum().backward()
         return y.detach().clone(), (x.grad.clone() if backward else y.detach().clone())
-    for _ in range(steps + 1):  # plain: compile, tune, record CUDA graphs
-        ref_y, ref_g = step()
+    try:
+        for _ in range(steps + 1):  # plain: compile, tune, record CUDA graphs
+            ref_y, ref_g = step()
+    except Exception as e:  # before any kperf session: the mode's own failure, said as such
+        raise RuntimeError(f"the plain steps failed before the session: {type(e).__name__}: {e}") from e
     with kperf.session(auto="kernel") as s:
         for _ in range(steps):
             y, g = step()
@@ -100,21 +107,49 @@ def run_mode(mode: str, out: pathlib.Path) -> dict:
             "example_ops": next((d.info["inductor_ops"] for d in inductor if d.info.get("inductor_ops")), "")}
 
 
+def _run_in_child(mode: str, out: pathlib.Path, timeout: float) -> dict:
+    """One mode in a process of its own; its result, or the error and the tail of what it printed."""
+    import subprocess
+    import sys
+    result = out / mode / "result.json"
+    result.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "bench.inductor_block", "--out", str(out), "--modes", mode, "--child"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        tail = (p.stdout + p.stderr)[-3000:]
+    except subprocess.TimeoutExpired as e:
+        return {"mode": mode, "error": f"no result within {timeout:.0f} s",
+                "traceback": str(e.stdout or "")[-3000:]}
+    if result.exists():
+        return json.loads(result.read_text())
+    return {"mode": mode, "error": f"the mode's process exited {p.returncode} without a result",
+            "traceback": tail}
+
+
+def _one_mode(mode: str, out: pathlib.Path) -> dict:
+    try:
+        return run_mode(mode, out)
+    except Exception as e:  # a mode that fails is a result, with its error
+        import traceback
+        return {"mode": mode, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--timeout", type=float, default=240.0, help="seconds per mode")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res = {"run": run_info(argv), "modes": []}
-    for mode in args.modes.split(","):
-        try:
-            res["modes"].append(run_mode(mode, out))
-        except Exception as e:  # a mode that fails is a result, with its error
-            import traceback
-            res["modes"].append({"mode": mode, "error": f"{type(e).__name__}: {e}",
-                                 "traceback": traceback.format_exc()})
+    if args.child:  # one mode, here; the parent reads its result
+        r = _one_mode(args.modes, out)
+        (out / args.modes).mkdir(parents=True, exist_ok=True)
+        (out / args.modes / "result.json").write_text(json.dumps(r, indent=1))
+        return 0
+    modes = [_run_in_child(m, out, args.timeout) for m in args.modes.split(",")]
+    res = {"run": run_info(argv), "modes": modes}
     (out / "inductor_block.json").write_text(json.dumps(res, indent=1))
     print(f"{'mode':<28} {'kernels':>7} {'launches':>8} {'profiled':>8} {'replays':>7} {'identical':>9} lost")
     for r in res["modes"]:
