@@ -23,8 +23,11 @@ VARIANTS = {"ws-3-stages": (True, 3), "ws-2-stages": (True, 2), "no-ws-3-stages"
 SHAPE = (2, 32, 4096, 64)
 
 
-def _child(ws: bool, stages: int) -> None:
+def _child(ws: bool, stages: int, deadline: float = 3600.0) -> None:
+    import faulthandler
+
     import torch
+    faulthandler.dump_traceback_later(deadline, exit=True)  # a hang says where: compiling, or waiting
 
     from bench import heldout_attention as H
     torch.manual_seed(0)
@@ -35,31 +38,41 @@ def _child(ws: bool, stages: int) -> None:
     print(json.dumps({"max_abs_diff": float((out[:1, :4].float() - ref.float()).abs().max())}))
 
 
-def _start(name: str) -> subprocess.Popen:
+def _start(name: str, deadline: float) -> subprocess.Popen:
     ws, stages = VARIANTS[name]
-    code = f"from bench.heldout_smoke import _child; _child({ws}, {stages})"
+    code = f"from bench.heldout_smoke import _child; _child({ws}, {stages}, {deadline})"
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
 def _finish(name: str, p: subprocess.Popen, t0: float, deadline: float) -> dict:
-    try:
-        out, err = p.communicate(timeout=max(0.0, deadline - time.perf_counter()))
+    try:  # the child dumps its stacks and exits at the deadline; the kill is for one that cannot
+        out, err = p.communicate(timeout=max(1.0, deadline + 10 - time.perf_counter()))
     except subprocess.TimeoutExpired:
         p.kill()
         p.communicate()
         return {"variant": name, "result": "hung", "seconds": round(time.perf_counter() - t0, 1)}
     res = {"variant": name, "seconds": round(time.perf_counter() - t0, 1)}
+    if "Timeout (" in err:  # faulthandler's dump: where each thread was
+        return {**res, "result": "hung", "where": _stack_of_main_thread(err)}
     if p.returncode:
         return {**res, "result": "failed", "error": (err.strip().splitlines() or ["?"])[-1][:400]}
     return {**res, "result": "finished", **json.loads(out.strip().splitlines()[-1])}
 
 
+def _stack_of_main_thread(dump: str, lines: int = 12) -> list[str]:
+    """The innermost frames of the dump's last thread block (the main thread's, printed last)."""
+    blocks = dump.split("\nThread ")
+    frames = [ln.strip() for ln in blocks[-1].splitlines() if ln.strip().startswith("File ")]
+    return frames[:lines]
+
+
 def run_variants(names: list[str], timeout: float) -> list[dict]:
     """All variants at once, one process each (a hang holds only its own process and SMs it occupies;
-    the others' kernels still finish), each given ``timeout`` seconds from the common start."""
+    the others' kernels still finish), each given ``timeout`` seconds from the common start; a variant
+    still running then dumps where it was (faulthandler) and is reported hung."""
     t0 = time.perf_counter()
-    procs = {n: _start(n) for n in names}
+    procs = {n: _start(n, timeout) for n in names}
     return [_finish(n, p, t0, t0 + timeout) for n, p in procs.items()]
 
 
@@ -75,7 +88,7 @@ def main(argv=None) -> int:
         json.dump({"run": run_info(argv),
                    "shape": SHAPE, "timeout_s": args.timeout, "variants": rows}, f, indent=1)
     for r in rows:
-        detail = r.get("max_abs_diff", r.get("error", ""))
+        detail = r.get("max_abs_diff", r.get("error", " <- ".join(r.get("where", [])[:4])))
         print(f"{r['variant']:16} {r['result']:9} {r['seconds']:6.1f} s  {detail}")
     return 0
 

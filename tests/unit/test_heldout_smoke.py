@@ -13,11 +13,19 @@ def test_a_failing_variant_is_reported_with_its_error(monkeypatch):
     assert r["result"] == "failed" and "NameError" in r["error"]
 
 
-def test_variants_run_at_once_and_one_past_the_time_limit_is_hung(monkeypatch):
+def test_variants_run_at_once_and_a_hung_one_says_where_it_was(monkeypatch):
+    """A child past its deadline dumps its stacks (faulthandler) and exits; one that cannot is killed."""
+    stuck = ("(__import__('faulthandler').dump_traceback_later(1, exit=True), "
+             "__import__('time').sleep(60))")
+    monkeypatch.setitem(heldout_smoke.VARIANTS, "stuck", (stuck, 3))
+    monkeypatch.setitem(heldout_smoke.VARIANTS, "deaf", ("__import__('time').sleep(60)", 3))
     monkeypatch.setitem(heldout_smoke.VARIANTS, "broken", ("undefined_name", 3))
-    rows = heldout_smoke.run_variants(["ws-3-stages", "broken"], timeout=0.05)
-    assert [r["variant"] for r in rows] == ["ws-3-stages", "broken"]
-    assert {r["result"] for r in rows} == {"hung"}
+    rows = heldout_smoke.run_variants(["stuck", "deaf", "broken"], timeout=1)
+    assert [r["variant"] for r in rows] == ["stuck", "deaf", "broken"]
+    stuck_row, deaf_row, broken_row = rows
+    assert stuck_row["result"] == "hung" and stuck_row["where"]  # the frames it was in
+    assert deaf_row["result"] == "hung" and "where" not in deaf_row and deaf_row["seconds"] < 30
+    assert broken_row["result"] == "failed"
 
 
 def test_the_variants_cover_both_suspects():
