@@ -12,9 +12,11 @@ the epilogue ("tt.descriptor_store op tensor descriptor block and tensor types m
 instruments it only through automatic insertion (``auto="mma,tma"``):
 Triton's warp specialization would delete source scopes in the loop.
 
-Not usable yet: its first GPU run (an H100, Triton 3.6, 2026-12-06) hung in the plain build's first
-launch, before kperf was involved (bench/results/h100-2026-12-06-s9).  The host descriptors with 3 stages
-are what it does not share with examples/attention.py, which runs; mend it on a GPU before using it.
+Not usable yet: on an H100 with Triton 3.6 (2026-12-06) its plain build hung in the first launch, before
+kperf was involved, with warp specialization on and off and with 2 and 3 stages
+(bench/results/h100-2026-12-06-s10).  The host descriptors are what it does not share with
+examples/attention.py, which runs; ``attention(..., host_descriptors=False)`` makes them on the device
+instead (``bench/heldout_smoke.py`` runs both) to tell.
 """
 
 from __future__ import annotations
@@ -28,12 +30,27 @@ BLOCK_M, BLOCK_N, NUM_WARPS, NUM_STAGES = 128, 64, 4, 3
 
 
 @triton.jit
+def _as_descriptor(arg, n_rows, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """A host descriptor as passed, or a device-side one over ``[n_rows, HEAD_DIM]`` from a pointer."""
+    if isinstance(arg, tl.tensor_descriptor):
+        return arg
+    else:
+        return tl.make_tensor_descriptor(arg, shape=[n_rows, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                         block_shape=[BLOCK, HEAD_DIM])
+
+
+@triton.jit
 def heldout_attn_kernel(desc_q, desc_k, desc_v, out_ptr, lse_ptr, scale_log2, N_CTX,
                         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                         WARP_SPECIALIZE: tl.constexpr = True):
-    """One CTA: BLOCK_M query rows of one (batch x head); ``lse_ptr`` gets each row's log2-sum-exp2."""
+    """One CTA: BLOCK_M query rows of one (batch x head); ``lse_ptr`` gets each row's log2-sum-exp2.
+    ``desc_q/k/v``: host TMA descriptors, or the tensors' pointers (descriptors made on the device)."""
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
+    n_rows = tl.num_programs(1) * N_CTX
+    desc_q = _as_descriptor(desc_q, n_rows, HEAD_DIM, BLOCK_M)
+    desc_k = _as_descriptor(desc_k, n_rows, HEAD_DIM, BLOCK_N)
+    desc_v = _as_descriptor(desc_v, n_rows, HEAD_DIM, BLOCK_N)
     row0 = bh * N_CTX  # first row of this (batch, head) in the [Z*H*N_CTX, HEAD_DIM] views
     q = desc_q.load([row0 + pid_m * BLOCK_M, 0])
     run_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
@@ -68,9 +85,15 @@ def descriptors(q, k, v):
     return desc(q, BLOCK_M), desc(k, BLOCK_N), desc(v, BLOCK_N)
 
 
+def _alloc_scratch(size: int, alignment: int, stream):
+    import torch
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
 def attention(q, k, v, *, kernel=heldout_attn_kernel, sm_scale: float | None = None,
-              num_stages: int = NUM_STAGES, warp_specialize: bool = True):
-    """``softmax(q k^T * sm_scale) v`` for contiguous ``[Z, H, N_CTX, HEAD_DIM]`` fp16/bf16 tensors."""
+              num_stages: int = NUM_STAGES, warp_specialize: bool = True, host_descriptors: bool = True):
+    """``softmax(q k^T * sm_scale) v`` for contiguous ``[Z, H, N_CTX, HEAD_DIM]`` fp16/bf16 tensors.
+    ``host_descriptors=False`` passes the tensors and makes the TMA descriptors on the device."""
     import torch
     z, h, n_ctx, d = q.shape
     if n_ctx % BLOCK_M or n_ctx % BLOCK_N:
@@ -80,7 +103,12 @@ def attention(q, k, v, *, kernel=heldout_attn_kernel, sm_scale: float | None = N
     o = torch.empty_like(q)
     lse = torch.empty((z, h, n_ctx), device=q.device, dtype=torch.float32)
     grid = (n_ctx // BLOCK_M, z * h)
-    kernel[grid](*descriptors(q, k, v), o, lse, sm_scale * 1.4426950408889634, n_ctx, HEAD_DIM=d,
+    if host_descriptors:
+        descs = descriptors(q, k, v)
+    else:
+        triton.set_allocator(_alloc_scratch)  # device-side descriptors live in global scratch
+        descs = (q, k, v)
+    kernel[grid](*descs, o, lse, sm_scale * 1.4426950408889634, n_ctx, HEAD_DIM=d,
                  BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, WARP_SPECIALIZE=warp_specialize, num_warps=NUM_WARPS,
                  num_stages=num_stages)
     return o

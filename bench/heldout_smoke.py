@@ -1,10 +1,11 @@
 """Which builds of the held-out WS attention (bench/heldout_attention.py) finish on this GPU, plain.
 
-Its first GPU run hung in the plain build's first launch (H100, Triton 3.6, 2026-12-06).  Each variant
-here (warp specialization on or off, 2 or 3 stages) runs in its own process, all at once under one time
-limit, so a hang costs only its own process: plain kernel, one (batch, head)-independent check of the
-first 4 heads against an fp32 reference.  Written per variant: finished / hung (time limit) / failed
-(with the error), the seconds taken and the largest difference from the reference.
+Its plain build hung in its first launch on an H100 (Triton 3.6, 2026-12-06), with warp specialization
+on and off and 2 and 3 stages alike.  Each variant here (warp specialization, stages, host or device TMA
+descriptors) runs in its own process, all at once under one time limit, so a hang costs only its own
+process: plain kernel, one (batch, head)-independent check of the first 4 heads against an fp32
+reference.  Written per variant: finished / hung (with where it was, from faulthandler) / failed (with
+the error), the seconds taken and the largest difference from the reference.
 
     python3 -m bench.heldout_smoke --out $OUT/heldout_smoke.json [--timeout 60]
 """
@@ -17,13 +18,15 @@ import subprocess
 import sys
 import time
 
-VARIANTS = {"ws-3-stages": (True, 3), "ws-2-stages": (True, 2), "no-ws-3-stages": (False, 3),
-            "no-ws-2-stages": (False, 2)}
+#: name -> (warp specialization, stages, host descriptors)
+VARIANTS = {"ws-3-stages": (True, 3, True), "ws-2-stages": (True, 2, True),
+            "no-ws-3-stages": (False, 3, True), "no-ws-2-stages": (False, 2, True),
+            "ws-3-stages-device-desc": (True, 3, False), "no-ws-2-stages-device-desc": (False, 2, False)}
 #: The shape of the GPU test that hung (batch, heads, tokens, head dim).
 SHAPE = (2, 32, 4096, 64)
 
 
-def _child(ws: bool, stages: int, deadline: float = 3600.0) -> None:
+def _child(ws: bool, stages: int, host: bool = True, deadline: float = 3600.0) -> None:
     import faulthandler
 
     import torch
@@ -32,15 +35,15 @@ def _child(ws: bool, stages: int, deadline: float = 3600.0) -> None:
     from bench import heldout_attention as H
     torch.manual_seed(0)
     q, k, v = (torch.randn(SHAPE, device="cuda", dtype=torch.float16) for _ in range(3))
-    out = H.attention(q, k, v, num_stages=stages, warp_specialize=ws)
+    out = H.attention(q, k, v, num_stages=stages, warp_specialize=ws, host_descriptors=host)
     torch.cuda.synchronize()
     ref = H.reference(q[:1, :4], k[:1, :4], v[:1, :4])
     print(json.dumps({"max_abs_diff": float((out[:1, :4].float() - ref.float()).abs().max())}))
 
 
 def _start(name: str, deadline: float) -> subprocess.Popen:
-    ws, stages = VARIANTS[name]
-    code = f"from bench.heldout_smoke import _child; _child({ws}, {stages}, {deadline})"
+    ws, stages, host = VARIANTS[name]
+    code = f"from bench.heldout_smoke import _child; _child({ws}, {stages}, {host}, {deadline})"
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
