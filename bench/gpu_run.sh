@@ -70,7 +70,7 @@ for part in "$@"; do
       tail -5 "$d/run.log" ;;
     async)
       timeout 420 python3 -m bench.overhead --only gluon,attention --n-ctx 4096 --reps 20 --rounds 3 \
-          --variants default,warpgroup-smem,cta-stride-8,warpgroup-smem-cta-stride-8,warpgroup-smem-sms-1-in-8 \
+          --variants default,warpgroup-smem,role-smem,warpgroup-smem-cta-stride-8 \
           --out "$d" >"$d/overhead.log" 2>&1
       timeout 150 python3 -m pytest -v -m gpu tests/gpu/test_async_lowering_gpu.py -p no:cacheprovider \
           -o faulthandler_timeout=100 >"$d/gpu_tests.log" 2>&1

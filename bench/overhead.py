@@ -57,6 +57,9 @@ VARIANTS = {
     "warpgroup": {"granularity": "warpgroup"},
     "warpgroup-fold": {"granularity": "warpgroup", "fold": True},
     "warpgroup-smem": {"granularity": "warpgroup", "store": "auto"},
+    # one recording warp per role: the producer's and the first consumer warpgroup's (in a kernel
+    # that is not warp-specialized, warp 0), staged in shared memory
+    "role-smem": {"granularity": "role", "store": "auto"},
     "cta-fold": {"granularity": "cta", "fold": True},
     "cta-stride-4-fold": {"cta_stride": 4, "fold": True},
     "cta-stride-8": {"cta_stride": 8},

@@ -96,7 +96,7 @@ ALIGNMENT = 128  # bytes; every CTA region starts on this boundary
 CLOCKS = ("clock", "clock64", "globaltimer")
 STRATEGIES = ("keep-first", "wrap")
 STORES = ("global", "smem", "auto")
-GRANULARITIES = ("warp", "warpgroup", "cta")
+GRANULARITIES = ("warp", "warpgroup", "cta", "role")
 MAX_SM_ID = 1023  # sms= sampling accepts SM ids up to this
 
 

@@ -60,7 +60,9 @@ class ProfileConfig:
             ``None`` (default): on for ``keep-first``, which measured cheaper on an H100
             (docs/options.md has the numbers).
         granularity: which warps record: ``"warp"`` (all), ``"warpgroup"`` (warp 0 of each group
-            of 4 warps) or ``"cta"`` (warp 0 only).  Only recording warps get buffer slots.
+            of 4 warps), ``"cta"`` (warp 0 only) or ``"role"`` (the first warp of each role of a
+            warp-specialized kernel: producer, first consumer warpgroup, other partitions; warp 0
+            in a kernel that is not).  Only recording warps get buffer slots.
         warp_mask: if non-zero, a bitmask of warps allowed to record (bit w = warp w), combined
             with ``granularity``.
         cta_stride: record only CTAs whose linear id is a multiple of this (1: all CTAs).
@@ -144,11 +146,16 @@ class ProfileConfig:
         """Whether some CTAs are sampled out (``cta_stride`` or ``sms``)."""
         return self.cta_stride > 1 or bool(self.sms)
 
-    def recording_warps(self, num_warps: int) -> tuple[int, ...]:
-        """The warps that record (and own buffer slots), in order."""
-        step = {"warp": 1, "warpgroup": 4, "cta": num_warps}[self.granularity]
-        warps = tuple(w for w in range(0, num_warps, step)
-                      if not self.warp_mask or self.warp_mask >> w & 1)
+    def recording_warps(self, num_warps: int, role_starts: tuple[int, ...] = ()) -> tuple[int, ...]:
+        """The warps that record (and own buffer slots), in order.  ``role_starts``: the first warp of
+        each role of a warp-specialized kernel (``granularity="role"``; none: a single role)."""
+        if self.granularity == "role":
+            candidates = tuple(sorted(set(role_starts) | {0}))
+        else:
+            step = {"warp": 1, "warpgroup": 4, "cta": num_warps}[self.granularity]
+            candidates = tuple(range(0, num_warps, step))
+        warps = tuple(w for w in candidates
+                      if w < num_warps and (not self.warp_mask or self.warp_mask >> w & 1))
         if not warps:
             raise KperfError(f"no warp records: granularity={self.granularity!r} and warp_mask="
                              f"0x{self.warp_mask:x} leave none of the kernel's {num_warps} warps",

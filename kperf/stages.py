@@ -33,7 +33,7 @@ from kperf.override_folder import Overrides, source_key
 from kperf.passes.auto_insert import AutoInsertPass
 from kperf.passes.lower_ptx import LowerPtxPass
 from kperf.passes.materialize import MaterializePass
-from kperf.passes.warp_roles import warp_roles
+from kperf.passes.warp_roles import role_starts, warp_roles
 
 METADATA_KEY = "kperf"
 
@@ -171,8 +171,10 @@ def lower_pass(config: ProfileConfig, metadata: dict, records: bool = True) -> L
     """The PTX lowering for a kernel at Triton's ptx stage (its warps, shared memory and target)."""
     target = metadata.get("target")
     capability = int(getattr(target, "arch", 90) or 90)
-    return LowerPtxPass(config, int(metadata["num_warps"]), records=records,
-                        shared_bytes=int(metadata.get("shared") or 0), capability=capability)
+    roles = metadata.get(METADATA_KEY, {}).get("warp_roles", [])
+    return LowerPtxPass(config, int(metadata["num_warps"]), role_starts=role_starts(roles),
+                        records=records, shared_bytes=int(metadata.get("shared") or 0),
+                        capability=capability)
 
 
 def _dump_stage(stages: dict, overrides: Overrides, options, source) -> None:

@@ -74,13 +74,16 @@ class LowerPtxPass(KperfPass):
     ``num_warps`` counts every warp of the kernel (WS partitions included); ``shared_bytes`` is the
     dynamic shared memory the kernel already uses (Triton's ``metadata["shared"]``) and ``capability``
     the target (e.g. 90); ``store="smem"``/``"auto"`` need both to place the staging area and check it
-    fits.  ``records=False`` lowers the preamble and epilogue only (to measure the fixed cost).  In a
+    fits.  ``role_starts``: the first warp of each role of a warp-specialized kernel, which
+    ``granularity="role"`` records with (``passes.warp_roles.role_starts``).  ``records=False``
+    lowers the preamble and epilogue only (to measure the fixed cost).  In a
     pipeline every ``ProfileConfig`` field is an option too:
     ``kperf-lower-ptx{num-warps=8,clock=clock64}``.
     """
 
     config: ProfileConfig = dataclasses.field(default_factory=ProfileConfig)
     num_warps: int = 4
+    role_starts: tuple[int, ...] = ()  # first warp of each WS role (``granularity="role"``)
     records: bool = True
     shared_bytes: int | None = None
     capability: int = 90
@@ -90,7 +93,7 @@ class LowerPtxPass(KperfPass):
     @property
     def geometry(self) -> Geometry:
         return Geometry(self.num_warps, self.config.capacity, self.config.clock,
-                        self.config.recording_warps(self.num_warps))
+                        self.config.recording_warps(self.num_warps, self.role_starts))
 
     def apply(self, module: str, path: str = "PTX") -> LoweringResult:
         lines = parse(module)

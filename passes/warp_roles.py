@@ -11,6 +11,7 @@ not a pass: the stage hook stores the roles with the kernel for the trace viewer
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from kperf.dialect.ttgir_text import Token, tokenize_line
 
@@ -44,6 +45,23 @@ def warp_roles(text: str) -> list[str]:
         consumer += kind.startswith("consumer")
         roles[r.start:r.start + r.warps] = [f"{r.name} ({kind})"] * r.warps
     return roles
+
+
+def role_starts(roles: list[str]) -> tuple[int, ...]:
+    """The first warp of each role from ``warp_roles``' list: producer, consumer (its first warpgroup:
+    the others run the same code on other rows), other partitions; () if not warp-specialized."""
+    seen: dict[str, int] = {}
+    for w, r in enumerate(roles):
+        if r != "unused":
+            seen.setdefault(_kind(r), w)
+    return tuple(sorted(seen.values()))
+
+
+def _kind(role: str) -> str:
+    """``partition1 (consumer wg1, MMA, 232 regs)`` -> ``consumer, MMA``."""
+    inner = role[role.find("(") + 1:role.rfind(")")] if "(" in role else role
+    return ", ".join(p for p in (re.sub(r" wg\d+$", "", q.strip()) for q in inner.split(","))
+                     if not p.endswith(" regs"))
 
 
 def _role(r: _Region, consumer: int) -> str:

@@ -13,6 +13,7 @@ from kperf.dialect.options import ProfileConfig
 from kperf.dialect.selectors import PRESETS, SELECTORS, parse_selectors
 from kperf.examples import attention as A
 from kperf.examples import matmul as mm
+from kperf.passes.warp_roles import role_starts
 from kperf.tracing.decode import EVENT_DTYPE
 from kperf.tracing.flows import FLOW_DTYPE, compute_flows
 
@@ -96,6 +97,30 @@ def test_warp_roles_match_the_partition_table_in_ptx(ws_report):
     m = re.search(r"st\.shared\.v2\.b32\s+\[global_smem\+\d+\], \{(\d+), (\d+)\};", ws_report.ptx)
     states = np.frombuffer(np.array([int(m.group(1)), int(m.group(2))], "<u4").tobytes(), np.uint8)
     assert [int(p[len("partition")]) for p in (roles[w].split()[0] for w in range(4, 12))] == list(states)
+
+
+def test_role_starts_take_one_warp_per_role():
+    """The producer's first warp and the first consumer warpgroup's: the second consumer warpgroup runs
+    the same code on other rows (granularity="role")."""
+    ws = (["default (producer, TMA)"] * 4 + ["partition0 (consumer wg0, MMA, 232 regs)"] * 4
+          + ["partition1 (consumer wg1, MMA, 232 regs)"] * 4)
+    assert role_starts(ws) == (0, 4)
+    assert role_starts(["default (consumer wg0, MMA)"] * 8 + ["partition0 (producer, TMA, 24 regs)"]
+                       + ["partition1 (other)"] + ["unused"] * 2) == (0, 8, 9)
+    assert role_starts([]) == ()  # not warp-specialized
+
+
+@pytest.mark.compile_side
+def test_role_granularity_records_one_warp_per_role(ws_report):
+    """In the WS attention: the producer (warp 0) and consumer warpgroup 0 (warp 4); the records of
+    consumer warpgroup 1's warps are lowered away, and the roles stay in the metadata for the viewers."""
+    r = kperf.compile(A.attn_fwd_kernel, signature=A.SIGNATURE, constexprs=A.CONSTEXPRS, target="cuda:90",
+                      config=ProfileConfig(auto="mma,tma", granularity="role", store="auto"),
+                      **A.COMPILE_OPTIONS)
+    assert r.geometry.warps == (0, 4)
+    assert r.geometry.cta_bytes < ws_report.geometry.cta_bytes
+    assert r.metadata["kperf"]["warp_roles"] == ws_report.metadata["kperf"]["warp_roles"]
+    assert r.num_records == ws_report.num_records  # the same sites; only who records changed
 
 
 @pytest.mark.compile_side

@@ -122,6 +122,7 @@ def test_sampling_clones_the_body_for_sampled_out_ctas():
 def test_granularity_leaves_slots_for_recording_warps_only():
     for cfg, warps in ((ProfileConfig(granularity="warpgroup"), (0, 4)),
                        (ProfileConfig(granularity="cta"), (0,)),
+                       (ProfileConfig(granularity="role"), (0,)),  # not warp-specialized: one role
                        (ProfileConfig(warp_mask=0b110), (1, 2))):
         r = _compile(cfg)
         assert r.geometry.warps == warps
@@ -133,6 +134,8 @@ def test_config_round_trips_through_the_mode_string():
         assert ProfileConfig.from_mode(cfg.to_mode()) == cfg
     with pytest.raises(KperfError, match="no warp records"):
         ProfileConfig(granularity="cta", warp_mask=0b10).recording_warps(8)
+    assert ProfileConfig(granularity="role").recording_warps(12, (0, 4)) == (0, 4)
+    assert ProfileConfig(granularity="role", warp_mask=0b10000).recording_warps(12, (0, 4)) == (4,)
     with pytest.raises(KperfError, match="fold"):
         ProfileConfig(strategy="wrap", capacity=256, fold=True)
 
