@@ -38,16 +38,33 @@ def loops(sass: str) -> list[dict]:
         if len(body) < 16 or sum("SYNCS.PHASECHK" in t for t in body) == len(body) - 2:
             continue  # a barrier's retry loop
         out.append({"n": len(body), "mma": any("HGMMA" in t for t in body),
-                    "tma": any("UTMALDG" in t for t in body)})
+                    "tma": any("UTMALDG" in t for t in body), "span": (int(m.group(1), 16), addr)})
     return sorted(out, key=lambda lp: lp["n"])
 
 
 def _main_loops(sass: str) -> dict:
-    """The innermost loop with HGMMA (main / consumer), the innermost TMA-issuing one without (producer)."""
+    """The innermost loop with HGMMA (main / consumer), the innermost TMA-issuing one without (producer),
+    and the size of every innermost HGMMA loop (a WS kernel has one per consumer warpgroup), smallest
+    first."""
     found = loops(sass)
     mma = next((lp["n"] for lp in found if lp["mma"]), None)
     producer = next((lp["n"] for lp in found if lp["tma"] and not lp["mma"]), None)
-    return {"mma_loop": mma, "producer_loop": producer}
+    mma_spans = [lp["span"] for lp in found if lp["mma"]]
+    innermost = [lp["n"] for lp in found if lp["mma"] and not any(
+        s != lp["span"] and lp["span"][0] <= s[0] and s[1] <= lp["span"][1] for s in mma_spans)]
+    return {"mma_loop": mma, "producer_loop": producer, "mma_loops": sorted(innermost)}
+
+
+def _added(plain: dict, inst: dict) -> dict:
+    """Instructions a variant adds to one iteration of the producer's loop and of the main / consumer
+    loop: of the plain kernel's smallest HGMMA loops (one per consumer warpgroup, alike when plain), the
+    one that grew most (``granularity="role"`` leaves a consumer warpgroup's loop without records)."""
+    out = {k: (inst[k] - plain[k]) if inst[k] and plain[k] else None for k in ("mma_loop", "producer_loop")}
+    p, i = plain["mma_loops"], inst["mma_loops"]
+    if p and len(p) == len(i):
+        twins = p.count(p[0])
+        out["mma_loop"] = max(i[:twins]) - p[0]
+    return out
 
 
 def cases() -> dict:
@@ -75,23 +92,28 @@ def measure(case: str, variants) -> dict:
         out[name] = {"records": r.num_records, "per_record": round(r.sass_per_record, 2),
                      "fixed": r.sass_fixed_cost, "spills": r.local_memory_ops,
                      "plain_loops": plain, "loops": inst,
-                     "added": {k: (inst[k] - plain[k]) if inst[k] and plain[k] else None for k in plain},
+                     "added": _added(plain, inst),
                      "profile_bytes_per_cta": r.geometry.cta_bytes, "store": r.metadata["kperf"]["store"]}
     return out
 
 
 def table(res: dict) -> str:
-    rows = ["| case | variant | SASS / record | fixed | + main/consumer loop | + producer loop | bytes/CTA |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = ["| case | variant | SASS / record | fixed | + main/consumer loop | + producer loop | bytes/CTA "
+            "| innermost HGMMA loops, plain -> kperf |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for case, variants in res.items():
         for name, e in variants.items():
             plain, added = e["plain_loops"], e["added"]
             mma, prod = (f"+{added[k]} (of {plain[k]})" if added[k] is not None else "-"
                          for k in ("mma_loop", "producer_loop"))
+            loops_ = f"{_sizes(plain['mma_loops'])} -> {_sizes(e['loops']['mma_loops'])}"
             store = " (smem)" if e["store"] == "smem" else ""
             rows.append(f"| {case} | {name}{store} | {e['per_record']} | {e['fixed']} | {mma} | {prod} | "
-                        f"{e['profile_bytes_per_cta']} |")
+                        f"{e['profile_bytes_per_cta']} | {loops_} |")
     return "\n".join(rows)
+
+
+def _sizes(ns: list[int]) -> str:
+    return ", ".join(str(n) for n in ns) or "-"
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,7 @@ from kperf.override_folder import Overrides, source_key
 from kperf.passes.auto_insert import AutoInsertPass
 from kperf.passes.lower_ptx import LowerPtxPass
 from kperf.passes.materialize import MaterializePass
-from kperf.passes.warp_roles import role_starts, warp_roles
+from kperf.passes.warp_roles import repeated_role_regions, role_starts, warp_roles
 
 METADATA_KEY = "kperf"
 
@@ -98,9 +98,10 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
         auto = None
         if config.auto:  # records around ops of the final TTGIR (kperf.passes.auto_insert)
             selectors = tuple(config.auto.split("+"))
+            skip = repeated_role_regions(warp_roles(mod.str())) if config.granularity == "role" else ()
             builder = triton_compat.mlir_builder(mod.context)
-            auto = AutoInsertPass(selectors).apply(mod, builder, triton_compat.IR,
-                                                   path=f"{_name_of(metadata)}.ttgir")
+            auto = AutoInsertPass(selectors, skip_regions=skip).apply(mod, builder, triton_compat.IR,
+                                                                      path=f"{_name_of(metadata)}.ttgir")
         text = mod.str()
         roles = warp_roles(text)
         if roles:

@@ -62,10 +62,13 @@ class AutoInsertPass(KperfPass):
     """Triton's MLIR module (final TTGIR) in, changed in place; ``AutoInsertResult`` out.
 
     Inserts ``kperf.record`` carriers around the ops chosen by ``selectors`` (see the module
-    docstring): ``kperf-auto-insert{selectors=mma+tma}``.
+    docstring): ``kperf-auto-insert{selectors=mma+tma}``.  ``skip_regions``: WS regions left without
+    records (``granularity="role"``: a second consumer warpgroup, whose warps record nothing, then
+    runs no record instructions either); a flow left without its issue or completion is dropped.
     """
 
     selectors: tuple[str, ...] = ()
+    skip_regions: tuple[str, ...] = ()
     name = "kperf-auto-insert"
     INPUT = "mlir"
 
@@ -80,8 +83,9 @@ class AutoInsertPass(KperfPass):
         wanted = expand(self.selectors)
         index = ModuleIndex(module, builder, ir)
         names = _ScopeNames(index, path)
-        chosen, flows = _choose(index, names, wanted, _pendings(module.str()))
+        chosen, flows = _choose(index, names, wanted, _pendings(module.str()), set(self.skip_regions))
         _add_wgmma_flows(chosen, flows)
+        flows = {k: f for k, f in flows.items() if f["issue"] and f["complete"]}
         n = _insert(index, builder, chosen)
         sites = [AutoSite(name, o.name, o.ws_region, names.source_line(o)) for o, name, _ in chosen]
         return AutoInsertResult(sites, list(flows.values()), n)
@@ -142,16 +146,17 @@ class _ScopeNames:
         return names
 
 
-def _choose(index: ModuleIndex, names: _ScopeNames, wanted: set[str],
-            pendings: list[int]) -> tuple[list[Chosen], dict[tuple, dict]]:
-    """The selected ops with their scope names, and the async flows between them."""
+def _choose(index: ModuleIndex, names: _ScopeNames, wanted: set[str], pendings: list[int],
+            skip: set[str]) -> tuple[list[Chosen], dict[tuple, dict]]:
+    """The selected ops with their scope names, and the async flows between them (none in ``skip``'s
+    WS regions)."""
     chosen: list[Chosen] = []
     flows: dict[tuple, dict] = {}
     waits = iter(pendings)
     for o in index.ops:
         sel = SELECTORS.get(o.name)
         pending = next(waits, 0) if o.name == "ttng.warp_group_dot_wait" else 0
-        if sel is None:
+        if sel is None or (o.ws_region in skip and o.name != "tt.func"):
             continue
         take, name = _scope_name(o, sel, names, wanted, flows, pending)
         if take and o.name == "tt.func":

@@ -57,6 +57,21 @@ def role_starts(roles: list[str]) -> tuple[int, ...]:
     return tuple(sorted(seen.values()))
 
 
+def repeated_role_regions(roles: list[str]) -> tuple[str, ...]:
+    """The regions (``partitionN``) whose role an earlier region already has: under
+    ``granularity="role"`` none of their warps records."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for w, r in enumerate(roles):
+        if r == "unused" or (w and roles[w - 1] == r):
+            continue
+        kind = _kind(r)
+        if kind in seen:
+            repeated.append(r.split()[0])
+        seen.add(kind)
+    return tuple(repeated)
+
+
 def _kind(role: str) -> str:
     """``partition1 (consumer wg1, MMA, 232 regs)`` -> ``consumer, MMA``."""
     inner = role[role.find("(") + 1:role.rfind(")")] if "(" in role else role

@@ -112,15 +112,23 @@ def test_role_starts_take_one_warp_per_role():
 
 @pytest.mark.compile_side
 def test_role_granularity_records_one_warp_per_role(ws_report):
-    """In the WS attention: the producer (warp 0) and consumer warpgroup 0 (warp 4); the records of
-    consumer warpgroup 1's warps are lowered away, and the roles stay in the metadata for the viewers."""
+    """In the WS attention: the producer (warp 0) and consumer warpgroup 0 (warp 4) record; consumer
+    warpgroup 1's partition gets no records at all (its warps would only run them predicated off), and
+    the flows between the producer's loads and the recording consumer's waits stay."""
     r = kperf.compile(A.attn_fwd_kernel, signature=A.SIGNATURE, constexprs=A.CONSTEXPRS, target="cuda:90",
                       config=ProfileConfig(auto="mma,tma", granularity="role", store="auto"),
                       **A.COMPILE_OPTIONS)
     assert r.geometry.warps == (0, 4)
     assert r.geometry.cta_bytes < ws_report.geometry.cta_bytes
     assert r.metadata["kperf"]["warp_roles"] == ws_report.metadata["kperf"]["warp_roles"]
-    assert r.num_records == ws_report.num_records  # the same sites; only who records changed
+    parts = r.ttgir.split("    partition")
+    assert "kperf.record" in parts[0] and "kperf.record" in parts[1]  # default (producer), partition0
+    assert "kperf.record" not in parts[2]  # partition1: consumer warpgroup 1
+    assert 0 < r.num_records < ws_report.num_records
+    names = r.scopes.names()
+    pairs = {(names[f["issue"][0]], names[f["complete"][0]]) for f in r.metadata["kperf"]["flows"]
+             if f["kind"] == "tma"}
+    assert ("tma.load attention.py:51", "tma.wait attention.py:51") in pairs
 
 
 @pytest.mark.compile_side
