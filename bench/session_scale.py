@@ -99,6 +99,7 @@ def _held_zeros_us(nbytes: int, n: int) -> float:
     device-held design keeps each launch's buffer until results): the allocator's share of a launch."""
     import torch
     torch.cuda.synchronize()
+    torch.cuda.empty_cache()  # from the driver, as kperf's first 1000 launches got theirs
     t = time.perf_counter()
     held = [torch.zeros(nbytes, dtype=torch.uint8, device="cuda") for _ in range(n)]
     torch.cuda.synchronize()
