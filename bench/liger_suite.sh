@@ -10,14 +10,18 @@ NAMES=("$@")
 mkdir -p "$OUT"
 cd "$SRC"
 TESTS=(); for n in "${NAMES[@]}"; do TESTS+=("test/transformers/test_$n.py"); done
-export PYTHONPATH="$SRC/src:$SRC:${PYTHONPATH:-}"
-# both runs at once: the tests' time is mostly Triton compiling on the CPU (16 cores on the GPU machine),
-# and pass/fail does not depend on the GPU being shared
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONPATH="$SRC/src:$SRC:$REPO:${PYTHONPATH:-}"  # $REPO: bench.pytest_failures_now, each failure as it happens
+# both runs at once: the tests' time is mostly Triton compiling on the CPU (16 cores on the GPU machine);
+# pass/fail should not depend on the GPU being shared, except where an autotuned kernel's numerics depend
+# on the config its timing runs pick (Liger's fused MoE autotunes and accumulates with atomics)
 start=$(date +%s)
-(timeout ${LIGER_TIMEOUT:-280} python3 -m pytest -q -p no:cacheprovider --junitxml="$OUT/plain.xml" "${TESTS[@]}" \
+(KPERF_FAILURES_TO="$OUT/plain_failures.txt" timeout ${LIGER_TIMEOUT:-280} python3 -m pytest -q -p no:cacheprovider \
+    -p bench.pytest_failures_now --junitxml="$OUT/plain.xml" "${TESTS[@]}" \
     > "$OUT/plain.log" 2>&1; echo "plain: exit $? in $(( $(date +%s) - start )) s" > "$OUT/plain.time") &
-(timeout ${LIGER_TIMEOUT:-300} kperf run --auto kernel --max-launches 2 --out "$OUT/kperf" -m pytest -q \
-    -p no:cacheprovider --junitxml="$OUT/kperf.xml" "${TESTS[@]}" > "$OUT/kperf.log" 2>&1
+(KPERF_FAILURES_TO="$OUT/kperf_failures.txt" timeout ${LIGER_TIMEOUT:-300} kperf run --auto kernel \
+    --max-launches 2 --out "$OUT/kperf" -m pytest -q -p no:cacheprovider -p bench.pytest_failures_now \
+    --junitxml="$OUT/kperf.xml" "${TESTS[@]}" > "$OUT/kperf.log" 2>&1
  echo "kperf run: exit $? in $(( $(date +%s) - start )) s" > "$OUT/kperf.time") &
 wait
 cat "$OUT/plain.time" "$OUT/kperf.time" | tee "$OUT/times.txt"; rm -f "$OUT/plain.time" "$OUT/kperf.time"
