@@ -25,32 +25,4 @@ start=$(date +%s)
  echo "kperf run: exit $? in $(( $(date +%s) - start )) s" > "$OUT/kperf.time") &
 wait
 cat "$OUT/plain.time" "$OUT/kperf.time" | tee "$OUT/times.txt"; rm -f "$OUT/plain.time" "$OUT/kperf.time"
-python3 - "$OUT" <<'PY'
-import json, os, re, sys, xml.etree.ElementTree as ET
-out = sys.argv[1]
-def outcomes(run):
-    """Per test: passed/failed/skipped, from the JUnit XML, or from the log's verbose lines when the time
-    limit killed pytest before it wrote the XML (then the tests it never finished are missing)."""
-    res = {}
-    if os.path.exists(f"{out}/{run}.xml"):
-        for case in ET.parse(f"{out}/{run}.xml").getroot().iter("testcase"):
-            key = f"{case.get('classname')}::{case.get('name')}"
-            kinds = {child.tag for child in case}
-            res[key] = "failed" if kinds & {"failure", "error"} else "skipped" if "skipped" in kinds else "passed"
-        return res, True
-    for line in open(f"{out}/{run}.log", errors="replace"):
-        m = re.match(r"(test/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", line)
-        if m:
-            res[m.group(1)] = {"ERROR": "failed"}.get(m.group(2), m.group(2).lower())
-    return res, False
-(plain, plain_whole), (prof, prof_whole) = outcomes("plain"), outcomes("kperf")
-count = lambda r: {k: sum(1 for v in r.values() if v == k) for k in ("passed", "failed", "skipped")}
-both = plain.keys() & prof.keys()  # a run cut off by the time limit: compare what both finished
-diff = sorted(k for k in both if plain[k] != prof[k])
-summary = {"plain": count(plain), "kperf": count(prof), "complete": {"plain": plain_whole, "kperf": prof_whole},
-           "compared": len(both), "differing_tests": diff,
-           "only_one_finished": sorted((plain.keys() | prof.keys()) - both)}
-json.dump(summary, open(f"{out}/liger_summary.json", "w"), indent=1)
-print("plain", summary["plain"], "| kperf", summary["kperf"], "| complete", summary["complete"],
-      "| compared", len(both), "| differing", len(diff), diff[:10])
-PY
+python3 -m bench.liger_compare "$OUT" --rerun ${LIGER_RERUNS:-2}

@@ -1,0 +1,99 @@
+"""Liger-Kernel's tests plain and under kperf (bench/liger_suite.sh): per-test outcomes of both runs, the
+tests whose outcome differs, and each of those run again alone, plain and under kperf, one after the
+other (the suite runs both at once, and an autotuned kernel's numerics may follow the config its timing
+runs pick under that contention): a difference kperf causes comes back every time.
+
+    python3 -m bench.liger_compare OUT [--rerun N]   (OUT: liger_suite.sh's folder; from Liger's checkout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+OUTCOMES = ("passed", "failed", "skipped")
+
+
+def node_id(classname: str, name: str) -> str:
+    """JUnit's ``test.transformers.test_swiglu`` + ``test_x[a]`` ->
+    ``test/transformers/test_swiglu.py::test_x[a]`` (the form the verbose log prints, so a run with XML
+    and one cut off compare)."""
+    return f"{classname.replace('.', '/')}.py::{name}"
+
+
+def outcomes(out: str, run: str) -> tuple[dict[str, str], bool]:
+    """Per test: passed/failed/skipped, from the JUnit XML, or from the log's verbose lines when the time
+    limit killed pytest before it wrote the XML (then the tests it never finished are missing)."""
+    res: dict[str, str] = {}
+    xml = os.path.join(out, f"{run}.xml")
+    if os.path.exists(xml):
+        for case in ET.parse(xml).getroot().iter("testcase"):
+            kinds = {child.tag for child in case}
+            res[node_id(case.get("classname", ""), case.get("name", ""))] = (
+                "failed" if kinds & {"failure", "error"} else "skipped" if "skipped" in kinds else "passed")
+        return res, True
+    with open(os.path.join(out, f"{run}.log"), errors="replace") as f:
+        for line in f:
+            m = re.match(r"(test/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", line)
+            if m:
+                res[m.group(1)] = {"ERROR": "failed"}.get(m.group(2), m.group(2).lower())
+    return res, False
+
+
+def compare(out: str) -> dict:
+    (plain, plain_whole), (prof, prof_whole) = outcomes(out, "plain"), outcomes(out, "kperf")
+    both = plain.keys() & prof.keys()  # a run cut off by the time limit: compare what both finished
+
+    def count(r):
+        return {k: sum(1 for v in r.values() if v == k) for k in OUTCOMES}
+    return {"plain": count(plain), "kperf": count(prof),
+            "complete": {"plain": plain_whole, "kperf": prof_whole},
+            "compared": len(both), "differing_tests": sorted(k for k in both if plain[k] != prof[k]),
+            "outcomes": {k: [plain[k], prof[k]] for k in sorted(both) if plain[k] != prof[k]},
+            "only_one_finished": sorted((plain.keys() | prof.keys()) - both)}
+
+
+def rerun(tests: list[str], out: str, times: int, timeout: float = 240.0) -> list[dict]:
+    """Each differing test alone, plain then under ``kperf run``, ``times`` times: the outcomes."""
+    rows = []
+    for i in range(times):
+        for how, cmd in (("plain", [sys.executable, "-m", "pytest"]),
+                         ("kperf", ["kperf", "run", "--auto", "kernel", "--max-launches", "2", "--out",
+                                    os.path.join(out, f"rerun_kperf_{i}"), "-m", "pytest"])):
+            for t in tests:
+                try:
+                    p = subprocess.run([*cmd, "-q", "-p", "no:cacheprovider", t], capture_output=True,
+                                       text=True, timeout=timeout)
+                    result = {0: "passed", 1: "failed", 5: "not collected"}.get(p.returncode,
+                                                                                f"exit {p.returncode}")
+                except subprocess.TimeoutExpired:
+                    result = "time limit"
+                rows.append({"test": t, "run": how, "round": i, "result": result})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--rerun", type=int, default=2, help="rounds of the differing tests alone (0: none)")
+    args = ap.parse_args(argv)
+    summary = compare(args.out)
+    if summary["differing_tests"] and args.rerun:
+        summary["reruns"] = rerun(summary["differing_tests"], args.out, args.rerun)
+    with open(os.path.join(args.out, "liger_summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    diff = summary["differing_tests"]
+    print("plain", summary["plain"], "| kperf", summary["kperf"], "| complete", summary["complete"],
+          "| compared", summary["compared"], "| differing", len(diff), diff[:10])
+    for r in summary.get("reruns", []):
+        print(f"  alone, round {r['round']}: {r['run']:5} {r['result']:12} {r['test']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

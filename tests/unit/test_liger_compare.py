@@ -1,0 +1,48 @@
+"""bench/liger_compare.py without a GPU: a run that wrote its JUnit XML and one cut off by the time limit
+(only its verbose log) compare test by test; differing tests are listed with both outcomes, and each is
+run again alone, plain and under kperf."""
+
+from __future__ import annotations
+
+import json
+
+from bench import liger_compare as lc
+
+XML = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
+<testcase classname="test.transformers.test_swiglu" name="test_a[x-1]"/>
+<testcase classname="test.transformers.test_swiglu" name="test_b"><failure message="off"/></testcase>
+<testcase classname="test.transformers.test_swiglu" name="test_c"><skipped message="no"/></testcase>
+</testsuite></testsuites>"""
+LOG = """test/transformers/test_swiglu.py::test_a[x-1] PASSED [ 10%]
+test/transformers/test_swiglu.py::test_b PASSED [ 20%]
+"""
+
+
+def test_a_cut_off_run_compares_with_a_whole_one(tmp_path):
+    (tmp_path / "plain.xml").write_text(XML)
+    (tmp_path / "kperf.log").write_text(LOG)  # killed by the time limit: no XML
+    s = lc.compare(str(tmp_path))
+    assert s["complete"] == {"plain": True, "kperf": False}
+    assert s["plain"] == {"passed": 1, "failed": 1, "skipped": 1} and s["compared"] == 2
+    assert s["differing_tests"] == ["test/transformers/test_swiglu.py::test_b"]
+    assert s["outcomes"] == {"test/transformers/test_swiglu.py::test_b": ["failed", "passed"]}
+    assert s["only_one_finished"] == ["test/transformers/test_swiglu.py::test_c"]
+
+
+def test_differing_tests_are_rerun_alone_both_ways(tmp_path, monkeypatch):
+    (tmp_path / "plain.xml").write_text(XML)
+    (tmp_path / "kperf.log").write_text(LOG)
+    calls = []
+
+    class Done:
+        returncode = 1
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return Done()
+    monkeypatch.setattr(lc.subprocess, "run", fake_run)
+    assert lc.main([str(tmp_path), "--rerun", "2"]) == 0
+    runs = json.loads((tmp_path / "liger_summary.json").read_text())["reruns"]
+    assert [(r["run"], r["round"], r["result"]) for r in runs] == [
+        ("plain", 0, "failed"), ("kperf", 0, "failed"), ("plain", 1, "failed"), ("kperf", 1, "failed")]
+    assert calls[1][:2] == ["kperf", "run"] and calls[0][-1] == "test/transformers/test_swiglu.py::test_b"
