@@ -16,10 +16,12 @@ export PYTHONPATH="$SRC/src:$SRC:$REPO:${PYTHONPATH:-}"  # $REPO: bench.pytest_f
 # pass/fail should not depend on the GPU being shared, except where an autotuned kernel's numerics depend
 # on the config its timing runs pick (Liger's fused MoE autotunes and accumulates with atomics)
 start=$(date +%s)
-(KPERF_FAILURES_TO="$OUT/plain_failures.txt" timeout ${LIGER_TIMEOUT:-280} python3 -m pytest -q -p no:cacheprovider \
+# the time limit interrupts (SIGINT) rather than kills: pytest then stops at the running test and still
+# writes its JUnit XML and failures, and `kperf run` still saves the profile of what ran
+(KPERF_FAILURES_TO="$OUT/plain_failures.txt" timeout -s INT -k 30 ${LIGER_TIMEOUT:-280} python3 -m pytest -q -p no:cacheprovider \
     -p bench.pytest_failures_now --junitxml="$OUT/plain.xml" "${TESTS[@]}" \
     > "$OUT/plain.log" 2>&1; echo "plain: exit $? in $(( $(date +%s) - start )) s" > "$OUT/plain.time") &
-(KPERF_FAILURES_TO="$OUT/kperf_failures.txt" timeout ${LIGER_TIMEOUT:-300} kperf run --auto kernel \
+(KPERF_FAILURES_TO="$OUT/kperf_failures.txt" timeout -s INT -k 30 ${LIGER_TIMEOUT:-300} kperf run --auto kernel \
     --max-launches 2 --out "$OUT/kperf" -m pytest -q -p no:cacheprovider -p bench.pytest_failures_now \
     --junitxml="$OUT/kperf.xml" "${TESTS[@]}" > "$OUT/kperf.log" 2>&1
  echo "kperf run: exit $? in $(( $(date +%s) - start )) s" > "$OUT/kperf.time") &

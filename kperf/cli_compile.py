@@ -107,7 +107,19 @@ def _run_program(args) -> int:
             run_program(args.script, None, args.args)
     except SystemExit as e:  # the program's own sys.exit(N): the profile is still written, then N
         return e.code if isinstance(e.code, int) else 1
+    except KeyboardInterrupt:  # Ctrl-C, or a time limit's SIGINT: the launches so far are still written
+        print("kperf: the program was interrupted; writing what it launched so far", file=sys.stderr)
+        return 130
     return 0
+
+
+def _write_coverage(out: str, s) -> None:
+    """``OUT/coverage.txt``: every kernel launched in the session, launches profiled, why any were not."""
+    cov = s.coverage.table()
+    if cov:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "coverage.txt"), "w") as f:
+            f.write(cov + "\n")
 
 
 def _load_kernel(spec: str) -> tuple[str, str, object, dict]:
@@ -240,6 +252,7 @@ def cmd_run(args) -> int:
         with kperf.session(args.out, kernels=args.kernels, config=cfg, every=args.every,
                            max_launches=args.max_launches, memory_budget=args.memory_budget) as s:
             code = _run_program(args)
+    _write_coverage(args.out, s)
     if not s.launches:
         print("kperf: no launch of a kernel with kperf scopes was seen", file=sys.stderr)
         cov = s.coverage.table()

@@ -190,6 +190,29 @@ def test_failing_scripts_show_their_own_traceback_and_exit_1(tmp_path, capsys):
     assert "no script at" in fails(capsys, ["run", str(tmp_path / "missing.py")])
 
 
+def test_an_interrupted_program_still_ends_the_session_and_exits_130(tmp_path, capsys):
+    """Ctrl-C, or a time limit's SIGINT (bench/liger_suite.sh): the session still ends normally, so
+    the launches so far are written; exit status 130 as a shell gives an interrupted command."""
+    stop = tmp_path / "stop.py"
+    stop.write_text("print('started')\nraise KeyboardInterrupt\n")
+    assert main(["run", "--out", str(tmp_path / "o"), str(stop)]) == 130
+    captured = capsys.readouterr()
+    assert "started" in captured.out and "interrupted; writing what it launched so far" in captured.err
+    assert "no launch of a kernel with kperf scopes" in captured.err  # (no GPU here: nothing launched)
+
+
+def test_kperf_run_writes_the_coverage_table(tmp_path):
+    from kperf import cli_compile
+
+    class Session:
+        class coverage:
+            @staticmethod
+            def table():
+                return "kernel  launches  profiled  not profiled\n_rms_norm  3  2  1 sampled out"
+    cli_compile._write_coverage(str(tmp_path / "o"), Session())
+    assert "_rms_norm  3  2  1 sampled out" in (tmp_path / "o" / "coverage.txt").read_text()
+
+
 def test_a_closed_stdout_is_not_a_traceback(monkeypatch):
     def piped(args):
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")
