@@ -85,7 +85,7 @@ for part in "$@"; do
     liger)
       python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/liger_site .liger/*.whl
       mkdir -p /tmp/liger && tar xzf .liger/liger-src.tar.gz -C /tmp/liger
-      PYTHONPATH=/tmp/liger_site:${PYTHONPATH:-} LIGER_TIMEOUT=${LIGER_TIMEOUT:-470} \
+      PYTHONPATH=/tmp/liger_site:${PYTHONPATH:-} LIGER_TIMEOUT=${LIGER_TIMEOUT:-380} \
           bash bench/liger_suite.sh "$d" /tmp/liger ${LIGER_TESTS:-rms_norm layer_norm geglu swiglu dyt}
       ls "$d/kperf" | head; tail -3 "$d/kperf.log"; head -c 3000 "$d"/*_failures.txt 2>/dev/null ;;
     *) echo "unknown part $part"; exit 2 ;;
