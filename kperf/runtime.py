@@ -209,6 +209,7 @@ class Dispatcher:
             triton_compat.remove_launch_hooks(self._on_load, self._on_launch_exit)
             triton_compat.set_profile_allocator(self._saved_allocator)
             stages.uninstall()
+            device_buffers.SLABS.release()  # the last partly used slabs go with their buffers
 
     @property
     def active(self) -> bool:
@@ -285,7 +286,8 @@ class Dispatcher:
         self._kernels[function] = info
 
     def _allocate(self, size: int, alignment: int, stream):
-        buf = device_buffers.zeroed_buffer(size, stream, capture_mode=cuda_graphs.capture_mode())
+        buf = device_buffers.zeroed_buffer(size, stream, capture_mode=cuda_graphs.capture_mode(),
+                                           alignment=alignment)
         self._tls.pending = buf
         return buf
 

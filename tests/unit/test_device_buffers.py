@@ -94,3 +94,71 @@ def test_the_capture_wrapper_knows_the_capture_mode(monkeypatch, args, kwargs, m
     cuda_graphs._capture_begin(g, *args, **kwargs)
     cuda_graphs._capture_end(g)
     assert seen == [mode] and cuda_graphs.capture_mode() is None
+
+
+def _cpu_slab(made):
+    def make(n):
+        made.append(n)
+        return torch.zeros(n, dtype=torch.uint8)
+    return make
+
+
+def test_buffers_are_carved_from_zeroed_slabs_aligned_and_disjoint():
+    made = []
+    slabs = device_buffers.Slabs(min_bytes=4096, max_bytes=1 << 20)
+    bufs = [slabs.take(1024, 128, "s0", _cpu_slab(made)) for _ in range(65)]
+    assert made == [65536, 65536]  # one slab (one allocation, one memset) per 64 buffers
+    assert all(b.numel() == 1024 and not b.any() for b in bufs)
+    base = bufs[0].data_ptr()
+    assert [b.data_ptr() - base for b in bufs[:64]] == [1024 * i for i in range(64)]
+    odd = [slabs.take(1000, 128, "s1", _cpu_slab(made)) for _ in range(3)]
+    # each start aligned (from the slab's start), none overlapping
+    assert [b.data_ptr() - odd[0].data_ptr() for b in odd] == [0, 1024, 2048]
+
+
+def test_each_stream_has_its_own_slab_and_a_large_buffer_its_own():
+    made = []
+    slabs = device_buffers.Slabs(min_bytes=4096, max_bytes=1 << 16)
+    a, b = slabs.take(512, 128, "s0", _cpu_slab(made)), slabs.take(512, 128, "s1", _cpu_slab(made))
+    assert made == [32768, 32768] and a.data_ptr() != b.data_ptr()
+    big = slabs.take(1 << 20, 128, "s0", _cpu_slab(made))
+    assert made[-1] == 1 << 20 and big.numel() == 1 << 20
+
+
+def test_a_slab_is_freed_once_its_buffers_and_the_pool_let_go():
+    import weakref
+    made = []
+    slabs = device_buffers.Slabs(min_bytes=4096, max_bytes=1 << 16)
+    buf = slabs.take(512, 128, "s0", _cpu_slab(made))
+    base = buf._base
+    assert base is not None and base.numel() == 32768  # a view of the slab
+    slab_ref = weakref.ref(base)
+    del buf, base
+    assert slab_ref() is not None  # still the stream's current slab
+    slabs.release()
+    assert slab_ref() is None
+
+
+def test_where_a_launch_buffer_comes_from(monkeypatch):
+    """Ordinary launches share their stream's slab; a capture kperf saw in global mode, or one it did not
+    see begin, gets a buffer of its own (from the graph's pool: every replay zeroes it again)."""
+    own = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda d: 7, raising=False)
+    capturing = [False]
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: capturing[0])
+    def zeros(n, on):
+        own.append((n, on))
+        return torch.zeros(n, dtype=torch.uint8)
+    monkeypatch.setattr(device_buffers, "_zeros", zeros)
+    monkeypatch.setattr(device_buffers, "SLABS", device_buffers.Slabs(min_bytes=4096, max_bytes=1 << 20))
+    a = device_buffers.zeroed_buffer(1024, None)
+    b = device_buffers.zeroed_buffer(1024, 7)  # the current stream's handle: the same slab
+    assert own == [(65536, None)] and b.data_ptr() - a.data_ptr() == 1024
+    device_buffers.zeroed_buffer(1024, 9)  # another stream: its own slab, zeroed on that stream
+    assert own[-1] == (65536, 9)
+    device_buffers.zeroed_buffer(1024, None, capture_mode="global")
+    assert own[-1] == (1024, None)
+    capturing[0] = True  # a capture kperf did not see begin
+    device_buffers.zeroed_buffer(2048, None)
+    assert own[-1] == (2048, None)
