@@ -121,8 +121,10 @@ class ProfileConfig:
             raise OptionError("fold", self.fold, "fold=True applies to strategy='keep-first' only "
                               "(wrap indexes every record)",
                               fix="drop fold=True or use strategy='keep-first'")
-        _check_int("warp_mask", self.warp_mask, 0, (1 << 32) - 1, "a 32-bit mask (bit w = warp w)")
-        _check_int("cta_stride", self.cta_stride, 1, (1 << 32) - 1, "record CTAs whose 32-bit id it divides")
+        _check_int("warp_mask", self.warp_mask, 0, (1 << 32) - 1, "a 32-bit mask (bit w = warp w)",
+                   "0 lets every warp record; bit w set lets warp w record, e.g. 0x11 for warps 0 and 4")
+        _check_int("cta_stride", self.cta_stride, 1, (1 << 32) - 1, "record CTAs whose 32-bit id it divides",
+                   "1 records every CTA; 8 records one CTA in 8")
         for name in ("warp_mask", "cta_stride"):
             object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "sms", _check_sms(self.sms))

@@ -15,6 +15,7 @@ import pathlib
 import re
 
 from kperf.dialect.errors import KperfError
+from kperf.dialect.layout import GRANULARITIES, STORES
 
 PROFILE_NAME = "profile.kperf"  # what Profile.save and `kperf run` write into their folder
 
@@ -37,16 +38,38 @@ class ScriptError(KperfError):
 # --------------------------------------------------------------------------- flag values
 
 
-_CONFIG_FLAGS = {"capacity": "--capacity", "strategy": "--strategy", "clock": "--clock", "auto": "--auto"}
+_CONFIG_FLAGS = {"capacity": "--capacity", "strategy": "--strategy", "clock": "--clock", "auto": "--auto",
+                 "store": "--store", "granularity": "--granularity", "warp_mask": "--warp-mask",
+                 "cta_stride": "--cta-stride", "sms": "--sms"}
+#: lowering flags left out unless given (ProfileConfig keeps its own defaults)
+_LOWERING = ("store", "granularity", "warp_mask", "cta_stride", "sms")
 
 
 def config(args, **extra):
     """The ``ProfileConfig`` of the command's flags; a refused value names its flag (``--capacity``)."""
     from kperf.dialect.options import OptionError, ProfileConfig
+    given = {k: getattr(args, k) for k in _LOWERING if getattr(args, k, None) is not None}
+    if "sms" in given:
+        given["sms"] = _sm_list(given["sms"])
     try:
-        return ProfileConfig(capacity=args.capacity, strategy=args.strategy, clock=args.clock, **extra)
+        return ProfileConfig(capacity=args.capacity, strategy=args.strategy, clock=args.clock, **given,
+                             **extra)
     except OptionError as e:
         raise e.renamed(_CONFIG_FLAGS.get(e.option, e.option)) from None
+
+
+def _sm_list(text: str) -> tuple[int, ...]:
+    """``--sms 0,8,16`` or a range ``0-131/8`` (every 8th SM from 0 to 131)."""
+    out: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            rng, _, step = part.partition("/")
+            lo, _, hi = rng.partition("-")
+            out += range(int(lo), int(hi or lo) + 1, int(step or 1))
+    except ValueError:
+        raise KperfError(f"--sms: expected SM ids such as 0,8,16 or a range 0-131/8, got {text!r}",
+                         fix="e.g. --sms 0-131/8 records the CTAs on every 8th SM") from None
+    return tuple(out)
 
 
 def add_config_args(p) -> None:
@@ -55,6 +78,16 @@ def add_config_args(p) -> None:
                    help="when a warp's slots are full: keep its first records, or wrap and keep the latest")
     p.add_argument("--clock", default="clock", choices=["clock", "clock64", "globaltimer"],
                    help="the timer each record reads")
+    p.add_argument("--store", default=None, choices=STORES,
+                   help="where records go first: global memory, staged in shared memory, or auto (smem when "
+                        "it fits) (default: global)")
+    p.add_argument("--granularity", default=None, choices=GRANULARITIES,
+                   help="which warps record: every warp, warp 0 of each warpgroup, warp 0 of the CTA, or the "
+                        "first warp of each role of a warp-specialized kernel (default: warp)")
+    p.add_argument("--warp-mask", type=lambda t: int(t, 0), default=None,
+                   help="bitmask of warps allowed to record, e.g. 0x11 (with --granularity)")
+    p.add_argument("--cta-stride", type=int, default=None, help="record only every Nth CTA")
+    p.add_argument("--sms", default=None, help="record only CTAs on these SMs: 0,8,16 or 0-131/8")
 
 
 def regex(text: str | None, flag: str) -> str | None:

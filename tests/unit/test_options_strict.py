@@ -122,6 +122,8 @@ def kernel_file(tmp_path):
     (["--capacity", "0"], "--capacity: must be in [1, 4194304]"),
     (["--capacity", str(2**40)], "--capacity: must be in [1, 4194304]"),
     (["--capacity", "1000", "--strategy", "wrap"], "--capacity: --strategy wrap needs a power-of-two"),
+    (["--cta-stride", "0"], "--cta-stride: "),
+    (["--sms", "0-x"], "--sms: expected SM ids such as 0,8,16 or a range 0-131/8"),
 ])
 def test_cli_errors_name_the_flag(kernel_file, capsys, flags, words):
     sig = '{"x": "*fp32", "n": "i32", "BLOCK": "constexpr"}'
@@ -130,6 +132,22 @@ def test_cli_errors_name_the_flag(kernel_file, capsys, flags, words):
     err = capsys.readouterr().err
     assert err.startswith("kperf: error: ") and words in err and "\n  fix: " in err, err
     assert "Traceback" not in err
+
+
+def test_cli_lowering_flags_reach_the_config():
+    """kperf compile / kperf run take the lowering choices too, so `kperf compile` reports each one's
+    SASS cost (issue 19); a flag not given keeps ProfileConfig's default."""
+    import argparse
+
+    from kperf.cli_common import add_config_args, config
+    p = argparse.ArgumentParser()
+    add_config_args(p)
+    cfg = config(p.parse_args(["--granularity", "role", "--store", "auto", "--warp-mask", "0x11",
+                               "--cta-stride", "2", "--sms", "0-16/8,20"]))
+    assert (cfg.granularity, cfg.store, cfg.warp_mask, cfg.cta_stride, cfg.sms) == ("role", "auto", 0x11, 2,
+                                                                                   (0, 8, 16, 20))
+    default = config(p.parse_args([]))
+    assert (default.granularity, default.store, default.cta_stride, default.sms) == ("warp", "global", 1, ())
 
 
 def test_cli_auto_and_kernels_name_their_flags(tmp_path, capsys):
