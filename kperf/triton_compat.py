@@ -115,7 +115,6 @@ BY_VERSION = {
                   ttir_desc_wraps_tensor=False, ttir_cache_policy_attr=True),
 }
 FACTS = BY_VERSION[VERSION]
-FACTS = BY_VERSION[VERSION]
 
 _DESC_TYPE = re.compile(r"!tt\.tensordesc<tensor<([^<>]*)>>")
 _DESC_RESULT = re.compile(r"(tt\.make_tensor_descriptor [^\n]*: <[^<>]*>, )<tensor<([^<>]*)>>")
