@@ -98,22 +98,16 @@ def uninstall() -> None:
 
 
 class Streams:
-    """The launch's stream, from the raw handle Triton launches on: the current stream, or a torch
-    ``ExternalStream`` made once per other handle."""
+    """Torch streams for the raw handles Triton launches on other than the current stream: an
+    ``ExternalStream`` made once per handle."""
 
     def __init__(self):
         self._external: dict = {}
 
-    def is_current(self, handle) -> bool:
-        import torch
-        return handle is None or handle == torch._C._cuda_getCurrentRawStream(torch.cuda.current_device())
-
-    def get(self, handle):
-        import torch
-        if self.is_current(handle):
-            return torch.cuda.current_stream()
+    def external(self, handle):
         s = self._external.get(handle)
         if s is None:
+            import torch
             s = self._external[handle] = torch.cuda.ExternalStream(handle)
         return s
 
@@ -187,18 +181,21 @@ class Slabs:
 SLABS = Slabs()
 
 
-def zeroed_buffer(size: int, stream_handle, *, capture_mode: str | None = None, alignment: int = 128):
+def zeroed_buffer(size: int, stream_handle, *, capture_mode: str | None = None,
+                  unseen_capture: bool = False, alignment: int = 128):
     """A zeroed device buffer of ``size`` bytes for a launch on ``stream_handle``, zeroed before the
     kernel runs.  ``capture_mode``: that of the CUDA graph capture under way on this thread, if any (see
-    ``off_pool``).  A capture (whose replays must each zero the buffer) or a pool routed to gets a buffer
-    of its own; anything else a region of its stream's slab."""
+    ``off_pool``); ``unseen_capture``: the current stream captures a graph kperf did not see begin.  A
+    capture (whose replays must each zero the buffer) or a pool routed to gets a buffer of its own;
+    anything else a region of its stream's slab."""
     import torch
     device = torch.cuda.current_device()
-    if off_pool(capture_mode):
-        return _claim(allocate_off_pool(size, device), STREAMS.get(stream_handle))
     raw = torch._C._cuda_getCurrentRawStream(device)
     on = None if stream_handle is None or stream_handle == raw else stream_handle  # None: the current one
-    if capture_mode is None and not torch.cuda.is_current_stream_capturing():
+    if off_pool(capture_mode):
+        stream = torch.cuda.current_stream() if on is None else STREAMS.external(on)
+        return _claim(allocate_off_pool(size, device), stream)
+    if capture_mode is None and not unseen_capture:
         return SLABS.take(size, max(alignment, 1), (device, raw if on is None else on),
                           lambda n: _zeros(n, on))
     return _zeros(size, on)  # in a capture: from the graph's pool, and the memset is captured with it
@@ -209,7 +206,7 @@ def _zeros(size: int, stream_handle):
     import torch
     if stream_handle is None:
         return torch.zeros(size, dtype=torch.uint8, device="cuda")
-    with torch.cuda.stream(STREAMS.get(stream_handle)):
+    with torch.cuda.stream(STREAMS.external(stream_handle)):
         return torch.zeros(size, dtype=torch.uint8, device="cuda")
 
 

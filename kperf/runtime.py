@@ -286,16 +286,19 @@ class Dispatcher:
         self._kernels[function] = info
 
     def _allocate(self, size: int, alignment: int, stream):
-        buf = device_buffers.zeroed_buffer(size, stream, capture_mode=cuda_graphs.capture_mode(),
+        mode = cuda_graphs.capture_mode()
+        unseen = mode is None and cuda_graphs.capturing_unseen()  # asked once; the exit hook reads it too
+        buf = device_buffers.zeroed_buffer(size, stream, capture_mode=mode, unseen_capture=unseen,
                                            alignment=alignment)
-        self._tls.pending = buf
+        self._tls.pending, self._tls.unseen_capture = buf, unseen
         return buf
 
     def _on_launch_exit(self, md) -> None:
         tls = self._tls
-        buf, taken, extra = (getattr(tls, "pending", None), getattr(tls, "taken", None),
-                             getattr(tls, "info", None))
+        buf, taken, extra, unseen = (getattr(tls, "pending", None), getattr(tls, "taken", None),
+                                     getattr(tls, "info", None), getattr(tls, "unseen_capture", False))
         tls.pending = tls.taken = tls.info = None
+        tls.unseen_capture = False
         if md is None or getattr(tls, "benchmarking", False):  # a tuner's timing run: never captured
             return
         data = triton_compat.launch_data(md)
@@ -323,7 +326,7 @@ class Dispatcher:
         if capturing:
             cuda_graphs.captured(info, buf, size // info.geometry.cta_bytes, targets, extra)
             return
-        if cuda_graphs.capturing_unseen():
+        if unseen:  # the stream captures a graph kperf did not see begin (asked at this launch's allocation)
             warnings.warn(f"kperf: a launch of {info.name} was captured into a CUDA graph whose capture "
                           "began before kperf was watching (it wraps torch.cuda.CUDAGraph at kperf.profile / "
                           "kperf.session); its replays are not profiled", stacklevel=2)

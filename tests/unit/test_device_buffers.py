@@ -145,8 +145,7 @@ def test_where_a_launch_buffer_comes_from(monkeypatch):
     own = []
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda d: 7, raising=False)
-    capturing = [False]
-    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: capturing[0])
+
     def zeros(n, on):
         own.append((n, on))
         return torch.zeros(n, dtype=torch.uint8)
@@ -159,6 +158,29 @@ def test_where_a_launch_buffer_comes_from(monkeypatch):
     assert own[-1] == (65536, 9)
     device_buffers.zeroed_buffer(1024, None, capture_mode="global")
     assert own[-1] == (1024, None)
-    capturing[0] = True  # a capture kperf did not see begin
-    device_buffers.zeroed_buffer(2048, None)
+    device_buffers.zeroed_buffer(2048, None, unseen_capture=True)  # a capture kperf did not see begin
     assert own[-1] == (2048, None)
+
+
+def test_a_launch_in_a_capture_kperf_did_not_see_is_asked_once_and_left_out(monkeypatch):
+    """The allocation asks whether the stream captures a graph kperf did not see begin (one CUDA query
+    per launch); its buffer is then not carved from a slab, and the launch-exit hook leaves the launch
+    out with a warning, reading the same answer."""
+    from kperf import copy_out
+    from kperf.dialect.layout import Geometry
+    from kperf.dialect.scope_table import ScopeTable
+    from kperf.runtime import Capture, Dispatcher, KernelInfo
+    asked, given = [], []
+    monkeypatch.setattr(cuda_graphs, "capturing_unseen", lambda: asked.append(1) or True)
+    monkeypatch.setattr(device_buffers, "zeroed_buffer",
+                        lambda size, stream, **kw: given.append(kw) or torch.zeros(size, dtype=torch.uint8))
+    monkeypatch.setattr(copy_out, "HELD", copy_out.DeviceHeld())
+    d, cap = Dispatcher(), Capture(memory_budget=None)
+    d.push_kernel_capture(cap)
+    g = Geometry(4, 2)
+    d._kernels[7] = KernelInfo("k", "h", ScopeTable.from_json([]), g, "keep-first", 2)
+    d._allocate(3 * g.cta_bytes, 128, 0)
+    assert given[0]["unseen_capture"] is True and given[0]["capture_mode"] is None
+    with pytest.warns(UserWarning, match="capture began before kperf was watching"):
+        d._on_launch_exit({"function": 7, "name": "k", "stream": 0})
+    assert asked == [1] and cap.launches == []
