@@ -95,15 +95,9 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
         if config.override:  # an override file replaces the final TTGIR (kperf.override)
             replaced, overridden = overrides.load(config.override, source, options, mod)
             mod = replaced or mod
-        auto = None
-        if config.auto:  # records around ops of the final TTGIR (kperf.passes.auto_insert)
-            selectors = tuple(config.auto.split("+"))
-            skip = repeated_role_regions(warp_roles(mod.str())) if config.granularity == "role" else ()
-            builder = triton_compat.mlir_builder(mod.context)
-            auto = AutoInsertPass(selectors, skip_regions=skip).apply(mod, builder, triton_compat.IR,
-                                                                      path=f"{_name_of(metadata)}.ttgir")
+        auto, roles = _auto_insert(mod, config, _name_of(metadata)) if config.auto else (None, None)
         text = mod.str()
-        roles = warp_roles(text)
+        roles = warp_roles(text) if roles is None else roles
         if roles:
             info["warp_roles"] = roles
         if overridden is not None:
@@ -143,6 +137,18 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
     stages["ttgir"] = ttgir_stage
     stages["ptx"] = ptx_stage
     _tag_errors(stages)
+
+
+def _auto_insert(mod, config: ProfileConfig, name: str):
+    """Records around ops of the final TTGIR (``kperf.passes.auto_insert``): its result, and the warp
+    roles when ``granularity="role"`` read them first (to leave a repeated role's partition out; inserted
+    records change no warp's role), else None."""
+    roles = warp_roles(mod.str()) if config.granularity == "role" else None
+    skip = repeated_role_regions(roles) if roles else ()
+    builder = triton_compat.mlir_builder(mod.context)
+    auto = AutoInsertPass(tuple(config.auto.split("+")), skip_regions=skip).apply(
+        mod, builder, triton_compat.IR, path=f"{name}.ttgir")
+    return auto, roles
 
 
 def fitted_config(config: ProfileConfig, bound: int | None, ptx_records: int) -> ProfileConfig:
