@@ -95,8 +95,8 @@ def _host_profile(launch, n: int, top: int = 25, sync=None) -> list:
 
 
 def _held_zeros_us(nbytes: int, n: int) -> float:
-    """Per launch: allocating and zeroing ``n`` device buffers of ``nbytes``, all kept (as the
-    device-held design keeps each launch's buffer until results): the allocator's share of a launch."""
+    """Per launch: allocating and zeroing ``n`` device buffers of ``nbytes`` one by one, all kept until
+    the end: what a profiled launch paid for its buffer before kperf carved buffers from slabs."""
     import torch
     torch.cuda.synchronize()
     torch.cuda.empty_cache()  # from the driver, as kperf's first 1000 launches got theirs
@@ -202,7 +202,7 @@ def _write(res: dict, args) -> int:
     path.write_text(json.dumps(res, indent=1))
     kp = res["kperf_profile"]
     print(f"plain {res['plain_us_per_launch']:.1f} us/launch, copy {res['copy_us']:.1f} us "
-          f"({kp['buffer_bytes']} B), target <= {target:.1f} us; allocating and zeroing a held buffer "
+          f"({kp['buffer_bytes']} B), target <= {target:.1f} us; a held buffer of its own per launch "
           f"{res.get('held_zeros_us', float('nan')):.1f} us")
     for name in ("kperf_profile", "kperf_profile_small_budget"):
         if name not in res:
