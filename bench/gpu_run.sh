@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All GPU evidence, in parts that each fit one ~10-minute device call.
 # usage (repo root, on the GPU machine): bash bench/gpu_run.sh OUTDIR PART [PART ...]
-#   tests     install; every test marked gpu except FA3; raw profiles for CPU tests
+#   tests     install; every test marked gpu except FA3 (or the files in GPU_TESTS); raw profiles for CPU tests
 #   overhead  kernel-time overhead: plain vs kperf variants vs Proton; calibration (accuracy)
 #   fa3       FA3 pipelines: a smoke run per variant (hangs left out), correctness, sweeps, traces
 #   fa3tests  the FA3 GPU tests
@@ -27,7 +27,8 @@ for part in "$@"; do
   d="$OUT/$part"; mkdir -p "$d"
   case "$part" in
     tests)
-      KPERF_OUT="$d/ws_trace" timeout 330 python3 -m pytest -v -m gpu tests/gpu -p no:cacheprovider \
+      # GPU_TESTS narrows the run to some files (a short device budget); the default is every file but FA3's
+      KPERF_OUT="$d/ws_trace" timeout 330 python3 -m pytest -v -m gpu ${GPU_TESTS:-tests/gpu} -p no:cacheprovider \
           --ignore=tests/gpu/test_fa3_gpu.py -rfEs -o faulthandler_timeout=120 >"$d/gpu_tests.log" 2>&1
       timeout 120 python3 -m bench.capture_real_profiles --out "$d/real" >"$d/capture.log" 2>&1
       (cd "$d" && tar czf real.tgz real && rm -rf real)
