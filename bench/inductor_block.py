@@ -2,13 +2,14 @@
 
 For each compile mode (default, ``max-autotune-no-cudagraphs``, ``reduce-overhead`` forward and backward,
 and its forward alone under ``torch.no_grad()``: ``reduce-overhead-inference``), in a process of its own
-(CUDA graph trees and Dynamo keep state across compiles), the block is compiled and run plain (compiling,
-tuning and graph recording happen there, outside the session), then run under
-``kperf.session(auto="kernel")``.  Written per mode: kernels launched vs profiled (the session's
-coverage), whether outputs and gradients equal the plain run's bit for bit, launches that came through
-Inductor with the graph ops they fused, CUDA graph replays captured, and the session's profile and
-Perfetto trace.  The first Inductor output-code file seen is copied as test data for the CPU test of
-``kperf.inductor``'s origin parsing.
+(CUDA graph trees and Dynamo keep state across compiles), the block is compiled and run plain (compiling
+and tuning happen there, outside the session), then run under ``kperf.session(auto="kernel")``; the
+reduce-overhead modes compile again and record their CUDA graphs inside the session (graphs recorded
+before it hold plain kernels, whose replays a session can only count). Written per mode: kernels launched
+vs profiled (the session's coverage), whether outputs and gradients equal the plain run's bit for bit,
+launches that came through Inductor with the graph ops they fused, CUDA graph replays captured, and the
+session's profile and Perfetto trace. The first Inductor output-code file seen is copied as test data for
+the CPU test of ``kperf.inductor``'s origin parsing.
 
     python3 -m bench.inductor_block --out bench/results/.../inductor
 """
@@ -64,23 +65,31 @@ def run_mode(mode: str, out: pathlib.Path) -> dict:
     backward = not mode.startswith("max-autotune") and not mode.endswith("-inference")
     x = torch.randn(8, 256, 512, device="cuda", requires_grad=backward)
     graphs = mode.startswith("reduce-overhead")
-    f = torch.compile(m, mode="reduce-overhead" if graphs else None if mode == "default" else mode)
+
+    def compiled():
+        return torch.compile(m, mode="reduce-overhead" if graphs else None if mode == "default" else mode)
+    f = compiled()
     steps = 3 if graphs else 1
 
     def step():
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()  # a new step: earlier graph outputs may be reused
+        if graphs and not backward:  # inference: a new step, earlier graph outputs may be reused; a
+            torch.compiler.cudagraph_mark_step_begin()  # training step's backward ends it by itself
         x.grad = None
         with torch.set_grad_enabled(backward):
             y = f(x)
+        y_out = y.detach().clone()  # before anything else runs: graph outputs are overwritten by the next
         if backward:
             y.sum().backward()
-        return y.detach().clone(), (x.grad.clone() if backward else y.detach().clone())
+        return y_out, (x.grad.clone() if backward else y_out)
     try:
         for _ in range(steps + 1):  # plain: compile, tune, record CUDA graphs
             ref_y, ref_g = step()
     except Exception as e:  # before any kperf session: the mode's own failure, said as such
         raise RuntimeError(f"the plain steps failed before the session: {type(e).__name__}: {e}") from e
+    if graphs:  # the graphs recorded above hold plain kernels (a session cannot profile their replays):
+        torch._dynamo.reset()  # compile again, and warm up and record the graphs inside the session
+        f = compiled()
+        steps += 1
     with kperf.session(auto="kernel") as s:
         for _ in range(steps):
             y, g = step()

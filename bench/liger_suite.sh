@@ -7,10 +7,10 @@ OUT=$(realpath -m "${1:?output folder}"); SRC=$(realpath "${2:?Liger-Kernel chec
 NAMES=("$@")
 [ ${#NAMES[@]} -gt 0 ] || NAMES=(rms_norm layer_norm swiglu geglu rope jsd dyt softmax group_norm sparsemax
                                embedding poly_norm relu_squared fused_add_rms_norm)
+REPO=$(cd "$(dirname "$0")/.." && pwd)  # before the cd below: $0 may be relative
 mkdir -p "$OUT"
 cd "$SRC"
 TESTS=(); for n in "${NAMES[@]}"; do TESTS+=("test/transformers/test_$n.py"); done
-REPO=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONPATH="$SRC/src:$SRC:$REPO:${PYTHONPATH:-}"  # $REPO: bench.pytest_failures_now, each failure as it happens
 # both runs at once: the tests' time is mostly Triton compiling on the CPU (16 cores on the GPU machine);
 # pass/fail should not depend on the GPU being shared, except where an autotuned kernel's numerics depend

@@ -125,6 +125,9 @@ def _profiled(fn, launches: int, grid, args, host_profile: bool = False, **optio
         spills0 = 0
     per = _loop(lambda: k[grid](*args, BLOCK=BLOCK), launches)
     held_dev = torch.cuda.memory_allocated() - base
+    if not k.launches:
+        raise RuntimeError(f"kperf.profile recorded none of {launches} launches")
+    first = k.launches[0]  # before the results are read
     try:  # what kperf holds after the loop: device buffers (issue 16) / pinned copies (before)
         from kperf.copy_out import HELD
         held_host, spills = 0, HELD.spills - spills0
@@ -137,7 +140,7 @@ def _profiled(fn, launches: int, grid, args, host_profile: bool = False, **optio
     to_results = time.perf_counter() - t
     events = sum(d.n_events for d in decs)
     lost = sum(int(d.lost_total) for d in decs)
-    g = k.launches[0].kernel.geometry
+    g = first.kernel.geometry
     hot = None
     if host_profile:  # after the results: these launches are not among those counted above
         k.reset()
@@ -145,7 +148,7 @@ def _profiled(fn, launches: int, grid, args, host_profile: bool = False, **optio
         k.reset()
     return {"us_per_launch": per * 1e6, "device_bytes_held": held_dev, "pinned_bytes_held": held_host,
             "results_s": to_results, "launches": len(decs), "events": events, "lost": lost,
-            "capacity": g.capacity, "buffer_bytes": k.launches[0].n_ctas * g.cta_bytes,
+            "capacity": g.capacity, "buffer_bytes": first.n_ctas * g.cta_bytes,
             "table_lines": table.count("\n") + 1,
             "problems": [p for d in decs for p in d.problems][:5],
             "rejected": sum(int(getattr(d, "rejected_total", 0)) for d in decs),

@@ -290,6 +290,12 @@ class session(Capture, Profile):
                 self.on_trace_ready(self)
         return False
 
+    def decoded(self) -> list:
+        if not self.launches and self.coverage.unseen():  # nothing profiled, and the session knows why
+            raise KperfError("this session profiled no launch; what it saw but could not profile:\n"
+                             + self.coverage.table(), fix="see each row's reason above")
+        return Profile.decoded(self)
+
     def table(self, *args, **kwargs) -> str:
         """``Profile.table()`` and, below it, every kernel launched in the session (``coverage``)."""
         text = Profile.table(self, *args, **kwargs) if self.launches else "no profiled launch"

@@ -34,6 +34,12 @@ _ids = itertools.count(1)
 _originals: dict = {}  # CUDAGraph method name -> the method kperf wrapped
 _own: dict = {}  # name -> whether CUDAGraph itself defined it (else inherited)
 _dispatcher = None
+#: The coverage row of replays of graphs captured while kperf was not profiling.
+UNWATCHED_GRAPH = "(CUDA graph replays)"
+UNWATCHED_REASON = ("replays of a CUDA graph captured while kperf was not profiling (before the session, "
+                    "or before import kperf): its Triton kernels, if any, were captured plain; capture the "
+                    "graph inside the session, e.g. run torch.compile(mode='reduce-overhead')'s warm-up and "
+                    "recording steps under it")
 
 
 @dataclasses.dataclass
@@ -72,7 +78,9 @@ def captured(kernel, buf, n_ctas: int, targets: list, info: dict | None) -> None
 
 
 def _capture_begin(self, *args, **kwargs):
-    _meta.setdefault(self, {"id": next(_ids), "replays": 0})
+    meta = _meta.setdefault(self, {"id": next(_ids), "replays": 0})
+    # whether kperf profiled while this graph was captured: if not, its Triton kernels went in plain
+    meta["watched"] = _dispatcher is not None and _dispatcher.active
     _launches.pop(self, None)  # a graph captured again forgets what it held
     _state.graph = self
     _state.mode = kwargs.get("capture_error_mode", args[1] if len(args) > 1 else "global")
@@ -97,6 +105,9 @@ def _replay(self, *args, **kwargs):
         meta = _meta[self]
         meta["replays"] += 1
         _copy_replay(launches, meta)
+    elif _dispatcher is not None and _dispatcher.active and not _meta.get(self, {}).get("watched"):
+        for s in _dispatcher.sessions():  # a replay the session cannot profile: said, not skipped in silence
+            s.coverage.skipped(UNWATCHED_GRAPH, UNWATCHED_REASON)
     return out
 
 

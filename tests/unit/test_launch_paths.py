@@ -427,3 +427,33 @@ def test_inductor_launches_kperf_runs_plain_are_counted_once(monkeypatch):
     [(name, launched, profiled, why)] = cap.coverage.rows()
     assert (name, launched, profiled) == ("triton_poi_k", 2, 0)
     assert "could not be instrumented (test)" in why and "compiled plain" not in why
+
+
+def test_replays_of_a_graph_captured_while_kperf_was_not_profiling_are_counted_with_why(monkeypatch):
+    """A graph captured before the session holds plain kernels: its replays inside the session cannot be
+    profiled, and the session says so (coverage row, and decoded()'s error) instead of an empty profile."""
+    from kperf import cuda_graphs
+    from kperf.dialect.errors import KperfError
+
+    class Graph:
+        pass
+    replayed = []
+    monkeypatch.setitem(cuda_graphs._originals, "capture_begin", lambda self, *a, **k: None)
+    monkeypatch.setitem(cuda_graphs._originals, "replay", lambda self, *a, **k: replayed.append(self))
+    d = Dispatcher()
+    monkeypatch.setattr(cuda_graphs, "_dispatcher", d)
+    before, during = Graph(), Graph()
+    cuda_graphs._capture_begin(before)  # no session yet: kperf is not profiling
+    cuda_graphs._state.graph = None
+    s = kperf.session()
+    monkeypatch.setattr(d, "_active", 1)
+    d.add_session(s)
+    cuda_graphs._capture_begin(during)  # captured while profiling, with nothing of kperf's in it
+    cuda_graphs._state.graph = None
+    for g in (before, before, during, Graph()):  # the last: captured before import kperf
+        cuda_graphs._replay(g)
+    assert len(replayed) == 4
+    rows = s.coverage.rows()
+    assert rows == [(cuda_graphs.UNWATCHED_GRAPH, 3, 0, f"3 {cuda_graphs.UNWATCHED_REASON}")]
+    with pytest.raises(KperfError, match="profiled no launch(.|\n)*captured while kperf was not profiling"):
+        s.decoded()

@@ -1,0 +1,92 @@
+"""The device-held buffers' spills (kperf.copy_out.DeviceHeld), without a GPU: the GPU's drain and the
+host copies are swapped for recorders, so what is checked is when a spill starts, on which thread, that
+at most one is in flight, and that results wait for it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from kperf.copy_out import DeviceHeld
+
+
+class Rec:
+    def __init__(self, nbytes: int):
+        self.nbytes, self.host, self.error = nbytes, None, None
+
+    def landed(self, host):
+        self.host = host
+
+    def lost(self, error):
+        self.error = error
+
+
+class Recorder:
+    """Lands records (after an optional gate opens) and says on which thread each batch landed."""
+
+    def __init__(self):
+        self.batches, self.gate = [], threading.Event()
+        self.gate.set()
+        self.active = self.most_active = 0
+
+    def land(self, held):
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        self.gate.wait(5)
+        self.batches.append(([r.nbytes for r in held], threading.current_thread().name))
+        for r in held:
+            r.landed(b"x" * r.nbytes)
+        self.active -= 1
+
+
+def test_a_spill_starts_at_half_the_budget_on_a_worker_thread():
+    rec = Recorder()
+    held = DeviceHeld(sync=lambda held: None, land=rec.land)
+    rs = [Rec(10) for _ in range(5)]
+    for r in rs[:2]:
+        held.add(r, budget=40)
+    assert rec.batches == [] and held.bytes == 20  # exactly half: held on
+    held.add(rs[2], budget=40)  # 30 > 20: spilled, beside the launching thread
+    held.spill()  # results: wait for it
+    assert rec.batches[0][0] == [10, 10, 10] and rec.batches[0][1].startswith("kperf-spill")
+    assert held.spills == 1 and held.bytes == 0 and all(r.host for r in rs[:3])
+
+
+def test_at_most_one_spill_is_in_flight_and_results_wait_for_it():
+    rec = Recorder()
+    held = DeviceHeld(sync=lambda held: None, land=rec.land)
+    rec.gate.clear()  # the first spill's copies hang until the gate opens
+    for r in (Rec(30), Rec(30)):
+        held.add(r, budget=40)  # each is over half: the second must wait for the first
+        if not rec.gate.is_set():
+            threading.Timer(0.2, rec.gate.set).start()
+    assert rec.batches and rec.batches[0][0] == [30]  # the second add waited for the first spill
+    last = Rec(5)
+    held.add(last, budget=40)
+    held.spill()  # lands the second spill (awaited) and the one still held, on this thread
+    assert [b[0] for b in rec.batches] == [[30], [30], [5]] and last.host
+    assert rec.batches[2][1] == threading.current_thread().name and held.spills == 2
+    assert rec.most_active == 1, "two spills were in flight at once"
+
+
+def test_a_fault_while_draining_marks_the_spilled_launches_lost():
+    def sync(held):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    rec = Recorder()
+    held = DeviceHeld(sync=sync, land=rec.land)
+    rs = [Rec(30), Rec(30)]
+    held.add(rs[0], budget=None)
+    held.add(rs[1], budget=None)
+    assert held.spills == 0 and held.bytes == 60  # no budget: held until results
+    held.spill()
+    assert rec.batches == [] and all("illegal memory access" in str(r.error) for r in rs)
+
+
+def test_a_spill_error_other_than_a_fault_reaches_the_results():
+    def land(held):
+        raise ValueError("staging buffer too small")
+    held = DeviceHeld(sync=lambda held: None, land=land)
+    held.add(Rec(30), budget=40)
+    with pytest.raises(ValueError, match="staging"):
+        held.spill()
