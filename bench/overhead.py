@@ -14,7 +14,9 @@ Cases (each: plain, every kperf variant, Proton with the same scopes):
   Proton's instrumentation mode; a run-time failure is printed as the reason;
 - ``heldout``: bench/heldout_attention.py, a warp-specialized attention forward written outside
   ``examples/`` (host TMA descriptors, head dim 64, 128 x 64 tiles) that no lowering choice was tuned
-  on, ``auto="mma,tma"``, Proton as for ``attention``.
+  on, ``auto="mma,tma"``, Proton as for ``attention``; ``heldout-no-ws``: the same kernel with
+  ``warp_specialize=False`` (software-pipelined TMA + wgmma; its warp-specialized build hangs or gives
+  NaN in plain Triton 3.6 on an H100, bench/results/h100-2026-12-06-s11).
 
 Method: the same kernel source is compiled plain (scopes are no-op carriers), per kperf variant, and
 with Proton (``triton.profiler``, ``backend="instrumentation"``, default mode).  Kernel-only device
@@ -216,13 +218,16 @@ class HeldoutCase(AttentionCase):
 
     name = "heldout"
 
-    def __init__(self, n_ctx: int):
+    def __init__(self, n_ctx: int, warp_specialize: bool = True):
         from bench import heldout_attention as ha
         self._inputs(ha, "heldout_attn_kernel", n_ctx, (4, 32, 64), block_m=ha.BLOCK_M)
         self.options = ha.COMPILE_OPTIONS
+        self.warp_specialize = warp_specialize
+        if not warp_specialize:
+            self.name = "heldout-no-ws"
 
     def run(self, kernel):
-        return self.at.attention(self.q, self.k, self.v, kernel=kernel)
+        return self.at.attention(self.q, self.k, self.v, kernel=kernel, warp_specialize=self.warp_specialize)
 
     def check_plain(self, out) -> float:
         """Largest error of the plain kernel against fp32 attention on the first 4 heads (each (batch,
@@ -385,7 +390,8 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {**run_info(argv), "reps": reps, "rounds": rounds, "cases": {}}
     makers = {"gemm": lambda: GemmCase(args.size), "gluon": lambda: GluonCase(args.size),
-              "attention": lambda: AttentionCase(args.n_ctx), "heldout": lambda: HeldoutCase(args.n_ctx)}
+              "attention": lambda: AttentionCase(args.n_ctx), "heldout": lambda: HeldoutCase(args.n_ctx),
+              "heldout-no-ws": lambda: HeldoutCase(args.n_ctx, warp_specialize=False)}
     for cname in (args.only or args.cases).split(","):
         t0 = time.perf_counter()
         try:
