@@ -12,8 +12,8 @@
 #   tests39   with a newer Triton first on PYTHONPATH (../shared/triton-on-gpu.md): every GPU test but those of
 #             torch.compile (torch 2.11 expects its own Triton 3.6), FA3's last
 #   reach     1000 launches of a small kernel (session scale); a transformer block under torch.compile
-#   liger     Liger-Kernel's tests plain and under `kperf run`, side by side (needs .liger carried: wheels +
-#             liger-src.tar.gz); the 5 default test files took over 170 s each way on an H100
+#   liger     Liger-Kernel's tests plain and under `kperf run`, one pytest per file and way, all at once
+#             (needs .liger carried: wheels + liger-src.tar.gz); swiglu's file took over 380 s on an H100
 # Each part writes logs and JSON under OUTDIR/<part>/ and ends with a short table.
 set -uo pipefail
 OUT=${1:?usage: bench/gpu_run.sh OUTDIR PART...}
@@ -88,7 +88,7 @@ for part in "$@"; do
       mkdir -p /tmp/liger && tar xzf .liger/liger-src.tar.gz -C /tmp/liger
       PYTHONPATH=/tmp/liger_site:${PYTHONPATH:-} LIGER_TIMEOUT=${LIGER_TIMEOUT:-380} \
           bash bench/liger_suite.sh "$d" /tmp/liger ${LIGER_TESTS:-rms_norm layer_norm geglu swiglu dyt}
-      ls "$d/kperf" | head; tail -3 "$d/kperf.log"; head -c 3000 "$d"/*_failures.txt 2>/dev/null ;;
+      ls "$d/kperf" | head; tail -n 2 "$d"/kperf_*.log; head -c 3000 "$d"/*_failures.txt 2>/dev/null ;;
     *) echo "unknown part $part"; exit 2 ;;
   esac
 done

@@ -27,17 +27,43 @@ def node_id(classname: str, name: str) -> str:
 
 
 def outcomes(out: str, run: str) -> tuple[dict[str, str], bool]:
-    """Per test: passed/failed/skipped, from the JUnit XML, or from the log's verbose lines when the time
-    limit killed pytest before it wrote the XML (then the tests it never finished are missing)."""
+    """Per test: passed/failed/skipped, over the run's parts (``{run}.*`` for one pytest over every file,
+    ``{run}_<name>.*`` for one per test file); each part from its JUnit XML, or from its log's verbose
+    lines when the time limit stopped pytest before it wrote the XML (then the tests it never finished are
+    missing, and the run is not complete)."""
     res: dict[str, str] = {}
-    xml = os.path.join(out, f"{run}.xml")
-    if os.path.exists(xml):
-        for case in ET.parse(xml).getroot().iter("testcase"):
+    whole = True
+    for part in _parts(out, run):
+        got, done = _part_outcomes(os.path.join(out, part))
+        res.update(got)
+        whole = whole and done
+    return res, whole
+
+
+def _parts(out: str, run: str) -> list[str]:
+    names = {os.path.splitext(f)[0] for f in os.listdir(out) if f.endswith((".xml", ".log"))}
+    return sorted(n for n in names if n == run or n.startswith(f"{run}_") and "failures" not in n)
+
+
+def _interrupted(log: str) -> bool:
+    """Whether pytest's log says a time limit's SIGINT stopped it (its XML then holds what finished)."""
+    if not os.path.exists(log):
+        return False
+    with open(log, errors="replace") as f:
+        return any(" KeyboardInterrupt !!!" in line for line in f)
+
+
+def _part_outcomes(stem: str) -> tuple[dict[str, str], bool]:
+    res: dict[str, str] = {}
+    if os.path.exists(f"{stem}.xml"):
+        for case in ET.parse(f"{stem}.xml").getroot().iter("testcase"):
+            if not case.get("name"):  # the test a time limit interrupted (pytest still writes the XML)
+                continue
             kinds = {child.tag for child in case}
             res[node_id(case.get("classname", ""), case.get("name", ""))] = (
                 "failed" if kinds & {"failure", "error"} else "skipped" if "skipped" in kinds else "passed")
-        return res, True
-    with open(os.path.join(out, f"{run}.log"), errors="replace") as f:
+        return res, not _interrupted(f"{stem}.log")
+    with open(f"{stem}.log", errors="replace") as f:
         for line in f:
             m = re.match(r"(test/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", line)
             if m:

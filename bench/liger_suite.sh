@@ -10,21 +10,24 @@ NAMES=("$@")
 REPO=$(cd "$(dirname "$0")/.." && pwd)  # before the cd below: $0 may be relative
 mkdir -p "$OUT"
 cd "$SRC"
-TESTS=(); for n in "${NAMES[@]}"; do TESTS+=("test/transformers/test_$n.py"); done
 export PYTHONPATH="$SRC/src:$SRC:$REPO:${PYTHONPATH:-}"  # $REPO: bench.pytest_failures_now, each failure as it happens
-# both runs at once: the tests' time is mostly Triton compiling on the CPU (16 cores on the GPU machine);
+# every run at once: the tests' time is mostly Triton compiling on the CPU (16 cores on the GPU machine);
 # pass/fail should not depend on the GPU being shared, except where an autotuned kernel's numerics depend
 # on the config its timing runs pick (Liger's fused MoE autotunes and accumulates with atomics)
 start=$(date +%s)
 # the time limit interrupts (SIGINT) rather than kills: pytest then stops at the running test and still
-# writes its JUnit XML and failures, and `kperf run` still saves the profile of what ran
-(KPERF_FAILURES_TO="$OUT/plain_failures.txt" timeout -s INT -k 30 ${LIGER_TIMEOUT:-280} python3 -m pytest -q -p no:cacheprovider \
-    -p bench.pytest_failures_now --junitxml="$OUT/plain.xml" "${TESTS[@]}" \
-    > "$OUT/plain.log" 2>&1; echo "plain: exit $? in $(( $(date +%s) - start )) s" > "$OUT/plain.time") &
-(KPERF_FAILURES_TO="$OUT/kperf_failures.txt" timeout -s INT -k 30 ${LIGER_TIMEOUT:-300} kperf run --auto kernel \
-    --max-launches 2 --out "$OUT/kperf" -m pytest -q -p no:cacheprovider -p bench.pytest_failures_now \
-    --junitxml="$OUT/kperf.xml" "${TESTS[@]}" > "$OUT/kperf.log" 2>&1
- echo "kperf run: exit $? in $(( $(date +%s) - start )) s" > "$OUT/kperf.time") &
+# writes its JUnit XML and failures, and `kperf run` still saves the profile of what ran.  One pytest per
+# test file and way, all at once, each with the limit: a slow file (swiglu's MoE tests) cuts off only itself
+for n in "${NAMES[@]}"; do
+  t="test/transformers/test_$n.py"
+  (KPERF_FAILURES_TO="$OUT/plain_${n}_failures.txt" timeout -s INT -k 30 ${LIGER_TIMEOUT:-280} python3 -m pytest -q \
+      -p no:cacheprovider -p bench.pytest_failures_now --junitxml="$OUT/plain_$n.xml" "$t" \
+      > "$OUT/plain_$n.log" 2>&1; echo "plain $n: exit $? in $(( $(date +%s) - start )) s" > "$OUT/plain_$n.time") &
+  (KPERF_FAILURES_TO="$OUT/kperf_${n}_failures.txt" timeout -s INT -k 30 ${LIGER_TIMEOUT:-300} kperf run --auto kernel \
+      --max-launches 2 --out "$OUT/kperf/$n" -m pytest -q -p no:cacheprovider -p bench.pytest_failures_now \
+      --junitxml="$OUT/kperf_$n.xml" "$t" > "$OUT/kperf_$n.log" 2>&1
+   echo "kperf run $n: exit $? in $(( $(date +%s) - start )) s" > "$OUT/kperf_$n.time") &
+done
 wait
-cat "$OUT/plain.time" "$OUT/kperf.time" | tee "$OUT/times.txt"; rm -f "$OUT/plain.time" "$OUT/kperf.time"
+cat "$OUT"/*.time | tee "$OUT/times.txt"; rm -f "$OUT"/*.time
 python3 -m bench.liger_compare "$OUT" --rerun ${LIGER_RERUNS:-2}

@@ -46,3 +46,25 @@ def test_differing_tests_are_rerun_alone_both_ways(tmp_path, monkeypatch):
     assert [(r["run"], r["round"], r["result"]) for r in runs] == [
         ("plain", 0, "failed"), ("kperf", 0, "failed"), ("plain", 1, "failed"), ("kperf", 1, "failed")]
     assert calls[1][:2] == ["kperf", "run"] and calls[0][-1] == "test/transformers/test_swiglu.py::test_b"
+
+
+def test_one_run_per_test_file_is_merged_and_complete_only_when_every_file_finished(tmp_path):
+    other = XML.replace("test_swiglu", "test_geglu")
+    (tmp_path / "plain_swiglu.xml").write_text(XML)
+    (tmp_path / "plain_geglu.xml").write_text(other)
+    (tmp_path / "kperf_swiglu.xml").write_text(XML)
+    (tmp_path / "kperf_geglu.log").write_text(LOG.replace("test_swiglu", "test_geglu"))  # cut off
+    (tmp_path / "kperf_geglu_failures.txt").write_text("")  # not a part
+    s = lc.compare(str(tmp_path))
+    assert s["plain"] == {"passed": 2, "failed": 2, "skipped": 2}
+    assert s["complete"] == {"plain": True, "kperf": False} and s["compared"] == 5
+    assert s["differing_tests"] == ["test/transformers/test_geglu.py::test_b"]
+
+
+def test_a_part_the_time_limit_interrupted_is_not_complete_though_it_wrote_its_xml(tmp_path):
+    (tmp_path / "plain_b.xml").write_text(
+        '<testsuites><testsuite><testcase classname="test.transformers.test_b" name="test_p"/>'
+        '<testcase time="0.000"/></testsuite></testsuites>')
+    (tmp_path / "plain_b.log").write_text(".\n!!!!!!!!!! KeyboardInterrupt !!!!!!!!!!\n1 passed in 9.86s\n")
+    got, whole = lc.outcomes(str(tmp_path), "plain")
+    assert got == {"test/transformers/test_b.py::test_p": "passed"} and whole is False
