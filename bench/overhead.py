@@ -70,6 +70,11 @@ VARIANTS = {
     "warpgroup-smem-cta-stride-8": {"granularity": "warpgroup", "store": "auto", "cta_stride": 8},
     "warpgroup-smem-sms-1-in-8": {"granularity": "warpgroup", "store": "auto",
                                   "sms": tuple(range(0, 132, 8))},
+    # and on top of one recording warp per role (the cheapest with records on every role, s11)
+    "role-smem-cta-stride-8": {"granularity": "role", "store": "auto", "cta_stride": 8},
+    "role-smem-sms-1-in-8": {"granularity": "role", "store": "auto", "sms": tuple(range(0, 132, 8))},
+    # the instructions alone (stores predicated off outside SM 0): what role-smem's stores cost
+    "role-smem-instr-only": {"granularity": "role", "store": "auto", "sms": (0,), "clone": False},
 }
 QUICK_VARIANTS = ("check", "default", "smem-fold", "warpgroup-fold", "cta-stride-4-fold")
 
