@@ -90,3 +90,43 @@ def test_a_spill_error_other_than_a_fault_reaches_the_results():
     held.add(Rec(30), budget=40)
     with pytest.raises(ValueError, match="staging"):
         held.spill()
+
+
+def test_chunks_land_in_one_host_array_each_and_every_record_gets_its_own_bytes(monkeypatch):
+    """The host side of a spill on CPU tensors: records go out in staging-sized chunks, each chunk's
+    records view one host array, and every record's view holds exactly its device buffer's bytes."""
+    import numpy as np
+    import torch
+
+    from kperf import copy_out
+
+    class Pool:  # plain (unpinned) staging: no GPU here
+        def get(self, n):
+            return torch.empty(n, dtype=torch.uint8)
+
+        def put(self, buf):
+            pass
+
+    class Stream:
+        waits = 0
+
+        def synchronize(self):
+            Stream.waits += 1
+
+    class Launch(Rec):
+        def __init__(self, i, n):
+            super().__init__(n)
+            self.buf = torch.arange(n, dtype=torch.int64).add(i).remainder(251).to(torch.uint8)
+
+        def device_buffer(self):
+            return self.buf
+    monkeypatch.setattr(copy_out, "PINNED", Pool())
+    monkeypatch.setattr(copy_out, "STAGING", 1000)
+    held = [Launch(i, n) for i, n in enumerate((300, 500, 400, 1200, 100))]
+    copy_out._chunks_to_host(held, Stream())
+    for r in held:
+        assert np.array_equal(r.host, r.buf.numpy())
+    bases = [r.host.base for r in held]
+    assert bases[0] is bases[1] and bases[2] is not bases[1]  # 300 + 500 fit one chunk, + 400 does not
+    assert bases[3] is not bases[2] and bases[4] is not bases[3]  # a buffer past the staging size: alone
+    assert Stream.waits == 4
