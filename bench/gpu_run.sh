@@ -87,10 +87,13 @@ for part in "$@"; do
       timeout 280 python3 -m bench.overhead --only gluon,attention,heldout-no-ws --n-ctx 4096 --reps 20 --rounds 3 \
           --variants warpgroup-smem,role-smem,role-smem-instr-only,role-smem-cta-stride-8,role-smem-sms-1-in-8 \
           --out "$d/overhead" 2>&1 | grep -v "^Warning (cta" >"$d/overhead.log"
+      timeout 90 python3 -m bench.overhead --only gluon --reps 20 --rounds 3 --variants role-smem,warp7-smem \
+          --no-proton --out "$d/overhead_warp7" >"$d/overhead_warp7.log" 2>&1
       timeout 120 python3 -m pytest -v -m gpu tests/gpu/test_launch_paths_gpu.py tests/gpu/test_async_lowering_gpu.py \
           -p no:cacheprovider -rfEs -o faulthandler_timeout=100 >"$d/gpu_tests.log" 2>&1
       tail -4 "$d/session_scale.log"; tail -4 "$d/inductor_block.log" | cut -c1-200
-      grep -h -A9 "^== " "$d/overhead.log" | grep -v "Proton next" | cut -c1-150; tail -3 "$d/gpu_tests.log" ;;
+      grep -h -A9 "^== " "$d/overhead.log" "$d/overhead_warp7.log" | grep -v "Proton next" | cut -c1-150
+      tail -3 "$d/gpu_tests.log" ;;
     heldout)
       timeout 100 python3 -m bench.heldout_smoke --out "$d/heldout_smoke.json" --timeout 60 >"$d/heldout_smoke.log" 2>&1
       cat "$d/heldout_smoke.log" ;;

@@ -73,6 +73,9 @@ VARIANTS = {
     # and on top of one recording warp per role (the cheapest with records on every role, s11)
     "role-smem-cta-stride-8": {"granularity": "role", "store": "auto", "cta_stride": 8},
     "role-smem-sms-1-in-8": {"granularity": "role", "store": "auto", "sms": tuple(range(0, 132, 8))},
+    # one recording warp that does not issue the Gluon GEMM's TMA loads (warp 0 does): whether the
+    # records cost more on the warp on the loads' critical path (a kernel of 8 warps or more)
+    "warp7-smem": {"warp_mask": 1 << 7, "store": "auto"},
     # the instructions alone (stores predicated off outside SM 0): what role-smem's stores cost
     "role-smem-instr-only": {"granularity": "role", "store": "auto", "sms": (0,), "clone": False},
 }
