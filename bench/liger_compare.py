@@ -50,7 +50,8 @@ def _interrupted(log: str) -> bool:
     if not os.path.exists(log):
         return False
     with open(log, errors="replace") as f:
-        return any(" KeyboardInterrupt !!!" in line for line in f)
+        # pytest's banner of an interrupted run: Ctrl-C / SIGINT, or SIGTERM under `kperf run`
+        return any(re.match(r"!{3,} .*(KeyboardInterrupt|Terminated) !{3,}", line) for line in f)
 
 
 def _part_outcomes(stem: str) -> tuple[dict[str, str], bool]:

@@ -18,7 +18,9 @@ import argparse
 import os
 import pathlib
 import runpy
+import signal
 import sys
+import threading
 import traceback
 
 from kperf.cli_common import (
@@ -98,8 +100,20 @@ def run_program(script: str | None, module: str | None, argv: list[str]) -> None
         sys.path[:], sys.argv[:] = saved
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler's or ``timeout``'s default signal) in ``kperf run``'s program: raised like
+    Ctrl-C, so the program's own interrupt handling runs (pytest still writes its report) and the
+    launches so far are written."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
 def _run_program(args) -> int:
     """Run ``kperf run``'s program (``-m MODULE [args]`` or ``script.py [args]``); its exit status."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         if args.module:
             run_program(None, args.module[0], args.module[1:])
@@ -107,9 +121,13 @@ def _run_program(args) -> int:
             run_program(args.script, None, args.args)
     except SystemExit as e:  # the program's own sys.exit(N): the profile is still written, then N
         return e.code if isinstance(e.code, int) else 1
-    except KeyboardInterrupt:  # Ctrl-C, or a time limit's SIGINT: the launches so far are still written
-        print("kperf: the program was interrupted; writing what it launched so far", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, a time limit's SIGINT, SIGTERM: the launches so far are written
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"kperf: the program was {how}; writing what it launched so far", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, saved)
     return 0
 
 

@@ -345,3 +345,18 @@ def test_huge_or_reversed_ids_in_selections_are_clean_errors(tmp_path, capsys):
         assert f"{flag}: '{'9' * 30}'" in err and "out of range" in err, err
     err = fails(capsys, ["plot", path, "--out", out, "--ctas", "3-1"])
     assert "--ctas: '3-1'" in err, err
+
+
+def test_a_terminated_program_still_ends_the_session_and_exits_143(tmp_path, capsys):
+    """SIGTERM (a scheduler's, or plain ``timeout``'s) is raised in the program like Ctrl-C: the launches
+    so far are written, exit status 143; SIGTERM's handler is put back afterwards."""
+    import signal
+    before = signal.getsignal(signal.SIGTERM)
+    stop = tmp_path / "term.py"
+    stop.write_text("import os, signal, time\nprint('started')\nos.kill(os.getpid(), signal.SIGTERM)\n"
+                    "time.sleep(30)\nprint('not reached')\n")
+    assert main(["run", "--out", str(tmp_path / "o"), str(stop)]) == 143
+    captured = capsys.readouterr()
+    assert "started" in captured.out and "not reached" not in captured.out
+    assert "terminated (SIGTERM); writing what it launched so far" in captured.err
+    assert signal.getsignal(signal.SIGTERM) == before
