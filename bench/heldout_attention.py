@@ -75,7 +75,7 @@ def heldout_attn_kernel(desc_q, desc_k, desc_v, out_ptr, lse_ptr, scale_log2, N_
     tl.store(out_ptr + (row0 + rows)[:, None] * HEAD_DIM + cols[None, :], out.to(q.dtype))
 
 
-def descriptors(q, k, v):
+def descriptors(q, k, v, block_n: int = BLOCK_N):
     """Host TMA descriptors over the ``[Z*H*N_CTX, HEAD_DIM]`` views of ``[Z, H, N_CTX, HEAD_DIM]`` inputs."""
     from triton.tools.tensor_descriptor import TensorDescriptor
     d = q.shape[-1]
@@ -84,7 +84,7 @@ def descriptors(q, k, v):
         flat = t.reshape(-1, d)
         return TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [rows, d])
 
-    return desc(q, BLOCK_M), desc(k, BLOCK_N), desc(v, BLOCK_N)
+    return desc(q, BLOCK_M), desc(k, block_n), desc(v, block_n)
 
 
 def _alloc_scratch(size: int, alignment: int, stream):
@@ -93,25 +93,26 @@ def _alloc_scratch(size: int, alignment: int, stream):
 
 
 def attention(q, k, v, *, kernel=heldout_attn_kernel, sm_scale: float | None = None,
-              num_stages: int = NUM_STAGES, warp_specialize: bool = True, host_descriptors: bool = True):
+              num_stages: int = NUM_STAGES, warp_specialize: bool = True, host_descriptors: bool = True,
+              block_n: int = BLOCK_N):
     """``softmax(q k^T * sm_scale) v`` for contiguous ``[Z, H, N_CTX, HEAD_DIM]`` fp16/bf16 tensors.
     ``host_descriptors=False`` passes the tensors and makes the TMA descriptors on the device."""
     import torch
     z, h, n_ctx, d = q.shape
-    if n_ctx % BLOCK_M or n_ctx % BLOCK_N:
-        raise ValueError(f"N_CTX={n_ctx} must be a multiple of {BLOCK_M} and {BLOCK_N}")
+    if n_ctx % BLOCK_M or n_ctx % block_n:
+        raise ValueError(f"N_CTX={n_ctx} must be a multiple of {BLOCK_M} and {block_n}")
     sm_scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     o = torch.empty_like(q)
     lse = torch.empty((z, h, n_ctx), device=q.device, dtype=torch.float32)
     grid = (n_ctx // BLOCK_M, z * h)
     if host_descriptors:
-        descs = descriptors(q, k, v)
+        descs = descriptors(q, k, v, block_n)
     else:
         triton.set_allocator(_alloc_scratch)  # device-side descriptors live in global scratch
         descs = (q, k, v)
     kernel[grid](*descs, o, lse, sm_scale * 1.4426950408889634, n_ctx, HEAD_DIM=d,
-                 BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, WARP_SPECIALIZE=warp_specialize, num_warps=NUM_WARPS,
+                 BLOCK_M=BLOCK_M, BLOCK_N=block_n, WARP_SPECIALIZE=warp_specialize, num_warps=NUM_WARPS,
                  num_stages=num_stages)
     return o
 

@@ -1,7 +1,8 @@
 """Which builds of the held-out WS attention (bench/heldout_attention.py) finish on this GPU, plain.
 
-Its plain build hung in its first launch on an H100 (Triton 3.6, 2026-12-06), with warp specialization
-on and off and 2 and 3 stages alike.  Each variant here (warp specialization, stages, host or device TMA
+On an H100 with Triton 3.6 (2026-12-06, bench/results/h100-2026-12-06-s11) its warp-specialized plain
+build hung in its first launch (host TMA descriptors) or gave NaN (device descriptors); without warp
+specialization it was right.  Each variant here (warp specialization, stages, host or device TMA
 descriptors) runs in its own process, all at once under one time limit, so a hang costs only its own
 process: plain kernel, one (batch, head)-independent check of the first 4 heads against an fp32
 reference.  Written per variant: finished / hung (with where it was, from faulthandler) / failed (with
@@ -18,15 +19,22 @@ import subprocess
 import sys
 import time
 
-#: name -> (warp specialization, stages, host descriptors)
+#: name -> (warp specialization, stages, host descriptors[, BLOCK_N, head dim]).  On an H100 with Triton 3.6
+#: (s11) the warp-specialized builds hung (host descriptors) or gave NaN (device descriptors) and the
+#: others were right; the last three narrow that down towards examples/attention.py's tiles, which run
+#: warp-specialized (head dim 128, 128-wide key blocks).
 VARIANTS = {"ws-3-stages": (True, 3, True), "ws-2-stages": (True, 2, True),
             "no-ws-3-stages": (False, 3, True), "no-ws-2-stages": (False, 2, True),
-            "ws-3-stages-device-desc": (True, 3, False), "no-ws-2-stages-device-desc": (False, 2, False)}
+            "ws-3-stages-device-desc": (True, 3, False), "no-ws-2-stages-device-desc": (False, 2, False),
+            "ws-2-stages-bn128-device-desc": (True, 2, False, 128, 64),
+            "ws-2-stages-d128-device-desc": (True, 2, False, 64, 128),
+            "ws-2-stages-bn128-d128": (True, 2, True, 128, 128)}
 #: The shape of the GPU test that hung (batch, heads, tokens, head dim).
 SHAPE = (2, 32, 4096, 64)
 
 
-def _child(ws: bool, stages: int, host: bool = True, deadline: float = 3600.0) -> None:
+def _child(ws: bool, stages: int, host: bool = True, deadline: float = 3600.0, block_n: int = 64,
+           head_dim: int = 64) -> None:
     import faulthandler
 
     import torch
@@ -34,16 +42,19 @@ def _child(ws: bool, stages: int, host: bool = True, deadline: float = 3600.0) -
 
     from bench import heldout_attention as H
     torch.manual_seed(0)
-    q, k, v = (torch.randn(SHAPE, device="cuda", dtype=torch.float16) for _ in range(3))
-    out = H.attention(q, k, v, num_stages=stages, warp_specialize=ws, host_descriptors=host)
+    shape = (*SHAPE[:3], head_dim)
+    q, k, v = (torch.randn(shape, device="cuda", dtype=torch.float16) for _ in range(3))
+    out = H.attention(q, k, v, num_stages=stages, warp_specialize=ws, host_descriptors=host, block_n=block_n)
     torch.cuda.synchronize()
     ref = H.reference(q[:1, :4], k[:1, :4], v[:1, :4])
     print(json.dumps({"max_abs_diff": float((out[:1, :4].float() - ref.float()).abs().max())}))
 
 
 def _start(name: str, deadline: float) -> subprocess.Popen:
-    ws, stages, host = VARIANTS[name]
-    code = f"from bench.heldout_smoke import _child; _child({ws}, {stages}, {host}, {deadline})"
+    ws, stages, host, *tiles = VARIANTS[name]
+    block_n, head_dim = tiles or (64, 64)
+    code = (f"from bench.heldout_smoke import _child; "
+            f"_child({ws}, {stages}, {host}, {deadline}, {block_n}, {head_dim})")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
