@@ -76,22 +76,27 @@ class DeviceHeld:
     So a launch keeps its buffer where it is, and the buffers go to the host together, through one reused
     pinned staging buffer, when results are asked for or when the bytes held pass the budget.
 
-    A spill forced by the budget runs on a worker thread (``spill_async``), so the launching thread goes on
-    launching while the GPU drains and the host copies land: it starts at half the budget, and a second
-    one waits for the first, so what is held on the device (waiting, plus in flight) stays within the
-    budget.  Results (``spill``) wait for the spill in flight, then land the rest themselves.
+    A spill forced by the budget (``spill_async``) drains the GPU and takes its staging buffer and copy
+    stream on the launching thread, then leaves the copies and the host side to a worker thread, so the
+    launching thread goes on launching while they land.  Only asynchronous copies and a wait on kperf's own
+    stream run on the worker: calls that a CUDA graph capture on another thread would refuse
+    (allocations, device-wide waits) stay on the launching thread, which is not capturing when it records
+    a launch.  A spill starts at half the budget, and a second waits for the first, so what the device
+    holds (waiting, plus in flight) stays within the budget.  Results (``spill``) wait for the spill in
+    flight, then move the rest themselves.
     """
 
-    def __init__(self, sync=None, land=None):
+    def __init__(self, sync=None, prepare=None, land=None):
         self._held: list = []  # LaunchRecords whose buffers are still on the device, in launch order
         self.bytes = 0
         self.spills = 0  # spills forced by the budget
         self._lock = threading.RLock()
         self._inflight = None  # the Future of the budget's spill in flight
         self._worker = None
-        # the GPU drained (every launch's kernel done, whatever its stream), and held buffers to the host:
-        # swappable so the threading is testable without a GPU
-        self._sync, self._land = sync or _synchronize, land or _to_host
+        # drain the GPU; take the staging buffer and copy streams; copy and land: swappable, so the
+        # threading is testable without a GPU
+        self._sync, self._prepare = sync or _synchronize, prepare or _Copies
+        self._land = land or _to_host
 
     def add(self, record, budget: int | None) -> None:
         with self._lock:
@@ -102,39 +107,43 @@ class DeviceHeld:
             self.spill_async()
 
     def spill_async(self) -> None:
-        """Hand every held buffer to the worker thread (after the spill in flight, if any, is done)."""
+        """Drain the GPU here, then hand every held buffer to the worker thread (after the spill in flight,
+        if any, is done)."""
         with self._lock:
             held, self._held, self.bytes = self._held, [], 0
             if not held:
                 return
             self.spills += 1
             self._wait()  # at most one spill in flight: the device holds at most the budget
+            if not self._drained(held):
+                return
+            copies = self._prepare(held)
             if self._worker is None:
                 import concurrent.futures
                 self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kperf-spill")
-            self._inflight = self._worker.submit(self._move, held)
+            self._inflight = self._worker.submit(self._land, held, copies)
 
     def spill(self) -> None:
         """Move every held buffer to host memory now (waits for the GPU once, and for a spill in flight)."""
         with self._lock:
             self._wait()
             held, self._held, self.bytes = self._held, [], 0
-            if held:
-                self._move(held)
+            if held and self._drained(held):
+                self._land(held, self._prepare(held))
 
     def _wait(self) -> None:
         if self._inflight is not None:
             self._inflight.result()
             self._inflight = None
 
-    def _move(self, held: list) -> None:
+    def _drained(self, held: list) -> bool:
         try:
             self._sync(held)
         except RuntimeError as e:  # a fault: every buffer not yet out is lost with it
             for r in held:
                 r.lost(e)
-            return
-        self._land(held)
+            return False
+        return True
 
 
 def _devices(held: list) -> list:
@@ -143,33 +152,49 @@ def _devices(held: list) -> list:
 
 def _synchronize(held: list) -> None:
     import torch
-    for device in _devices(held):  # (the worker thread's own current device may be another)
-        torch.cuda.synchronize(device)  # releases the GIL while it waits
+    for device in _devices(held):
+        torch.cuda.synchronize(device)  # every launch's kernel done, whatever its stream
 
 
-def _to_host(held: list) -> None:
-    """Copy ``held`` records' device buffers out through pinned staging chunks of ``STAGING`` bytes.
+class _Copies:
+    """What a spill's copies need from CUDA, taken on the launching thread: one pinned staging buffer
+    and a copy stream per device."""
+
+    def __init__(self, held: list):
+        import torch
+        self.staging = PINNED.get(max(STAGING, max(r.nbytes for r in held)))
+        self.streams = {d: torch.cuda.Stream(d) for d in _devices(held)}
+
+    def done(self) -> None:
+        PINNED.put(self.staging)
+
+
+def _to_host(held: list, copies: _Copies) -> None:
+    """Copy ``held`` records' device buffers out through ``copies``' staging buffer, a chunk at a time.
 
     Each chunk lands in one host array that the chunk's records view: one large allocation (huge pages
     where the kernel gives them to large allocations) and one copy, instead of a first touch per record.
-    The copies go on a stream of their own (the GPU was drained first), off the launching stream."""
+    The copies go on kperf's own stream (the GPU was drained first), off the launching stream."""
     import torch
-    for device in _devices(held):
-        stream = torch.cuda.Stream(device)
-        with torch.cuda.stream(stream):
-            _chunks_to_host([r for r in held if r.device_buffer().device == device], stream)
+    try:
+        for device, stream in copies.streams.items():
+            with torch.cuda.stream(stream):
+                _chunks_to_host([r for r in held if r.device_buffer().device == device], stream,
+                                copies.staging)
+    finally:
+        copies.done()
 
 
-def _chunks_to_host(held: list, stream) -> None:
+def _chunks_to_host(held: list, stream, staging) -> None:
     import numpy as np
+    room = staging.numel()
     i = 0
     while i < len(held):
         chunk, size = [], 0
-        while i < len(held) and (not chunk or size + held[i].nbytes <= STAGING):
+        while i < len(held) and (not chunk or size + held[i].nbytes <= room):
             chunk.append(held[i])
             size += held[i].nbytes
             i += 1
-        staging = PINNED.get(max(size, STAGING))
         off = 0
         for r in chunk:
             staging[off:off + r.nbytes].copy_(r.device_buffer(), non_blocking=True)
@@ -177,7 +202,6 @@ def _chunks_to_host(held: list, stream) -> None:
         stream.synchronize()
         host = np.empty(size, dtype=np.uint8)
         np.copyto(host, staging[:size].numpy())
-        PINNED.put(staging)
         off = 0
         for r in chunk:
             r.landed(host[off:off + r.nbytes])

@@ -11,6 +11,10 @@ import pytest
 from kperf.copy_out import DeviceHeld
 
 
+def NO_CUDA(held):  # what the launching thread would take from CUDA for the copies
+    return None
+
+
 class Rec:
     def __init__(self, nbytes: int):
         self.nbytes, self.host, self.error = nbytes, None, None
@@ -30,7 +34,7 @@ class Recorder:
         self.gate.set()
         self.active = self.most_active = 0
 
-    def land(self, held):
+    def land(self, held, copies=None):
         self.active += 1
         self.most_active = max(self.most_active, self.active)
         self.gate.wait(5)
@@ -41,8 +45,12 @@ class Recorder:
 
 
 def test_a_spill_starts_at_half_the_budget_on_a_worker_thread():
-    rec = Recorder()
-    held = DeviceHeld(sync=lambda held: None, land=rec.land)
+    """The drain and what the copies take from CUDA happen on the launching thread (a capture on
+    another thread would refuse them on the worker); the copies and the host side on the worker."""
+    rec, where = Recorder(), []
+    held = DeviceHeld(sync=lambda held: where.append(("sync", threading.current_thread().name)),
+                      prepare=lambda held: where.append(("prepare", threading.current_thread().name)),
+                      land=rec.land)
     rs = [Rec(10) for _ in range(5)]
     for r in rs[:2]:
         held.add(r, budget=40)
@@ -51,11 +59,13 @@ def test_a_spill_starts_at_half_the_budget_on_a_worker_thread():
     held.spill()  # results: wait for it
     assert rec.batches[0][0] == [10, 10, 10] and rec.batches[0][1].startswith("kperf-spill")
     assert held.spills == 1 and held.bytes == 0 and all(r.host for r in rs[:3])
+    here = threading.current_thread().name
+    assert where == [("sync", here), ("prepare", here)]
 
 
 def test_at_most_one_spill_is_in_flight_and_results_wait_for_it():
     rec = Recorder()
-    held = DeviceHeld(sync=lambda held: None, land=rec.land)
+    held = DeviceHeld(sync=lambda held: None, prepare=NO_CUDA, land=rec.land)
     rec.gate.clear()  # the first spill's copies hang until the gate opens
     for r in (Rec(30), Rec(30)):
         held.add(r, budget=40)  # each is over half: the second must wait for the first
@@ -74,7 +84,7 @@ def test_a_fault_while_draining_marks_the_spilled_launches_lost():
     def sync(held):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
     rec = Recorder()
-    held = DeviceHeld(sync=sync, land=rec.land)
+    held = DeviceHeld(sync=sync, prepare=NO_CUDA, land=rec.land)
     rs = [Rec(30), Rec(30)]
     held.add(rs[0], budget=None)
     held.add(rs[1], budget=None)
@@ -84,28 +94,21 @@ def test_a_fault_while_draining_marks_the_spilled_launches_lost():
 
 
 def test_a_spill_error_other_than_a_fault_reaches_the_results():
-    def land(held):
+    def land(held, copies):
         raise ValueError("staging buffer too small")
-    held = DeviceHeld(sync=lambda held: None, land=land)
+    held = DeviceHeld(sync=lambda held: None, prepare=NO_CUDA, land=land)
     held.add(Rec(30), budget=40)
     with pytest.raises(ValueError, match="staging"):
         held.spill()
 
 
 def test_chunks_land_in_one_host_array_each_and_every_record_gets_its_own_bytes(monkeypatch):
-    """The host side of a spill on CPU tensors: records go out in staging-sized chunks, each chunk's
-    records view one host array, and every record's view holds exactly its device buffer's bytes."""
+    """The host side of a spill on CPU tensors: records go out in chunks that fit the staging buffer,
+    each chunk's records view one host array, and every record's view holds exactly its own bytes."""
     import numpy as np
     import torch
 
     from kperf import copy_out
-
-    class Pool:  # plain (unpinned) staging: no GPU here
-        def get(self, n):
-            return torch.empty(n, dtype=torch.uint8)
-
-        def put(self, buf):
-            pass
 
     class Stream:
         waits = 0
@@ -120,13 +123,12 @@ def test_chunks_land_in_one_host_array_each_and_every_record_gets_its_own_bytes(
 
         def device_buffer(self):
             return self.buf
-    monkeypatch.setattr(copy_out, "PINNED", Pool())
-    monkeypatch.setattr(copy_out, "STAGING", 1000)
     held = [Launch(i, n) for i, n in enumerate((300, 500, 400, 1200, 100))]
-    copy_out._chunks_to_host(held, Stream())
+    staging = torch.empty(1200, dtype=torch.uint8)  # as big as the largest buffer (plain memory: no GPU)
+    copy_out._chunks_to_host(held, Stream(), staging)
     for r in held:
         assert np.array_equal(r.host, r.buf.numpy())
     bases = [r.host.base for r in held]
-    assert bases[0] is bases[1] and bases[2] is not bases[1]  # 300 + 500 fit one chunk, + 400 does not
-    assert bases[3] is not bases[2] and bases[4] is not bases[3]  # a buffer past the staging size: alone
-    assert Stream.waits == 4
+    assert bases[0] is bases[1] is bases[2]  # 300 + 500 + 400 fill the 1200-byte staging buffer
+    assert bases[3] is not bases[2] and bases[4] is not bases[3]  # the largest buffer fills it alone
+    assert Stream.waits == 3
