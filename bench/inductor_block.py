@@ -70,11 +70,14 @@ def run_mode(mode: str, out: pathlib.Path) -> dict:
         return torch.compile(m, mode="reduce-overhead" if graphs else None if mode == "default" else mode)
     f = compiled()
     steps = 3 if graphs else 1
+    m_params = list(m.parameters()) if isinstance(m, torch.nn.Module) else list(lin.parameters())
 
     def step():
         if graphs and not backward:  # inference: a new step, earlier graph outputs may be reused; a
             torch.compiler.cudagraph_mark_step_begin()  # training step's backward ends it by itself
         x.grad = None
+        for prm in m_params:  # as a training step's zero_grad: a gradient accumulated into from the last
+            prm.grad = None  # step would be read after CUDA graph trees reused its memory for this one
         with torch.set_grad_enabled(backward):
             y = f(x)
         y_out = y.detach().clone()  # before anything else runs: graph outputs are overwritten by the next
