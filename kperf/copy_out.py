@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import re
 import threading
+import warnings
 
 from kperf.dialect.errors import KperfError
 
@@ -117,7 +118,13 @@ class DeviceHeld:
             self._wait()  # at most one spill in flight: the device holds at most the budget
             if not self._drained(held):
                 return
-            copies = self._prepare(held)
+            try:
+                copies = self._prepare(held)
+            except Exception as e:  # no staging memory now: keep them held, for results to move (and say)
+                self._held[:0], self.bytes = held, self.bytes + sum(r.nbytes for r in held)
+                warnings.warn(f"kperf: could not spill {len(held)} profile buffers to the host "
+                              f"({type(e).__name__}: {e}); they stay on the device", stacklevel=3)
+                return
             if self._worker is None:
                 import concurrent.futures
                 self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kperf-spill")

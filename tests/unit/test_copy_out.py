@@ -132,3 +132,15 @@ def test_chunks_land_in_one_host_array_each_and_every_record_gets_its_own_bytes(
     assert bases[0] is bases[1] is bases[2]  # 300 + 500 + 400 fill the 1200-byte staging buffer
     assert bases[3] is not bases[2] and bases[4] is not bases[3]  # the largest buffer fills it alone
     assert Stream.waits == 3
+
+
+def test_a_spill_that_cannot_get_staging_memory_keeps_the_buffers_held_and_says_so():
+    def prepare(held):
+        raise RuntimeError("CUDA error: out of memory (pinned)")
+    rec = Recorder()
+    held = DeviceHeld(sync=lambda held: None, prepare=prepare, land=rec.land)
+    rs = [Rec(30), Rec(30)]
+    with pytest.warns(UserWarning, match="could not spill 1 profile buffers.*stay on the device"):
+        held.add(rs[0], budget=40)
+    held.add(rs[1], budget=None)
+    assert held.bytes == 60 and rec.batches == [] and not any(r.error for r in rs)
