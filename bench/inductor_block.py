@@ -53,14 +53,14 @@ def run_mode(mode: str, out: pathlib.Path) -> dict:
     import kperf
     torch.manual_seed(0)
     if mode.startswith("max-autotune"):  # tuning every GEMM of the block takes minutes: one Linear + GELU,
-        lin = torch.nn.Linear(512, 2048).cuda()  # Triton templates only, so one of them wins
+        lin = module = torch.nn.Linear(512, 2048).cuda()  # Triton templates only, so one of them wins
 
         def m(t):
             return torch.nn.functional.gelu(lin(t))
         import torch._inductor.config as cfg
         cfg.max_autotune_gemm_backends = "TRITON"
     else:
-        m = block()
+        m = module = block()
     # (max-autotune's backward GEMMs would be tuned too)
     backward = not mode.startswith("max-autotune") and not mode.endswith("-inference")
     x = torch.randn(8, 256, 512, device="cuda", requires_grad=backward)
@@ -70,7 +70,7 @@ def run_mode(mode: str, out: pathlib.Path) -> dict:
         return torch.compile(m, mode="reduce-overhead" if graphs else None if mode == "default" else mode)
     f = compiled()
     steps = 3 if graphs else 1
-    m_params = list(m.parameters()) if isinstance(m, torch.nn.Module) else list(lin.parameters())
+    m_params = list(module.parameters())
 
     def step():
         if graphs and not backward:  # inference: a new step, earlier graph outputs may be reused; a

@@ -127,7 +127,7 @@ def _profiled(fn, launches: int, grid, args, host_profile: bool = False, **optio
     held_dev = torch.cuda.memory_allocated() - base
     if not k.launches:
         raise RuntimeError(f"kperf.profile recorded none of {launches} launches")
-    first = k.launches[0]  # before the results are read
+    first = k.launches[0]  # kept: the host profile below resets the kernel's launches
     try:  # what kperf holds after the loop: device buffers (issue 16) / pinned copies (before)
         from kperf.copy_out import HELD
         held_host, spills = 0, HELD.spills - spills0

@@ -75,7 +75,7 @@ class DeviceHeld:
     memory a copy lands in, or the first touch of ordinary memory it is moved to, costs about 0.1 to
     0.8 ms per MiB, paid on the launching thread (measured on the H100 host: 419 us per 512 KiB launch).
     So a launch keeps its buffer where it is, and the buffers go to the host together, through one reused
-    pinned staging buffer, when results are asked for or when the bytes held pass the budget.
+    pinned staging buffer, when results are asked for or when the bytes held pass half the budget.
 
     A spill forced by the budget (``spill_async``) drains the GPU and takes its staging buffer and copy
     stream on the launching thread, then leaves the copies and the host side to a worker thread, so the
