@@ -226,16 +226,18 @@ class HeldoutCase(AttentionCase):
 
     name = "heldout"
 
-    def __init__(self, n_ctx: int, warp_specialize: bool = True):
+    def __init__(self, n_ctx: int, warp_specialize: bool = True, build: dict | None = None,
+                 name: str | None = None):
         from bench import heldout_attention as ha
         self._inputs(ha, "heldout_attn_kernel", n_ctx, (4, 32, 64), block_m=ha.BLOCK_M)
-        self.options = ha.COMPILE_OPTIONS
         self.warp_specialize = warp_specialize
-        if not warp_specialize:
-            self.name = "heldout-no-ws"
+        self.build = build or {}  # attention()'s keywords: descriptors, tiles, stages
+        self.options = {**ha.COMPILE_OPTIONS, **{k: v for k, v in self.build.items() if k == "num_stages"}}
+        self.name = name or ("heldout" if warp_specialize else "heldout-no-ws")
 
     def run(self, kernel):
-        return self.at.attention(self.q, self.k, self.v, kernel=kernel, warp_specialize=self.warp_specialize)
+        return self.at.attention(self.q, self.k, self.v, kernel=kernel, warp_specialize=self.warp_specialize,
+                                 **self.build)
 
     def check_plain(self, out) -> float:
         """Largest error of the plain kernel against fp32 attention on the first 4 heads (each (batch,
@@ -399,7 +401,10 @@ def main(argv=None) -> int:
     result = {**run_info(argv), "reps": reps, "rounds": rounds, "cases": {}}
     makers = {"gemm": lambda: GemmCase(args.size), "gluon": lambda: GluonCase(args.size),
               "attention": lambda: AttentionCase(args.n_ctx), "heldout": lambda: HeldoutCase(args.n_ctx),
-              "heldout-no-ws": lambda: HeldoutCase(args.n_ctx, warp_specialize=False)}
+              "heldout-no-ws": lambda: HeldoutCase(args.n_ctx, warp_specialize=False),
+              # the warp-specialized build that ran right on an H100 with Triton 3.6 (s12 heldout_smoke)
+              "heldout-ws": lambda: HeldoutCase(args.n_ctx, name="heldout-ws", build=dict(
+                  host_descriptors=False, block_n=128, num_stages=2))}
     for cname in (args.only or args.cases).split(","):
         t0 = time.perf_counter()
         try:

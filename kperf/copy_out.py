@@ -87,6 +87,10 @@ class DeviceHeld:
     flight, then move the rest themselves.
     """
 
+    #: Whether a spill forced by the budget copies on the worker thread (else on the launching thread,
+    #: which then waits for the copies; ``bench/session_scale.py`` measures both).
+    background = True
+
     def __init__(self, sync=None, prepare=None, land=None):
         self._held: list = []  # LaunchRecords whose buffers are still on the device, in launch order
         self.bytes = 0
@@ -104,8 +108,11 @@ class DeviceHeld:
             self._held.append(record)
             self.bytes += record.nbytes
             over = budget is not None and 2 * self.bytes > budget
-        if over:
+        if over and self.background:
             self.spill_async()
+        elif over:
+            self.spills += 1
+            self.spill()
 
     def spill_async(self) -> None:
         """Drain the GPU here, then hand every held buffer to the worker thread (after the spill in flight,
@@ -193,26 +200,78 @@ def _to_host(held: list, copies: _Copies) -> None:
 
 
 def _chunks_to_host(held: list, stream, staging) -> None:
+    """Copy ``held`` out through ``staging`` a chunk at a time: one copy per run of buffers that lie back
+    to back in one allocation (a slab's regions), one wait, then one host array per chunk."""
     import numpy as np
     room = staging.numel()
+    runs = _runs(held, room)
     i = 0
-    while i < len(held):
+    while i < len(runs):
         chunk, size = [], 0
-        while i < len(held) and (not chunk or size + held[i].nbytes <= room):
-            chunk.append(held[i])
-            size += held[i].nbytes
+        while i < len(runs) and (not chunk or size + runs[i].span <= room):
+            chunk.append(runs[i])
+            size += runs[i].span
             i += 1
         off = 0
-        for r in chunk:
-            staging[off:off + r.nbytes].copy_(r.device_buffer(), non_blocking=True)
-            off += r.nbytes
+        for run in chunk:
+            staging[off:off + run.span].copy_(run.source(), non_blocking=True)
+            off += run.span
         stream.synchronize()
         host = np.empty(size, dtype=np.uint8)
         np.copyto(host, staging[:size].numpy())
         off = 0
-        for r in chunk:
-            r.landed(host[off:off + r.nbytes])
-            off += r.nbytes
+        for run in chunk:
+            for r, at in run.members:
+                r.landed(host[off + at:off + at + r.nbytes])
+            off += run.span
+
+
+class _Run:
+    """Records whose device buffers lie back to back (up to alignment gaps) in one allocation, copied out
+    with one copy: a spill of a slab's 64 launches is one copy instead of 64 (each copy call also lets
+    the launching thread take the interpreter lock back, which a worker waits for)."""
+
+    #: Largest gap between two buffers still copied together (slab regions are 128-byte aligned).
+    GAP = 4096
+
+    def __init__(self, record, buf):
+        self.storage, self.start = buf.untyped_storage(), _byte_offset(buf)
+        self.end, self.members, self.device = self.start + record.nbytes, [(record, 0)], buf.device
+
+    def take(self, record, buf, room: int) -> bool:
+        """Add ``record`` if its buffer follows this run's in the same allocation within ``room`` bytes."""
+        if not buf.is_contiguous() or buf.untyped_storage().data_ptr() != self.storage.data_ptr():
+            return False
+        at = _byte_offset(buf)
+        if not 0 <= at - self.end <= self.GAP or at + record.nbytes - self.start > room:
+            return False
+        self.members.append((record, at - self.start))
+        self.end = at + record.nbytes
+        return True
+
+    @property
+    def span(self) -> int:
+        return self.end - self.start
+
+    def source(self):
+        import torch
+        return torch.empty(0, dtype=torch.uint8, device=self.device).set_(self.storage, self.start,
+                                                                          (self.span,))
+
+
+def _byte_offset(buf) -> int:
+    return buf.storage_offset() * buf.element_size()
+
+
+def _runs(held: list, room: int) -> list:
+    runs: list = []
+    for r in held:
+        buf = r.device_buffer()
+        if not (runs and runs[-1].take(r, buf, room)):
+            if not buf.is_contiguous():
+                buf = buf.contiguous()  # a copy of its own (not a slab region): a run alone
+            runs.append(_Run(r, buf))
+    return runs
 
 
 #: Bytes of the pinned buffer spills go through (made once, then reused).

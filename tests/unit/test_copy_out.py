@@ -144,3 +144,46 @@ def test_a_spill_that_cannot_get_staging_memory_keeps_the_buffers_held_and_says_
         held.add(rs[0], budget=40)
     held.add(rs[1], budget=None)
     assert held.bytes == 60 and rec.batches == [] and not any(r.error for r in rs)
+
+
+def test_buffers_back_to_back_in_one_allocation_go_out_in_one_copy(monkeypatch):
+    """Regions of one slab (with alignment gaps) are one run, one copy; a buffer of another allocation,
+    or one that does not follow, starts a new run; every record still gets exactly its own bytes."""
+    import numpy as np
+    import torch
+
+    from kperf import copy_out
+
+    slab = torch.arange(4096, dtype=torch.int64).remainder(251).to(torch.uint8)
+    other = torch.arange(300, dtype=torch.int64).add(7).remainder(251).to(torch.uint8)
+
+    class Launch(Rec):
+        def __init__(self, buf):
+            super().__init__(buf.numel())
+            self.buf = buf
+
+        def device_buffer(self):
+            return self.buf
+    held = [Launch(slab[0:300]), Launch(slab[384:900]), Launch(slab[1024:1500]),  # 128-byte aligned regions
+            Launch(other), Launch(slab[2000:2100]), Launch(slab[1500:1600])]  # another allocation; backwards
+    runs = copy_out._runs(held, room=4096)
+    assert [len(r.members) for r in runs] == [3, 1, 1, 1]
+    assert runs[0].span == 1500 and [at for _, at in runs[0].members] == [0, 384, 1024]
+    assert [len(r.members) for r in copy_out._runs(held, room=1000)] == [2, 1, 1, 1, 1]  # a run fits staging
+
+    class Stream:
+        def synchronize(self):
+            pass
+    copies = []
+    staging = torch.empty(4096, dtype=torch.uint8)
+    real_copy = torch.Tensor.copy_
+
+    def counting_copy(self, src, non_blocking=False):
+        copies.append(src.numel())
+        return real_copy(self, src, non_blocking)
+    monkeypatch.setattr(torch.Tensor, "copy_", counting_copy)
+    copy_out._chunks_to_host(held, Stream(), staging)
+    monkeypatch.undo()
+    assert copies == [1500, 300, 100, 100]
+    for r in held:
+        assert np.array_equal(r.host, r.buf.numpy())
