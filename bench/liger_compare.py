@@ -82,7 +82,24 @@ def compare(out: str) -> dict:
             "complete": {"plain": plain_whole, "kperf": prof_whole},
             "compared": len(both), "differing_tests": sorted(k for k in both if plain[k] != prof[k]),
             "outcomes": {k: [plain[k], prof[k]] for k in sorted(both) if plain[k] != prof[k]},
-            "only_one_finished": sorted((plain.keys() | prof.keys()) - both)}
+            "only_one_finished": sorted((plain.keys() | prof.keys()) - both),
+            "exit_statuses_differ": exits_differ(out)}
+
+
+def exits_differ(out: str) -> dict[str, list[int]]:
+    """Test files whose pytest exited with another status under ``kperf run`` than plain (from
+    liger_suite.sh's ``times.txt``): ``kperf run`` must keep the program's status."""
+    path = os.path.join(out, "times.txt")
+    if not os.path.exists(path):
+        return {}
+    seen: dict[str, dict[str, int]] = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"(plain|kperf run) (\S+): exit (\d+)", line)
+            if m:
+                seen.setdefault(m.group(2), {})[m.group(1)] = int(m.group(3))
+    return {n: [w["plain"], w["kperf run"]] for n, w in sorted(seen.items())
+            if len(w) == 2 and w["plain"] != w["kperf run"]}
 
 
 def rerun(tests: list[str], out: str, times: int, timeout: float = 240.0) -> list[dict]:
@@ -116,7 +133,8 @@ def main(argv=None) -> int:
         json.dump(summary, f, indent=1)
     diff = summary["differing_tests"]
     print("plain", summary["plain"], "| kperf", summary["kperf"], "| complete", summary["complete"],
-          "| compared", summary["compared"], "| differing", len(diff), diff[:10])
+          "| compared", summary["compared"], "| differing", len(diff), diff[:10],
+          "| exit statuses differ (plain, kperf)", summary["exit_statuses_differ"])
     for r in summary.get("reruns", []):
         print(f"  alone, round {r['round']}: {r['run']:5} {r['result']:12} {r['test']}")
     return 0

@@ -184,7 +184,9 @@ def test_failing_scripts_show_their_own_traceback_and_exit_1(tmp_path, capsys):
     assert f"kperf: error: {boom} raised ValueError: boom" in err
     ok = tmp_path / "ok.py"
     ok.write_text("import sys\nprint('ran')\nsys.exit(0)\n")
-    assert main(["run", "--out", str(tmp_path / "o"), str(ok)]) == 1  # ends normally: no launch seen
+    # ends normally with no launch seen: said, and the program's own status kept (Liger's embedding tests
+    # all skip without a kernel launched: `kperf run -m pytest` must pass as pytest does)
+    assert main(["run", "--out", str(tmp_path / "o"), str(ok)]) == 0
     captured = capsys.readouterr()
     assert "ran" in captured.out and "no launch of a kernel with kperf scopes" in captured.err
     assert "no script at" in fails(capsys, ["run", str(tmp_path / "missing.py")])

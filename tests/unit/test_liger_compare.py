@@ -68,3 +68,12 @@ def test_a_part_the_time_limit_interrupted_is_not_complete_though_it_wrote_its_x
     (tmp_path / "plain_b.log").write_text(".\n!!!!!!!!!! KeyboardInterrupt !!!!!!!!!!\n1 passed in 9.86s\n")
     got, whole = lc.outcomes(str(tmp_path), "plain")
     assert got == {"test/transformers/test_b.py::test_p": "passed"} and whole is False
+
+
+def test_a_test_file_whose_exit_status_differs_under_kperf_is_named(tmp_path):
+    """What s12 found: every embedding test skipped, pytest exited 0 plain and 1 under `kperf run`."""
+    (tmp_path / "times.txt").write_text("kperf run embedding: exit 1 in 24 s\nkperf run jsd: exit 0 in 47 s\n"
+                                        "plain embedding: exit 0 in 23 s\nplain jsd: exit 0 in 47 s\n"
+                                        "plain swiglu: exit 137 in 430 s\n")
+    assert lc.exits_differ(str(tmp_path)) == {"embedding": [0, 1]}
+    assert lc.compare(str(tmp_path))["exit_statuses_differ"] == {"embedding": [0, 1]}
