@@ -184,13 +184,6 @@ def main(argv=None) -> int:
         return _write(res, args)
     res["kperf_profile_small_budget"] = _profiled(fn, args.launches, grid, (x, y, out, n),
                                                   memory_budget="64MiB")
-    from kperf.copy_out import HELD
-    HELD.background = False  # the same spills, copied on the launching thread: which is faster here
-    try:
-        res["kperf_profile_small_budget_inline"] = _profiled(fn, args.launches, grid, (x, y, out, n),
-                                                             memory_budget="64MiB")
-    finally:
-        HELD.background = True
     res["kperf_profile_again"] = _profiled(fn, args.launches, grid, (x, y, out, n))  # run-to-run spread
     with kperf.session(every=10) as s:
         t = time.perf_counter()
@@ -215,8 +208,7 @@ def _write(res: dict, args) -> int:
     print(f"plain {res['plain_us_per_launch']:.1f} us/launch, copy {res['copy_us']:.1f} us "
           f"({kp['buffer_bytes']} B), target <= {target:.1f} us; a held buffer of its own per launch "
           f"{res.get('held_zeros_us', float('nan')):.1f} us")
-    for name in ("kperf_profile", "kperf_profile_again", "kperf_profile_small_budget",
-                 "kperf_profile_small_budget_inline"):
+    for name in ("kperf_profile", "kperf_profile_again", "kperf_profile_small_budget"):
         if name not in res:
             continue
         r = res[name]

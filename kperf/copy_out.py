@@ -4,10 +4,9 @@ A profiled launch's buffer stays on the device after the launch (``DeviceHeld``)
 out as its launch finishes would cost the launching thread more than a short kernel (pinning host memory,
 or first-touching ordinary memory, runs at about 0.1-0.8 ms per MiB).  Held buffers go to the host
 together, through one reused pinned staging buffer, when results are asked for or when the bytes held
-pass half the capture's ``memory_budget`` (a spill: one wait for the GPU, then bulk copies, on a worker
-thread).  So a session over thousands of launches costs each launch some bookkeeping (its buffer is
-carved from a zeroed slab), holds at most the budget on the device, and pays the copies at the end or
-beside the launching thread.
+reach the capture's ``memory_budget`` (a spill: one wait for the GPU, then bulk copies).  So a session
+over thousands of launches costs each launch some bookkeeping (its buffer is carved from a zeroed slab),
+holds at most the budget on the device, and pays the copies at the end or at a spill.
 """
 
 from __future__ import annotations
@@ -75,31 +74,21 @@ class DeviceHeld:
     memory a copy lands in, or the first touch of ordinary memory it is moved to, costs about 0.1 to
     0.8 ms per MiB, paid on the launching thread (measured on the H100 host: 419 us per 512 KiB launch).
     So a launch keeps its buffer where it is, and the buffers go to the host together, through one reused
-    pinned staging buffer, when results are asked for or when the bytes held pass half the budget.
+    pinned staging buffer, when results are asked for or when the bytes held reach the budget (a spill:
+    one wait for the GPU, one copy per run of buffers back to back in a slab, one host array per 64 MiB).
 
-    A spill forced by the budget (``spill_async``) drains the GPU and takes its staging buffer and copy
-    stream on the launching thread, then leaves the copies and the host side to a worker thread, so the
-    launching thread goes on launching while they land.  Only asynchronous copies and a wait on kperf's own
-    stream run on the worker: calls that a CUDA graph capture on another thread would refuse
-    (allocations, device-wide waits) stay on the launching thread, which is not capturing when it records
-    a launch.  A spill starts at half the budget, and a second waits for the first, so what the device
-    holds (waiting, plus in flight) stays within the budget.  Results (``spill``) wait for the spill in
-    flight, then move the rest themselves.
+    The spill runs on the launching thread.  A worker thread copying beside it was slower on the H100
+    host (174 against 122 us per launch, ``bench/results/h100-2026-12-06-s12``): each copy call hands the
+    interpreter lock back and forth with a launching thread that is busy in Python.
     """
-
-    #: Whether a spill forced by the budget copies on the worker thread (else on the launching thread,
-    #: which then waits for the copies; ``bench/session_scale.py`` measures both).
-    background = True
 
     def __init__(self, sync=None, prepare=None, land=None):
         self._held: list = []  # LaunchRecords whose buffers are still on the device, in launch order
         self.bytes = 0
         self.spills = 0  # spills forced by the budget
         self._lock = threading.RLock()
-        self._inflight = None  # the Future of the budget's spill in flight
-        self._worker = None
-        # drain the GPU; take the staging buffer and copy streams; copy and land: swappable, so the
-        # threading is testable without a GPU
+        # drain the GPU; take the staging buffer and copy streams; copy and land: swappable, so a spill is
+        # testable without a GPU
         self._sync, self._prepare = sync or _synchronize, prepare or _Copies
         self._land = land or _to_host
 
@@ -107,22 +96,10 @@ class DeviceHeld:
         with self._lock:
             self._held.append(record)
             self.bytes += record.nbytes
-            over = budget is not None and 2 * self.bytes > budget
-        if over and self.background:
-            self.spill_async()
-        elif over:
-            self.spills += 1
-            self.spill()
-
-    def spill_async(self) -> None:
-        """Drain the GPU here, then hand every held buffer to the worker thread (after the spill in flight,
-        if any, is done)."""
-        with self._lock:
-            held, self._held, self.bytes = self._held, [], 0
-            if not held:
+            if budget is None or self.bytes < budget:
                 return
+            held, self._held, self.bytes = self._held, [], 0
             self.spills += 1
-            self._wait()  # at most one spill in flight: the device holds at most the budget
             if not self._drained(held):
                 return
             try:
@@ -130,25 +107,16 @@ class DeviceHeld:
             except Exception as e:  # no staging memory now: keep them held, for results to move (and say)
                 self._held[:0], self.bytes = held, self.bytes + sum(r.nbytes for r in held)
                 warnings.warn(f"kperf: could not spill {len(held)} profile buffers to the host "
-                              f"({type(e).__name__}: {e}); they stay on the device", stacklevel=3)
+                              f"({type(e).__name__}: {e}); they stay on the device", stacklevel=2)
                 return
-            if self._worker is None:
-                import concurrent.futures
-                self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kperf-spill")
-            self._inflight = self._worker.submit(self._land, held, copies)
+            self._land(held, copies)
 
     def spill(self) -> None:
-        """Move every held buffer to host memory now (waits for the GPU once, and for a spill in flight)."""
+        """Move every held buffer to host memory now (waits for the GPU once)."""
         with self._lock:
-            self._wait()
             held, self._held, self.bytes = self._held, [], 0
             if held and self._drained(held):
                 self._land(held, self._prepare(held))
-
-    def _wait(self) -> None:
-        if self._inflight is not None:
-            self._inflight.result()
-            self._inflight = None
 
     def _drained(self, held: list) -> bool:
         try:
@@ -171,8 +139,7 @@ def _synchronize(held: list) -> None:
 
 
 class _Copies:
-    """What a spill's copies need from CUDA, taken on the launching thread: one pinned staging buffer
-    and a copy stream per device."""
+    """What a spill's copies need from CUDA: one pinned staging buffer and a copy stream per device."""
 
     def __init__(self, held: list):
         import torch
@@ -186,8 +153,8 @@ class _Copies:
 def _to_host(held: list, copies: _Copies) -> None:
     """Copy ``held`` records' device buffers out through ``copies``' staging buffer, a chunk at a time.
 
-    Each chunk lands in one host array that the chunk's records view: one large allocation (huge pages
-    where the kernel gives them to large allocations) and one copy, instead of a first touch per record.
+    Each chunk lands in one host array that the chunk's records view: one large allocation and one copy,
+    instead of an allocation and a first touch per record.
     The copies go on kperf's own stream (the GPU was drained first), off the launching stream."""
     import torch
     try:
@@ -228,8 +195,7 @@ def _chunks_to_host(held: list, stream, staging) -> None:
 
 class _Run:
     """Records whose device buffers lie back to back (up to alignment gaps) in one allocation, copied out
-    with one copy: a spill of a slab's 64 launches is one copy instead of 64 (each copy call also lets
-    the launching thread take the interpreter lock back, which a worker waits for)."""
+    with one copy: a spill of a slab's 64 launches is one copy instead of 64."""
 
     #: Largest gap between two buffers still copied together (slab regions are 128-byte aligned).
     GAP = 4096
