@@ -6,12 +6,13 @@
 #   fa3       FA3 pipelines: a smoke run per variant (hangs left out), correctness, sweeps, traces
 #   fa3tests  the FA3 GPU tests
 #   fa3traces kperf traces, summaries and diffs of vanilla vs improved FA3 pipelines (traces.tgz)
-#   async     issue 19's final run: Gluon TMA/wgmma GEMM and WS attention, plain vs the chosen lowerings vs
-#             sampling vs Proton, 20 launches x 3 rounds; then the async-lowering GPU tests
-#   verify    what s11 built after its GPU run, in one short call: sessions at scale with a small budget
-#             (spills on a worker thread); reduce-overhead under a session (graphs recorded inside it);
-#             async overhead with role granularity, sampled, on the Gluon GEMM, the WS attention and the
-#             held-out attention without warp specialization; the launch-path and async-lowering GPU tests
+#   async     issue 19's final run: Gluon TMA/wgmma GEMM, WS attention and the held-out WS build, plain vs the
+#             chosen lowerings vs sampling vs Proton, 20 interleaved cycles x 3 rounds; the async-lowering GPU tests
+#   verify    what s12 built after its GPU calls, in one call (about 9 minutes): sessions at scale (spills on
+#             the launching thread, at the budget); async overhead, launches interleaved with the plain
+#             kernel's (the Gluon GEMM runs into the H100's power cap), role granularity and sampling, on
+#             the Gluon GEMM, the WS attention and the held-out WS build, Proton on the same sites; the
+#             launch-path and async-lowering GPU tests (the held-out WS build's included)
 #   heldout   which builds of the held-out WS attention finish (bench/heldout_smoke.py; all at once, 60 s limit)
 #   tests39   with a newer Triton first on PYTHONPATH (../shared/triton-on-gpu.md): every GPU test but those of
 #             torch.compile (torch 2.11 expects its own Triton 3.6), FA3's last
@@ -74,26 +75,22 @@ for part in "$@"; do
       (cd "$d" && tar czf traces.tgz traces && rm -rf traces)
       tail -5 "$d/run.log" ;;
     async)
-      timeout 420 python3 -m bench.overhead --only gluon,attention --n-ctx 4096 --reps 20 --rounds 3 \
-          --variants default,warpgroup-smem,role-smem,warpgroup-smem-cta-stride-8 \
+      timeout 420 python3 -m bench.overhead --only gluon,attention,heldout-ws --n-ctx 4096 --reps 20 --rounds 3 \
+          --interleave --variants default,role-smem,role-smem-cta-stride-8,role-smem-sms-1-in-8 \
           --out "$d" >"$d/overhead.log" 2>&1
       timeout 150 python3 -m pytest -v -m gpu tests/gpu/test_async_lowering_gpu.py -p no:cacheprovider \
           -o faulthandler_timeout=100 >"$d/gpu_tests.log" 2>&1
       grep -h -A16 "^== " "$d/overhead.log" | cut -c1-150; tail -3 "$d/gpu_tests.log" ;;
     verify)
       timeout 60 python3 -m bench.session_scale --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1
-      timeout 150 python3 -m bench.inductor_block --out "$d/inductor" --modes reduce-overhead,reduce-overhead-inference \
-          --timeout 70 >"$d/inductor_block.log" 2>&1
-      timeout 280 python3 -m bench.overhead --only gluon,attention,heldout-no-ws --n-ctx 4096 --reps 20 --rounds 3 \
-          --variants warpgroup-smem,role-smem,role-smem-instr-only,role-smem-cta-stride-8,role-smem-sms-1-in-8 \
+      timeout 300 python3 -m bench.overhead --only gluon,attention,heldout-ws --n-ctx 4096 --reps 20 --rounds 3 \
+          --interleave --variants warpgroup-smem,role-smem,role-smem-instr-only,role-smem-cta-stride-8,role-smem-sms-1-in-8 \
           --out "$d/overhead" 2>&1 | grep -v "^Warning (cta" >"$d/overhead.log"
-      timeout 90 python3 -m bench.overhead --only gluon --reps 20 --rounds 3 --variants role-smem,warp7-smem \
-          --no-proton --out "$d/overhead_warp7" >"$d/overhead_warp7.log" 2>&1
-      timeout 120 python3 -m pytest -v -m gpu tests/gpu/test_launch_paths_gpu.py tests/gpu/test_async_lowering_gpu.py \
-          -p no:cacheprovider -rfEs -o faulthandler_timeout=100 >"$d/gpu_tests.log" 2>&1
-      tail -4 "$d/session_scale.log"; tail -4 "$d/inductor_block.log" | cut -c1-200
-      grep -h -A9 "^== " "$d/overhead.log" "$d/overhead_warp7.log" | grep -v "Proton next" | cut -c1-150
-      tail -3 "$d/gpu_tests.log" ;;
+      timeout 180 python3 -m pytest -v -m gpu tests/gpu/test_launch_paths_gpu.py tests/gpu/test_async_lowering_gpu.py \
+          -p no:cacheprovider -rfEs -o faulthandler_timeout=160 >"$d/gpu_tests.log" 2>&1
+      tail -5 "$d/session_scale.log"
+      grep -h -A16 "^== " "$d/overhead.log" | grep -v "Proton next" | cut -c1-150
+      tail -4 "$d/gpu_tests.log" ;;
     heldout)
       timeout 100 python3 -m bench.heldout_smoke --out "$d/heldout_smoke.json" --timeout 60 >"$d/heldout_smoke.log" 2>&1
       cat "$d/heldout_smoke.log" ;;

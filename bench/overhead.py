@@ -44,7 +44,14 @@ import tempfile
 import time
 
 from bench.kernel_source import twin_of
-from bench.timing import against_plain, device_times_ms, iqr, run_info
+from bench.timing import (
+    against_plain,
+    device_times_ms,
+    interleaved_device_times_ms,
+    iqr,
+    paired_overhead,
+    run_info,
+)
 
 # name -> ProfileConfig keywords.  Capacity 520 holds the 8192^3 GEMM's 514 records per warp.
 VARIANTS = {
@@ -262,8 +269,11 @@ def expected_events(case: Case, cfg, decoded) -> int | None:
     return sampled * decoded.geometry.slots * case.records_per_warp
 
 
-def measure_case(case: Case, variants: dict, reps: int, rounds: int) -> tuple[dict, object]:
-    """Plain and every kperf variant, ``rounds`` x ``reps`` launches; the result and the plain output."""
+def measure_case(case: Case, variants: dict, reps: int, rounds: int,
+                 interleave: bool = False) -> tuple[dict, object]:
+    """Plain and every kperf variant, ``rounds`` x ``reps`` launches; the result and the plain output.
+    ``interleave``: each round runs ``reps`` cycles of one launch per variant (``timing``'s
+    ``interleaved_device_times_ms``), and each variant also gets the paired overhead."""
     import torch
 
     import kperf
@@ -289,19 +299,25 @@ def measure_case(case: Case, variants: dict, reps: int, rounds: int) -> tuple[di
     per_round = {n: [] for n in runners}
     order = list(runners)
     for r in range(rounds):
-        rot = order[r % len(order):] + order[:r % len(order)]
-        for n in rot:
-            t = device_times_ms(runners[n], reps, case.kernel_name)
+        if interleave:
+            got = interleaved_device_times_ms(runners, reps, case.kernel_name)
+        else:
+            got = {n: device_times_ms(runners[n], reps, case.kernel_name)
+                   for n in order[r % len(order):] + order[:r % len(order)]}
+        for n, t in got.items():
             times[n] += t
             per_round[n].append(statistics.median(t))
-            if n in profiled:
-                profiled[n].reset()  # drop the host copies of the buffers
+        for k in profiled.values():
+            k.reset()  # drop the host copies of the buffers
     plain = statistics.median(times["plain"])
     res["plain_ms_median"], res["plain_ms_iqr"] = plain, iqr(times["plain"])
+    res["interleaved"] = interleave
     for n, entry in res["variants"].items():
         entry.update(against_plain(times[n], plain))
         pairs = zip(per_round[n], per_round["plain"], strict=True)
         entry["overhead_per_round"] = [v / p - 1 for v, p in pairs]
+        if interleave:  # the same cycle's plain launch as the baseline of each launch
+            entry["overhead_paired"] = paired_overhead(times[n], times["plain"])
     res["all_ms"] = times
     return res, ref
 
@@ -383,6 +399,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true",
                    help=f"variants {','.join(QUICK_VARIANTS)}, 10 reps x 2 rounds")
+    p.add_argument("--interleave", action="store_true",
+                   help="one launch per variant in turn, and each variant's overhead against the plain "
+                        "launch of the same cycle (for kernels whose clock a power cap moves)")
     p.add_argument("--no-proton", action="store_true")
     p.add_argument("--proton-launches", type=int, default=10,
                    help="timed launches of Proton's build (its host work per launch takes seconds)")
@@ -415,7 +434,7 @@ def main(argv=None) -> int:
             continue
         ref = None
         try:
-            r, ref = measure_case(case, variants, reps, rounds)
+            r, ref = measure_case(case, variants, reps, rounds, interleave=args.interleave)
         except Exception as e:
             import traceback
             r = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
@@ -457,6 +476,8 @@ def print_case(name: str, r: dict) -> None:
               f"{ratio} "
               f"{e['events']:>10} {str(e['events_expected']):>10} {e['lost']:>5} {e['span_vs_kernel']:+7.2%} "
               f"{'yes' if ok else 'NO'}")
+        if "overhead_paired" in e:
+            print(f"      paired with the same cycle's plain launch: {e['overhead_paired']:+.2%}")
         for prob in e["problems"]:
             print(f"      problem: {prob}")
     if pov is not None:

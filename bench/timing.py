@@ -42,6 +42,40 @@ def device_times_ms(fn, n: int, name: str) -> list[float]:
     return times
 
 
+def interleaved_device_times_ms(fns: dict, n: int, name: str) -> dict[str, list[float]]:
+    """Kernel-only device times (ms) of ``n`` cycles, each calling every one of ``fns`` once (the order
+    rotated per cycle), from one torch profiler capture: ``{key: [time of cycle 0, ...]}``.
+
+    Adjacent launches run at nearly the same SM clock, so the ratio of a variant's time to the plain
+    kernel's in the same cycle cancels a clock that a power cap moves over tens of milliseconds (an
+    8192^3 GEMM on an H100 at its cap: 1410-1980 MHz within a second), which medians of separate runs of
+    ``n`` launches each do not.  Each call must launch exactly one kernel whose name starts with
+    ``name``, on one stream (their order of execution is their order of launch)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    keys = list(fns)
+    seq = []
+    with profile(activities=[ProfilerActivity.CUDA]) as p:
+        for i in range(n):
+            for k in keys[i % len(keys):] + keys[:i % len(keys)]:
+                fns[k]()
+                seq.append(k)
+        torch.cuda.synchronize()
+    kernels = sorted((e for e in p.events() if e.name.startswith(name) and e.device_time > 0),
+                     key=lambda e: e.time_range.start)
+    if len(kernels) != len(seq):
+        raise RuntimeError(f"expected {len(seq)} {name} kernels in the profile, found {len(kernels)}")
+    out: dict[str, list[float]] = {k: [] for k in keys}
+    for k, e in zip(seq, kernels, strict=True):
+        out[k].append(e.device_time / 1e3)
+    return out
+
+
+def paired_overhead(variant_ms: list[float], plain_ms: list[float]) -> float:
+    """Median over cycles of the variant's time over the plain kernel's in the same cycle, minus 1."""
+    return float(np.median(np.asarray(variant_ms) / np.asarray(plain_ms))) - 1
+
+
 def cuda_event_ms(fn, n: int) -> list[float]:
     """Milliseconds between CUDA events recorded before and after each of ``n`` calls of ``fn``."""
     import torch

@@ -78,13 +78,13 @@ def test_gluon_gemm_lowerings_keep_every_record(torch):
     assert base.n_events == (2048 // 128) ** 2 * gm.NUM_WARPS * 4 * (2048 // gm.BK)
 
 
-_HELDOUT_WS = pytest.param("heldout", marks=pytest.mark.skip(
-    reason="bench/heldout_attention.py's warp-specialized build, plain, hangs on an H100 with Triton 3.6 "
-           "(host TMA descriptors) or gives NaN (device descriptors); its build without warp specialization "
-           "is right (bench/results/h100-2026-12-06-s11/heldout_smoke.json)"))
+#: bench/heldout_attention.py's warp-specialized builds: with host TMA descriptors they hang in plain
+#: Triton 3.6 on an H100, with device descriptors, 64-wide tiles and 3 stages they give NaN; this one
+#: (device descriptors, 128-wide key blocks, 2 stages) is right (bench/results/h100-2026-12-06-s12)
+HELDOUT_WS_BUILD = {"warp_specialize": True, "host_descriptors": False, "block_n": 128, "num_stages": 2}
 
 
-@pytest.mark.parametrize("which", ["examples", "heldout-no-ws", _HELDOUT_WS])
+@pytest.mark.parametrize("which", ["examples", "heldout-no-ws", "heldout-ws"])
 def test_ws_attention_lowerings_keep_every_record(torch, which):
     options = {}
     if which == "examples":
@@ -92,8 +92,9 @@ def test_ws_attention_lowerings_keep_every_record(torch, which):
         kernel, shape, warps = mod.attn_fwd_kernel, (2, 16, 4096, 128), 12
     else:
         from bench import heldout_attention as mod
-        kernel, shape, warps = mod.heldout_attn_kernel, (2, 32, 4096, 64), mod.NUM_WARPS
-        options = {"warp_specialize": which == "heldout"}
+        ws = which == "heldout-ws"
+        kernel, shape, warps = mod.heldout_attn_kernel, (2, 32, 4096, 64), None if ws else mod.NUM_WARPS
+        options = HELDOUT_WS_BUILD if ws else {"warp_specialize": False}
     torch.manual_seed(0)
     q, k, v = (torch.randn(shape, device="cuda", dtype=torch.float16) for _ in range(3))
 
@@ -104,5 +105,6 @@ def test_ws_attention_lowerings_keep_every_record(torch, which):
     torch.testing.assert_close(run(kernel)[:1, :4], ref, atol=2e-2, rtol=0)
     base = _check_variants(run, kernel, torch, [{}, {"store": "auto", "granularity": "warpgroup"},
                                                 {"store": "auto", "granularity": "role"}], auto="mma,tma")
-    # every warp records (examples: the producer warpgroup and both consumer warpgroups)
-    assert len(np.unique(base.events["warp"])) == warps
+    # every warp records (examples: the producer warpgroup and both consumer warpgroups; held-out: every
+    # warp of the kernel as compiled, partitions included)
+    assert len(np.unique(base.events["warp"])) == (warps or base.geometry.num_warps)
