@@ -60,3 +60,23 @@ def test_small_buffer_loses_an_exact_count(case, strategy):
     else:
         assert seq.min() == PER_WARP - 64 and seq.max() == PER_WARP - 1  # the latest 64
     assert _monotonic_per_warp(d)
+
+
+def test_cuda_graph_replays_of_an_inductor_kernel_each_carry_their_own_records():
+    """torch.compile(mode="reduce-overhead") on an H100 (bench/results/h100-2026-12-06-s12): Inductor's
+    layer-norm kernel, launched once while CUDA graph trees recorded and then replayed three times, kept
+    as four launches. Each replay is its own launch with its own records (never the recording run's
+    buffer again, nor another replay's), numbered, and in time order."""
+    from kperf.profile_data import Profile
+    launches = Profile.load(DATA / "reduce_overhead_layer_norm.kperf").decoded()
+    assert [d.kernel for d in launches] == ["triton_per_fused_native_layer_norm_0"] * 4
+    assert [(d.info or {}).get("replay") for d in launches] == [None, 1, 2, 3]
+    assert {d.info["cuda_graph"] for d in launches[1:]} == {2}
+    assert all(d.info["launch_path"] == "inductor" and d.info["inductor_ops"] == "aten.native_layer_norm"
+               for d in launches)
+    for d in launches:
+        assert d.lost_total == 0 and d.problems == [] and d.n_events == 2 * d.n_ctas == 2048
+        assert _monotonic_per_warp(d)
+    assert np.all(np.diff([d.t0_ns for d in launches]) > 0)
+    starts = [int(d.events["cycles"].min()) for d in launches]
+    assert len(set(starts)) == 4 and starts == sorted(starts)  # four runs of the kernel, not one copied
