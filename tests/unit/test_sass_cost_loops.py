@@ -32,3 +32,10 @@ def test_the_consumer_loop_that_grew_most_is_reported():
     one_left_plain = _main_loops(_kernel(21, 32))  # one warpgroup's loop kept (nearly) plain
     assert _added(plain, one_left_plain)["mma_loop"] == 12
     assert _added(plain, _main_loops(_kernel(32, 32)))["mma_loop"] == 12
+
+
+def test_consumer_loops_one_instruction_apart_when_plain_are_still_twins():
+    """The held-out WS attention's two consumer loops are 472 and 473 instructions plain; under
+    role granularity one stays 472 and the other grows to 499: +26, not +0."""
+    plain = _main_loops(_kernel(472, 473))
+    assert _added(plain, _main_loops(_kernel(472, 499)))["mma_loop"] == 26
