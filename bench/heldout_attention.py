@@ -137,3 +137,7 @@ def signature(head_dim: int = 64, dtype: str = "fp16") -> dict[str, str]:
 SIGNATURE = signature()
 CONSTEXPRS = {"HEAD_DIM": 64, "BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "WARP_SPECIALIZE": True}
 COMPILE_OPTIONS = {"num_warps": NUM_WARPS, "num_stages": NUM_STAGES}
+#: ``attention()``'s keywords for the warp-specialized build that runs right on an H100 with Triton 3.6
+#: (bench/results/h100-2026-12-06-s12/heldout_smoke.json): with host descriptors the WS builds hang, with
+#: device descriptors, 64-wide key blocks and 3 stages they give NaN
+WS_BUILD = {"host_descriptors": False, "block_n": 128, "num_stages": 2}

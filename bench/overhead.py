@@ -239,7 +239,9 @@ class HeldoutCase(AttentionCase):
         self._inputs(ha, "heldout_attn_kernel", n_ctx, (4, 32, 64), block_m=ha.BLOCK_M)
         self.warp_specialize = warp_specialize
         self.build = build or {}  # attention()'s keywords: descriptors, tiles, stages
-        self.options = {**ha.COMPILE_OPTIONS, **{k: v for k, v in self.build.items() if k == "num_stages"}}
+        self.options = dict(ha.COMPILE_OPTIONS)
+        if "num_stages" in self.build:
+            self.options["num_stages"] = self.build["num_stages"]
         self.name = name or ("heldout" if warp_specialize else "heldout-no-ws")
 
     def run(self, kernel):
@@ -254,6 +256,12 @@ class HeldoutCase(AttentionCase):
 
     def kperf_kernel(self):
         return self.at.heldout_attn_kernel
+
+
+def _heldout_ws_build() -> dict:
+    """The held-out kernel's warp-specialized build that runs on Hopper with Triton 3.6."""
+    from bench import heldout_attention as ha
+    return ha.WS_BUILD
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -421,9 +429,7 @@ def main(argv=None) -> int:
     makers = {"gemm": lambda: GemmCase(args.size), "gluon": lambda: GluonCase(args.size),
               "attention": lambda: AttentionCase(args.n_ctx), "heldout": lambda: HeldoutCase(args.n_ctx),
               "heldout-no-ws": lambda: HeldoutCase(args.n_ctx, warp_specialize=False),
-              # the warp-specialized build that ran right on an H100 with Triton 3.6 (s12 heldout_smoke)
-              "heldout-ws": lambda: HeldoutCase(args.n_ctx, name="heldout-ws", build=dict(
-                  host_descriptors=False, block_n=128, num_stages=2))}
+              "heldout-ws": lambda: HeldoutCase(args.n_ctx, name="heldout-ws", build=_heldout_ws_build())}
     for cname in (args.only or args.cases).split(","):
         t0 = time.perf_counter()
         try:

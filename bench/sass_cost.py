@@ -81,14 +81,16 @@ def cases() -> dict:
         return lambda cfg: kperf.compile(kernel, signature=signature, constexprs=constexprs,
                                          config=ProfileConfig(auto="mma,tma", **cfg), **options)
 
-    # the held-out WS build that runs on Hopper with Triton 3.6 (bench.overhead's heldout-ws): descriptors
-    # made on the device from the tensors' pointers, 128-wide key blocks, 2 stages
+    # the held-out WS build that runs on Hopper with Triton 3.6 (H.WS_BUILD, bench.overhead's heldout-ws):
+    # descriptors made on the device from the tensors' pointers
+    ws = H.WS_BUILD
     ws_signature = {**H.SIGNATURE, **{d: "*fp16" for d in ("desc_q", "desc_k", "desc_v")}}
+    ws_constexprs = {**H.CONSTEXPRS, "BLOCK_N": ws["block_n"]}
     return {"gluon": gluon,
             "attention": auto(A.attn_fwd_kernel, A.SIGNATURE, A.CONSTEXPRS, A.COMPILE_OPTIONS),
             "heldout": auto(H.heldout_attn_kernel, H.SIGNATURE, H.CONSTEXPRS, H.COMPILE_OPTIONS),
-            "heldout-ws": auto(H.heldout_attn_kernel, ws_signature, {**H.CONSTEXPRS, "BLOCK_N": 128},
-                               {**H.COMPILE_OPTIONS, "num_stages": 2})}
+            "heldout-ws": auto(H.heldout_attn_kernel, ws_signature, ws_constexprs,
+                               {**H.COMPILE_OPTIONS, "num_stages": ws["num_stages"]})}
 
 
 def measure(case: str, variants) -> dict:

@@ -131,13 +131,15 @@ def _run_program(args) -> int:
     return 0
 
 
-def _write_coverage(out: str, s) -> None:
-    """``OUT/coverage.txt``: every kernel launched in the session, launches profiled, why any were not."""
+def _write_coverage(out: str, s) -> str:
+    """``OUT/coverage.txt``: every kernel launched in the session, launches profiled, why any were not;
+    the table ("" when no kernel was launched)."""
     cov = s.coverage.table()
     if cov:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "coverage.txt"), "w") as f:
             f.write(cov + "\n")
+    return cov
 
 
 def _load_kernel(spec: str) -> tuple[str, str, object, dict]:
@@ -270,10 +272,9 @@ def cmd_run(args) -> int:
         with kperf.session(args.out, kernels=args.kernels, config=cfg, every=args.every,
                            max_launches=args.max_launches, memory_budget=args.memory_budget) as s:
             code = _run_program(args)
-    _write_coverage(args.out, s)
+    cov = _write_coverage(args.out, s)
     if not s.launches:
         print("kperf: no launch of a kernel with kperf scopes was seen", file=sys.stderr)
-        cov = s.coverage.table()
         if cov:
             print(f"kperf: kernels launched:\n{cov}", file=sys.stderr)
         return code  # the program's status, as with launches: a test suite whose tests all skip still passes

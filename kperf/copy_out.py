@@ -98,34 +98,37 @@ class DeviceHeld:
             self.bytes += record.nbytes
             if budget is None or self.bytes < budget:
                 return
-            held, self._held, self.bytes = self._held, [], 0
             self.spills += 1
-            if not self._drained(held):
-                return
-            try:
-                copies = self._prepare(held)
-            except Exception as e:  # no staging memory now: keep them held, for results to move (and say)
-                self._held[:0], self.bytes = held, self.bytes + sum(r.nbytes for r in held)
-                warnings.warn(f"kperf: could not spill {len(held)} profile buffers to the host "
-                              f"({type(e).__name__}: {e}); they stay on the device", stacklevel=2)
-                return
-            self._land(held, copies)
+            self._move(forced=True)
 
     def spill(self) -> None:
         """Move every held buffer to host memory now (waits for the GPU once)."""
         with self._lock:
-            held, self._held, self.bytes = self._held, [], 0
-            if held and self._drained(held):
-                self._land(held, self._prepare(held))
+            self._move(forced=False)
 
-    def _drained(self, held: list) -> bool:
+    def _move(self, forced: bool) -> None:
+        """Every held buffer to the host.  A fault while draining loses them (each launch says so); no
+        staging memory for a spill the budget ``forced`` keeps them held, for results to move, and warns;
+        for results it raises."""
+        held, self._held, self.bytes = self._held, [], 0
+        if not held:
+            return
         try:
             self._sync(held)
         except RuntimeError as e:  # a fault: every buffer not yet out is lost with it
             for r in held:
                 r.lost(e)
-            return False
-        return True
+            return
+        try:
+            copies = self._prepare(held)
+        except Exception as e:
+            if not forced:
+                raise
+            self._held[:0], self.bytes = held, self.bytes + sum(r.nbytes for r in held)
+            warnings.warn(f"kperf: could not spill {len(held)} profile buffers to the host "
+                          f"({type(e).__name__}: {e}); they stay on the device", stacklevel=3)
+            return
+        self._land(held, copies)
 
 
 def _devices(held: list) -> list:
