@@ -12,7 +12,8 @@
 #             the launching thread, at the budget); async overhead, launches interleaved with the plain
 #             kernel's (the Gluon GEMM runs into the H100's power cap), role granularity and sampling, on
 #             the Gluon GEMM, the WS attention and the held-out WS build, Proton on the same sites; the
-#             launch-path and async-lowering GPU tests (the held-out WS build's included)
+#             launch-path and async-lowering GPU tests (the held-out WS build's included); verify-timing and
+#             verify-checks are its two halves (the second runs Liger's four short files beside the tests)
 #   heldout   which builds of the held-out WS attention finish (bench/heldout_smoke.py; all at once, 60 s limit)
 #   tests39   with a newer Triton first on PYTHONPATH (../shared/triton-on-gpu.md): every GPU test but those of
 #             torch.compile (torch 2.11 expects its own Triton 3.6), FA3's last
@@ -81,16 +82,30 @@ for part in "$@"; do
       timeout 150 python3 -m pytest -v -m gpu tests/gpu/test_async_lowering_gpu.py -p no:cacheprovider \
           -o faulthandler_timeout=100 >"$d/gpu_tests.log" 2>&1
       grep -h -A16 "^== " "$d/overhead.log" | cut -c1-150; tail -3 "$d/gpu_tests.log" ;;
-    verify)
-      timeout 60 python3 -m bench.session_scale --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1
-      timeout 300 python3 -m bench.overhead --only gluon,attention,heldout-ws --n-ctx 4096 --reps 20 --rounds 3 \
-          --interleave --variants warpgroup-smem,role-smem,role-smem-instr-only,role-smem-cta-stride-8,role-smem-sms-1-in-8 \
-          --out "$d/overhead" 2>&1 | grep -v "^Warning (cta" >"$d/overhead.log"
-      timeout 180 python3 -m pytest -v -m gpu tests/gpu/test_launch_paths_gpu.py tests/gpu/test_async_lowering_gpu.py \
-          -p no:cacheprovider -rfEs -o faulthandler_timeout=160 >"$d/gpu_tests.log" 2>&1
-      tail -5 "$d/session_scale.log"
-      grep -h -A16 "^== " "$d/overhead.log" | grep -v "Proton next" | cut -c1-150
-      tail -4 "$d/gpu_tests.log" ;;
+    verify|verify-timing|verify-checks)
+      # verify = verify-timing (session scale, interleaved async overhead; nothing else on the GPU) then
+      # verify-checks (the GPU tests, beside Liger's four short test files when .liger is carried)
+      if [ "$part" != verify-checks ]; then
+        timeout 60 python3 -m bench.session_scale --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1
+        timeout 300 python3 -m bench.overhead --only gluon,attention,heldout-ws --n-ctx 4096 --reps 20 --rounds 3 \
+            --interleave --variants warpgroup-smem,role-smem,role-smem-instr-only,role-smem-cta-stride-8,role-smem-sms-1-in-8 \
+            --out "$d/overhead" 2>&1 | grep -v "^Warning (cta" >"$d/overhead.log"
+        tail -5 "$d/session_scale.log"
+        grep -h -A16 "^== " "$d/overhead.log" | grep -v "Proton next" | cut -c1-150
+      fi
+      if [ "$part" != verify-timing ]; then
+        if [ "$part" = verify-checks ] && [ -d .liger ]; then
+          python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/liger_site .liger/*.whl
+          mkdir -p /tmp/liger && tar xzf .liger/liger-src.tar.gz -C /tmp/liger
+          PYTHONPATH=/tmp/liger_site:${PYTHONPATH:-} LIGER_TIMEOUT=300 \
+              bash bench/liger_suite.sh "$d/liger" /tmp/liger rms_norm layer_norm geglu dyt >"$d/liger.log" 2>&1 &
+        fi
+        timeout 180 python3 -m pytest -v -m gpu tests/gpu/test_launch_paths_gpu.py tests/gpu/test_async_lowering_gpu.py \
+            -p no:cacheprovider -rfEs -o faulthandler_timeout=160 >"$d/gpu_tests.log" 2>&1
+        wait
+        [ -d "$d/liger/kperf" ] && (cd "$d/liger" && tar czf kperf.tgz kperf && rm -rf kperf)
+        tail -4 "$d/gpu_tests.log"; [ -f "$d/liger.log" ] && tail -30 "$d/liger.log"
+      fi ;;
     heldout)
       timeout 100 python3 -m bench.heldout_smoke --out "$d/heldout_smoke.json" --timeout 60 >"$d/heldout_smoke.log" 2>&1
       cat "$d/heldout_smoke.log" ;;
