@@ -118,7 +118,8 @@ for part in "$@"; do
       mkdir -p /tmp/liger && tar xzf .liger/liger-src.tar.gz -C /tmp/liger
       PYTHONPATH=/tmp/liger_site:${PYTHONPATH:-} LIGER_TIMEOUT=${LIGER_TIMEOUT:-380} \
           bash bench/liger_suite.sh "$d" /tmp/liger ${LIGER_TESTS:-rms_norm layer_norm geglu swiglu dyt}
-      ls "$d/kperf" | head; tail -n 2 "$d"/kperf_*.log; head -c 3000 "$d"/*_failures.txt 2>/dev/null ;;
+      ls "$d/kperf" | head; tail -n 2 "$d"/kperf_*.log; head -c 3000 "$d"/*_failures.txt 2>/dev/null
+      [ -d "$d/kperf" ] && (cd "$d" && tar czf kperf.tgz kperf && rm -rf kperf) ;;
     *) echo "unknown part $part"; exit 2 ;;
   esac
 done
