@@ -13,6 +13,7 @@ each variant adds to one iteration are counted: that is what a record costs wher
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import pathlib
 import re
@@ -69,6 +70,39 @@ def _added(plain: dict, inst: dict) -> dict:
     return out
 
 
+def _opcodes(sass: str, span: tuple[int, int]) -> list[str]:
+    """A loop's opcodes in issue order, predicates' register names dropped (``@!P3 BRA`` -> ``@! BRA``)."""
+    out = []
+    for a, t in _INSTR.findall(sass):
+        if span[0] <= int(a, 16) <= span[1] and not t.strip().startswith("NOP"):
+            words = t.split()
+            out.append(re.sub(r"P\d", "", words[0]) + (" " + words[1] if words[0].startswith("@") else ""))
+    return out
+
+
+def loop_order(plain: str, inst: str) -> dict:
+    """How alike ptxas ordered the unrecorded innermost HGMMA loops of ``inst`` (a consumer warpgroup left
+    plain by ``granularity="role"``, the uninstrumented copy of a cloned kernel) and the plain kernel's:
+    the best ``difflib`` ratio of opcode sequences (1.0: same order) for each loop without clock reads
+    within 2% of a plain loop's length,
+    and, as the yardstick, the ratio between the plain kernel's own consumer loops (one per warpgroup,
+    compiled from the same source; None when the kernel has no such twins)."""
+    def innermost(sass):
+        found = [lp for lp in loops(sass) if lp["mma"]]
+        return [lp["span"] for lp in found if not any(
+            o["span"] != lp["span"] and lp["span"][0] <= o["span"][0] and o["span"][1] <= lp["span"][1]
+            for o in found)]
+    ref = [_opcodes(plain, sp) for sp in innermost(plain)]
+    same = [ops for ops in (_opcodes(inst, sp) for sp in innermost(inst))
+            if not any("CS2R" in o for o in ops)
+            and any(abs(len(ops) - len(r)) <= 0.02 * len(r) for r in ref)]
+    ratio = lambda a, b: round(difflib.SequenceMatcher(None, a, b, autojunk=False).ratio(), 3)  # noqa: E731
+    twins = sorted(ref, key=len)[:2]  # one loop per consumer warpgroup: alike within 2% in length
+    alike = len(twins) == 2 and len(twins[1]) <= 1.02 * len(twins[0])
+    return {"plain_twins": ratio(*twins) if alike else None,
+            "unrecorded_loops": [max(ratio(r, ops) for r in ref) for ops in same]}
+
+
 def cases() -> dict:
     from bench import heldout_attention as H
     from kperf.examples import attention as A
@@ -102,7 +136,7 @@ def measure(case: str, variants) -> dict:
         out[name] = {"records": r.num_records, "per_record": round(r.sass_per_record, 2),
                      "fixed": r.sass_fixed_cost, "spills": r.local_memory_ops,
                      "plain_loops": plain, "loops": inst,
-                     "added": _added(plain, inst),
+                     "added": _added(plain, inst), "loop_order": loop_order(r.sass_plain, r.sass),
                      "profile_bytes_per_cta": r.geometry.cta_bytes, "store": r.metadata["kperf"]["store"]}
     return out
 

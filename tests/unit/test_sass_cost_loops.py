@@ -39,3 +39,24 @@ def test_consumer_loops_one_instruction_apart_when_plain_are_still_twins():
     role granularity one stays 472 and the other grows to 499: +26, not +0."""
     plain = _main_loops(_kernel(472, 473))
     assert _added(plain, _main_loops(_kernel(472, 499)))["mma_loop"] == 26
+
+
+def _ordered(ops: list[str]) -> str:
+    """One consumer loop: ``ops`` then a branch back to its first instruction."""
+    return _sass(["MOV R0, R1", *ops, "BRA 0x10"])
+
+
+def test_loop_order_compares_unrecorded_loops_with_the_plain_kernels():
+    """A loop of the plain kernel's opcodes in another order scores below 1; a loop with clock reads
+    (recorded) is not compared; the same order scores 1."""
+    from bench.sass_cost import loop_order
+
+    ops = ["HGMMA.64x128x16.F32 R24, gdesc[UR4], R24"] + [f"FADD R{k}, R{k}, R2" for k in range(8)] + \
+        [f"FMUL R{k}, R{k}, R3" for k in range(8)] + ["@!P1 SYNCS.ARRIVE.TRANS64.ART0 RZ, [UR4], R5"]
+    plain = _ordered(ops)
+    assert loop_order(plain, _ordered(ops))["unrecorded_loops"] == [1.0]
+    shuffled = ops[:1] + [o for pair in zip(ops[1:9], ops[9:17], strict=True) for o in pair] + ops[17:]
+    got = loop_order(plain, _ordered(shuffled))["unrecorded_loops"]
+    assert len(got) == 1 and 0.4 < got[0] < 1.0
+    recorded = ops[:1] + ["CS2R.32 R7, SR_CLOCKLO"] + ops[2:]  # as long as the plain loop
+    assert loop_order(plain, _ordered(recorded))["unrecorded_loops"] == []
