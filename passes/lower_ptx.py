@@ -180,6 +180,8 @@ class _Lowering:
         """Emit body line ``i`` with what kperf puts there; the index of the next line to emit."""
         line, out = self.lines[i], self.out
         if i == self.entry.decl_end:
+            if self.clone:
+                out.extend(_copy_declarations(self.lines, self.entry))
             out.extend(self.emit.preamble(self.entry.last_param))
             if self.clone:
                 out.append("\t@!%kp_s bra $KP_PLAIN; // kperf: sampled-out CTAs run the plain copy")
@@ -247,15 +249,44 @@ class _Lowering:
                              "append the uninstrumented copy used for CTA sampling", fix="use clone=False")
         rename = re.compile(r"(?<![\w$])(" + "|".join(re.escape(x) for x in labels) + r")(?![\w$])") \
             if labels else None
+        registers = _copy_registers(self.lines, e)
         out = ["$KP_PLAIN: // kperf: uninstrumented copy of the body (sampled-out CTAs)"]
         returns = 0
+        copied = []
         for line in keep:
-            if line.is_return:
-                out.extend(_guarded_return(line, self.emit.plain_epilogue(), f"$KP_PLAIN_RET_SKIP_{returns}"))
+            if line.is_return:  # a predicated return's predicate is the copy's too
+                copied += _guarded_return(line, self.emit.plain_epilogue(e.last_param),
+                                          f"$KP_PLAIN_RET_SKIP_{returns}")
                 returns += 1
             else:
-                out.append(rename.sub(r"\1_kp_plain", line.text) if rename else line.text)
-        return out
+                copied.append(rename.sub(r"\1_kp_plain", line.text) if rename else line.text)
+        return out + ([registers.sub(r"%kpc_\1", t) for t in copied] if registers else copied)
+
+
+_REG_ARRAY = re.compile(r"^\s*\.reg\s+(\.\w+)\s+%([A-Za-z_]\w*)<(\d+)>\s*;")
+
+
+def _register_arrays(lines: list[PtxLine], entry: Entry) -> list[tuple[str, str, str]]:
+    """The kernel's function-scope register arrays (``.reg .b32 %r<1468>;``): type, prefix, count."""
+    return [m.groups() for line in lines[entry.start:entry.decl_end]
+            if (m := _REG_ARRAY.match(line.text))]
+
+
+def _copy_declarations(lines: list[PtxLine], entry: Entry) -> list[str]:
+    """Register arrays of their own for the uninstrumented copy: ``%r<N>`` becomes ``%kpc_r<N>``."""
+    return [f"\t.reg {t} %kpc_{name}<{n}>; // kperf: the uninstrumented copy's registers"
+            for t, name, n in _register_arrays(lines, entry)]
+
+
+def _copy_registers(lines: list[PtxLine], entry: Entry) -> re.Pattern | None:
+    """What renames the kernel's registers in its uninstrumented copy (``%r12`` -> ``%kpc_r12``): the two
+    copies share no virtual register, so ptxas allocates each as if alone (sharing them gave the copy's
+    loops an instruction order unlike the plain kernel's, bench/results/cpu-2026-12-06-s13-order/)."""
+    names = sorted({name for _, name, _ in _register_arrays(lines, entry)}, key=len, reverse=True)
+    if not names:
+        return None
+    # a register (%r12) or an inner scope's array of the same prefix (%p<2>), renamed with its uses
+    return re.compile(r"%(" + "|".join(re.escape(x) for x in names) + r")(?=\d|<)")
 
 
 def _guarded_return(ret: PtxLine, body: list[str], label: str) -> list[str]:

@@ -217,9 +217,13 @@ class Snippets:
             f"\t@%kp_w0 st.global.b32 [%kp_cta+{h['smid_end']}], %km;",
         ]
 
-    def plain_epilogue(self) -> list[str]:
-        """The epilogue of the uninstrumented copy (sampled-out CTAs): only the header's closing pair."""
-        return ["\t{ // kperf: close the header of a sampled-out CTA", *self.close_header(), "\t}"]
+    def plain_epilogue(self, param: str) -> list[str]:
+        """The epilogue of the uninstrumented copy (sampled-out CTAs): only the header's closing pair.
+        The CTA's region and warp 0 are worked out again here rather than kept from the preamble, so no
+        kperf value stays live through the copy and ptxas allocates it as the plain kernel."""
+        scratch = ["\t.reg .b32 %t<20>;", "\t.reg .b64 %d<8>;", "\t.reg .pred %q<2>;"]
+        return ["\t{ // kperf: close the header of a sampled-out CTA", *scratch, *self._cta_region(param),
+                *self.close_header(), "\t}"]
 
     def epilogue(self, k: int) -> list[str]:
         """Staged records out (smem), this warp's final count, the header's closing pair."""

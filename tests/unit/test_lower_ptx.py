@@ -187,7 +187,25 @@ def test_predicated_exit_is_guarded_like_a_predicated_ret(tmp_path):
     assert "@%p1 bra $KP_RET_SKIP_0;" in main and main.count("kperf: finalize") == 2
     assert "\texit;\n$KP_RET_SKIP_0:" in main
     # the sampled-out copy closes its header before the exit too
-    assert "@%p1 bra $KP_PLAIN_RET_SKIP_0;" in plain and plain.count("close the header") == 2
+    assert "@%kpc_p1 bra $KP_PLAIN_RET_SKIP_0;" in plain and plain.count("close the header") == 2
+    assert _ptxas(tmp_path, res.ptx)[:4] == b"\x7fELF"
+
+
+def test_the_uninstrumented_copy_has_registers_of_its_own(tmp_path):
+    """Sharing virtual registers with the instrumented body, the copy's loops came out of ptxas in another
+    order than the plain kernel's (bench/results/cpu-2026-12-06-s13-order/): it gets its own arrays,
+    an inner scope's array is renamed with its uses, and no kperf value stays live through it (the
+    sampled-out CTA's epilogue works out its region again)."""
+    body = "\n".join([carrier("start", "a", 0, "%r1"), "\tadd.s32 %r2, %r1, 1;",
+                      "\t{ .reg .pred %p<2>; setp.eq.s32 %p1, %r2, 0; }",
+                      carrier("end", "a", 0, "%r3"), "\t@%p2 ret;", "\tret;"])
+    res = LowerPtxPass(ProfileConfig(cta_stride=2), 4).apply(kernel(body))
+    head, plain = res.ptx.split("$KP_PLAIN:", 1)
+    assert ".reg .pred %kpc_p<3>;" in head and ".reg .b32 %kpc_r<10>;" in head
+    assert "add.s32 %kpc_r2, %kpc_r1, 1;" in plain and "{ .reg .pred %kpc_p<2>; setp.eq.s32 %kpc_p1," in plain
+    assert not re.search(r"%(p|r)\d", plain)  # no register of the instrumented body
+    assert "@!%kpc_p2 bra $KP_PLAIN_RET_SKIP_0;" in plain  # the guard branches around a predicated ret
+    assert plain.count("ld.param.u64 %d0") == 2  # each return of the copy finds the CTA's region again
     assert _ptxas(tmp_path, res.ptx)[:4] == b"\x7fELF"
 
 
