@@ -86,7 +86,8 @@ VARIANTS = {
     # the instructions alone (stores predicated off outside SM 0): what role-smem's stores cost
     "role-smem-instr-only": {"granularity": "role", "store": "auto", "sms": (0,), "clone": False},
     # records on SM 0 only, every other CTA in the uninstrumented copy: what the clone itself costs
-    # (ptxas orders the copy's loops differently from the plain kernel's, bench.sass_cost's loop_order)
+    # (before s13's own registers for the copy, ptxas ordered its loops unlike the plain kernel's:
+    # bench.sass_cost's loop_order)
     "role-smem-clone-only": {"granularity": "role", "store": "auto", "sms": (0,)},
 }
 QUICK_VARIANTS = ("check", "default", "smem-fold", "warpgroup-fold", "cta-stride-4-fold")

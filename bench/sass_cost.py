@@ -84,9 +84,8 @@ def loop_order(plain: str, inst: str) -> dict:
     """How alike ptxas ordered the unrecorded innermost HGMMA loops of ``inst`` (a consumer warpgroup left
     plain by ``granularity="role"``, the uninstrumented copy of a cloned kernel) and the plain kernel's:
     the best ``difflib`` ratio of opcode sequences (1.0: same order) for each loop without clock reads
-    within 2% of a plain loop's length,
-    and, as the yardstick, the ratio between the plain kernel's own consumer loops (one per warpgroup,
-    compiled from the same source; None when the kernel has no such twins)."""
+    within 2% of a plain loop's length, and, as the yardstick, the ratio between the plain kernel's own
+    consumer loops (one per warpgroup, from the same source; None when the kernel has no such twins)."""
     def innermost(sass):
         found = [lp for lp in loops(sass) if lp["mma"]]
         return [lp["span"] for lp in found if not any(
