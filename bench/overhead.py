@@ -89,6 +89,10 @@ VARIANTS = {
     # (before s13's own registers for the copy, ptxas ordered its loops unlike the plain kernel's:
     # bench.sass_cost's loop_order)
     "role-smem-clone-only": {"granularity": "role", "store": "auto", "sms": (0,)},
+    # each tag word in a register set once (one SASS instruction less per record in a loop; s13, SASS only)
+    "role-smem-hoist": {"granularity": "role", "store": "auto", "hoist_tags": True},
+    "role-smem-hoist-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_tags": True,
+                                   "sms": tuple(range(0, 132, 8))},
 }
 QUICK_VARIANTS = ("check", "default", "smem-fold", "warpgroup-fold", "cta-stride-4-fold")
 

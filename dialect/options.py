@@ -77,6 +77,11 @@ class ProfileConfig:
             joins or leaves: not at labels no branch names (debug-line labels) nor around record-free
             spin loops (every TMA barrier wait).  ``False``: at every label and branch, as before
             (``kperf.passes.ptx_blocks``; docs/options.md has the measured difference).
+        hoist_tags: keep each record's tag word in a register of its own, set once after the kernel's
+            declarations from an opaque zero (``%nsmid >> 31``) that ptxas cannot fold, rather than moved
+            into a register at every record: one SASS instruction less per record inside loops, at one
+            register per distinct tag live through the kernel (it can spill in a kernel near its register
+            budget).  Off by default: measured on SASS only (docs/options.md).
         record_cost: cycles one record adds to a measured interval, subtracted on the host
             (``time -= record_cost * seq`` per warp); 0 = off.  Measure it for your GPU and
             options with ``bench/calibration.py`` (docs/accuracy.md).
@@ -99,6 +104,7 @@ class ProfileConfig:
     clone: bool = True
     vector_pointer: bool = True
     merge_blocks: bool = True
+    hoist_tags: bool = False
     record_cost: float = 0.0
     auto: str = ""
     override: str = ""
@@ -130,6 +136,7 @@ class ProfileConfig:
         object.__setattr__(self, "sms", _check_sms(self.sms))
         _check_bool("clone", self.clone)
         _check_bool("merge_blocks", self.merge_blocks)
+        _check_bool("hoist_tags", self.hoist_tags)
         _check_bool("vector_pointer", self.vector_pointer)
         _check_record_cost(self.record_cost)
         object.__setattr__(self, "record_cost", float(self.record_cost))

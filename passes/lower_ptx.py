@@ -37,7 +37,7 @@ import dataclasses
 import re
 
 from kperf.dialect.errors import KperfError
-from kperf.dialect.layout import Geometry
+from kperf.dialect.layout import Geometry, make_tag
 from kperf.dialect.options import ProfileConfig
 from kperf.dialect.record import RecordOp, parse_carrier
 
@@ -107,7 +107,8 @@ class LowerPtxPass(KperfPass):
                         default=0)
         g = dataclasses.replace(self.geometry, sink=max_block if cfg.fold else 0)
         store, smem_offset, shared_after = self._place(g)
-        low = _Lowering(self, lines, entry, Snippets(cfg, g, store == "smem", smem_offset), path).run()
+        tags = _tags(lines, entry, path) if cfg.hoist_tags and self.records else ()
+        low = _Lowering(self, lines, entry, Snippets(cfg, g, store == "smem", smem_offset, tags), path).run()
         return LoweringResult("\n".join(low.out), low.count, g, store, shared_after, max_block)
 
     def run_text(self, text: str, path: str = "PTX") -> str:
@@ -319,6 +320,17 @@ def _carrier_lines(lines: list[PtxLine], entry: Entry, path: str) -> set[int]:
                 j += 1
             out.add(j)
     return out
+
+
+def _tags(lines: list[PtxLine], entry: Entry, path: str) -> tuple[int, ...]:
+    """Every record's tag word, once each, in the order the kernel first records it (``hoist_tags``)."""
+    out: dict[int, None] = {}
+    for i in range(entry.body_start + 1, entry.body_end - 1):
+        if lines[i].kind is Kind.ASM_BEGIN:
+            op = parse_carrier(lines[i + 1].text, where=f"{path} line {i + 2}")
+            if op is not None and op.scope_id is not None:
+                out.setdefault(make_tag(op.scope_id, not op.is_start))
+    return tuple(out)
 
 
 def _declares_smem(lines: list[PtxLine]) -> bool:

@@ -21,8 +21,11 @@ REGISTER_PREFIX = "%kp_"
 class Snippets:
     """PTX pieces for one lowering: its options, geometry and where records are stored."""
 
-    def __init__(self, cfg: ProfileConfig, g: Geometry, smem: bool, smem_offset: int):
+    def __init__(self, cfg: ProfileConfig, g: Geometry, smem: bool, smem_offset: int,
+                 tags: tuple[int, ...] = ()):
         self.cfg, self.g, self.smem, self.smem_offset = cfg, g, smem, smem_offset
+        # hoist_tags: the register that holds each tag word (%kp_tag<i>), set in the preamble
+        self.tag_regs = {t: f"%kp_tag{i}" for i, t in enumerate(tags)} if cfg.hoist_tags else {}
         # the pointer records are stored through: %kp_base, or lane-varying (``vector_pointer``)
         self.rbase = "%kp_rbase" if cfg.vector_pointer and not smem else "%kp_base"
 
@@ -42,7 +45,17 @@ class Snippets:
         """Profile state: CTA region, sampling, this warp's slot and record base, the CTA header."""
         scratch = ["\t.reg .b32 %t<20>;", "\t.reg .b64 %d<8>;", "\t.reg .pred %q<2>;"]
         return [*self._registers(), "\t{", *scratch, *self._cta_region(param), *self._sampled(),
-                *self._warp_slot(), *self._record_base(), *self._header_start(), "\t}"]
+                *self._warp_slot(), *self._record_base(), *self._header_start(), "\t}", *self._tag_words()]
+
+    def _tag_words(self) -> list[str]:
+        """``hoist_tags``: every tag word in a register of its own.  ``%kp_z`` is 0 (no GPU has 2^31
+        SMs) but ptxas cannot know it, so it keeps the sums live instead of moving each constant into a
+        register at its record again."""
+        if not self.tag_regs:
+            return []
+        out = ["\t.reg .b32 %kp_z;", "\tmov.u32 %kp_z, %nsmid;", "\tshr.u32 %kp_z, %kp_z, 31;",
+               f"\t.reg .b32 %kp_tag<{len(self.tag_regs)}>;"]
+        return out + [f"\tadd.u32 {r}, %kp_z, {t};" for t, r in self.tag_regs.items()]
 
     def _registers(self) -> list[str]:
         out = [f"\t{PREAMBLE_MARK}"]
@@ -166,16 +179,21 @@ class Snippets:
         cfg = self.cfg
         space = "shared" if self.smem else "global"
         kind = "end" if is_end else "start"
-        lines = [f"\t{{ // kperf record #{n}: scope {scope_id} {kind}", "\t.reg .b32 %kt;"]
+        lines = [f"\t{{ // kperf record #{n}: scope {scope_id} {kind}"]
+        tag = make_tag(scope_id, is_end)
+        kt = self.tag_regs.get(tag, "%kt")
+        if kt == "%kt":
+            lines.append("\t.reg .b32 %kt;")
         addr, pred = self._record_slot(k, lines)
-        lines.append(f"\tmov.u32 %kt, {make_tag(scope_id, is_end)};")
+        if kt == "%kt":
+            lines.append(f"\tmov.u32 %kt, {tag};")
         if cfg.clock == "clock":
             lines += ["\t.reg .b32 %kc;", "\tmov.u32 %kc, %clock;",
-                      f"\t@{pred} st.{space}.v2.b32 [{addr}], {{%kt, %kc}};"]
+                      f"\t@{pred} st.{space}.v2.b32 [{addr}], {{{kt}, %kc}};"]
         else:
             src = "%clock64" if cfg.clock == "clock64" else "%globaltimer"
             lines += ["\t.reg .b64 %kc;", "\t.reg .b64 %kt64;", f"\tmov.u64 %kc, {src};",
-                      "\tcvt.u64.u32 %kt64, %kt;",
+                      f"\tcvt.u64.u32 %kt64, {kt};",
                       f"\t@{pred} st.{space}.v2.b64 [{addr}], {{%kt64, %kc}};"]
         lines.append("\t}")
         return lines

@@ -74,7 +74,8 @@ def test_gluon_gemm_lowerings_keep_every_record(torch):
     b = torch.randn(2048, 2048, device="cuda", dtype=torch.float16)
     base = _check_variants(lambda k: gm.matmul(a, b, kernel=k), gm.gluon_matmul_kernel, torch,
                            [{}, {"vector_pointer": False}, {"store": "auto", "granularity": "warpgroup"},
-                            {"store": "auto"}, {"store": "auto", "granularity": "role"}])
+                            {"store": "auto"}, {"store": "auto", "granularity": "role"},
+                            {"store": "auto", "granularity": "role", "hoist_tags": True}])
     assert base.n_events == (2048 // 128) ** 2 * gm.NUM_WARPS * 4 * (2048 // gm.BK)
 
 
@@ -99,7 +100,9 @@ def test_ws_attention_lowerings_keep_every_record(torch, which):
     ref = mod.reference(q[:1, :4], k[:1, :4], v[:1, :4])  # (batch, head) pairs are independent
     torch.testing.assert_close(run(kernel)[:1, :4], ref, atol=2e-2, rtol=0)
     base = _check_variants(run, kernel, torch, [{}, {"store": "auto", "granularity": "warpgroup"},
-                                                {"store": "auto", "granularity": "role"}], auto="mma,tma")
+                                                {"store": "auto", "granularity": "role"},
+                                                {"store": "auto", "granularity": "role", "hoist_tags": True}],
+                                auto="mma,tma")
     # every warp records (examples: the producer warpgroup and both consumer warpgroups; held-out: every
     # warp of the kernel as compiled, partitions included)
     assert len(np.unique(base.events["warp"])) == (warps or base.geometry.num_warps)

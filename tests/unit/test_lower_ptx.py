@@ -256,3 +256,19 @@ def test_record_in_a_func_with_a_return_value_names_the_function():
     helper += "\n\tret;\n}\n"
     with pytest.raises(KperfError, match="PTX function helper"):
         LowerPtxPass(ProfileConfig(), 4).apply(STRAIGHT + helper)
+
+
+def test_hoisted_tags_are_set_once_and_stored_from_their_registers(tmp_path):
+    """``hoist_tags``: one register per distinct tag, set after the declarations from an opaque zero;
+    the records store from it instead of moving the tag into a register each time."""
+    body = "\n".join([carrier("start", "a", 0, "%r1"), carrier("end", "a", 0, "%r2"),
+                      carrier("start", "a", 0, "%r3"), carrier("start", "b", 1, "%r4"), "\tret;"])
+    res = LowerPtxPass(ProfileConfig(hoist_tags=True, clock="clock64"), 4).apply(kernel(body))
+    head, records = res.ptx.split("kperf record #0", 1)
+    assert "shr.u32 %kp_z, %kp_z, 31;" in head and ".reg .b32 %kp_tag<3>;" in head
+    assert head.count("add.u32 %kp_tag") == 3  # a's start and end, b's start
+    assert "mov.u32 %kt," not in records and "cvt.u64.u32 %kt64, %kp_tag0;" in records
+    assert records.count("cvt.u64.u32 %kt64, %kp_tag0;") == 2  # a's start, twice
+    assert _ptxas(tmp_path, res.ptx)[:4] == b"\x7fELF"
+    plain = LowerPtxPass(ProfileConfig(clock="clock64"), 4).apply(kernel(body)).ptx
+    assert "%kp_tag" not in plain and plain.count("mov.u32 %kt,") == 4

@@ -37,6 +37,7 @@ from kperf.dialect.options import MAX_CAPACITY, MAX_WARPS, OptionError, ProfileC
     ({"fold": True, "strategy": "wrap"}, "fold", "keep-first"),
     ({"clone": "no"}, "clone", "True or False"),
     ({"merge_blocks": 0}, "merge_blocks", "True or False"),
+    ({"hoist_tags": "yes"}, "hoist_tags", "True or False"),
     ({"vector_pointer": "yes"}, "vector_pointer", "True or False"),
     ({"strategy": "latest"}, "strategy", "unknown strategy 'latest'"),
     ({"strategy": None}, "strategy", "unknown strategy None"),
