@@ -30,16 +30,7 @@ def device_times_ms(fn, n: int, name: str) -> list[float]:
 
     Each call must launch exactly one kernel whose name starts with ``name``; anything else raises.
     """
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CUDA]) as p:
-        for _ in range(n):
-            fn()
-        torch.cuda.synchronize()
-    times = [e.device_time / 1e3 for e in p.events() if e.name.startswith(name) and e.device_time > 0]
-    if len(times) != n:
-        raise RuntimeError(f"expected {n} {name} kernels in the profile, found {len(times)}")
-    return times
+    return interleaved_device_times_ms({"": fn}, n, name)[""]
 
 
 def interleaved_device_times_ms(fns: dict, n: int, name: str) -> dict[str, list[float]]:

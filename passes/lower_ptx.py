@@ -145,6 +145,7 @@ class _Lowering:
         self.p, self.lines, self.entry, self.emit, self.path = p, lines, entry, emit, path
         self.blocks: list[int] = []  # records of each block with records, in order (sizes the fold sink)
         self.clone = p.config.clone and p.config.samples_ctas
+        self.arrays = _register_arrays(lines, entry) if self.clone else []  # the copy gets its own
         self.out: list[str] = []
         self.count = 0  # carriers seen
         self.pending = 0  # records in the current basic block whose counter bump is not yet emitted
@@ -182,7 +183,7 @@ class _Lowering:
         line, out = self.lines[i], self.out
         if i == self.entry.decl_end:
             if self.clone:
-                out.extend(_copy_declarations(self.lines, self.entry))
+                out.extend(_copy_declarations(self.arrays))
             out.extend(self.emit.preamble(self.entry.last_param))
             if self.clone:
                 out.append("\t@!%kp_s bra $KP_PLAIN; // kperf: sampled-out CTAs run the plain copy")
@@ -250,7 +251,7 @@ class _Lowering:
                              "append the uninstrumented copy used for CTA sampling", fix="use clone=False")
         rename = re.compile(r"(?<![\w$])(" + "|".join(re.escape(x) for x in labels) + r")(?![\w$])") \
             if labels else None
-        registers = _copy_registers(self.lines, e)
+        registers = _copy_registers(self.arrays)
         out = ["$KP_PLAIN: // kperf: uninstrumented copy of the body (sampled-out CTAs)"]
         returns = 0
         copied = []
@@ -273,17 +274,17 @@ def _register_arrays(lines: list[PtxLine], entry: Entry) -> list[tuple[str, str,
             if (m := _REG_ARRAY.match(line.text))]
 
 
-def _copy_declarations(lines: list[PtxLine], entry: Entry) -> list[str]:
+def _copy_declarations(arrays: list[tuple[str, str, str]]) -> list[str]:
     """Register arrays of their own for the uninstrumented copy: ``%r<N>`` becomes ``%kpc_r<N>``."""
     return [f"\t.reg {t} %kpc_{name}<{n}>; // kperf: the uninstrumented copy's registers"
-            for t, name, n in _register_arrays(lines, entry)]
+            for t, name, n in arrays]
 
 
-def _copy_registers(lines: list[PtxLine], entry: Entry) -> re.Pattern | None:
+def _copy_registers(arrays: list[tuple[str, str, str]]) -> re.Pattern | None:
     """What renames the kernel's registers in its uninstrumented copy (``%r12`` -> ``%kpc_r12``): the two
     copies share no virtual register, so ptxas allocates each as if alone (sharing them gave the copy's
     loops an instruction order unlike the plain kernel's, bench/results/cpu-2026-12-06-s13-order/)."""
-    names = sorted({name for _, name, _ in _register_arrays(lines, entry)}, key=len, reverse=True)
+    names = sorted({name for _, name, _ in arrays}, key=len, reverse=True)
     if not names:
         return None
     # a register (%r12) or an inner scope's array of the same prefix (%p<2>), renamed with its uses
@@ -309,28 +310,32 @@ def _last_instruction_leaves(body: list[PtxLine]) -> bool:
     return False
 
 
+def _carriers(lines: list[PtxLine], entry: Entry, path: str):
+    """Every record carrier of the body: the line of its ``// begin inline asm`` and its record op."""
+    for i in range(entry.body_start + 1, entry.body_end - 1):
+        if lines[i].kind is Kind.ASM_BEGIN:
+            op = parse_carrier(lines[i + 1].text, where=f"{path} line {i + 2}")
+            if op is not None:
+                yield i, op
+
+
 def _carrier_lines(lines: list[PtxLine], entry: Entry, path: str) -> set[int]:
     """The lines of every record carrier's inline asm block (``// begin inline asm`` to its end)."""
     out: set[int] = set()
-    for i in range(entry.body_start + 1, entry.body_end - 1):
-        if lines[i].kind is Kind.ASM_BEGIN and parse_carrier(lines[i + 1].text, where=f"{path} line {i + 2}"):
-            j = i
-            while j < entry.body_end and lines[j].kind is not Kind.ASM_END:
-                out.add(j)
-                j += 1
+    for i, _ in _carriers(lines, entry, path):
+        j = i
+        while j < entry.body_end and lines[j].kind is not Kind.ASM_END:
             out.add(j)
+            j += 1
+        out.add(j)
     return out
 
 
 def _tags(lines: list[PtxLine], entry: Entry, path: str) -> tuple[int, ...]:
     """Every record's tag word, once each, in the order the kernel first records it (``hoist_tags``)."""
-    out: dict[int, None] = {}
-    for i in range(entry.body_start + 1, entry.body_end - 1):
-        if lines[i].kind is Kind.ASM_BEGIN:
-            op = parse_carrier(lines[i + 1].text, where=f"{path} line {i + 2}")
-            if op is not None and op.scope_id is not None:
-                out.setdefault(make_tag(op.scope_id, not op.is_start))
-    return tuple(out)
+    tags = (make_tag(op.scope_id, not op.is_start) for _, op in _carriers(lines, entry, path)
+            if op.scope_id is not None)
+    return tuple(dict.fromkeys(tags))
 
 
 def _declares_smem(lines: list[PtxLine]) -> bool:

@@ -18,6 +18,10 @@ PREAMBLE_MARK = "// kperf: profile state (preamble)"
 REGISTER_PREFIX = "%kp_"
 
 
+#: The scratch registers of the preamble's block (and of a sampled-out CTA's epilogue, which redoes part).
+_SCRATCH = ("\t.reg .b32 %t<20>;", "\t.reg .b64 %d<8>;", "\t.reg .pred %q<2>;")
+
+
 class Snippets:
     """PTX pieces for one lowering: its options, geometry and where records are stored."""
 
@@ -43,8 +47,7 @@ class Snippets:
     # -- preamble: run once by every thread, after the kernel's declarations ------------------------
     def preamble(self, param: str) -> list[str]:
         """Profile state: CTA region, sampling, this warp's slot and record base, the CTA header."""
-        scratch = ["\t.reg .b32 %t<20>;", "\t.reg .b64 %d<8>;", "\t.reg .pred %q<2>;"]
-        return [*self._registers(), "\t{", *scratch, *self._cta_region(param), *self._sampled(),
+        return [*self._registers(), "\t{", *_SCRATCH, *self._cta_region(param), *self._sampled(),
                 *self._warp_slot(), *self._record_base(), *self._header_start(), "\t}", *self._tag_words()]
 
     def _tag_words(self) -> list[str]:
@@ -239,8 +242,7 @@ class Snippets:
         """The epilogue of the uninstrumented copy (sampled-out CTAs): only the header's closing pair.
         The CTA's region and warp 0 are worked out again here rather than kept from the preamble, so no
         kperf value stays live through the copy and ptxas allocates it as the plain kernel."""
-        scratch = ["\t.reg .b32 %t<20>;", "\t.reg .b64 %d<8>;", "\t.reg .pred %q<2>;"]
-        return ["\t{ // kperf: close the header of a sampled-out CTA", *scratch, *self._cta_region(param),
+        return ["\t{ // kperf: close the header of a sampled-out CTA", *_SCRATCH, *self._cta_region(param),
                 *self.close_header(), "\t}"]
 
     def epilogue(self, k: int) -> list[str]:
