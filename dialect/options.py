@@ -82,6 +82,11 @@ class ProfileConfig:
             into a register at every record: one SASS instruction less per record inside loops, at one
             register per distinct tag live through the kernel (it can spill in a kernel near its register
             budget).  Off by default: measured on SASS only (docs/options.md).
+        hoist_arith: move the pure register arithmetic that follows an automatically inserted record,
+            and feeds the op it times, in front of the record (and of the barrier wait before it), where
+            ptxas put it in the plain kernel: ptxas moves nothing across a clock read, so that arithmetic
+            otherwise runs after the wait (``kperf.passes.ptx_hoist``).  Records written in the source are
+            never crossed.
         record_cost: cycles one record adds to a measured interval, subtracted on the host
             (``time -= record_cost * seq`` per warp); 0 = off.  Measure it for your GPU and
             options with ``bench/calibration.py`` (docs/accuracy.md).
@@ -105,6 +110,7 @@ class ProfileConfig:
     vector_pointer: bool = True
     merge_blocks: bool = True
     hoist_tags: bool = False
+    hoist_arith: bool = False
     record_cost: float = 0.0
     auto: str = ""
     override: str = ""
@@ -137,6 +143,7 @@ class ProfileConfig:
         _check_bool("clone", self.clone)
         _check_bool("merge_blocks", self.merge_blocks)
         _check_bool("hoist_tags", self.hoist_tags)
+        _check_bool("hoist_arith", self.hoist_arith)
         _check_bool("vector_pointer", self.vector_pointer)
         _check_record_cost(self.record_cost)
         object.__setattr__(self, "record_cost", float(self.record_cost))

@@ -116,6 +116,8 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
                     num_records=result.num_records, record_bound=result.record_bound)
         if auto is not None and auto.flows:
             info["flows"] = flows_to_ids(auto.flows, result.table)
+        if auto is not None:
+            info["auto_scopes"] = sorted({result.table.id_of(s.name) for s in auto.sites})
         return ttgir_module.parse(result.text, mod.context)
 
     def ptx_stage(src, metadata):
@@ -178,8 +180,10 @@ def lower_pass(config: ProfileConfig, metadata: dict, records: bool = True) -> L
     """The PTX lowering for a kernel at Triton's ptx stage (its warps, shared memory and target)."""
     target = metadata.get("target")
     capability = int(getattr(target, "arch", 90) or 90)
-    roles = metadata.get(METADATA_KEY, {}).get("warp_roles", [])
+    info = metadata.get(METADATA_KEY, {})
+    roles = info.get("warp_roles", [])
     return LowerPtxPass(config, int(metadata["num_warps"]), role_starts=role_starts(roles),
+                        auto_scopes=tuple(info.get("auto_scopes", ())),
                         records=records, shared_bytes=int(metadata.get("shared") or 0),
                         capability=capability)
 

@@ -44,6 +44,7 @@ from kperf.dialect.record import RecordOp, parse_carrier
 from .pass_base import KperfPass
 from .ptx import BODY_DECLARATIONS, Entry, Kind, PtxLine, find_entry, parse
 from .ptx_blocks import boundaries
+from .ptx_hoist import hoist
 from .ptx_snippets import PREAMBLE_MARK, REGISTER_PREFIX, SMEM_ALIGN, SMEM_SYMBOL, Snippets
 
 #: Largest dynamic shared memory per CTA (opt-in), bytes, by SM major.minor*10 (CUDA programming guide).
@@ -84,6 +85,7 @@ class LowerPtxPass(KperfPass):
     config: ProfileConfig = dataclasses.field(default_factory=ProfileConfig)
     num_warps: int = 4
     role_starts: tuple[int, ...] = ()  # first warp of each WS role (``granularity="role"``)
+    auto_scopes: tuple[int, ...] = ()  # scope ids of automatic insertion (``hoist_arith``)
     records: bool = True
     shared_bytes: int | None = None
     capability: int = 90
@@ -101,6 +103,8 @@ class LowerPtxPass(KperfPass):
         entry = find_entry(lines)
         _reject_records_in_funcs(lines, entry, path)
         cfg = self.config
+        if cfg.hoist_arith and self.records:
+            lines = hoist(lines, entry, set(self.auto_scopes))  # reorders body lines; entry holds
         # a dry run finds the largest basic block, which sizes the fold sink
         dry = Geometry(self.num_warps, cfg.capacity, cfg.clock)
         max_block = max(_Lowering(self, lines, entry, Snippets(cfg, dry, False, 0), path).run().blocks,
