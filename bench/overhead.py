@@ -94,10 +94,11 @@ VARIANTS = {
     "role-smem-hoist-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_tags": True,
                                    "sms": tuple(range(0, 132, 8))},
     # the arithmetic an automatic record pins after a wait moved in front of it (s14, kperf.passes.ptx_hoist)
-    "role-smem-arith": {"granularity": "role", "store": "auto", "hoist_arith": True},
-    "role-smem-arith-instr-only": {"granularity": "role", "store": "auto", "hoist_arith": True, "sms": (0,),
+    "role-smem-arith": {"granularity": "role", "store": "auto", "hoist_arith": "auto"},
+    "role-smem-arith-instr-only": {"granularity": "role", "store": "auto", "hoist_arith": "auto", "sms": (0,),
                                    "clone": False},
-    "role-smem-arith-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_arith": True,
+    "role-smem-arith-all": {"granularity": "role", "store": "auto", "hoist_arith": "all"},
+    "role-smem-arith-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_arith": "auto",
                                    "sms": tuple(range(0, 132, 8))},
 }
 QUICK_VARIANTS = ("check", "default", "smem-fold", "warpgroup-fold", "cta-stride-4-fold")

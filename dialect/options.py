@@ -17,6 +17,9 @@ from .errors import KperfError
 from .layout import CLOCKS, GRANULARITIES, MAX_SM_ID, STORES, STRATEGIES
 from .selectors import parse_selectors
 
+#: ``hoist_arith``: which scopes' records arithmetic may move across (``kperf.passes.ptx_hoist``).
+HOIST_ARITH = ("off", "auto", "all")
+
 MODE_PREFIX = "kperf"
 
 #: Warps in a CTA at most (CUDA's 1024 threads per block).
@@ -82,11 +85,12 @@ class ProfileConfig:
             into a register at every record: one SASS instruction less per record inside loops, at one
             register per distinct tag live through the kernel (it can spill in a kernel near its register
             budget).  Off by default: measured on SASS only (docs/options.md).
-        hoist_arith: move the pure register arithmetic that follows an automatically inserted record,
-            and feeds the op it times, in front of the record (and of the barrier wait before it), where
-            ptxas put it in the plain kernel: ptxas moves nothing across a clock read, so that arithmetic
-            otherwise runs after the wait (``kperf.passes.ptx_hoist``).  Records written in the source are
-            never crossed.
+        hoist_arith: ``"auto"``: move the pure register arithmetic that follows a record of automatic
+            insertion and feeds the op it times (a ``wgmma`` descriptor, a barrier address) in front of
+            the record and of the barrier wait before it, where ptxas puts it in the plain kernel: ptxas
+            moves nothing across a clock read, so that arithmetic otherwise runs after the wait
+            (``kperf.passes.ptx_hoist``).  ``"all"``: scopes written in the source too (the address
+            arithmetic of the op a scope wraps then leaves the scope).  ``"off"`` (default): no move.
         record_cost: cycles one record adds to a measured interval, subtracted on the host
             (``time -= record_cost * seq`` per warp); 0 = off.  Measure it for your GPU and
             options with ``bench/calibration.py`` (docs/accuracy.md).
@@ -110,7 +114,7 @@ class ProfileConfig:
     vector_pointer: bool = True
     merge_blocks: bool = True
     hoist_tags: bool = False
-    hoist_arith: bool = False
+    hoist_arith: str = "off"
     record_cost: float = 0.0
     auto: str = ""
     override: str = ""
@@ -143,7 +147,7 @@ class ProfileConfig:
         _check_bool("clone", self.clone)
         _check_bool("merge_blocks", self.merge_blocks)
         _check_bool("hoist_tags", self.hoist_tags)
-        _check_bool("hoist_arith", self.hoist_arith)
+        _one_of("hoist_arith", self.hoist_arith, HOIST_ARITH)
         _check_bool("vector_pointer", self.vector_pointer)
         _check_record_cost(self.record_cost)
         object.__setattr__(self, "record_cost", float(self.record_cost))

@@ -85,7 +85,7 @@ class LowerPtxPass(KperfPass):
     config: ProfileConfig = dataclasses.field(default_factory=ProfileConfig)
     num_warps: int = 4
     role_starts: tuple[int, ...] = ()  # first warp of each WS role (``granularity="role"``)
-    auto_scopes: tuple[int, ...] = ()  # scope ids of automatic insertion (``hoist_arith``)
+    auto_scopes: tuple[int, ...] = ()  # scope ids of automatic insertion (``hoist_arith="auto"``)
     records: bool = True
     shared_bytes: int | None = None
     capability: int = 90
@@ -103,8 +103,10 @@ class LowerPtxPass(KperfPass):
         entry = find_entry(lines)
         _reject_records_in_funcs(lines, entry, path)
         cfg = self.config
-        if cfg.hoist_arith and self.records:
-            lines = hoist(lines, entry, set(self.auto_scopes))  # reorders body lines; entry holds
+        if cfg.hoist_arith != "off" and self.records:
+            movable = set(self.auto_scopes) if cfg.hoist_arith == "auto" else \
+                {op.scope_id for _, op in _carriers(lines, entry, path)}
+            lines = hoist(lines, entry, movable)  # reorders body lines; entry holds
         # a dry run finds the largest basic block, which sizes the fold sink
         dry = Geometry(self.num_warps, cfg.capacity, cfg.clock)
         max_block = max(_Lowering(self, lines, entry, Snippets(cfg, dry, False, 0), path).run().blocks,

@@ -79,12 +79,12 @@ def test_dependences_hold():
 
 
 def test_lowered_kernel_assembles_and_keeps_every_record(tmp_path):
-    for flag in (False, True):
+    for flag in ("off", "auto", "all"):
         res = LowerPtxPass(ProfileConfig(hoist_arith=flag, store="global"), 4, auto_scopes=(0, 1)) \
             .apply(consumer())
         assert res.num_records == 4 and len(re.findall(r"kperf record #\d", res.ptx)) == 4
         assert _ptxas(tmp_path, res.ptx)[:4] == b"\x7fELF"
     off = LowerPtxPass(ProfileConfig(), 4, auto_scopes=(0, 1)).apply(consumer()).ptx
-    on = LowerPtxPass(ProfileConfig(hoist_arith=True), 4, auto_scopes=(0, 1)).apply(consumer()).ptx
+    on = LowerPtxPass(ProfileConfig(hoist_arith="auto"), 4, auto_scopes=(0, 1)).apply(consumer()).ptx
     assert on.index("mul.lo.s32 %r7") < on.index("kperf record #0")
     assert off.index("kperf record #0") < off.index("kperf record #1") < off.index("mul.lo.s32 %r7")
