@@ -93,12 +93,13 @@ VARIANTS = {
     "role-smem-hoist": {"granularity": "role", "store": "auto", "hoist_tags": True},
     "role-smem-hoist-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_tags": True,
                                    "sms": tuple(range(0, 132, 8))},
-    # the arithmetic an automatic record pins after a wait moved in front of it (s14, kperf.passes.ptx_hoist)
-    "role-smem-arith": {"granularity": "role", "store": "auto", "hoist_arith": "auto"},
-    "role-smem-arith-instr-only": {"granularity": "role", "store": "auto", "hoist_arith": "auto", "sms": (0,),
+    # the arithmetic a record pins after a barrier wait moved in front of it (s14, kperf.passes.ptx_hoist):
+    # every scope's records ("all"), or automatic insertion's only ("auto": the Gluon GEMM's are the source's)
+    "role-smem-arith": {"granularity": "role", "store": "auto", "hoist_arith": "all"},
+    "role-smem-arith-auto": {"granularity": "role", "store": "auto", "hoist_arith": "auto"},
+    "role-smem-arith-instr-only": {"granularity": "role", "store": "auto", "hoist_arith": "all", "sms": (0,),
                                    "clone": False},
-    "role-smem-arith-all": {"granularity": "role", "store": "auto", "hoist_arith": "all"},
-    "role-smem-arith-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_arith": "auto",
+    "role-smem-arith-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_arith": "all",
                                    "sms": tuple(range(0, 132, 8))},
 }
 QUICK_VARIANTS = ("check", "default", "smem-fold", "warpgroup-fold", "cta-stride-4-fold")
