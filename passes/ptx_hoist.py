@@ -7,8 +7,10 @@ before the barrier wait on its tile; with records around the wait and the ``wgmm
 sits between clock reads after the wait and runs on the critical path once the tile has landed
 (bench/results/cpu-2026-12-06-s14-arith/).
 
-``hoist`` gives ptxas that freedom back for the scopes of automatic insertion, whose content is one op:
-a pure instruction (register arithmetic, no memory, no special register) that follows such a record is
+``hoist`` gives ptxas that freedom back for the scopes in ``movable`` (those of automatic insertion hold
+one op each):
+a pure integer instruction (register arithmetic, no memory, no special register, no floating-point type:
+that is the kernel's math, not an op's operands) that follows such a record is
 moved up in front of it, across other automatic records, barrier waits (``bar.sync``, inline
 ``mbarrier.try_wait`` spin loops, fences) and independent instructions, when
 
@@ -19,8 +21,9 @@ moved up in front of it, across other automatic records, barrier waits (``bar.sy
   op's operands, a descriptor, an address): arithmetic whose value is needed only later stays where
   ptxas may sink it into the op's asynchronous window.
 
-It goes to the highest such place, in front of a record.  Records of scopes written in the source
-(``kperf.scope``, override files) are never crossed: their content is what the user timed.
+It goes to the highest such place, in front of a record.  ``movable`` says whose records may be crossed:
+automatic insertion's (``hoist_arith="auto"``), or every scope's (``"all"``: the address arithmetic of
+the op a ``kperf.scope`` wraps then leaves the scope, the op's own instructions and the math stay).
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ from kperf.dialect.record import parse_carrier
 
 from .ptx import Entry, Kind, PtxLine
 
-#: Opcodes (without modifiers) that only compute registers from registers and immediates.
+#: Opcodes (without modifiers) that only compute registers from registers and immediates; with a
+#: floating-point type (``_FLOAT``) they are the kernel's math, not an op's operands, and stay.
 PURE_OPS = frozenset((
     "add", "sub", "mul", "mad", "mul24", "mad24", "sad", "div", "rem", "abs", "neg", "min", "max", "popc",
     "clz", "bfind", "brev", "bfe", "bfi", "prmt", "and", "or", "xor", "not", "cnot", "lop3", "shf", "shl",
-    "shr", "cvt", "cvta", "mov", "selp", "set", "setp", "slct", "fma", "testp", "copysign"))
+    "shr", "cvt", "cvta", "mov", "selp", "set", "setp", "slct"))
+_FLOAT = re.compile(r"\.(?:f|bf|tf|e4m|e5m|e2m|e3m)\d")
 #: LLVM's virtual registers (``%r12``, ``%rd3``, ``%p1``, ``%f7``...); any other ``%`` name is special.
 _VREG = re.compile(r"%(?:p|rs|r|rd|rq|f|fd|h|hh)\d+$")
 _TOKEN = re.compile(r"%[A-Za-z_$][\w$]*")
@@ -145,7 +150,8 @@ def _line_unit(line: PtxLine, referenced: set[str]) -> _Unit:
         return _Unit([line], "control")
     ops = _operands(line)
     defs, uses = frozenset(_tokens(ops[:1])), frozenset(_tokens(ops[1:]) + _tokens([line.pred]))
-    if line.op in PURE_OPS and all(_VREG.match(t) for t in defs | uses) and defs:
+    if line.op in PURE_OPS and not _FLOAT.search(line.opcode) and all(_VREG.match(t) for t in defs | uses) \
+            and defs:
         return _Unit([line], "pure", defs, uses)
     if (line.op in _SYNC_LINE_OPS or line.opcode == "wgmma.fence.sync.aligned") and not line.pred:
         return _Unit([line], "sync", frozenset(), defs | uses)
