@@ -80,19 +80,40 @@ def _opcodes(sass: str, span: tuple[int, int]) -> list[str]:
     return out
 
 
+def _innermost(sass: str) -> list[tuple[int, int]]:
+    """The spans of the HGMMA loops that hold no other HGMMA loop."""
+    found = [lp for lp in loops(sass) if lp["mma"]]
+    return [lp["span"] for lp in found if not any(
+        o["span"] != lp["span"] and lp["span"][0] <= o["span"][0] and o["span"][1] <= lp["span"][1]
+        for o in found)]
+
+
+def wait_to_mma(sass: str) -> list[int]:
+    """In the smallest innermost HGMMA loop with clock reads (the recorded consumer's; the plain kernel's
+    smallest), the instructions issued between each barrier wait (``SYNCS.PHASECHK`` and its retry branch)
+    and the next ``WARPGROUP.ARRIVE``: what runs once a tile has landed before the wgmma that reads it."""
+    spans = sorted(_innermost(sass), key=lambda sp: len(_opcodes(sass, sp)))
+    if not spans:
+        return []
+    best = next((sp for sp in spans if any("CS2R" in o for o in _opcodes(sass, sp))), spans[0])
+    ops, out, start = _opcodes(sass, best), [], None
+    for k, o in enumerate(ops):
+        if o.startswith("SYNCS.PHASECHK"):
+            start = k + 2 if k + 1 < len(ops) and "BRA" in ops[k + 1] else k + 1
+        elif o.startswith("WARPGROUP.ARRIVE") and start is not None:
+            out.append(k - start)
+            start = None
+    return out
+
+
 def loop_order(plain: str, inst: str) -> dict:
     """How alike ptxas ordered the unrecorded innermost HGMMA loops of ``inst`` (a consumer warpgroup left
     plain by ``granularity="role"``, the uninstrumented copy of a cloned kernel) and the plain kernel's:
     the best ``difflib`` ratio of opcode sequences (1.0: same order) for each loop without clock reads
     within 2% of a plain loop's length, and, as the yardstick, the ratio between the plain kernel's own
     consumer loops (one per warpgroup, from the same source; None when the kernel has no such twins)."""
-    def innermost(sass):
-        found = [lp for lp in loops(sass) if lp["mma"]]
-        return [lp["span"] for lp in found if not any(
-            o["span"] != lp["span"] and lp["span"][0] <= o["span"][0] and o["span"][1] <= lp["span"][1]
-            for o in found)]
-    ref = [_opcodes(plain, sp) for sp in innermost(plain)]
-    same = [ops for ops in (_opcodes(inst, sp) for sp in innermost(inst))
+    ref = [_opcodes(plain, sp) for sp in _innermost(plain)]
+    same = [ops for ops in (_opcodes(inst, sp) for sp in _innermost(inst))
             if not any("CS2R" in o for o in ops)
             and any(abs(len(ops) - len(r)) <= 0.02 * len(r) for r in ref)]
     ratio = lambda a, b: round(difflib.SequenceMatcher(None, a, b, autojunk=False).ratio(), 3)  # noqa: E731
@@ -136,6 +157,7 @@ def measure(case: str, variants) -> dict:
                      "fixed": r.sass_fixed_cost, "spills": r.local_memory_ops,
                      "plain_loops": plain, "loops": inst,
                      "added": _added(plain, inst), "loop_order": loop_order(r.sass_plain, r.sass),
+                     "wait_to_mma": {"plain": wait_to_mma(r.sass_plain), "kperf": wait_to_mma(r.sass)},
                      "profile_bytes_per_cta": r.geometry.cta_bytes, "store": r.metadata["kperf"]["store"]}
     return out
 
