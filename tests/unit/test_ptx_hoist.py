@@ -4,13 +4,12 @@ barrier wait goes back in front of the wait, and nothing else moves."""
 import re
 
 import pytest
+from test_lower_ptx import _ptxas, carrier, kernel
 
 from kperf.dialect.options import ProfileConfig
 from kperf.passes.lower_ptx import LowerPtxPass
 from kperf.passes.ptx import find_entry, parse
 from kperf.passes.ptx_hoist import hoist
-
-from test_lower_ptx import _ptxas, carrier, kernel
 
 pytestmark = pytest.mark.compile_side
 
