@@ -91,6 +91,11 @@ class ProfileConfig:
             moves nothing across a clock read, so that arithmetic otherwise runs after the wait
             (``kperf.passes.ptx_hoist``).  ``"all"``: scopes written in the source too (the address
             arithmetic of the op a scope wraps then leaves the scope).  ``"off"`` (default): no move.
+        defer_stores: a record reads the clock into a register where it stands; its tag move and store
+            are written at the next ``wgmma.commit_group`` of its basic block (where the warp waits for
+            the tensor cores anyway), at the block's end, or once 8 clocks are held, whichever comes
+            first.  ptxas moves nothing across a clock read, so where a record stands is what its
+            instructions cost on the critical path.
         record_cost: cycles one record adds to a measured interval, subtracted on the host
             (``time -= record_cost * seq`` per warp); 0 = off.  Measure it for your GPU and
             options with ``bench/calibration.py`` (docs/accuracy.md).
@@ -115,6 +120,7 @@ class ProfileConfig:
     merge_blocks: bool = True
     hoist_tags: bool = False
     hoist_arith: str = "off"
+    defer_stores: bool = False
     record_cost: float = 0.0
     auto: str = ""
     override: str = ""
@@ -148,6 +154,7 @@ class ProfileConfig:
         _check_bool("merge_blocks", self.merge_blocks)
         _check_bool("hoist_tags", self.hoist_tags)
         _one_of("hoist_arith", self.hoist_arith, HOIST_ARITH)
+        _check_bool("defer_stores", self.defer_stores)
         _check_bool("vector_pointer", self.vector_pointer)
         _check_record_cost(self.record_cost)
         object.__setattr__(self, "record_cost", float(self.record_cost))

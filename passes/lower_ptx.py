@@ -45,7 +45,7 @@ from .pass_base import KperfPass
 from .ptx import BODY_DECLARATIONS, Entry, Kind, PtxLine, find_entry, parse
 from .ptx_blocks import boundaries
 from .ptx_hoist import hoist
-from .ptx_snippets import PREAMBLE_MARK, REGISTER_PREFIX, SMEM_ALIGN, SMEM_SYMBOL, Snippets
+from .ptx_snippets import DEFERRED_MAX, PREAMBLE_MARK, REGISTER_PREFIX, SMEM_ALIGN, SMEM_SYMBOL, Snippets
 
 #: Largest dynamic shared memory per CTA (opt-in), bytes, by SM major.minor*10 (CUDA programming guide).
 SMEM_LIMITS = {70: 98304, 75: 65536, 80: 166912, 86: 101376, 87: 166912, 89: 101376, 90: 232448,
@@ -155,6 +155,7 @@ class _Lowering:
         self.out: list[str] = []
         self.count = 0  # carriers seen
         self.pending = 0  # records in the current basic block whose counter bump is not yet emitted
+        self.deferred: list[tuple[int, bool, int, int]] = []  # defer_stores: clocks read, not yet stored
         self.returns = 0
         self.bounds = boundaries(lines, entry, _carrier_lines(lines, entry, path), p.config.merge_blocks)
 
@@ -208,6 +209,8 @@ class _Lowering:
             self.returns += 1
         else:
             out.append(line.text)
+            if self.deferred and line.opcode.startswith("wgmma.commit_group"):
+                self._store_deferred()  # the warp waits for the tensor cores here: the stores issue meanwhile
         return i + 1
 
     def _carrier(self, op: RecordOp, begin: PtxLine) -> None:
@@ -216,10 +219,25 @@ class _Lowering:
             raise KperfError(f'record of scope "{op.name}" reached PTX without a scope id', where=op.loc,
                              fix="run kperf-materialize on the TTGIR first (kperf's stage hook does this)")
         self.out.append(begin.text)
-        if self.p.records:
+        if self.p.records and self.p.config.defer_stores:
+            record = (op.scope_id, not op.is_start, self.count, self.pending)
+            self.out.extend(self.emit.read_clock(self.count, op.scope_id, not op.is_start,
+                                                 f"%kp_dc{len(self.deferred)}"))
+            self.deferred.append(record)
+            self.pending += 1
+            if len(self.deferred) == DEFERRED_MAX:
+                self._store_deferred()
+        elif self.p.records:
             self.out.extend(self.emit.record(op.scope_id, not op.is_start, self.count, self.pending))
             self.pending += 1
         self.count += 1
+
+    def _store_deferred(self) -> None:
+        """``defer_stores``: the stores of the clocks read since the last ones (same basic block, so the
+        slot offsets still hold)."""
+        for j, (scope_id, is_end, n, k) in enumerate(self.deferred):
+            self.out.extend(self.emit.record(scope_id, is_end, n, k, clock=f"%kp_dc{j}"))
+        self.deferred = []
 
     def _asm_block_bounds(self, begin: int) -> bool:
         """Whether the inline-asm block starting at ``begin`` holds a block boundary (a spin loop's
@@ -232,6 +250,7 @@ class _Lowering:
         return False
 
     def _end_block(self) -> None:
+        self._store_deferred()
         self.out.extend(self.emit.flush(self.pending))
         if self.pending:
             self.blocks.append(self.pending)

@@ -18,6 +18,8 @@ PREAMBLE_MARK = "// kperf: profile state (preamble)"
 REGISTER_PREFIX = "%kp_"
 
 
+#: ``defer_stores``: the most clock values held in registers before their stores are written.
+DEFERRED_MAX = 8
 #: The scratch registers of the preamble's block (and of a sampled-out CTA's epilogue, which redoes part).
 _SCRATCH = ("\t.reg .b32 %t<20>;", "\t.reg .b64 %d<8>;", "\t.reg .pred %q<2>;")
 
@@ -71,6 +73,9 @@ class Snippets:
             out += ["\t.reg .b32 %kp_sbase;", "\t.reg .b32 %kp_sptr;"]
         if self.cfg.fold:
             out += ["\t.reg .b32 %kp_m;"]
+        if self.cfg.defer_stores:
+            width = "b32" if self.cfg.clock == "clock" else "b64"
+            out += [f"\t.reg .{width} %kp_dc<{DEFERRED_MAX}>;"]
         return out
 
     def _cta_region(self, param: str) -> list[str]:
@@ -177,12 +182,21 @@ class Snippets:
                        else f"\tadd.u64 %kp_ptr, %kp_ptr, {pending * rb};")
         return out
 
-    def record(self, scope_id: int, is_end: bool, n: int, k: int) -> list[str]:
-        """Record ``n`` of the kernel, the ``k``-th of its basic block (counter bumps are per block)."""
+    def read_clock(self, n: int, scope_id: int, is_end: bool, reg: str) -> list[str]:
+        """``defer_stores``: record ``n``'s clock read alone, into ``reg``; ``record(..., clock=reg)``
+        stores it later."""
+        src = {"clock": "%clock", "clock64": "%clock64", "globaltimer": "%globaltimer"}[self.cfg.clock]
+        width = "u32" if self.cfg.clock == "clock" else "u64"
+        kind = "end" if is_end else "start"
+        return [f"\tmov.{width} {reg}, {src}; // kperf record #{n}: scope {scope_id} {kind} (stored later)"]
+
+    def record(self, scope_id: int, is_end: bool, n: int, k: int, clock: str | None = None) -> list[str]:
+        """Record ``n`` of the kernel, the ``k``-th of its basic block (counter bumps are per block);
+        ``clock``: the register its clock was read into already (``defer_stores``)."""
         cfg = self.cfg
         space = "shared" if self.smem else "global"
         kind = "end" if is_end else "start"
-        lines = [f"\t{{ // kperf record #{n}: scope {scope_id} {kind}"]
+        lines = [f"\t{{ // kperf record #{n}: scope {scope_id} {kind}" + (" (store)" if clock else "")]
         tag = make_tag(scope_id, is_end)
         kt = self.tag_regs.get(tag, "%kt")
         if kt == "%kt":
@@ -190,14 +204,17 @@ class Snippets:
         addr, pred = self._record_slot(k, lines)
         if kt == "%kt":
             lines.append(f"\tmov.u32 %kt, {tag};")
+        kc = clock or "%kc"
         if cfg.clock == "clock":
-            lines += ["\t.reg .b32 %kc;", "\tmov.u32 %kc, %clock;",
-                      f"\t@{pred} st.{space}.v2.b32 [{addr}], {{{kt}, %kc}};"]
+            if not clock:
+                lines += ["\t.reg .b32 %kc;", "\tmov.u32 %kc, %clock;"]
+            lines += [f"\t@{pred} st.{space}.v2.b32 [{addr}], {{{kt}, {kc}}};"]
         else:
             src = "%clock64" if cfg.clock == "clock64" else "%globaltimer"
-            lines += ["\t.reg .b64 %kc;", "\t.reg .b64 %kt64;", f"\tmov.u64 %kc, {src};",
-                      f"\tcvt.u64.u32 %kt64, {kt};",
-                      f"\t@{pred} st.{space}.v2.b64 [{addr}], {{%kt64, %kc}};"]
+            if not clock:
+                lines += ["\t.reg .b64 %kc;", f"\tmov.u64 %kc, {src};"]
+            lines += ["\t.reg .b64 %kt64;", f"\tcvt.u64.u32 %kt64, {kt};",
+                      f"\t@{pred} st.{space}.v2.b64 [{addr}], {{%kt64, {kc}}};"]
         lines.append("\t}")
         return lines
 

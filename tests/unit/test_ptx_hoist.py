@@ -87,3 +87,33 @@ def test_lowered_kernel_assembles_and_keeps_every_record(tmp_path):
     on = LowerPtxPass(ProfileConfig(hoist_arith="auto"), 4, auto_scopes=(0, 1)).apply(consumer()).ptx
     assert on.index("mul.lo.s32 %r7") < on.index("kperf record #0")
     assert off.index("kperf record #0") < off.index("kperf record #1") < off.index("mul.lo.s32 %r7")
+
+
+def test_deferred_stores_wait_for_the_wgmma_window(tmp_path):
+    """``defer_stores``: each clock read stays where its record stands; the tag moves and stores come
+    after the next ``wgmma.commit_group`` of the block, or before the block's counter bump."""
+    body = "\n".join([carrier("start", "w", 0, "%r1"), "\twgmma.fence.sync.aligned;",
+                      "\twgmma.commit_group.sync.aligned;", carrier("end", "w", 0, "%r2"),
+                      "\tadd.s32 %r3, %r3, 1;", "\tret;"])
+    for clock in ("clock", "clock64"):
+        res = LowerPtxPass(ProfileConfig(defer_stores=True, clock=clock), 4).apply(kernel(body))
+        ptx = res.ptx
+        read0, read1 = ptx.index("kperf record #0: scope 0 start (stored later)"), \
+            ptx.index("kperf record #1: scope 0 end (stored later)")
+        store0, store1 = ptx.index("kperf record #0: scope 0 start (store)"), \
+            ptx.index("kperf record #1: scope 0 end (store)")
+        commit, bump = ptx.index("wgmma.commit_group"), ptx.index("add.u32 %kp_n, %kp_n, 2;")
+        assert read0 < commit < store0 < read1 < store1 < bump < ptx.index("\tret;")
+        assert "%kp_dc0" in ptx[store0:store1] and "%kp_dc0" in ptx[store1:bump]  # registers reused
+        assert _ptxas(tmp_path, ptx)[:4] == b"\x7fELF"
+
+
+def test_deferred_stores_hold_at_most_eight_clocks():
+    body = "\n".join([carrier("start" if i % 2 == 0 else "end", "a", 0, f"%r{1 + i % 2}")
+                      for i in range(10)] + ["\tret;"])
+    ptx = LowerPtxPass(ProfileConfig(defer_stores=True), 4).apply(kernel(body)).ptx
+    stores = [m.start() for m in re.finditer(r"kperf record #\d+: scope 0 \w+ \(store\)", ptx)]
+    reads = [m.start() for m in re.finditer(r"\(stored later\)", ptx)]
+    assert len(stores) == len(reads) == 10
+    assert reads[7] < stores[0] < stores[7] < reads[8]  # the ninth read waits for the first eight stores
+    assert ".reg .b32 %kp_dc<8>;" in ptx
