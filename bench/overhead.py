@@ -101,7 +101,8 @@ VARIANTS = {
                                    "clone": False},
     # a record's clock read where it stands, its tag move and store in the next wgmma's window (s14)
     "role-smem-defer": {"granularity": "role", "store": "auto", "defer_stores": True},
-    "role-smem-arith-defer": {"granularity": "role", "store": "auto", "hoist_arith": "all", "defer_stores": True},
+    "role-smem-arith-defer": {"granularity": "role", "store": "auto", "hoist_arith": "all",
+                              "defer_stores": True},
     "role-smem-arith-defer-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_arith": "all",
                                          "defer_stores": True, "sms": tuple(range(0, 132, 8))},
     "role-smem-arith-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_arith": "all",
