@@ -211,10 +211,10 @@ class Snippets:
             lines += [f"\t@{pred} st.{space}.v2.b32 [{addr}], {{{kt}, {kc}}};"]
         else:
             src = "%clock64" if cfg.clock == "clock64" else "%globaltimer"
-            if not clock:
-                lines += ["\t.reg .b64 %kc;", f"\tmov.u64 %kc, {src};"]
-            lines += ["\t.reg .b64 %kt64;", f"\tcvt.u64.u32 %kt64, {kt};",
-                      f"\t@{pred} st.{space}.v2.b64 [{addr}], {{%kt64, {kc}}};"]
+            read = [] if clock else ["\t.reg .b64 %kc;"]
+            read += ["\t.reg .b64 %kt64;"] + ([] if clock else [f"\tmov.u64 %kc, {src};"])
+            lines += read + [f"\tcvt.u64.u32 %kt64, {kt};",
+                             f"\t@{pred} st.{space}.v2.b64 [{addr}], {{%kt64, {kc}}};"]
         lines.append("\t}")
         return lines
 

@@ -75,7 +75,10 @@ def test_gluon_gemm_lowerings_keep_every_record(torch):
     base = _check_variants(lambda k: gm.matmul(a, b, kernel=k), gm.gluon_matmul_kernel, torch,
                            [{}, {"vector_pointer": False}, {"store": "auto", "granularity": "warpgroup"},
                             {"store": "auto"}, {"store": "auto", "granularity": "role"},
-                            {"store": "auto", "granularity": "role", "hoist_tags": True}])
+                            {"store": "auto", "granularity": "role", "hoist_tags": True},
+                            {"defer_stores": True},
+                            {"store": "auto", "granularity": "role", "hoist_arith": "all",
+                             "defer_stores": True}])
     assert base.n_events == (2048 // 128) ** 2 * gm.NUM_WARPS * 4 * (2048 // gm.BK)
 
 
@@ -101,7 +104,10 @@ def test_ws_attention_lowerings_keep_every_record(torch, which):
     torch.testing.assert_close(run(kernel)[:1, :4], ref, atol=2e-2, rtol=0)
     base = _check_variants(run, kernel, torch, [{}, {"store": "auto", "granularity": "warpgroup"},
                                                 {"store": "auto", "granularity": "role"},
-                                                {"store": "auto", "granularity": "role", "hoist_tags": True}],
+                                                {"store": "auto", "granularity": "role", "hoist_tags": True},
+                                                {"defer_stores": True},
+                                                {"store": "auto", "granularity": "role", "hoist_arith": "all",
+                                                 "defer_stores": True}],
                                 auto="mma,tma")
     # every warp records (examples: the producer warpgroup and both consumer warpgroups; held-out: every
     # warp of the kernel as compiled, partitions included)
