@@ -16,6 +16,7 @@ import re
 
 from kperf.dialect.errors import KperfError
 from kperf.dialect.layout import GRANULARITIES, STORES
+from kperf.dialect.options import HOIST_ARITH
 
 PROFILE_NAME = "profile.kperf"  # what Profile.save and `kperf run` write into their folder
 
@@ -40,9 +41,10 @@ class ScriptError(KperfError):
 
 _CONFIG_FLAGS = {"capacity": "--capacity", "strategy": "--strategy", "clock": "--clock", "auto": "--auto",
                  "store": "--store", "granularity": "--granularity", "warp_mask": "--warp-mask",
-                 "cta_stride": "--cta-stride", "sms": "--sms"}
+                 "cta_stride": "--cta-stride", "sms": "--sms", "hoist_arith": "--hoist-arith",
+                 "defer_stores": "--defer-stores"}
 #: lowering flags left out unless given (ProfileConfig keeps its own defaults)
-_LOWERING = ("store", "granularity", "warp_mask", "cta_stride", "sms")
+_LOWERING = ("store", "granularity", "warp_mask", "cta_stride", "sms", "hoist_arith", "defer_stores")
 
 
 def config(args, **extra):
@@ -88,6 +90,11 @@ def add_config_args(p) -> None:
                    help="bitmask of warps allowed to record, e.g. 0x11 (with --granularity)")
     p.add_argument("--cta-stride", type=int, default=None, help="record only every Nth CTA")
     p.add_argument("--sms", default=None, help="record only CTAs on these SMs: 0,8,16 or 0-131/8")
+    p.add_argument("--hoist-arith", default=None, choices=HOIST_ARITH,
+                   help="move the integer arithmetic that feeds a recorded op in front of its records and "
+                        "barrier wait: for automatic insertion's scopes, or all (default: off)")
+    p.add_argument("--defer-stores", action="store_true", default=None,
+                   help="read each record's clock in place, store it in the next wgmma's issue window")
 
 
 def regex(text: str | None, flag: str) -> str | None:
