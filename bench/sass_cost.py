@@ -164,7 +164,8 @@ def measure(case: str, variants) -> dict:
 
 def table(res: dict) -> str:
     rows = ["| case | variant | SASS / record | fixed | + main/consumer loop | + producer loop | bytes/CTA "
-            "| innermost HGMMA loops, plain -> kperf |", "|---|---|---:|---:|---:|---:|---:|---|"]
+            "| innermost HGMMA loops, plain -> kperf | wait -> wgmma, plain -> kperf |",
+            "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for case, variants in res.items():
         for name, e in variants.items():
             plain, added = e["plain_loops"], e["added"]
@@ -172,8 +173,9 @@ def table(res: dict) -> str:
                          for k in ("mma_loop", "producer_loop"))
             loops_ = f"{_sizes(plain['mma_loops'])} -> {_sizes(e['loops']['mma_loops'])}"
             store = " (smem)" if e["store"] == "smem" else ""
+            gaps = f"{_sizes(e['wait_to_mma']['plain'])} -> {_sizes(e['wait_to_mma']['kperf'])}"
             rows.append(f"| {case} | {name}{store} | {e['per_record']} | {e['fixed']} | {mma} | {prod} | "
-                        f"{e['profile_bytes_per_cta']} | {loops_} |")
+                        f"{e['profile_bytes_per_cta']} | {loops_} | {gaps} |")
     return "\n".join(rows)
 
 
