@@ -88,7 +88,7 @@ for part in "$@"; do
       if [ "$part" != verify-checks ]; then
         timeout 60 python3 -m bench.session_scale --out "$d/session_scale.json" >"$d/session_scale.log" 2>&1
         timeout 300 python3 -m bench.overhead --only gluon,attention,heldout-ws --n-ctx 4096 --reps 20 --rounds 3 \
-            --interleave --variants role-smem,role-smem-hoist,role-smem-instr-only,role-smem-clone-only,role-smem-sms-1-in-8,role-smem-hoist-sms-1-in-8 --proton-launches 5 \
+            --interleave --variants role-smem,role-smem-defer,role-smem-arith-defer,role-smem-instr-only,role-smem-sms-1-in-8,role-smem-arith-defer-sms-1-in-8 --proton-launches 5 \
             --out "$d/overhead" 2>&1 | grep -v "^Warning (cta" >"$d/overhead.log"
         tail -5 "$d/session_scale.log"
         grep -h -A16 "^== " "$d/overhead.log" | grep -v "Proton next" | cut -c1-150
