@@ -121,6 +121,9 @@ VARIANT_CONFIGS = [
     ProfileConfig(cta_stride=2),
     ProfileConfig(sms=(1, 40)),
     ProfileConfig(strategy="wrap", capacity=64, store="smem"),
+    ProfileConfig(defer_stores=True, hoist_arith="all"),
+    ProfileConfig(defer_stores=True, store="smem", capacity=64, fold=False, clock="clock64"),
+    ProfileConfig(defer_stores=True, strategy="wrap", capacity=64, sms=(1, 40)),
 ]
 
 
