@@ -105,6 +105,10 @@ VARIANTS = {
                               "defer_stores": True},
     "role-smem-arith-defer-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_arith": "all",
                                          "defer_stores": True, "sms": tuple(range(0, 132, 8))},
+    # records stored to global memory from the recording lane (no staging, no copy-out at the CTA's end)
+    "role-global": {"granularity": "role", "store": "global"},
+    "role-global-arith": {"granularity": "role", "store": "global", "hoist_arith": "all"},
+    "role-global-sms-1-in-8": {"granularity": "role", "store": "global", "sms": tuple(range(0, 132, 8))},
     "role-smem-arith-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_arith": "all",
                                    "sms": tuple(range(0, 132, 8))},
 }
