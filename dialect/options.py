@@ -85,12 +85,13 @@ class ProfileConfig:
             into a register at every record: one SASS instruction less per record inside loops, at one
             register per distinct tag live through the kernel (it can spill in a kernel near its register
             budget).  Off by default: measured on SASS only (docs/options.md).
-        hoist_arith: ``"auto"``: move the pure register arithmetic that follows a record of automatic
-            insertion and feeds the op it times (a ``wgmma`` descriptor, a barrier address) in front of
-            the record and of the barrier wait before it, where ptxas puts it in the plain kernel: ptxas
-            moves nothing across a clock read, so that arithmetic otherwise runs after the wait
-            (``kperf.passes.ptx_hoist``).  ``"all"``: scopes written in the source too (the address
-            arithmetic of the op a scope wraps then leaves the scope).  ``"off"`` (default): no move.
+        hoist_arith: ``"auto"`` (default): the pure integer arithmetic that follows a record of
+            automatic insertion around one op (not a loop body) and feeds that op (a ``wgmma``
+            descriptor, a barrier address) moves in front of the record and of the barrier wait before
+            it, where ptxas puts it in the plain kernel: ptxas moves nothing across a clock read, so
+            that arithmetic otherwise runs after the wait (``kperf.passes.ptx_hoist``).  ``"all"``:
+            the scopes written in the source too (the address arithmetic of the op a scope wraps then
+            leaves the scope).  ``"off"``: nothing moves.
         defer_stores: a record reads the clock into a register where it stands; its tag move and store
             are written at the next ``wgmma.commit_group`` of its basic block (where the warp waits for
             the tensor cores anyway), at the block's end, or once 8 clocks are held, whichever comes
@@ -119,7 +120,7 @@ class ProfileConfig:
     vector_pointer: bool = True
     merge_blocks: bool = True
     hoist_tags: bool = False
-    hoist_arith: str = "off"
+    hoist_arith: str = "auto"
     defer_stores: bool = False
     record_cost: float = 0.0
     auto: str = ""

@@ -29,6 +29,7 @@ from kperf import triton_compat, ttgir_module
 from kperf.dialect.errors import KperfError, error_chain
 from kperf.dialect.layout import ALIGNMENT
 from kperf.dialect.options import ProfileConfig
+from kperf.dialect.selectors import SELECTORS
 from kperf.override_folder import Overrides, source_key
 from kperf.passes.auto_insert import AutoInsertPass
 from kperf.passes.lower_ptx import LowerPtxPass
@@ -116,8 +117,9 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
                     num_records=result.num_records, record_bound=result.record_bound)
         if auto is not None and auto.flows:
             info["flows"] = flows_to_ids(auto.flows, result.table)
-        if auto is not None:
-            info["auto_scopes"] = sorted({result.table.id_of(s.name) for s in auto.sites})
+        if auto is not None:  # hoist_arith="auto": the scopes around one op each (not loops, not the kernel)
+            info["auto_scopes"] = sorted({result.table.id_of(s.name) for s in auto.sites
+                                          if SELECTORS[s.op].kind != "loop"})
         return ttgir_module.parse(result.text, mod.context)
 
     def ptx_stage(src, metadata):
