@@ -92,7 +92,8 @@ def add_config_args(p) -> None:
     p.add_argument("--sms", default=None, help="record only CTAs on these SMs: 0,8,16 or 0-131/8")
     p.add_argument("--hoist-arith", default=None, choices=HOIST_ARITH,
                    help="move the integer arithmetic that feeds a recorded op in front of its records and "
-                        "barrier wait: for automatic insertion's scopes, or all (default: off)")
+                        "barrier wait: for automatic insertion's scopes, every scope, or none "
+                        "(default: auto)")
     p.add_argument("--defer-stores", action="store_true", default=None,
                    help="read each record's clock in place, store it in the next wgmma's issue window")
 

@@ -119,7 +119,7 @@ def instrument_stages(stages: dict, config: ProfileConfig, options=None, source=
             info["flows"] = flows_to_ids(auto.flows, result.table)
         if auto is not None:  # hoist_arith="auto": the scopes around one op each (not loops, not the kernel)
             info["auto_scopes"] = sorted({result.table.id_of(s.name) for s in auto.sites
-                                          if SELECTORS[s.op].kind != "loop"})
+                                          if getattr(SELECTORS.get(s.op), "kind", "") != "loop"})
         return ttgir_module.parse(result.text, mod.context)
 
     def ptx_stage(src, metadata):

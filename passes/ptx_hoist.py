@@ -1,4 +1,4 @@
-"""Arithmetic an automatic record would pin after a wait, moved back in front of it (``hoist_arith``).
+"""Arithmetic a record would pin after a barrier wait, moved back in front of it (``hoist_arith``).
 
 ptxas moves no instruction across a clock read (``%clock``, ``%clock64``, ``%globaltimer``: checked on
 the held-out WS attention's PTX, where the same records reading ``%nsmid`` instead left ptxas free).
@@ -7,12 +7,11 @@ before the barrier wait on its tile; with records around the wait and the ``wgmm
 sits between clock reads after the wait and runs on the critical path once the tile has landed
 (bench/results/cpu-2026-12-06-s14-arith/).
 
-``hoist`` gives ptxas that freedom back for the scopes in ``movable`` (those of automatic insertion hold
-one op each):
-a pure integer instruction (register arithmetic, no memory, no special register, no floating-point type:
-that is the kernel's math, not an op's operands) that follows such a record is
-moved up in front of it, across other automatic records, barrier waits (``bar.sync``, inline
-``mbarrier.try_wait`` spin loops, fences) and independent instructions, when
+``hoist`` gives ptxas that freedom back for the scopes in ``movable``: a pure integer instruction
+(register arithmetic, no memory, no special register, no floating-point type: that is the kernel's math,
+not an op's operands) that follows a record of such a scope is moved up in front of it, across other
+records of such scopes, barrier waits (``bar.sync``, inline ``mbarrier.try_wait`` spin loops, fences)
+and independent instructions, when
 
 - what it reads is defined above its new place and nothing it crosses reads or writes what it defines;
 - it leaves scopes only: every scope whose end record it crosses it also crosses the start of, so it
@@ -22,8 +21,9 @@ moved up in front of it, across other automatic records, barrier waits (``bar.sy
   ptxas may sink it into the op's asynchronous window.
 
 It goes to the highest such place, in front of a record.  ``movable`` says whose records may be crossed:
-automatic insertion's (``hoist_arith="auto"``), or every scope's (``"all"``: the address arithmetic of
-the op a ``kperf.scope`` wraps then leaves the scope, the op's own instructions and the math stay).
+those of automatic insertion around one op each (``hoist_arith="auto"``, the default; not loop or kernel
+bodies, whose content is all of it), or every scope's (``"all"``: the address arithmetic of the op a
+``kperf.scope`` wraps then leaves the scope; the op's own instructions and the math stay).
 """
 
 from __future__ import annotations
