@@ -89,12 +89,13 @@ VARIANTS = {
     # (before s13's own registers for the copy, ptxas ordered its loops unlike the plain kernel's:
     # bench.sass_cost's loop_order)
     "role-smem-clone-only": {"granularity": "role", "store": "auto", "sms": (0,)},
-    # each tag word in a register set once (one SASS instruction less per record in a loop; s13, SASS only)
+    # each tag word in a register set once (one SASS instruction less per record in a loop; s13; off: s14)
     "role-smem-hoist": {"granularity": "role", "store": "auto", "hoist_tags": True},
     "role-smem-hoist-sms-1-in-8": {"granularity": "role", "store": "auto", "hoist_tags": True,
                                    "sms": tuple(range(0, 132, 8))},
     # the arithmetic a record pins after a barrier wait moved in front of it (s14, kperf.passes.ptx_hoist):
-    # every scope's records ("all"), or automatic insertion's only ("auto": the Gluon GEMM's are the source's)
+    # every scope's records ("all"), or automatic insertion's only ("auto", the default since s14, so
+    # role-smem-arith-auto is role-smem; the Gluon GEMM's scopes are the source's)
     "role-smem-arith": {"granularity": "role", "store": "auto", "hoist_arith": "all"},
     "role-smem-arith-auto": {"granularity": "role", "store": "auto", "hoist_arith": "auto"},
     "role-smem-arith-instr-only": {"granularity": "role", "store": "auto", "hoist_arith": "all", "sms": (0,),

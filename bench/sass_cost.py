@@ -92,11 +92,11 @@ def wait_to_mma(sass: str) -> list[int]:
     """In the smallest innermost HGMMA loop with clock reads (the recorded consumer's; the plain kernel's
     smallest), the instructions issued between each barrier wait (``SYNCS.PHASECHK`` and its retry branch)
     and the next ``WARPGROUP.ARRIVE``: what runs once a tile has landed before the wgmma that reads it."""
-    spans = sorted(_innermost(sass), key=lambda sp: len(_opcodes(sass, sp)))
-    if not spans:
+    found = sorted((_opcodes(sass, sp) for sp in _innermost(sass)), key=len)
+    if not found:
         return []
-    best = next((sp for sp in spans if any("CS2R" in o for o in _opcodes(sass, sp))), spans[0])
-    ops, out, start = _opcodes(sass, best), [], None
+    ops = next((o for o in found if any("CS2R" in x for x in o)), found[0])
+    out, start = [], None
     for k, o in enumerate(ops):
         if o.startswith("SYNCS.PHASECHK"):
             start = k + 2 if k + 1 < len(ops) and "BRA" in ops[k + 1] else k + 1

@@ -84,7 +84,7 @@ class ProfileConfig:
             declarations from an opaque zero (``%nsmid >> 31``) that ptxas cannot fold, rather than moved
             into a register at every record: one SASS instruction less per record inside loops, at one
             register per distinct tag live through the kernel (it can spill in a kernel near its register
-            budget).  Off by default: measured on SASS only (docs/options.md).
+            budget).  Off by default: no gain measured on a GPU, a loss where it spilled (docs/options.md).
         hoist_arith: ``"auto"`` (default): the pure integer arithmetic that follows a record of
             automatic insertion around one op (not a loop body) and feeds that op (a ``wgmma``
             descriptor, a barrier address) moves in front of the record and of the barrier wait before

@@ -155,7 +155,7 @@ class _Lowering:
         self.out: list[str] = []
         self.count = 0  # carriers seen
         self.pending = 0  # records in the current basic block whose counter bump is not yet emitted
-        self.deferred: list[tuple[int, bool, int, int]] = []  # defer_stores: clocks read, not yet stored
+        self.deferred: list[tuple[int, bool, int, int, str]] = []  # defer_stores: clocks read, not stored
         self.returns = 0
         self.bounds = boundaries(lines, entry, _carrier_lines(lines, entry, path), p.config.merge_blocks)
 
@@ -220,23 +220,22 @@ class _Lowering:
                              fix="run kperf-materialize on the TTGIR first (kperf's stage hook does this)")
         self.out.append(begin.text)
         if self.p.records and self.p.config.defer_stores:
-            record = (op.scope_id, not op.is_start, self.count, self.pending)
-            self.out.extend(self.emit.read_clock(self.count, op.scope_id, not op.is_start,
-                                                 f"%kp_dc{len(self.deferred)}"))
-            self.deferred.append(record)
-            self.pending += 1
-            if len(self.deferred) == DEFERRED_MAX:
-                self._store_deferred()
+            reg = f"%kp_dc{len(self.deferred)}"
+            self.out.extend(self.emit.read_clock(self.count, op.scope_id, not op.is_start, reg))
+            self.deferred.append((op.scope_id, not op.is_start, self.count, self.pending, reg))
         elif self.p.records:
             self.out.extend(self.emit.record(op.scope_id, not op.is_start, self.count, self.pending))
+        if self.p.records:
             self.pending += 1
+        if len(self.deferred) == DEFERRED_MAX:
+            self._store_deferred()
         self.count += 1
 
     def _store_deferred(self) -> None:
         """``defer_stores``: the stores of the clocks read since the last ones (same basic block, so the
         slot offsets still hold)."""
-        for j, (scope_id, is_end, n, k) in enumerate(self.deferred):
-            self.out.extend(self.emit.record(scope_id, is_end, n, k, clock=f"%kp_dc{j}"))
+        for scope_id, is_end, n, k, reg in self.deferred:
+            self.out.extend(self.emit.record(scope_id, is_end, n, k, clock=reg))
         self.deferred = []
 
     def _asm_block_bounds(self, begin: int) -> bool:

@@ -42,7 +42,7 @@ def boundaries(lines: list[PtxLine], entry: Entry, records: Iterable[int], merge
     labels = [i for i in body if lines[i].kind is Kind.LABEL]
     if not merge:
         return ending | set(labels)
-    refs = _references(lines, body, labels)
+    refs = label_references(lines, body, labels)
     recording = set(records)
     out = set(ending)
     for head in labels:
@@ -56,7 +56,7 @@ def boundaries(lines: list[PtxLine], entry: Entry, records: Iterable[int], merge
     return out
 
 
-def _references(lines: list[PtxLine], body: range, labels: list[int]) -> dict[int, list[int]]:
+def label_references(lines: list[PtxLine], body: range, labels: list[int]) -> dict[int, list[int]]:
     """For each label line, the lines that name it (resolved through brace scopes)."""
     names = {lines[i].label for i in labels}
     chains: dict[int, tuple[int, ...]] = {}  # line -> its enclosing brace lines, outermost first

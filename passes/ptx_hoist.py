@@ -34,6 +34,7 @@ import re
 from kperf.dialect.record import parse_carrier
 
 from .ptx import Entry, Kind, PtxLine
+from .ptx_blocks import label_references
 
 #: Opcodes (without modifiers) that only compute registers from registers and immediates; with a
 #: floating-point type (``_FLOAT``) they are the kernel's math, not an op's operands, and stay.
@@ -111,7 +112,9 @@ def _feeds_op(body: list[_Unit], i: int) -> bool:
 
 def _units(lines: list[PtxLine], start: int, end: int) -> list[_Unit]:
     """The body lines ``[start, end)`` as units: an inline asm block is one unit, any other line one."""
-    referenced = _referenced_labels(lines, start, end)
+    body = range(start, end)
+    refs = label_references(lines, body, [i for i in body if lines[i].kind is Kind.LABEL])
+    targets = {i for i, users in refs.items() if users}  # label lines something branches to or names
     out, i = [], start
     while i < end:
         line = lines[i]
@@ -122,7 +125,7 @@ def _units(lines: list[PtxLine], start: int, end: int) -> list[_Unit]:
             out.append(_asm_unit(lines[i:j + 1]))
             i = j + 1
             continue
-        out.append(_line_unit(line, referenced))
+        out.append(_line_unit(line, i in targets))
         i += 1
     return out
 
@@ -141,11 +144,11 @@ def _asm_unit(block: list[PtxLine]) -> _Unit:
     return _Unit(block, "stop", named, named)  # what it reads or writes is not told apart: both
 
 
-def _line_unit(line: PtxLine, referenced: set[str]) -> _Unit:
+def _line_unit(line: PtxLine, target: bool) -> _Unit:
     if line.kind in (Kind.BLANK, Kind.COMMENT) or (line.kind is Kind.DIRECTIVE and line.directive == ".loc"):
         return _Unit([line], "neutral")
     if line.kind is Kind.LABEL:
-        return _Unit([line], "control" if line.label in referenced else "neutral")
+        return _Unit([line], "control" if target else "neutral")
     if line.kind is not Kind.INSTRUCTION or line.ends_block:
         return _Unit([line], "control")
     ops = _operands(line)
@@ -177,12 +180,3 @@ def _operands(line: PtxLine) -> list[str]:
 def _tokens(parts: list[str]) -> list[str]:
     return [t for part in parts for t in _TOKEN.findall(part)]
 
-
-def _referenced_labels(lines: list[PtxLine], start: int, end: int) -> set[str]:
-    """Names of labels some instruction line names (branch targets, address-taken labels)."""
-    names = {lines[i].label for i in range(start, end) if lines[i].kind is Kind.LABEL}
-    found: set[str] = set()
-    for i in range(start, end):
-        if lines[i].kind is Kind.INSTRUCTION or lines[i].kind is Kind.DIRECTIVE:
-            found.update(n for n in re.findall(r"[$\w]+", lines[i].code) if n in names)
-    return found

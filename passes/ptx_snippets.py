@@ -18,6 +18,8 @@ PREAMBLE_MARK = "// kperf: profile state (preamble)"
 REGISTER_PREFIX = "%kp_"
 
 
+#: The special register each ``clock`` option reads.
+_CLOCK_SOURCES = {"clock": "%clock", "clock64": "%clock64", "globaltimer": "%globaltimer"}
 #: ``defer_stores``: the most clock values held in registers before their stores are written.
 DEFERRED_MAX = 8
 #: The scratch registers of the preamble's block (and of a sampled-out CTA's epilogue, which redoes part).
@@ -185,8 +187,7 @@ class Snippets:
     def read_clock(self, n: int, scope_id: int, is_end: bool, reg: str) -> list[str]:
         """``defer_stores``: record ``n``'s clock read alone, into ``reg``; ``record(..., clock=reg)``
         stores it later."""
-        src = {"clock": "%clock", "clock64": "%clock64", "globaltimer": "%globaltimer"}[self.cfg.clock]
-        width = "u32" if self.cfg.clock == "clock" else "u64"
+        src, width = _CLOCK_SOURCES[self.cfg.clock], "u32" if self.cfg.clock == "clock" else "u64"
         kind = "end" if is_end else "start"
         return [f"\tmov.{width} {reg}, {src}; // kperf record #{n}: scope {scope_id} {kind} (stored later)"]
 
@@ -204,13 +205,12 @@ class Snippets:
         addr, pred = self._record_slot(k, lines)
         if kt == "%kt":
             lines.append(f"\tmov.u32 %kt, {tag};")
-        kc = clock or "%kc"
+        kc, src = clock or "%kc", _CLOCK_SOURCES[cfg.clock]
         if cfg.clock == "clock":
             if not clock:
-                lines += ["\t.reg .b32 %kc;", "\tmov.u32 %kc, %clock;"]
+                lines += ["\t.reg .b32 %kc;", f"\tmov.u32 %kc, {src};"]
             lines += [f"\t@{pred} st.{space}.v2.b32 [{addr}], {{{kt}, {kc}}};"]
         else:
-            src = "%clock64" if cfg.clock == "clock64" else "%globaltimer"
             read = [] if clock else ["\t.reg .b64 %kc;"]
             read += ["\t.reg .b64 %kt64;"] + ([] if clock else [f"\tmov.u64 %kc, {src};"])
             lines += read + [f"\tcvt.u64.u32 %kt64, {kt};",
